@@ -1,0 +1,97 @@
+"""Group commit: many concurrent SMTP transactions share one database commit.
+
+Each SMTP session hands a unit of work (an async function of a session) to :meth:`GroupCommitter.run`
+and waits. A single writer task takes every unit waiting, runs them in one transaction and commits once;
+only then does each caller get its result and say "250". If the shared transaction fails, the batch is
+rolled back and each unit is run again alone, so one bad unit cannot sink the others and no unit is
+half-stored. Units must therefore touch the database only through the session they are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.store.changes import ChangeHub, notify_database, take_changed
+
+T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[Any]]
+log = structlog.get_logger("gateway.store")
+
+
+class GroupCommitter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, max_batch: int = 128) -> None:
+        self._sessions = sessions
+        self._hub = hub
+        self._max_batch = max_batch
+        self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-committer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in a shared transaction; return its result once that transaction is committed."""
+        if self._task is None:
+            raise RuntimeError("the group committer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        self._wake.set()
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        live = [(w, f) for w, f in batch if not f.done()]
+        if len(live) == 1:
+            await self._commit_alone(*live[0])
+            return
+        try:
+            results = await self._transaction([w for w, _ in live])
+        except Exception:  # noqa: BLE001 - fall back to one transaction per unit
+            log.warning("group_commit_split", size=len(live))
+            for work, future in live:
+                await self._commit_alone(work, future)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _commit_alone(self, work: Work, future: asyncio.Future[Any]) -> None:
+        try:
+            (result,) = await self._transaction([work])
+        except Exception as exc:  # noqa: BLE001 - the caller turns it into a reply
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+
+    async def _transaction(self, works: list[Work]) -> list[Any]:
+        async with self._sessions() as session:
+            async with session.begin():
+                results = [await work(session) for work in works]
+                await notify_database(session)
+            self._hub.publish(take_changed(session))
+        return results

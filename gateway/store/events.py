@@ -1,0 +1,46 @@
+"""Recording the event trail (R18): one row per decision or state change, and one log line without health data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.models import Event
+
+log = structlog.get_logger("gateway.events")
+
+#: Detail keys that may carry health data or names: kept in the database, never logged above debug.
+_PRIVATE = frozenset({"matricule", "address", "recipient", "subject", "name", "traits", "reason_text"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def record(
+    session: AsyncSession,
+    kind: str,
+    outcome: str,
+    *,
+    rule: str | None = None,
+    actor: str | None = None,
+    mailbox_id: int | None = None,
+    message_id: int | None = None,
+    conversation_id: int | None = None,
+    identity_id: int | None = None,
+    **detail: Any,
+) -> None:
+    """Append an event inside the caller's transaction, and log it (private details only at debug)."""
+    await session.execute(insert(Event).values(
+        at=now(), kind=kind, rule=rule, outcome=outcome, actor=actor, mailbox_id=mailbox_id,
+        message_id=message_id, conversation_id=conversation_id, identity_id=identity_id, detail=detail,
+    ))
+    public = {k: v for k, v in detail.items() if k not in _PRIVATE}
+    log.info(kind, outcome=outcome, rule=rule, mailbox_id=mailbox_id, message_id=message_id,
+             conversation_id=conversation_id, identity_id=identity_id, **public)
+    if len(public) != len(detail):
+        log.debug(kind, **{k: v for k, v in detail.items() if k in _PRIVATE})

@@ -1,0 +1,162 @@
+"""The store's tables: the one source of truth every listener and worker reads and writes.
+
+Shaped for SMTP (messages and per-recipient deliveries), IMAP (folders with UIDVALIDITY, UIDNEXT and a
+modification sequence; per-delivery UID, flags and MODSEQ), the patient-messaging rules (conversations,
+R1–R5), identities (R7–R9) and the append-only event trail (R18).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON
+
+#: 64-bit ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Mailbox(Base):
+    """An account: a professional (PER), organisational (ORG), applicative (APP) or patient (PAT) mailbox."""
+
+    __tablename__ = "mailboxes"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    kind: Mapped[str] = mapped_column(String(3))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Patient mailboxes: the INS matricule the address is built from.
+    matricule: Mapped[str | None] = mapped_column(String(15), nullable=True, index=True)
+    #: Software accounts bound to a client certificate (SHA-256 fingerprint, hex) for SASL EXTERNAL.
+    certificate_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Folder(Base):
+    """An IMAP mailbox (folder) of an account, with the counters IMAP needs to stay stable across restarts."""
+
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("mailbox_id", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(400))
+    special_use: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Message(Base):
+    """One accepted message: its exact bytes, stored once whatever the number of recipients."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: The authenticated submitter (or relaying operator's certificate domain later).
+    sender_mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    rcpt_to: Mapped[list[str]] = mapped_column(JSON)
+    message_id_header: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    subject: Mapped[str | None] = mapped_column(Text, nullable=True)
+    header_from: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Delivery(Base):
+    """A message in one folder: what IMAP shows as a message with its UID, flags and MODSEQ."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uid"),
+        Index("ix_deliveries_folder_modseq", "folder_id", "modseq"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    #: System flags and keywords, space separated, e.g. "\\Seen $Label1".
+    flags: Mapped[str] = mapped_column(String(1000), default="")
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Conversation(Base):
+    """A professional mailbox's conversation with one patient (R5): who may write, and why."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("professional_id", "matricule"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    professional_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    matricule: Mapped[str] = mapped_column(String(15))
+    state: Mapped[str] = mapped_column(String(10))  # "open" | "closed"
+    replies_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Identity(Base):
+    """A patient identity of the structure's repository: matricule, OID, five traits and status (R7)."""
+
+    __tablename__ = "identities"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    matricule: Mapped[str] = mapped_column(String(15), unique=True)
+    oid: Mapped[str] = mapped_column(String(64))
+    birth_name: Mapped[str] = mapped_column(String(200))
+    first_names: Mapped[str] = mapped_column(String(400))
+    first_name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[str] = mapped_column(String(10))  # ISO date, YYYY-MM-DD
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_place: Mapped[str] = mapped_column(String(5))  # INSEE code
+    status: Mapped[str] = mapped_column(String(12))
+    #: When the national service declared this matricule obsolete: the principal one that replaces it (R8).
+    replaced_by: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdentityEvidence(Base):
+    """One step of an identity's qualification (R7): an INSi result or an identity document check."""
+
+    __tablename__ = "identity_evidence"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "insi" | "document"
+    detail: Mapped[str] = mapped_column(String(100))  # INSi result, or the document kind
+    actor: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Event(Base):
+    """The append-only trail (R18): every rule decision and state change with time, actor and subject ids."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    kind: Mapped[str] = mapped_column(String(60), index=True)
+    rule: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    mailbox_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    message_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    conversation_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    identity_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
