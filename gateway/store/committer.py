@@ -24,8 +24,10 @@ log = structlog.get_logger("gateway.store")
 
 
 class GroupCommitter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, max_batch: int = 128) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, max_batch: int = 128,
+                 reads: async_sessionmaker[AsyncSession] | None = None) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions
         self._hub = hub
         self._max_batch = max_batch
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
@@ -43,6 +45,10 @@ class GroupCommitter:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+    def reader(self) -> AsyncSession:
+        """A session for the checks made before a unit of work (outside the shared transaction)."""
+        return self._reads()
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in a shared transaction; return its result once that transaction is committed."""
@@ -69,7 +75,7 @@ class GroupCommitter:
             return
         try:
             results = await self._transaction([w for w, _ in live])
-        except Exception:  # noqa: BLE001 - fall back to one transaction per unit
+        except Exception:
             log.warning("group_commit_split", size=len(live))
             for work, future in live:
                 await self._commit_alone(work, future)
@@ -81,7 +87,7 @@ class GroupCommitter:
     async def _commit_alone(self, work: Work, future: asyncio.Future[Any]) -> None:
         try:
             (result,) = await self._transaction([work])
-        except Exception as exc:  # noqa: BLE001 - the caller turns it into a reply
+        except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
             return

@@ -26,7 +26,7 @@ MAILBOX_KINDS = {"PER": "professional", "ORG": "organisational", "APP": "applica
 
 def new_uidvalidity() -> int:
     """A fresh UIDVALIDITY: never reused for a name, so clients resynchronise after a delete and re-create."""
-    return int(now().timestamp()) * 1000 % 4_000_000_000 + random.randint(1, 999)  # noqa: S311
+    return int(now().timestamp()) * 1000 % 4_000_000_000 + random.randint(1, 999)
 
 
 async def create_folder(session: AsyncSession, mailbox_id: int, name: str, special_use: str | None = None) -> int:

@@ -1,0 +1,110 @@
+"""Wiring and lifecycle: one gateway process with its store, its listeners and its workers.
+
+Listeners and workers are stateless around the store, so several processes can share one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from gateway.auth.accounts import Authenticator
+from gateway.auth.throttle import LoginThrottle
+from gateway.config import Config, Listen
+from gateway.smtp.handler import SubmissionHandler
+from gateway.smtp.protocol import GatewaySMTP
+from gateway.store import db
+from gateway.store.changes import ChangeHub
+from gateway.store.committer import GroupCommitter
+from gateway.tlsctx import server_context
+
+log = structlog.get_logger("gateway.app")
+# aiosmtpd warns on every login that a field we never use is deprecated.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = db.create_engine(config.database_url)
+        self.sessions = db.sessionmaker(self.engine)
+        self.reads = db.read_sessionmaker(self.engine)
+        self.hub = ChangeHub()
+        self.committer = GroupCommitter(self.sessions, self.hub, reads=self.reads)
+        self.authenticator = Authenticator(
+            self.reads, LoginThrottle(config.limits.failed_logins, config.limits.failed_login_window))
+        self._servers: list[asyncio.AbstractServer] = []
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.ready = asyncio.Event()
+
+    async def _smtp_listener(self, listen: Listen, implicit_tls: bool) -> None:
+        tls = server_context(self.config.tls, request_client_cert=True)
+        name = "submissions" if implicit_tls else "submission"
+        handler = SubmissionHandler(self.config, self.authenticator, self.committer, name)
+        limits = self.config.limits
+
+        def factory() -> GatewaySMTP:
+            return GatewaySMTP(
+                handler, hostname=self.config.hostname, ident="MSSante gateway",
+                tls_context=None if implicit_tls else tls, require_starttls=not implicit_tls,
+                auth_required=True, auth_require_tls=True, data_size_limit=limits.message_size,
+                timeout=limits.smtp_idle_timeout, decode_data=False,
+            )
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(factory, listen.host, listen.port, ssl=tls if implicit_tls else None,
+                                          reuse_address=True)
+        self._servers.append(server)
+        log.info("listening", service=name, address=str(listen))
+
+    async def start(self) -> None:
+        await db.migrate(self.config.database_url)
+        self.committer.start()
+        if self.config.submission:
+            await self._smtp_listener(self.config.submission, implicit_tls=False)
+        if self.config.submissions:
+            await self._smtp_listener(self.config.submissions, implicit_tls=True)
+        await self._start_imap()
+        self.ready.set()
+
+    async def _start_imap(self) -> None:
+        if not (self.config.imap or self.config.imaps):
+            return
+        try:
+            from gateway.imap.server import start_imap
+        except ImportError:
+            log.warning("imap_unavailable", reason="gateway.imap is not installed")
+            return
+        service = await start_imap(self.config, self.sessions, self.authenticator, self.hub)
+        self._closers.append(service.close)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for close in reversed(self._closers):
+            await close()
+        await self.committer.stop()
+        await self.engine.dispose()
+
+
+async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then close listeners and let running transactions finish."""
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    log.info("ready", hostname=config.hostname)
+    if on_ready is not None:
+        on_ready(gateway)
+    await stop.wait()
+    log.info("stopping")
+    await gateway.stop()

@@ -1,0 +1,367 @@
+"""The ``gateway`` command: serve, init, and the administration subcommands.
+
+Every subcommand reads the same configuration file (``--config``, or ``$GATEWAY_CONFIG``, or
+``data/gateway.toml``). Errors a person will read are one sentence; the exit status is 2 for a bad
+configuration or argument and 1 for a refused operation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import config as config_module
+from gateway import logs
+from gateway.config import Config, ConfigError
+
+DEFAULT_CONFIG = "data/gateway.toml"
+
+
+class CommandError(Exception):
+    """An administration command refused, as one sentence."""
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    return config_module.load(_config_path(args))
+
+
+async def _with_session(cfg: Config, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    """Run ``work`` in one committed transaction on a migrated store."""
+    from gateway.store import db
+
+    await db.migrate(cfg.database_url)
+    engine = db.create_engine(cfg.database_url)
+    try:
+        async with db.sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _run(cfg: Config, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    return asyncio.run(_with_session(cfg, work))
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
+        return
+    if not rows:
+        print("(none)")
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    if getattr(args, "password", None):
+        return str(args.password)
+    if getattr(args, "ask_password", False):
+        return getpass.getpass("Password: ")
+    return None
+
+
+# --- serve / init ---------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway, serve
+
+    cfg = load_config(args)
+    logs.configure(cfg.log_level)
+
+    def banner(gateway: Gateway) -> None:
+        if args.banner:
+            from gateway.devsetup import connection_banner
+
+            print(connection_banner(cfg, _config_path(args).parent), flush=True)
+
+    try:
+        asyncio.run(serve(cfg, on_ready=banner))
+    except OSError as exc:
+        print(f"gateway: cannot start a listener: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from gateway.devsetup import initialise
+
+    path = initialise(Path(args.data), force=args.force)
+    print(f"Development configuration written to {path}; start the gateway with: gateway serve --config {path}")
+    return 0
+
+
+# --- mailboxes ------------------------------------------------------------------------------------------------
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    from gateway.auth.passwords import hash_password
+    from gateway.ins_matching.nir import key_ok
+    from gateway.store import mailstore
+    from gateway.store.events import record
+    from gateway.store.models import Mailbox
+
+    cfg = load_config(args)
+    actor = args.actor
+
+    async def add(session: AsyncSession) -> str:
+        address = args.address.lower()
+        local, _, domain = address.partition("@")
+        if args.kind == "PAT":
+            if domain != cfg.patient_domain:
+                raise CommandError(f"A patient mailbox must be at the patient domain {cfg.patient_domain}.")
+            if not key_ok(local.upper()):
+                raise CommandError("A patient address must be a valid 15-character INS matricule (R8).")
+        elif domain not in cfg.domains:
+            raise CommandError(f"{domain} is not one of this gateway's domains ({', '.join(sorted(cfg.domains))}).")
+        if await mailstore.mailbox_by_address(session, address):
+            raise CommandError("A mailbox with this address already exists.")
+        password = _password(args)
+        mailbox_id = await mailstore.create_mailbox(
+            session, address, args.kind, display_name=args.name or "",
+            password_hash=hash_password(password) if password else None,
+            matricule=local.upper() if args.kind == "PAT" else None,
+            certificate_fingerprint=(args.certificate_fingerprint or "").lower().replace(":", "") or None,
+        )
+        await record(session, "mailbox.added", "ok", actor=actor, mailbox_id=mailbox_id, kind=args.kind)
+        return f"Mailbox {mailbox_id} created."
+
+    async def list_(session: AsyncSession) -> None:
+        rows = (await session.execute(select(Mailbox).order_by(Mailbox.id))).scalars().all()
+        _print_rows([{"id": m.id, "address": m.address, "kind": m.kind, "active": m.active,
+                      "password": bool(m.password_hash), "certificate": bool(m.certificate_fingerprint)}
+                     for m in rows], args.json)
+
+    async def set_active(session: AsyncSession, active: bool) -> str:
+        mailbox = await mailstore.mailbox_by_address(session, args.address)
+        if mailbox is None:
+            raise CommandError("No mailbox has this address.")
+        mailbox.active = active
+        await record(session, "mailbox.enabled" if active else "mailbox.disabled", "ok", actor=actor,
+                     mailbox_id=mailbox.id)
+        return f"Mailbox {mailbox.id} {'enabled' if active else 'disabled'}."
+
+    async def password(session: AsyncSession) -> str:
+        mailbox = await mailstore.mailbox_by_address(session, args.address)
+        if mailbox is None:
+            raise CommandError("No mailbox has this address.")
+        secret = _password(args)
+        if not secret:
+            raise CommandError("Give the new password with --password-stdin or --ask-password.")
+        mailbox.password_hash = hash_password(secret)
+        await record(session, "mailbox.password", "changed", actor=actor, mailbox_id=mailbox.id)
+        return f"Password of mailbox {mailbox.id} changed."
+
+    action: Callable[[AsyncSession], Awaitable[Any]] = {
+        "add": add, "list": list_, "password": password,
+        "disable": lambda s: set_active(s, False), "enable": lambda s: set_active(s, True),
+    }[args.action]
+    message = _run(cfg, action)
+    if message:
+        print(message)
+    return 0
+
+
+# --- identities -----------------------------------------------------------------------------------------------
+def cmd_identity(args: argparse.Namespace) -> int:
+    from gateway.ins_matching import identities
+    from gateway.ins_matching.insi import InsiSimulator
+
+    cfg = load_config(args)
+    actor = args.actor
+
+    async def add(session: AsyncSession) -> str:
+        traits = identities.Traits(args.birth_name, args.first_names, args.birth_date, args.sex, args.birth_place)
+        identity_id = await identities.add_identity(
+            session, args.matricule.upper(), args.oid, traits, actor, cfg.rules.allow_test_identities)
+        return f"Identity {identity_id} added as provisoire."
+
+    async def list_(session: AsyncSession) -> None:
+        rows = await identities.list_identities(session)
+        _print_rows([{"id": i.id, "matricule": i.matricule, "oid": i.oid, "birth_name": i.birth_name,
+                      "first_name": i.first_name, "birth_date": i.birth_date, "sex": i.sex, "status": i.status,
+                      "replaced_by": i.replaced_by or ""} for i in rows], args.json)
+
+    async def show(session: AsyncSession) -> None:
+        identity = await identities.get(session, args.id)
+        evidence = await identities.evidence_of(session, args.id)
+        print(f"Identity {identity.id}: {identity.matricule} ({identity.oid}), status {identity.status}")
+        print(f"  {identity.birth_name}, {identity.first_names}, born {identity.birth_date}, sex {identity.sex},"
+              f" birth place {identity.birth_place}")
+        _print_rows([{"step": e.kind, "result": e.detail, "by": e.actor, "at": e.at} for e in evidence], args.json)
+
+    async def insi(session: AsyncSession) -> str:
+        identity = await identities.get(session, args.id)
+        traits = identities.Traits(identity.birth_name, identity.first_names, identity.birth_date, identity.sex,
+                                   identity.birth_place)
+        result = await InsiSimulator().verify(identity.matricule, traits)
+        if result.replaced and result.identity is not None:
+            new_id = await identities.replace_matricule(
+                session, identity.matricule, result.replaced, result.identity.oid, actor)
+            status = await identities.record_insi(session, new_id, "found", actor)
+            return (f"INSi: the matricule is obsolete; identity {new_id} holds the principal one, status {status}"
+                    " (R8).")
+        status = await identities.record_insi(session, args.id, result.outcome, actor)
+        return f"INSi: {result.outcome}; identity {args.id} is now {status}."
+
+    async def document(session: AsyncSession) -> str:
+        status = await identities.record_document(session, args.id, args.kind, actor)
+        return f"Document {args.kind} recorded; identity {args.id} is now {status}."
+
+    action = {"add": add, "list": list_, "show": show, "insi": insi, "document": document}[args.action]
+    try:
+        message = _run(cfg, action)
+    except identities.IdentityError as exc:
+        raise CommandError(str(exc)) from None
+    if message:
+        print(message)
+    return 0
+
+
+# --- conversations --------------------------------------------------------------------------------------------
+def cmd_conversation(args: argparse.Namespace) -> int:
+    from gateway.routing import conversations
+    from gateway.store import mailstore
+    from gateway.store.models import Conversation
+
+    cfg = load_config(args)
+
+    async def list_(session: AsyncSession) -> None:
+        professional_id = None
+        if args.mailbox:
+            mailbox = await mailstore.mailbox_by_address(session, args.mailbox)
+            if mailbox is None:
+                raise CommandError("No mailbox has this address.")
+            professional_id = mailbox.id
+        rows = await conversations.list_conversations(session, professional_id)
+        _print_rows([{"id": c.id, "professional_id": c.professional_id, "matricule": c.matricule,
+                      "state": c.state, "replies_blocked": c.replies_blocked, "updated_at": c.updated_at}
+                     for c in rows], args.json)
+
+    async def show(session: AsyncSession) -> None:
+        conversation = await session.get(Conversation, args.id)
+        if conversation is None:
+            raise CommandError(f"No conversation has id {args.id}.")
+        print(f"Conversation {conversation.id}: state {conversation.state}, replies "
+              f"{'blocked' if conversation.replies_blocked else 'allowed'}")
+        events = await conversations.history(session, args.id)
+        _print_rows([{"at": e.at, "event": e.kind, "rule": e.rule, "outcome": e.outcome,
+                      "message_id": e.message_id or ""} for e in events], args.json)
+
+    async def block(session: AsyncSession, blocked: bool) -> str:
+        conversation = await session.get(Conversation, args.id)
+        if conversation is None:
+            raise CommandError(f"No conversation has id {args.id}.")
+        await conversations.set_replies_blocked(session, conversation, blocked, args.actor)
+        return f"Replies {'blocked' if blocked else 'allowed'} in conversation {args.id} (R3)."
+
+    action: Callable[[AsyncSession], Awaitable[Any]] = {
+        "list": list_, "show": show,
+        "block": lambda s: block(s, True), "unblock": lambda s: block(s, False),
+    }[args.action]
+    message = _run(cfg, action)
+    if message:
+        print(message)
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Secure health-messaging gateway (MSSanté).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help=f"configuration file (default $GATEWAY_CONFIG or {DEFAULT_CONFIG})")
+        p.add_argument("--actor", default=os.environ.get("USER", "admin"), help="who does this (for the trail)")
+        p.add_argument("--json", action="store_true", help="print lists as JSON")
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the gateway"))
+    serve.add_argument("--banner", action="store_true", help="print how to connect once listening")
+    serve.set_defaults(func=cmd_serve)
+
+    init = sub.add_parser("init", help="create a development configuration, PKI, database and demo accounts")
+    init.add_argument("--data", default="data", help="data folder (git-ignored)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing configuration")
+    init.set_defaults(func=cmd_init)
+
+    mailbox = with_config(sub.add_parser("mailbox", help="add, list, disable mailboxes, set passwords"))
+    mailbox.add_argument("action", choices=["add", "list", "disable", "enable", "password"])
+    mailbox.add_argument("address", nargs="?")
+    mailbox.add_argument("--kind", choices=["PER", "ORG", "APP", "PAT"], default="PER")
+    mailbox.add_argument("--name")
+    mailbox.add_argument("--password", help="password (prefer --password-stdin)")
+    mailbox.add_argument("--password-stdin", action="store_true")
+    mailbox.add_argument("--ask-password", action="store_true")
+    mailbox.add_argument("--certificate-fingerprint", help="SHA-256 of a client certificate (software login)")
+    mailbox.set_defaults(func=cmd_mailbox)
+
+    identity = with_config(sub.add_parser("identity", help="patient identities and their qualification (R7)"))
+    identity.add_argument("action", choices=["add", "list", "show", "insi", "document"])
+    identity.add_argument("id", nargs="?", type=int)
+    identity.add_argument("--matricule")
+    identity.add_argument("--oid", default="1.2.250.1.213.1.4.8")
+    identity.add_argument("--birth-name")
+    identity.add_argument("--first-names")
+    identity.add_argument("--birth-date", help="YYYY-MM-DD")
+    identity.add_argument("--sex", choices=["M", "F", "U"])
+    identity.add_argument("--birth-place", help="INSEE code")
+    identity.add_argument("--kind", help="identity document checked: identity_card, passport, residence_permit, "
+                                         "family_booklet, driving_licence, health_card, other")
+    identity.set_defaults(func=cmd_identity)
+
+    conversation = with_config(sub.add_parser("conversation", help="patient conversations (R1–R5)"))
+    conversation.add_argument("action", choices=["list", "show", "block", "unblock"])
+    conversation.add_argument("id", nargs="?", type=int)
+    conversation.add_argument("--mailbox", help="only this professional mailbox's conversations")
+    conversation.set_defaults(func=cmd_conversation)
+    return parser
+
+
+_REQUIRED = {
+    ("mailbox", "add"): ["address"], ("mailbox", "disable"): ["address"], ("mailbox", "enable"): ["address"],
+    ("mailbox", "password"): ["address"],
+    ("identity", "add"): ["matricule", "birth_name", "first_names", "birth_date", "sex", "birth_place"],
+    ("identity", "show"): ["id"], ("identity", "insi"): ["id"], ("identity", "document"): ["id", "kind"],
+    ("conversation", "show"): ["id"], ("conversation", "block"): ["id"], ("conversation", "unblock"): ["id"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        logs.configure("warning")  # the trail is in the store; the command prints its own one-line result
+    for name in _REQUIRED.get((args.command, getattr(args, "action", None)), []):
+        if getattr(args, name, None) in (None, ""):
+            parser.error(f"'{args.command} {args.action}' needs {name.replace('_', '-')}")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

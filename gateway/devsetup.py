@@ -1,0 +1,130 @@
+"""``gateway init``: a development configuration, PKI, database and demo accounts in a git-ignored folder."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+from gateway import config as config_module
+from gateway.config import Config
+from gateway.pki import DevelopmentPKI
+
+DEV_HOSTNAME = "mail.gateway.test"
+DEV_DOMAIN = "pro.gateway.test"
+PATIENT_DOMAIN = "patient.gateway.test"
+DEMO_PROFESSIONAL = f"dr.demo@{DEV_DOMAIN}"
+DEMO_PATIENT_MATRICULE = "279035121518989"  # the ANS samples' test patient (INS-NIR test OID)
+DEMO_PATIENT = f"{DEMO_PATIENT_MATRICULE}@{PATIENT_DOMAIN}"
+
+CONFIG_TEMPLATE = """\
+# Development configuration written by `gateway init`. See config/gateway.example.toml for every key.
+[gateway]
+hostname = "{hostname}"
+domains = ["{domain}"]
+patient_domain = "{patient_domain}"
+log_level = "info"
+
+[database]
+url = "sqlite+aiosqlite:///gateway.sqlite3"
+
+[tls]
+certificate = "pki/server.crt"
+private_key = "pki/server.key"
+client_ca = "pki/ca-bundle.crt"
+
+[smtp]
+submission = "127.0.0.1:{smtp}"
+submissions = "127.0.0.1:{smtps}"
+
+[imap]
+listen = "127.0.0.1:{imap}"
+listen_tls = "127.0.0.1:{imaps}"
+
+[rules]
+allow_test_identities = true
+"""
+
+
+def write_pki(folder: Path, hostname: str) -> DevelopmentPKI:
+    pki = DevelopmentPKI.create()
+    pki.save(folder)
+    pki.server(hostname).write(folder / "server.crt", folder / "server.key")
+    return pki
+
+
+def write_config(data: Path, ports: tuple[int, int, int, int] = (2587, 2465, 2143, 2993), **overrides: str) -> Path:
+    smtp, smtps, imap, imaps = ports
+    text = CONFIG_TEMPLATE.format(hostname=DEV_HOSTNAME, domain=DEV_DOMAIN, patient_domain=PATIENT_DOMAIN,
+                                  smtp=smtp, smtps=smtps, imap=imap, imaps=imaps)
+    for key, value in overrides.items():
+        text = text.replace('url = "sqlite+aiosqlite:///gateway.sqlite3"', f'url = "{value}"') \
+            if key == "database_url" else text
+    path = data / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def _demo_accounts(cfg: Config, data: Path) -> None:
+    from gateway.auth.passwords import hash_password
+    from gateway.ins_matching import identities
+    from gateway.ins_matching.insi import TEST_PATIENT
+    from gateway.store import db, mailstore
+
+    await db.migrate(cfg.database_url)
+    engine = db.create_engine(cfg.database_url)
+    lines = []
+    async with db.sessionmaker(engine)() as session, session.begin():
+        for address, kind in ((DEMO_PROFESSIONAL, "PER"), (DEMO_PATIENT, "PAT")):
+            if await mailstore.mailbox_by_address(session, address) is None:
+                password = secrets.token_urlsafe(12)
+                await mailstore.create_mailbox(
+                    session, address, kind, password_hash=hash_password(password),
+                    matricule=DEMO_PATIENT_MATRICULE if kind == "PAT" else None)
+                lines.append(f"{address} {password}")
+        if await identities.find(session, DEMO_PATIENT_MATRICULE) is None:
+            identity_id = await identities.add_identity(
+                session, TEST_PATIENT.matricule, TEST_PATIENT.oid, TEST_PATIENT.traits, "gateway init",
+                allow_test=True)
+            await identities.record_insi(session, identity_id, "found", "gateway init")
+            await identities.record_document(session, identity_id, "passport", "gateway init")
+    await engine.dispose()
+    if lines:
+        accounts = data / "dev-accounts.txt"
+        accounts.touch(mode=0o600, exist_ok=True)
+        with accounts.open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+def initialise(data: Path, force: bool = False) -> Path:
+    """Create ``data/`` with PKI, configuration, a migrated SQLite store and two demo accounts."""
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "gateway.toml"
+    if path.exists() and not force:
+        return path
+    write_pki(data / "pki", DEV_HOSTNAME)
+    write_config(data)
+    cfg = config_module.load(path)
+    asyncio.run(_demo_accounts(cfg, data))
+    return path
+
+
+def connection_banner(cfg: Config, data: Path) -> str:
+    accounts = (data / "dev-accounts.txt")
+    lines = accounts.read_text(encoding="utf-8").splitlines() if accounts.exists() else []
+    smtp_port = cfg.submission.port if cfg.submission else 2587
+    out = [
+        "",
+        "The gateway is running.",
+        f"  SMTP submission  {cfg.submission} (STARTTLS)   and  {cfg.submissions} (implicit TLS)",
+        f"  IMAP             {cfg.imap} (STARTTLS)   and  {cfg.imaps} (implicit TLS)",
+        f"  CA certificate   {data / 'pki' / 'ca-bundle.crt'} (trust it in your mail client)",
+        "  Demo accounts (login = address):",
+        *[f"    {line}" for line in lines],
+        "  Try it:",
+        f"    curl --ssl-reqd --cacert {data / 'pki' / 'ca-bundle.crt'} smtp://127.0.0.1:{smtp_port} \\",
+        f"         --user '{DEMO_PROFESSIONAL}:<password>' --mail-from {DEMO_PROFESSIONAL} \\",
+        f"         --mail-rcpt {DEMO_PATIENT} --upload-file message.eml",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,59 @@
+"""Every SMTP reply the gateway chooses, in one place: code, enhanced status code (RFC 3463) and a sentence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+    @property
+    def ok(self) -> bool:
+        return self.code < 400
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.status, text)
+
+
+RCPT_OK = Reply(250, "2.1.5", "Recipient OK")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+ACCEPTED = Reply(250, "2.0.0", "Message accepted")
+
+NOT_YOUR_ADDRESS = Reply(553, "5.7.1", "Sender address must be your own mailbox address")
+NULL_SENDER = Reply(553, "5.7.1", "An authenticated submission cannot use the null sender <>")
+HEADER_FROM_SPOOFED = Reply(550, "5.7.1", "The From header must be your own mailbox address, alone")
+NO_RELAY = Reply(550, "5.7.1", "Relaying denied: this gateway delivers only to its own domains")
+ADDRESS_TRICK = Reply(550, "5.7.1", "Relaying denied: %-hacks, '!' paths, source routes and quoted local parts "
+                                    "are not accepted")
+BAD_ADDRESS = Reply(501, "5.1.3", "Bad recipient address syntax")
+UNKNOWN_MAILBOX = Reply(550, "5.1.1", "No such mailbox here")
+DISABLED_MAILBOX = Reply(550, "5.2.1", "This mailbox is disabled")
+BAD_INS_KEY = Reply(550, "5.1.3", "Patient address refused: the INS matricule key is wrong (R8)")
+BAD_INS_SHAPE = Reply(550, "5.1.3", "Patient address refused: a patient address is a 15-character INS matricule (R8)")
+MATRICULE_OBSOLETE = Reply(550, "5.1.6", "Patient address refused: this INS matricule is obsolete and was replaced "
+                                         "by the principal one; write to the new address (R8)")
+NOT_QUALIFIED = Reply(550, "5.7.1", "Patient address refused: this patient's identity is not qualifiée in the "
+                                    "structure's repository; qualify it first (R4)")
+PATIENT_TO_PATIENT = Reply(550, "5.7.1", "A patient may write only to professionals (R1)")
+PATIENT_FIRST = Reply(550, "5.7.1", "Refused: a patient can write to a professional only after the professional "
+                                    "has started a conversation (R1)")
+CONVERSATION_CLOSED = Reply(550, "5.7.1", "Refused: the professional ended this conversation with [FIN]; wait for "
+                                          "their next message (R2)")
+REPLIES_BLOCKED = Reply(550, "5.7.1", "Refused: the professional does not accept replies in this conversation (R3)")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients for one message")
+NO_VALID_RECIPIENT = Reply(554, "5.5.1", "No valid recipients")
+BARE_LINE_ENDING = Reply(550, "5.5.2", "Message refused: bare CR or LF in DATA is not allowed (RFC 5321 2.3.8); "
+                                       "nothing was stored")
+BAD_HEADERS = Reply(550, "5.6.0", "Message refused: its header section cannot be read")
+ALL_RECIPIENTS_REFUSED = Reply(550, "5.7.1", "Message refused for every recipient")
+TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure while storing the message; nothing was kept, try again")
+LOGIN_THROTTLED = Reply(454, "4.7.0", "Too many failed logins from your address; try again later")
+AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
