@@ -11,6 +11,10 @@ class Reply:
     status: str
     text: str
 
+    def __post_init__(self) -> None:
+        if not self.text.isascii():  # SMTP replies are ASCII (RFC 5321 2.4)
+            raise ValueError(f"SMTP reply text must be ASCII: {self.text!r}")
+
     def __str__(self) -> str:
         return f"{self.code} {self.status} {self.text}"
 
@@ -39,8 +43,8 @@ BAD_INS_KEY = Reply(550, "5.1.3", "Patient address refused: the INS matricule ke
 BAD_INS_SHAPE = Reply(550, "5.1.3", "Patient address refused: a patient address is a 15-character INS matricule (R8)")
 MATRICULE_OBSOLETE = Reply(550, "5.1.6", "Patient address refused: this INS matricule is obsolete and was replaced "
                                          "by the principal one; write to the new address (R8)")
-NOT_QUALIFIED = Reply(550, "5.7.1", "Patient address refused: this patient's identity is not qualifiée in the "
-                                    "structure's repository; qualify it first (R4)")
+NOT_QUALIFIED = Reply(550, "5.7.1", "Patient address refused: this patient's identity is not qualified "
+                                    "(status 'qualifiee') in the structure's repository; qualify it first (R4)")
 PATIENT_TO_PATIENT = Reply(550, "5.7.1", "A patient may write only to professionals (R1)")
 PATIENT_FIRST = Reply(550, "5.7.1", "Refused: a patient can write to a professional only after the professional "
                                     "has started a conversation (R1)")

@@ -1,0 +1,77 @@
+"""Fixtures shared by the whole suite: a PKI, a store (SQLite and PostgreSQL), and running gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.pki import PKIFiles, make_pki
+from support.process import GatewayProcess
+from support.store import Store
+
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKIFiles:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set (.ci/setup.d/10-postgres.sh sets it in CI)")
+    name = f"gw_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    asyncio.run(_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The suite's two stores: embedded SQLite and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
+    else:
+        yield from postgres_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return Store(store_url)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, pki: PKIFiles, store_url: str) -> Iterator[GatewayProcess]:
+    """A running gateway process on the parametrised store."""
+    process = GatewayProcess(tmp_path / "gw", pki, store_url)
+    Store(store_url).run(_noop)  # migrate before the daemon starts, as an operator would
+    process.start()
+    yield process
+    process.stop()
+    print("\n".join(process.log_lines[-40:]))  # shown by pytest only when the test failed
+
+
+async def _noop(_session: object) -> None:
+    return None
