@@ -1,0 +1,412 @@
+"""CDA R2 header reader: what filing (R10), the patient record and the XDS metadata need, read safely.
+
+The XML parser resolves no entity, loads no DTD, never touches the network and refuses huge trees; a
+document with a DOCTYPE at all is refused (CDA has none, and a DTD is how XXE and "billion laughs" arrive).
+Schema validation against the ANS extended CDA schema is recorded, not enforced: a schema error alone does
+not stop filing when the header is readable (the receiving structure still wants the report).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from gateway.documents.errors import CdaRefused
+from gateway.documents.limits import CDA, CdaLimits
+from gateway.ins_matching.nir import INS_OIDS
+
+HL7 = "urn:hl7-org:v3"
+NS = {"h": HL7}
+#: National identifiers of health professionals (``8`` + RPPS) and of structures (FINESS/SIRET...).
+OID_PS_NATIONAL_ID = "1.2.250.1.71.4.2.1"
+OID_STRUCTURE_NATIONAL_ID = "1.2.250.1.71.4.2.2"
+#: Template ids that decide an XDS formatCode (domain.md section 5).
+TEMPLATE_CR_BIO = "1.2.250.1.213.1.1.1.55"
+TEMPLATE_VSM = "1.2.250.1.213.1.1.1.13"
+FORMAT_PDF = "urn:ihe:iti:xds-sd:pdf:2008"
+FORMAT_LAB = "urn:ihe:lab:xd-lab:2008"
+FORMAT_VSM = "urn:asip:ci-sis:vsm:2012"
+FORMAT_GENERIC = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
+
+#: Where the ANS extended CDA schema is looked for when no path is given (GATEWAY_CDA_SCHEMA overrides).
+_DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda-schema" / "CDA_extended.xsd"
+_MAX_SCHEMA_ERRORS = 20
+
+
+def safe_parser(huge: bool = False) -> etree.XMLParser:
+    """The only XML parser configuration used on received documents (no entities, DTD, network)."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=huge, remove_comments=True, remove_pis=True)
+
+
+_PARSER = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_PARSER, "value", None)
+    if parser is None:
+        parser = _PARSER.value = safe_parser()
+    return parser
+
+
+def parse_xml(data: bytes, max_bytes: int, what: str, error: type[Exception] = CdaRefused) -> etree._Element:
+    """Parse ``data`` safely; refuse oversize input, DOCTYPEs and malformed XML with a sentence."""
+    if len(data) > max_bytes:
+        raise error("too-large", f"The {what} is {len(data)} bytes, over the limit of {max_bytes} bytes.")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as problem:
+        raise error("not-xml", f"The {what} is not well-formed XML (line {problem.lineno}).") from None
+    except ValueError:
+        raise error("not-xml", f"The {what} is not XML.") from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise error("dtd", f"The {what} declares a DTD (DOCTYPE); DTDs and entities are refused.")
+    return root
+
+
+@dataclass(frozen=True)
+class InstanceId:
+    """An HL7 II: ``root`` OID (or UUID) with an optional ``extension``."""
+
+    root: str
+    extension: str | None = None
+
+    def __str__(self) -> str:
+        """The XDS form of a CDA id: ``root^extension``, or ``root`` alone."""
+        return f"{self.root}^{self.extension}" if self.extension else self.root
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    code_system: str | None = None
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Organisation:
+    id: InstanceId | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A professional named in the header (author, legal authenticator)."""
+
+    id: InstanceId | None
+    family: str | None
+    given: str | None
+    role: Code | None = None
+    organisation: Organisation | None = None
+    time: str | None = None
+
+    @property
+    def national_id(self) -> str | None:
+        """The national PS identifier (``8`` + RPPS) when the id is under the national OID."""
+        if self.id is not None and self.id.root == OID_PS_NATIONAL_ID:
+            return self.id.extension
+        return None
+
+    @property
+    def rpps(self) -> str | None:
+        nid = self.national_id
+        return nid[1:] if nid and nid.startswith("8") and len(nid) == 12 else None
+
+
+@dataclass(frozen=True)
+class Patient:
+    """The ``recordTarget``: INS (matricule + OID), the five traits (R7) and local ids (IPP)."""
+
+    ins: tuple[InstanceId, ...]
+    local_ids: tuple[InstanceId, ...]
+    birth_name: str | None
+    first_names: str | None
+    first_name: str | None
+    birth_date: str | None  # YYYY-MM-DD
+    sex: str | None
+    birth_place: str | None
+
+    @property
+    def matricule(self) -> str | None:
+        return self.ins[0].extension if self.ins else None
+
+    @property
+    def oid(self) -> str | None:
+        return self.ins[0].root if self.ins else None
+
+
+@dataclass(frozen=True)
+class RelatedDocument:
+    type_code: str  # RPLC, APND, XFRM
+    parent_id: InstanceId | None
+    parent_set_id: InstanceId | None = None
+    parent_version: int | None = None
+
+
+@dataclass(frozen=True)
+class CdaHeader:
+    """Everything read from a CDA header; ``schema_valid`` is None when no schema was available."""
+
+    id: InstanceId
+    set_id: InstanceId | None
+    version: int | None
+    code: Code | None
+    title: str | None
+    effective_time: str | None
+    confidentiality: Code | None
+    language: str | None
+    template_ids: tuple[str, ...]
+    patient: Patient
+    patients: int
+    authors: tuple[Person, ...]
+    custodian: Organisation | None
+    legal_authenticator: Person | None
+    related: tuple[RelatedDocument, ...]
+    service_start: str | None
+    service_stop: str | None
+    healthcare_facility: Code | None
+    practice_setting: Code | None
+    body: str  # "structured" | "nonXML" | "none"
+    body_media_type: str | None
+    schema_valid: bool | None = None
+    schema_errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def unique_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def replaces(self) -> InstanceId | None:
+        """The id of the document this one replaces (RPLC, R15), if any."""
+        for related in self.related:
+            if related.type_code == "RPLC" and related.parent_id is not None:
+                return related.parent_id
+        return None
+
+    @property
+    def format_code(self) -> str:
+        """The XDS formatCode this document calls for (domain.md section 5)."""
+        if self.body == "nonXML":
+            return FORMAT_PDF
+        if TEMPLATE_CR_BIO in self.template_ids:
+            return FORMAT_LAB
+        if TEMPLATE_VSM in self.template_ids:
+            return FORMAT_VSM
+        return FORMAT_GENERIC
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, for the record's metadata column."""
+        return asdict(self)
+
+
+def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
+                schema: Path | None = None) -> CdaHeader:
+    """Read a CDA document's header; raises :class:`CdaRefused` (and nothing else) when it cannot be read."""
+    root = parse_xml(data, limits.max_bytes, "CDA document")
+    if root.tag != f"{{{HL7}}}ClinicalDocument":
+        raise CdaRefused("not-cda", "The XML document is not an HL7 CDA R2 ClinicalDocument.")
+    try:
+        header = _header(root)
+    except CdaRefused:
+        raise
+    except Exception as error:  # a strange but well-formed document: refuse with a sentence, not a traceback
+        raise CdaRefused("bad-header", f"The CDA header could not be read ({type(error).__name__}).") from None
+    if not validate:
+        return header
+    valid, errors = validate_tree(root, schema)
+    return _replace(header, schema_valid=valid, schema_errors=errors)
+
+
+def _replace(header: CdaHeader, **changes: Any) -> CdaHeader:
+    from dataclasses import replace
+
+    return replace(header, **changes)
+
+
+def _text(element: etree._Element | None) -> str | None:
+    if element is None:
+        return None
+    text = " ".join("".join(element.itertext()).split())
+    return text or None
+
+
+def _attr(element: etree._Element | None, name: str) -> str | None:
+    if element is None:
+        return None
+    value = element.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def _ii(element: etree._Element | None) -> InstanceId | None:
+    root = _attr(element, "root")
+    return InstanceId(root, _attr(element, "extension")) if root else None
+
+
+def _code(element: etree._Element | None) -> Code | None:
+    code = _attr(element, "code")
+    if not code:
+        return None
+    return Code(code, _attr(element, "codeSystem"), _attr(element, "displayName"))
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _organisation(element: etree._Element | None) -> Organisation | None:
+    if element is None:
+        return None
+    return Organisation(_ii(element.find("h:id", NS)), _text(element.find("h:name", NS)))
+
+
+def _person(entity: etree._Element | None, person_tag: str, time: str | None) -> Person | None:
+    if entity is None:
+        return None
+    name = entity.find(f"{person_tag}/h:name", NS)
+    return Person(
+        id=_ii(entity.find("h:id", NS)),
+        family=_text(name.find("h:family", NS)) if name is not None else None,
+        given=_text(name.find("h:given", NS)) if name is not None else None,
+        role=_code(entity.find("h:code", NS)),
+        organisation=_organisation(entity.find("h:representedOrganization", NS)),
+        time=time,
+    )
+
+
+def _birth_date(value: str | None) -> str | None:
+    """HL7 TS ``YYYYMMDD[...]`` to ``YYYY-MM-DD``; None when not a full date."""
+    if not value or len(value) < 8 or not value[:8].isdigit():
+        return None
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+
+
+def _patient(role: etree._Element | None) -> Patient:
+    if role is None:
+        return Patient((), (), None, None, None, None, None, None)
+    ins: list[InstanceId] = []
+    local: list[InstanceId] = []
+    for element in role.findall("h:id", NS):
+        ii = _ii(element)
+        if ii is None:
+            continue
+        (ins if ii.root in INS_OIDS else local).append(ii)
+    patient = role.find("h:patient", NS)
+    birth_name = first_names = first_name = None
+    if patient is not None:
+        names = patient.findall("h:name", NS)
+        birth = next((n for n in names if n.find("h:family[@qualifier='BR']", NS) is not None),
+                     names[0] if names else None)
+        if birth is not None:
+            birth_name = _text(birth.find("h:family[@qualifier='BR']", NS))
+            plain = [_text(g) for g in birth.findall("h:given", NS) if not g.get("qualifier")]
+            first_names = " ".join(g for g in plain if g) or None
+            first_name = _text(birth.find("h:given[@qualifier='BR']", NS))
+            if first_name is None and first_names:
+                first_name = first_names.split()[0]
+            if first_names is None and first_name:
+                first_names = first_name
+    return Patient(
+        ins=tuple(ins), local_ids=tuple(local), birth_name=birth_name, first_names=first_names,
+        first_name=first_name,
+        birth_date=_birth_date(_attr(role.find("h:patient/h:birthTime", NS), "value")),
+        sex=_attr(role.find("h:patient/h:administrativeGenderCode", NS), "code"),
+        birth_place=_text(role.find("h:patient/h:birthplace/h:place/h:addr/h:county", NS)),
+    )
+
+
+def _header(root: etree._Element) -> CdaHeader:
+    doc_id = _ii(root.find("h:id", NS))
+    if doc_id is None:
+        raise CdaRefused("no-id", "The CDA document has no id (ClinicalDocument/id/@root).")
+    targets = root.findall("h:recordTarget", NS)
+    authors = tuple(p for p in (
+        _person(a.find("h:assignedAuthor", NS), "h:assignedPerson", _attr(a.find("h:time", NS), "value"))
+        for a in root.findall("h:author", NS)) if p is not None)
+    legal = root.find("h:legalAuthenticator", NS)
+    related = tuple(
+        RelatedDocument(type_code=r.get("typeCode", ""), parent_id=_ii(r.find("h:parentDocument/h:id", NS)),
+                        parent_set_id=_ii(r.find("h:parentDocument/h:setId", NS)),
+                        parent_version=_int(_attr(r.find("h:parentDocument/h:versionNumber", NS), "value")))
+        for r in root.findall("h:relatedDocument", NS))
+    event_time = root.find("h:documentationOf/h:serviceEvent/h:effectiveTime", NS)
+    non_xml = root.find("h:component/h:nonXMLBody", NS)
+    structured = root.find("h:component/h:structuredBody", NS)
+    return CdaHeader(
+        id=doc_id,
+        set_id=_ii(root.find("h:setId", NS)),
+        version=_int(_attr(root.find("h:versionNumber", NS), "value")),
+        code=_code(root.find("h:code", NS)),
+        title=_text(root.find("h:title", NS)),
+        effective_time=_attr(root.find("h:effectiveTime", NS), "value"),
+        confidentiality=_code(root.find("h:confidentialityCode", NS)),
+        language=_attr(root.find("h:languageCode", NS), "code"),
+        template_ids=tuple(t.get("root", "") for t in root.findall("h:templateId", NS)),
+        patient=_patient(targets[0].find("h:patientRole", NS) if targets else None),
+        patients=len(targets),
+        authors=authors,
+        custodian=_organisation(root.find("h:custodian/h:assignedCustodian/h:representedCustodianOrganization", NS)),
+        legal_authenticator=_person(legal.find("h:assignedEntity", NS), "h:assignedPerson",
+                                    _attr(legal.find("h:time", NS), "value")) if legal is not None else None,
+        related=related,
+        service_start=_attr(event_time.find("h:low", NS), "value") if event_time is not None else None,
+        service_stop=_attr(event_time.find("h:high", NS), "value") if event_time is not None else None,
+        healthcare_facility=_code(root.find(
+            "h:componentOf/h:encompassingEncounter/h:location/h:healthCareFacility/h:code", NS)),
+        practice_setting=_code(root.find(
+            "h:documentationOf/h:serviceEvent/h:performer/h:assignedEntity/h:representedOrganization/"
+            "h:standardIndustryClassCode", NS)),
+        body="nonXML" if non_xml is not None else "structured" if structured is not None else "none",
+        body_media_type=_attr(non_xml.find("h:text", NS), "mediaType") if non_xml is not None else None,
+    )
+
+
+# --- schema validation -----------------------------------------------------------------------------------
+
+_SCHEMAS: dict[Path, etree.XMLSchema] = {}
+_SCHEMA_LOCK = threading.Lock()
+
+
+def schema_path(explicit: Path | None = None) -> Path | None:
+    """The CDA schema to use: ``explicit``, else $GATEWAY_CDA_SCHEMA, else the shared samples' copy."""
+    if explicit is not None:
+        return explicit
+    configured = os.environ.get("GATEWAY_CDA_SCHEMA")
+    if configured:
+        return Path(configured)
+    return _DEFAULT_SCHEMA if _DEFAULT_SCHEMA.is_file() else None
+
+
+def load_schema(path: Path | None = None) -> etree.XMLSchema | None:
+    """The compiled schema, compiled once per path and cached (compiling takes about a second)."""
+    resolved = schema_path(path)
+    if resolved is None:
+        return None
+    with _SCHEMA_LOCK:
+        schema = _SCHEMAS.get(resolved)
+        if schema is None:
+            # Our own schema files: local includes allowed, network and entities still off.
+            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+            schema = etree.XMLSchema(etree.parse(str(resolved), parser))
+            _SCHEMAS[resolved] = schema
+        return schema
+
+
+def validate_tree(root: etree._Element, path: Path | None = None) -> tuple[bool | None, tuple[str, ...]]:
+    """Validate against the CDA schema: (True, ()), (False, first errors) or (None, ()) with no schema."""
+    schema = load_schema(path)
+    if schema is None:
+        return None, ()
+    # XMLSchema objects are not safe to share between threads while validating.
+    with _SCHEMA_LOCK:
+        valid = schema.validate(root)
+        errors = tuple(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:_MAX_SCHEMA_ERRORS])
+    return bool(valid), () if valid else errors
