@@ -71,7 +71,27 @@ class Gateway:
         if self.config.submissions:
             await self._smtp_listener(self.config.submissions, implicit_tls=True)
         await self._start_imap()
+        await self._start_operator_exchange()
         self.ready.set()
+
+    async def _start_operator_exchange(self) -> None:
+        """Issue 5: the whitelist, the relay listener for other operators, and the outbound queue worker."""
+        if self.config.whitelist is not None:
+            from gateway.trust.whitelist import WhitelistLoader
+
+            loader = WhitelistLoader(self.config.whitelist, self.config.trusted)
+            await loader.start()
+            self._closers.append(loader.stop)
+        if self.config.relay is not None:
+            from gateway.smtp.relay import start_relay_listener
+
+            self._servers.append(await start_relay_listener(self.config, self.committer))
+        if self.config.outbound is not None:
+            from gateway.smtp.outbound import OutboundWorker
+
+            worker = OutboundWorker(self.config, self.committer, self.hub)
+            worker.start()
+            self._closers.append(worker.stop)
 
     async def _start_imap(self) -> None:
         if not (self.config.imap or self.config.imaps):

@@ -171,6 +171,39 @@ class DevelopmentPKI:
         return self.issue(hostname, dns_names=names, ip_addresses=("127.0.0.1", "::1"), server=True, client=True)
 
 
+    def operator(self, hostname: str, domains: tuple[str, ...] = ()) -> Issued:
+        """An operator's MTA certificate: server and client authentication (mutual TLS between operators).
+
+        It names the MTA's host name and the mail domains it serves, which is how a relay peer's certificate is
+        matched against the whitelist; also valid for localhost and 127.0.0.1 (development).
+        """
+        names = tuple(dict.fromkeys((hostname, *domains, "localhost")))
+        return self.issue(hostname, dns_names=names, ip_addresses=("127.0.0.1", "::1"), server=True, client=True)
+
+    def software(self, name: str, valid_days: int = 825) -> Issued:
+        """A client certificate for an applicative or organisational mailbox (SASL EXTERNAL login)."""
+        return self.issue(name, client=True, valid_days=valid_days)
+
+    def signing(self, name: str) -> Issued:
+        """A signing certificate (non-repudiation), e.g. for the DMP bridge's VIHF assertions."""
+        return self.issue(name, signing=True)
+
+    def crl(self, revoked: tuple[x509.Certificate, ...] = (), next_update_days: int = 7) -> bytes:
+        """A PEM certificate revocation list signed by the intermediate CA, listing ``revoked``."""
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.intermediate.certificate.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=next_update_days))
+        )
+        for cert in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(cert.serial_number).revocation_date(now).build())
+        crl = builder.sign(self.intermediate.key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+
 def _ca_usage() -> x509.KeyUsage:
     return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,

@@ -14,10 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.auth.accounts import Account
 from gateway.config import Config
 from gateway.ins_matching import identities
-from gateway.routing import conversations, replies
+from gateway.routing import conversations, remote, replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify
 from gateway.routing.replies import Reply
-from gateway.store.mailstore import mailbox_by_address
+from gateway.routing.directory import DIRECTORY, Directory
+
+
+@dataclass(frozen=True)
+class DsnRequest:
+    """What the sender asked about delivery status notifications (RFC 3461 NOTIFY, ORCPT, RET, ENVID)."""
+
+    notify: str | None = None  # "NEVER" or a comma list of SUCCESS, FAILURE, DELAY; None = failures only
+    orcpt: str | None = None
+    ret: str | None = None  # "FULL" or "HDRS"
+    envid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -25,11 +35,16 @@ class Target:
     """An accepted recipient: the mailbox it lands in and what kind of exchange it is."""
 
     address: str
-    mailbox_id: int
-    #: "pro-to-pro", "pro-to-patient", "patient-to-pro" (R1–R5 apply to the last two).
+    #: None for a recipient at another operator (queued for outbound delivery).
+    mailbox_id: int | None
+    #: "pro-to-pro", "pro-to-patient", "patient-to-pro" (R1–R5 apply to the last two); for other operators
+    #: "pro-to-remote", "patient-to-remote" (R1–R3 via the remote conversation), and for relayed mail
+    #: "remote-to-pro", "remote-to-patient" (R4).
     exchange: str
     matricule: str | None = None
     conversation_id: int | None = None
+    #: Outbound recipients only: the sender's DSN request, carried to the queue.
+    dsn: DsnRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -48,15 +63,36 @@ def _refuse(reply: Reply, rule: str | None, kind: str) -> Decision:
     return Decision(reply, rule, kind)
 
 
-async def decide(session: AsyncSession, config: Config, sender: Account, address: str) -> Decision:
+async def recheck(session: AsyncSession, sender: Account, target: Target) -> Decision:
+    """Inside the delivery transaction: re-check what can change between RCPT and DATA.
+
+    Only a patient's reply depends on mutable state (the conversation may have been closed by [FIN] or
+    its replies blocked meanwhile, R2–R3); other decisions rest on facts that do not change in that time.
+    """
+    if target.exchange not in ("patient-to-pro", "patient-to-remote") or target.conversation_id is None:
+        return Decision(replies.RCPT_OK, None, "rcpt.accepted", target)
+    assert target.matricule is not None
+    if target.mailbox_id is None:  # our patient answering a professional at another operator
+        conversation = await remote.find(session, target.address, target.matricule)
+    else:
+        conversation = await conversations.find(session, target.mailbox_id, target.matricule)
+    if conversation is None or conversation.state != conversations.OPEN:
+        return _refuse(replies.CONVERSATION_CLOSED, "R2", "data.refused.conversation_closed")
+    if conversation.replies_blocked:
+        return _refuse(replies.REPLIES_BLOCKED, "R3", "data.refused.replies_blocked")
+    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply", target)
+
+
+async def decide(session: AsyncSession, config: Config, sender: Account, address: str,
+                 directory: Directory = DIRECTORY) -> Decision:
     """Whether ``sender`` may send to ``address`` now, and why (R1–R5, R8)."""
     destination = classify(address, config)
     if isinstance(destination, Reply):
         rule = "R8" if destination in (replies.BAD_INS_KEY, replies.BAD_INS_SHAPE) else None
         return _refuse(destination, rule, "rcpt.refused.address")
     if isinstance(destination, Remote):
-        return _refuse(replies.NO_RELAY, None, "rcpt.refused.relay")
-    mailbox = await mailbox_by_address(session, destination.address)
+        return await _to_remote(session, config, sender, destination)
+    mailbox = await directory.lookup(session, destination.address)
     if mailbox is None:
         return _refuse(replies.UNKNOWN_MAILBOX, None, "rcpt.refused.unknown")
     if not mailbox.active:
@@ -65,13 +101,7 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
     if isinstance(destination, PatientAddress):
         if sender.is_patient:
             return _refuse(replies.PATIENT_TO_PATIENT, "R1", "rcpt.refused.patient_to_patient")
-        identity = await identities.find(session, destination.matricule, follow=False)
-        if identity is not None and identity.replaced_by is not None:
-            return _refuse(replies.MATRICULE_OBSOLETE, "R8", "rcpt.refused.obsolete_matricule")
-        if identity is None or identity.status != identities.QUALIFIEE:
-            return _refuse(replies.NOT_QUALIFIED, "R4", "rcpt.refused.not_qualified")
-        return Decision(replies.RCPT_OK, "R4", "rcpt.accepted.patient",
-                        Target(destination.address, mailbox.id, "pro-to-patient", destination.matricule))
+        return await _to_patient(session, destination, mailbox.id, "pro-to-patient")
 
     assert isinstance(destination, Local)
     if mailbox.kind == "PAT":  # a patient mailbox configured at a professional domain is never reachable
@@ -92,3 +122,60 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
         return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
     return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
                     Target(destination.address, mailbox.id, "patient-to-pro", sender.matricule, conversation.id))
+
+
+async def _to_patient(session: AsyncSession, destination: PatientAddress, mailbox_id: int, exchange: str) -> Decision:
+    """A professional (ours or remote) may write to a patient only if the identity is qualifiée (R4, R8)."""
+    identity = await identities.find(session, destination.matricule, follow=False)
+    if identity is not None and identity.replaced_by is not None:
+        return _refuse(replies.MATRICULE_OBSOLETE, "R8", "rcpt.refused.obsolete_matricule")
+    if identity is None or identity.status != identities.QUALIFIEE:
+        return _refuse(replies.NOT_QUALIFIED, "R4", "rcpt.refused.not_qualified")
+    return Decision(replies.RCPT_OK, "R4", "rcpt.accepted.patient",
+                    Target(destination.address, mailbox_id, exchange, destination.matricule))
+
+
+async def _to_remote(session: AsyncSession, config: Config, sender: Account, destination: Remote) -> Decision:
+    """Another operator's address: only whitelisted domains, queued for outbound delivery over mutual TLS."""
+    if config.outbound is None or destination.domain not in config.trusted:
+        return _refuse(replies.NO_RELAY, None, "rcpt.refused.relay")
+    if not sender.is_patient:
+        return Decision(replies.RCPT_OK, None, "rcpt.accepted.remote",
+                        Target(destination.address, None, "pro-to-remote"))
+    # Our patient answering a remote professional: only inside the conversation that professional opened (R1-R3).
+    assert sender.matricule is not None
+    conversation = await remote.find(session, destination.address, sender.matricule)
+    if conversation is None:
+        return _refuse(replies.PATIENT_FIRST, "R1", "rcpt.refused.no_conversation")
+    if conversation.state != conversations.OPEN:
+        return _refuse(replies.CONVERSATION_CLOSED, "R2", "rcpt.refused.conversation_closed")
+    if conversation.replies_blocked:
+        return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
+    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
+                    Target(destination.address, None, "patient-to-remote", sender.matricule, conversation.id))
+
+
+async def decide_relayed(session: AsyncSession, config: Config, address: str,
+                         directory: Directory = DIRECTORY) -> Decision:
+    """Whether mail relayed by another operator may be delivered to ``address`` (ours only; R4 for patients).
+
+    The sender is a professional of the trust space: mail to our patients needs a qualified identity (R4) and
+    opens the conversation keyed by the remote sender's address (see :mod:`gateway.routing.remote`).
+    """
+    destination = classify(address, config)
+    if isinstance(destination, Reply):
+        rule = "R8" if destination in (replies.BAD_INS_KEY, replies.BAD_INS_SHAPE) else None
+        return _refuse(destination, rule, "rcpt.refused.address")
+    if isinstance(destination, Remote):
+        return _refuse(replies.RELAY_THIRD_DOMAIN, None, "rcpt.refused.relay")
+    mailbox = await directory.lookup(session, destination.address)
+    if mailbox is None:
+        return _refuse(replies.UNKNOWN_MAILBOX, None, "rcpt.refused.unknown")
+    if not mailbox.active:
+        return _refuse(replies.DISABLED_MAILBOX, None, "rcpt.refused.disabled")
+    if isinstance(destination, PatientAddress):
+        return await _to_patient(session, destination, mailbox.id, "remote-to-patient")
+    if mailbox.kind == "PAT":
+        return _refuse(replies.UNKNOWN_MAILBOX, None, "rcpt.refused.unknown")
+    return Decision(replies.RCPT_OK, None, "rcpt.accepted.relayed",
+                    Target(destination.address, mailbox.id, "remote-to-pro"))

@@ -61,3 +61,30 @@ TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure while storing the mes
 LOGIN_THROTTLED = Reply(454, "4.7.0", "Too many failed logins from your address; try again later")
 AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+
+# --- Relay between operators, outbound delivery and certificate login (issue 5) -----------------------------
+RELAY_NO_CERTIFICATE = Reply(530, "5.7.0", "Relay refused: present your operator client certificate; mail between "
+                                           "operators needs mutual TLS")
+RELAY_CERT_EXPIRED = Reply(550, "5.7.1", "Relay refused: your client certificate (or its issuer) is expired or "
+                                         "not yet valid; renew it")
+RELAY_CERT_REVOKED = Reply(550, "5.7.1", "Relay refused: your client certificate is revoked")
+RELAY_CERT_USAGE = Reply(550, "5.7.1", "Relay refused: your certificate is not valid for TLS client "
+                                       "authentication (key usage)")
+RELAY_CRL_UNAVAILABLE = Reply(454, "4.7.5", "Relay temporarily refused: our certificate revocation list is "
+                                            "unavailable or out of date; try again later")
+RELAY_PEER_NOT_WHITELISTED = Reply(550, "5.7.1", "Relay refused: your certificate names no domain of the MSSante "
+                                                 "whitelist of trusted operators")
+RELAY_SENDER_NOT_WHITELISTED = Reply(550, "5.7.1", "Sender refused: its domain is not on the MSSante whitelist")
+RELAY_SENDER_NOT_CERTIFIED = Reply(550, "5.7.1", "Sender refused: its domain is not named by your client "
+                                                 "certificate")
+RELAY_SENDER_IS_OURS = Reply(550, "5.7.1", "Sender refused: this domain is served by this gateway and cannot "
+                                           "arrive from another operator")
+RELAY_THIRD_DOMAIN = Reply(550, "5.7.1", "Relaying denied: this gateway accepts mail from other operators only "
+                                         "for its own domains")
+RELAY_TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first: operators relay only over TLS")
+EXTERNAL_NO_CERTIFICATE = Reply(535, "5.7.8", "Authentication failed: no client certificate was presented on "
+                                              "this TLS connection")
+EXTERNAL_NOT_BOUND = Reply(535, "5.7.8", "Authentication failed: this client certificate is bound to no mailbox "
+                                         "(or not to the one requested)")
+BAD_DSN_PARAMETER = Reply(501, "5.5.4", "Bad DSN parameter (RFC 3461): NOTIFY=NEVER or a list of SUCCESS, "
+                                        "FAILURE, DELAY; RET=FULL or HDRS; ENVID and ORCPT as xtext")

@@ -18,9 +18,10 @@ from gateway.auth.accounts import Account, Authenticator, LoginOutcome
 from gateway.config import Config
 from gateway.routing import replies
 from gateway.routing.addresses import parse
-from gateway.routing.delivery import Outcome, deliver_submission, record_refusal
+from gateway.routing.delivery import Outcome, plan_submission, record_refusal
 from gateway.routing.headers import HeaderError, summarise
-from gateway.routing.policy import Decision, decide
+from gateway.routing.policy import Decision, Target, decide
+from gateway.store.bulk import Plan
 from gateway.routing.replies import Reply
 from gateway.store.committer import GroupCommitter
 
@@ -118,7 +119,7 @@ class SubmissionHandler:
             return str(replies.NOT_YOUR_ADDRESS)
         envelope.mail_from = parsed.address
         envelope.mail_options.extend(mail_options)
-        envelope.decisions = []  # type: ignore[attr-defined]
+        envelope.targets = []  # type: ignore[attr-defined]
         return str(replies.SENDER_OK)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -136,6 +137,7 @@ class SubmissionHandler:
         if decision.target.address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(decision.target.address)
             envelope.rcpt_options.extend(rcpt_options)
+            envelope.targets.append(decision.target)  # type: ignore[attr-defined]
         return str(decision.reply)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -152,14 +154,14 @@ class SubmissionHandler:
         if summary.from_addresses != (account.address,):
             log.info("smtp.data", outcome="refused", reason="header_from", mailbox_id=account.id)
             return str(replies.HEADER_FROM_SPOOFED)
-        recipients = list(envelope.rcpt_tos)
+        targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
         mail_from = envelope.mail_from
 
-        async def unit(db: Any) -> Outcome:
-            return await deliver_submission(db, self.config, account, mail_from, recipients, raw, summary)
+        async def unit(db: Any) -> Plan | Outcome:
+            return await plan_submission(db, self.config, account, mail_from, targets, raw, summary)
 
         try:
-            outcome = await self.committer.run(unit)
+            outcome: Outcome = await self.committer.run(unit)
         except Exception:
             log.exception("smtp.data", outcome="temporary_failure", mailbox_id=account.id)
             return str(replies.TEMPORARY_FAILURE)

@@ -2,7 +2,8 @@
 
 Each SMTP session hands a unit of work (an async function of a session) to :meth:`GroupCommitter.run`
 and waits. A single writer task takes every unit waiting, runs them in one transaction and commits once;
-only then does each caller get its result and say "250". If the shared transaction fails, the batch is
+only then does each caller get its result and say "250". A unit may return a :class:`~gateway.store.bulk.Plan`
+(an accepted message to store): plans of a batch are written together, and the caller gets ``plan.result``. If the shared transaction fails, the batch is
 rolled back and each unit is run again alone, so one bad unit cannot sink the others and no unit is
 half-stored. Units must therefore touch the database only through the session they are given.
 """
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.store import bulk
+from gateway.store.bulk import Plan
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 
 T = TypeVar("T")
@@ -98,6 +101,10 @@ class GroupCommitter:
         async with self._sessions() as session:
             async with session.begin():
                 results = [await work(session) for work in works]
+                plans = [r for r in results if isinstance(r, Plan)]
+                if plans:  # accepted messages: stored together, a few statements for the whole batch
+                    stored = dict(zip(map(id, plans), await bulk.apply(session, plans), strict=True))
+                    results = [r.result(stored[id(r)]) if isinstance(r, Plan) else r for r in results]
                 await notify_database(session)
             self._hub.publish(take_changed(session))
         return results

@@ -43,7 +43,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine for ``url`` with the settings durability needs."""
     if is_sqlite(url):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=8, max_overflow=8, **kwargs)
+        # Connections are threads with aiosqlite: keep enough open that overflow ones are not created and
+        # closed under load (each costs a thread, an open and the pragmas).
+        engine = create_async_engine(url, pool_size=32, max_overflow=16, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

@@ -35,12 +35,17 @@ async def record(
     **detail: Any,
 ) -> None:
     """Append an event inside the caller's transaction, and log it (private details only at debug)."""
-    await session.execute(insert(Event).values(
-        at=now(), kind=kind, rule=rule, outcome=outcome, actor=actor, mailbox_id=mailbox_id,
-        message_id=message_id, conversation_id=conversation_id, identity_id=identity_id, detail=detail,
-    ))
+    row = dict(at=now(), kind=kind, rule=rule, outcome=outcome, actor=actor, mailbox_id=mailbox_id,
+               message_id=message_id, conversation_id=conversation_id, identity_id=identity_id, detail=detail)
+    await session.execute(insert(Event).values(**row))
+    log_event(row)
+
+
+def log_event(row: dict[str, Any]) -> None:
+    """One log line per event; the actor and private details (health data, names) only at debug."""
+    detail: dict[str, Any] = row.get("detail") or {}
     public = {k: v for k, v in detail.items() if k not in _PRIVATE}
-    log.info(kind, outcome=outcome, rule=rule, mailbox_id=mailbox_id, message_id=message_id,
-             conversation_id=conversation_id, identity_id=identity_id, **public)
+    ids = {k: row[k] for k in ("mailbox_id", "message_id", "conversation_id", "identity_id") if row.get(k)}
+    log.info(row["kind"], outcome=row["outcome"], rule=row["rule"], **ids, **public)
     if len(public) != len(detail):
-        log.debug(kind, **{k: v for k, v in detail.items() if k in _PRIVATE})
+        log.debug(row["kind"], **{k: v for k, v in detail.items() if k in _PRIVATE})

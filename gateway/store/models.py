@@ -103,9 +103,13 @@ class Conversation(Base):
     """A professional mailbox's conversation with one patient (R5): who may write, and why."""
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("professional_id", "matricule"),)
+    __table_args__ = (UniqueConstraint("professional_id", "matricule"),
+                      UniqueConstraint("remote_professional", "matricule"))
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    professional_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    #: Our professional's mailbox; None when the professional is at another operator (relayed mail).
+    professional_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True)
+    #: The remote professional's address when the conversation was opened by relayed mail (migration relay_0001).
+    remote_professional: Mapped[str | None] = mapped_column(String(320), nullable=True)
     matricule: Mapped[str] = mapped_column(String(15))
     state: Mapped[str] = mapped_column(String(10))  # "open" | "closed"
     replies_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -160,3 +164,33 @@ class Event(Base):
     conversation_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
     identity_id: Mapped[int | None] = mapped_column(Id, nullable=True)
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class OutboundRecipient(Base):
+    """One recipient of a message to another operator: the durable outbound queue (claimed with SKIP LOCKED).
+
+    ``next_attempt_at`` doubles as the claim lease: a worker that claims a row moves it forward by the lease,
+    so a row whose worker died becomes due again by itself and nothing queued is ever lost.
+    """
+
+    __tablename__ = "outbound_queue"
+    __table_args__ = (Index("ix_outbound_queue_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    #: Our mailbox that sent it: the one that receives the DSN (RFC 3464).
+    sender_mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    #: RFC 3461 parameters: NOTIFY (comma list, None = failures only), ORCPT, RET and ENVID.
+    notify: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    orcpt: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    ret: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    envid: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    state: Mapped[str] = mapped_column(String(12))  # "queued" | "sent" | "failed"
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_reply: Mapped[str | None] = mapped_column(Text, nullable=True)
+    remote_mta: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -18,6 +18,14 @@ from support.pki import HOSTNAME, PKIFiles
 READY_TIMEOUT = 60.0
 
 
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,10 +95,22 @@ class GatewayProcess:
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         threading.Thread(target=self._read_log, args=(self.process,), daemon=True).start()
-        if not self._ready.wait(READY_TIMEOUT):
+        if not self._wait_ready():
             self.kill()
             raise RuntimeError("gateway did not become ready:\n" + "\n".join(self.log_lines[-30:]))
         return self
+
+    def _wait_ready(self) -> bool:
+        """Ready = the "ready" log line, or (quieter log levels) every SMTP port accepting connections."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._ready.wait(0.05):
+                return self.process is not None and self.process.poll() is None
+            if self.process is not None and self.process.poll() is not None:
+                return False
+            if all(_accepts(port) for port in (self.smtp_port, self.smtps_port)):
+                return True
+        return False
 
     def _read_log(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None

@@ -1,0 +1,375 @@
+"""Delivery to other operators: the durable outbound queue in the store, and the worker that empties it.
+
+* Mail for a whitelisted remote domain is queued per recipient in the transaction that stores the message
+  (:func:`gateway.routing.delivery.enqueue_outbound`), so "250" to our sender means it cannot be lost.
+* A dispatcher claims due recipients, grouped by message and domain (``SELECT ... FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL, so several instances share one queue; SQLite serialises writers). Claiming moves
+  ``next_attempt_at`` forward by a lease: if the process dies mid-delivery the rows come due again by
+  themselves (at-least-once delivery; nothing is lost).
+* Each group is delivered over SMTP with STARTTLS (TLS ≥ 1.2, our client certificate, the peer verified against
+  the trust anchors and its host name) by aiosmtplib, to the configured route or the domain's MX.
+* Per recipient: 2xx = sent; 5xx = failed at once; 4xx or no connection = retried on ``retry_schedule`` until
+  ``max_age``. A DSN (RFC 3464) is filed in the sender's INBOX on final failure, and on success when asked
+  (NOTIFY=SUCCESS) and the peer does not report it itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosmtplib
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import Config, OutboundSettings
+from gateway.routing.delivery import OUTBOUND_WAKE
+from gateway.routing.headers import HeaderError
+from gateway.smtp import dsn
+from gateway.store.changes import ChangeHub
+from gateway.store.committer import GroupCommitter
+from gateway.store.events import now, record
+from gateway.store.mailstore import StoredMessage, deliver, folder_id, store_message
+from gateway.store.models import Mailbox, Message, OutboundRecipient
+from gateway.trust.certificates import outbound_client_context
+
+log = structlog.get_logger("gateway.outbound")
+
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+#: Rows looked at per claim; the due ones are grouped by (message, domain).
+CLAIM_SCAN = 200
+MAX_RECIPIENTS_PER_TRANSACTION = 100
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    message_id: int
+    sender_mailbox_id: int | None
+    mail_from: str
+    recipient: str
+    domain: str
+    notify: str | None
+    orcpt: str | None
+    ret: str | None
+    envid: str | None
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Group:
+    """Recipients of one message at one domain: one SMTP transaction."""
+
+    message_id: int
+    domain: str
+    rows: tuple[Row, ...]
+    raw: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: str  # "sent" | "permanent" | "temporary"
+    reply: str
+    remote_mta: str | None = None
+    #: The peer advertised DSN and got our NOTIFY/ORCPT: it reports success itself.
+    peer_reports: bool = False
+
+
+def _as_row(r: OutboundRecipient) -> Row:
+    return Row(r.id, r.message_id, r.sender_mailbox_id, r.mail_from, r.recipient, r.domain, r.notify, r.orcpt,
+               r.ret, r.envid, r.attempts, r.created_at)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL returns aware ones."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=now().tzinfo)
+
+
+async def claim(session: AsyncSession, groups: int, lease: float) -> list[Group]:
+    """Claim up to ``groups`` due (message, domain) groups for this worker, for ``lease`` seconds."""
+    at = now()
+    query = (select(OutboundRecipient).where(OutboundRecipient.state == QUEUED,
+                                             OutboundRecipient.next_attempt_at <= at)
+             .order_by(OutboundRecipient.next_attempt_at, OutboundRecipient.id).limit(CLAIM_SCAN))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = (await session.execute(query)).scalars().all()
+    grouped: dict[tuple[int, str], list[OutboundRecipient]] = defaultdict(list)
+    for row in rows:
+        key = (row.message_id, row.domain)
+        if key in grouped or len(grouped) < groups:
+            if len(grouped[key]) < MAX_RECIPIENTS_PER_TRANSACTION:
+                grouped[key].append(row)
+    if not grouped:
+        return []
+    ids = [r.id for members in grouped.values() for r in members]
+    await session.execute(update(OutboundRecipient).where(OutboundRecipient.id.in_(ids)).values(
+        next_attempt_at=at + timedelta(seconds=lease), attempts=OutboundRecipient.attempts + 1))
+    message_ids = {message_id for message_id, _ in grouped}
+    messages = {m.id: (m.raw, m.received_at) for m in (await session.execute(
+        select(Message.id, Message.raw, Message.received_at).where(Message.id.in_(message_ids)))).all()}
+    result = []
+    for (message_id, domain), members in grouped.items():
+        raw, received = messages[message_id]
+        result.append(Group(message_id, domain, tuple(
+            Row(**{**_as_row(m).__dict__, "attempts": m.attempts + 1}) for m in members), raw, _aware(received)))
+    return result
+
+
+def _classify(code: int, message: str) -> str:
+    return "sent" if 200 <= code < 300 else "permanent" if 500 <= code < 600 else "temporary"
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}"[:900]
+
+
+def _dsn_options(row: Row) -> list[str]:
+    options = []
+    if row.notify:
+        options.append(f"NOTIFY={row.notify}")
+    if row.orcpt:
+        options.append(f"ORCPT={row.orcpt}")
+    return options
+
+
+class OutboundWorker:
+    """Claims due recipients and delivers them, at most ``concurrency`` SMTP transactions at a time."""
+
+    def __init__(self, config: Config, committer: GroupCommitter, hub: ChangeHub) -> None:
+        assert config.outbound is not None
+        self.config = config
+        self.settings: OutboundSettings = config.outbound
+        self.committer = committer
+        self.hub = hub
+        self.tls = outbound_client_context(config.tls, self.settings)
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._wake = hub.watch(OUTBOUND_WAKE)
+        self.postmaster = f"mailer-daemon@{sorted(config.domains)[0]}"
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="outbound-dispatch")
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; deliveries in flight get a moment to finish, then their claims lapse by lease."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=5)
+            for task in self._inflight:
+                task.cancel()
+        self.hub.unwatch(OUTBOUND_WAKE, self._wake)
+
+    async def _dispatch(self) -> None:
+        while True:
+            free = self.settings.concurrency - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._wake.clear()
+            try:
+                groups = await self.committer.run(
+                    lambda s, n=free: claim(s, n, self.settings.lease))  # type: ignore[misc]
+            except Exception:
+                log.exception("outbound.claim_failed")
+                groups = []
+            for group in groups:
+                task = asyncio.get_running_loop().create_task(self._deliver(group))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if not groups:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    # --- one SMTP transaction -------------------------------------------------------------------------------
+    async def _deliver(self, group: Group) -> None:
+        try:
+            results = await self.attempt(group)
+        except Exception as exc:  # never let one group kill the worker; it is retried
+            log.exception("outbound.attempt_failed", message_id=group.message_id)
+            results = {r.id: Result("temporary", f"internal error: {type(exc).__name__}") for r in group.rows}
+        try:
+            await self.committer.run(lambda s: self.record_results(s, group, results))
+        except Exception:
+            log.exception("outbound.record_failed", message_id=group.message_id)
+
+    async def next_hops(self, domain: str) -> list[tuple[str, int]] | str:
+        """Where to deliver ``domain``: the static route, else its MX hosts by preference, else the domain.
+
+        A string is a permanent reason not to deliver (a null MX, RFC 7505).
+        """
+        route = self.settings.routes.get(domain)
+        if route is not None:
+            return [route]
+        if not self.settings.use_mx:
+            return [(domain, self.settings.port)]
+        try:
+            import dns.asyncresolver
+            import dns.exception
+            import dns.resolver
+
+            answer = await dns.asyncresolver.resolve(domain, "MX", lifetime=self.settings.connect_timeout)
+            records = sorted(((r.preference, str(r.exchange).rstrip(".")) for r in answer), key=lambda t: t[0])
+        except ImportError:
+            return [(domain, self.settings.port)]
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return [(domain, self.settings.port)]  # implicit MX (RFC 5321 5.1)
+        except dns.exception.DNSException as exc:
+            raise OSError(f"MX lookup for {domain} failed: {exc}") from None
+        if len(records) == 1 and records[0][1] in ("", "."):
+            return f"550 5.1.10 {domain} does not accept mail (null MX, RFC 7505)"
+        return [(host, self.settings.port) for _, host in records]
+
+    async def attempt(self, group: Group) -> dict[int, Result]:
+        """Try each next hop in turn until one answers; per-recipient results."""
+        hops = await self.next_hops(group.domain)
+        if isinstance(hops, str):
+            return {r.id: Result("permanent", hops) for r in group.rows}
+        last = "no next hop"
+        for host, port in hops:
+            try:
+                return await self._transaction(host, port, group)
+            except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+                code = getattr(exc, "code", None)
+                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                last = _reply(code, message) if isinstance(code, int) and code >= 400 else f"{host}:{port}: {message}"
+                if isinstance(code, int) and 500 <= code < 600:
+                    return {r.id: Result("permanent", last, host) for r in group.rows}
+                log.info("outbound.hop_failed", host=host, port=port, reason=last[:200])
+        return {r.id: Result("temporary", last) for r in group.rows}
+
+    async def _transaction(self, host: str, port: int, group: Group) -> dict[int, Result]:
+        s = self.settings
+        client = aiosmtplib.SMTP(hostname=host, port=port, local_hostname=self.config.hostname,
+                                 tls_context=self.tls, start_tls=True, timeout=s.command_timeout)
+        await client.connect(timeout=s.connect_timeout)
+        try:
+            peer_dsn = client.supports_extension("dsn")
+            first = group.rows[0]
+            options = []
+            if peer_dsn and first.ret:
+                options.append(f"RET={first.ret}")
+            if peer_dsn and first.envid:
+                options.append(f"ENVID={first.envid}")
+            await client.mail(first.mail_from, options=options)
+            results: dict[int, Result] = {}
+            accepted: list[Row] = []
+            for row in group.rows:
+                try:
+                    await client.rcpt(row.recipient, options=_dsn_options(row) if peer_dsn else [])
+                    accepted.append(row)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    results[row.id] = Result(_classify(exc.code, exc.message), _reply(exc.code, exc.message), host)
+            if accepted:
+                try:
+                    response = await client.data(group.raw)
+                    outcome = Result("sent", _reply(response.code, response.message), host, peer_dsn)
+                except aiosmtplib.SMTPDataError as exc:
+                    outcome = Result(_classify(exc.code, exc.message), _reply(exc.code, exc.message), host)
+                results.update({row.id: outcome for row in accepted})
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+            return results
+        finally:
+            client.close()
+
+    # --- results --------------------------------------------------------------------------------------------
+    async def record_results(self, session: AsyncSession, group: Group, results: dict[int, Result]) -> None:
+        at = now()
+        schedule = self.settings.retry_schedule
+        reports: dict[str, list[tuple[Row, dsn.RecipientStatus]]] = defaultdict(list)
+        for row in group.rows:
+            result = results.get(row.id) or Result("temporary", "no result")
+            notify = set((row.notify or "FAILURE").split(","))
+            values: dict[str, Any] = {"last_reply": result.reply, "remote_mta": result.remote_mta}
+            kind = result.kind
+            if kind == "temporary" and (at - _aware(row.created_at)).total_seconds() >= self.settings.max_age:
+                kind = "expired"
+            if kind == "sent":
+                values.update(state=SENT, finished_at=at)
+                if "SUCCESS" in notify and not result.peer_reports:
+                    reports["relayed"].append((row, self._status(row, "relayed", "2.0.0", result, at)))
+            elif kind in ("permanent", "expired"):
+                values.update(state=FAILED, finished_at=at)
+                status = _enhanced(result.reply, "5.0.0") if kind == "permanent" else "4.4.7"
+                if "FAILURE" in notify:
+                    reports["failed"].append((row, self._status(row, "failed", status, result, at)))
+            else:
+                delay = schedule[min(row.attempts - 1, len(schedule) - 1)]
+                values.update(next_attempt_at=at + timedelta(seconds=delay))
+            await session.execute(update(OutboundRecipient).where(OutboundRecipient.id == row.id).values(**values))
+            outcome = {"sent": "delivered", "permanent": "failed", "expired": "expired"}.get(kind, "deferred")
+            await record(session, f"outbound.{outcome}", outcome, actor=row.mail_from,
+                         mailbox_id=row.sender_mailbox_id, message_id=row.message_id, domain=row.domain,
+                         attempts=row.attempts, reply=result.reply[:300], recipient=row.recipient)
+        for action, items in reports.items():
+            await self._file_dsn(session, group, action, items)
+
+    def _status(self, row: Row, action: str, status: str, result: Result, at: datetime) -> dsn.RecipientStatus:
+        return dsn.RecipientStatus(row.recipient, action, status, row.orcpt, result.remote_mta, result.reply, at)
+
+    async def _file_dsn(self, session: AsyncSession, group: Group, action: str,
+                        items: list[tuple[Row, dsn.RecipientStatus]]) -> None:
+        """File the report in the sender's INBOX (our senders are always local mailboxes)."""
+        by_sender: dict[int, list[tuple[Row, dsn.RecipientStatus]]] = defaultdict(list)
+        for row, status in items:
+            if row.sender_mailbox_id is not None and row.mail_from:
+                by_sender[row.sender_mailbox_id].append((row, status))
+        for mailbox_id, entries in by_sender.items():
+            mailbox = await session.get(Mailbox, mailbox_id)
+            if mailbox is None or not mailbox.active:
+                continue
+            first = entries[0][0]
+            try:
+                raw = dsn.build(reporting_mta=self.config.hostname, postmaster=self.postmaster, to=mailbox.address,
+                                recipients=[s for _, s in entries], original=group.raw, arrival=group.received_at,
+                                envid=first.envid, ret=first.ret)
+            except HeaderError:
+                raw = dsn.build(reporting_mta=self.config.hostname, postmaster=self.postmaster, to=mailbox.address,
+                                recipients=[s for _, s in entries], original=b"\r\n", arrival=group.received_at,
+                                envid=first.envid)
+            message_id = await store_message(session, StoredMessage(
+                raw=raw, mail_from="", rcpt_to=[mailbox.address], sender_mailbox_id=None, message_id_header=None,
+                subject="Delivery status notification", header_from=self.postmaster))
+            await deliver(session, message_id, await folder_id(session, mailbox_id, "INBOX"))
+            await record(session, "outbound.dsn", action, actor=self.postmaster, mailbox_id=mailbox_id,
+                         message_id=message_id, original_message_id=group.message_id, recipients=len(entries))
+
+
+def _enhanced(reply: str, default: str) -> str:
+    parts = reply.split()
+    if len(parts) > 1 and parts[1].count(".") == 2 and parts[1][0] in "245":
+        return parts[1]
+    return default
+
+
+# --- administration (gateway queue ...) ---------------------------------------------------------------------
+async def list_queue(session: AsyncSession, state: str | None = None, limit: int = 1000) -> list[OutboundRecipient]:
+    query = select(OutboundRecipient).order_by(OutboundRecipient.id).limit(limit)
+    if state:
+        query = query.where(OutboundRecipient.state == state)
+    return list((await session.execute(query)).scalars().all())
+
+
+async def retry_now(session: AsyncSession, ids: list[int] | None = None) -> int:
+    """Make queued recipients due at once (all, or those ``ids``); returns how many."""
+    query = update(OutboundRecipient).where(OutboundRecipient.state == QUEUED).values(next_attempt_at=now())
+    if ids:
+        query = query.where(OutboundRecipient.id.in_(ids))
+    result = await session.execute(query)
+    return int(getattr(result, "rowcount", 0) or 0)

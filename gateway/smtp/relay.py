@@ -1,0 +1,227 @@
+"""The relay listener (port 25 style): other operators of the trust space deliver mail for our domains here.
+
+Contract, in the order a session meets it:
+
+* STARTTLS is required before MAIL (530 5.7.0); the TLS handshake asks for a client certificate and OpenSSL
+  verifies its chain to ``relay.trust_anchors``. A certificate from an unknown CA fails the handshake (the TLS
+  alert is the reply) and the failure is recorded as an event.
+* At MAIL the certificate must be present, within its validity period, usable for client authentication and not
+  revoked (CRL, when configured), and it must name a whitelisted domain; the sender's domain must be whitelisted,
+  not ours, and (by default) named by the certificate. Each refusal is a 5.7.x reply and an event (R18).
+* At RCPT only our own domains are accepted (professional and patient); a patient recipient needs a qualified
+  identity (R4) as for submitted mail (:func:`gateway.routing.policy.decide_relayed`).
+* At DATA the message is stored and filed in one transaction, with the conversation effects of R1–R3 keyed by
+  the remote sender's address, and only then "250".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
+
+from gateway.config import Config
+from gateway.routing import replies
+from gateway.routing.addresses import parse
+from gateway.routing.delivery import Outcome, plan_relayed, record_relay_refusal
+from gateway.routing.headers import HeaderError, summarise
+from gateway.routing.policy import Target, decide_relayed
+from gateway.routing.replies import Reply
+from gateway.smtp.handler import has_bare_line_ending
+from gateway.smtp.protocol import GatewaySMTP
+from gateway.store.committer import GroupCommitter
+from gateway.store.events import record
+from gateway.trust.certificates import PeerVerdict, RelayCertificateVerifier, peer_certificate
+from gateway.trust.whitelist import covering_domain
+
+log = structlog.get_logger("gateway.relay")
+
+
+class RelaySMTP(GatewaySMTP):
+    """The relay's protocol object: no DSN offered (we deliver at once) and handshake failures recorded."""
+
+    offer_dsn = False
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        try:
+            await super().smtp_STARTTLS(arg)
+        except TLSSetupException as exc:
+            handler = self.event_handler
+            if isinstance(handler, RelayHandler):
+                await handler.handshake_failed(self.session, exc.__cause__ or exc)
+            raise
+
+
+def _peer_ip(session: Session | None) -> str:
+    peer = session.peer if session is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+class RelayHandler:
+    def __init__(self, config: Config, committer: GroupCommitter, verifier: RelayCertificateVerifier) -> None:
+        assert config.relay is not None
+        self.config = config
+        self.relay = config.relay
+        self.committer = committer
+        self.verifier = verifier
+
+    # --- events ---------------------------------------------------------------------------------------------
+    async def _event(self, kind: str, outcome: str, actor: str | None = None, **detail: Any) -> None:
+        async def unit(db: Any) -> None:
+            await record(db, kind, outcome, actor=actor, **detail)
+        try:
+            await self.committer.run(unit)
+        except Exception:  # the trail must not turn a refusal into a crash; the log line remains
+            log.exception("relay.event_failed", kind=kind)
+
+    async def handshake_failed(self, session: Session | None, error: BaseException) -> None:
+        reason = str(getattr(error, "reason", None) or error)[:200]
+        await self._event("relay.refused.tls", "refused", client=_peer_ip(session), reason=reason)
+
+    # --- EHLO / STARTTLS ------------------------------------------------------------------------------------
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        kept = [r for r in responses[:-1] if not r.startswith("250-AUTH")]
+        return [*kept, "250-ENHANCEDSTATUSCODES", "250-PIPELINING", responses[-1]]
+
+    def handle_STARTTLS(self, server: SMTP, session: Session, envelope: Envelope) -> bool:
+        """Handshake done: judge the certificate once; the verdict is enforced (and recorded) at MAIL."""
+        ssl_object = (session.ssl or {}).get("ssl_object")
+        session.relay_verdict = self._verdict(peer_certificate(ssl_object))  # type: ignore[attr-defined]
+        return True
+
+    def _verdict(self, der: bytes | None) -> PeerVerdict:
+        verdict = self.verifier.check(der)
+        if verdict.ok and not any(covering_domain(n, self.config.trusted) for n in verdict.names):
+            return PeerVerdict(replies.RELAY_PEER_NOT_WHITELISTED, "not_whitelisted", verdict.names,
+                               verdict.subject, verdict.fingerprint)
+        return verdict
+
+    # --- transaction ----------------------------------------------------------------------------------------
+    async def _refuse_peer(self, session: Session, verdict: PeerVerdict, reply: Reply, reason: str,
+                           sender: str | None = None) -> str:
+        await self._event(f"relay.refused.{reason}", "refused", actor=sender, client=_peer_ip(session),
+                          certificate=verdict.subject, names=list(verdict.names)[:10], reply=str(reply))
+        log.info("relay.mail", outcome="refused", reason=reason, client=_peer_ip(session))
+        return str(reply)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        verdict: PeerVerdict | None = getattr(session, "relay_verdict", None)
+        if session.ssl is None or verdict is None:
+            return str(replies.RELAY_TLS_REQUIRED)
+        if verdict.reply is not None:
+            return await self._refuse_peer(session, verdict, verdict.reply, verdict.reason)
+        if address in ("", "<>"):  # a bounce or DSN from the remote operator (RFC 5321 4.5.5)
+            sender = ""
+        else:
+            parsed = parse(address)
+            if isinstance(parsed, Reply):
+                return str(parsed)
+            domain = parsed.domain
+            if self.config.serves(domain):
+                return await self._refuse_peer(session, verdict, replies.RELAY_SENDER_IS_OURS, "sender_is_ours",
+                                               parsed.address)
+            if domain not in self.config.trusted:
+                return await self._refuse_peer(session, verdict, replies.RELAY_SENDER_NOT_WHITELISTED,
+                                               "sender_not_whitelisted", parsed.address)
+            if self.relay.sender_must_match_certificate and not _certificate_covers(verdict.names, domain):
+                return await self._refuse_peer(session, verdict, replies.RELAY_SENDER_NOT_CERTIFIED,
+                                               "sender_not_certified", parsed.address)
+            sender = parsed.address
+        envelope.mail_from = sender
+        envelope.mail_options.extend(mail_options)
+        envelope.targets = []  # type: ignore[attr-defined]
+        envelope.relay_peer = _peer_name(verdict)  # type: ignore[attr-defined]
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        targets: list[Target] = envelope.targets  # type: ignore[attr-defined]
+        peer: str = envelope.relay_peer  # type: ignore[attr-defined]
+        if len(targets) >= self.config.limits.recipients_per_message:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        async with self.committer.reader() as db:
+            decision = await decide_relayed(db, self.config, address)
+        if decision.target is None:
+            sender = envelope.mail_from or None
+            await self.committer.run(lambda s: record_relay_refusal(s, peer, sender, decision))
+            return str(decision.reply)
+        if decision.target.address not in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(decision.target.address)
+            targets.append(decision.target)
+        return str(decision.reply)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if has_bare_line_ending(raw):
+            return str(replies.BARE_LINE_ENDING)
+        try:
+            summary = summarise(raw)
+        except HeaderError:
+            return str(replies.BAD_HEADERS)
+        peer: str = envelope.relay_peer  # type: ignore[attr-defined]
+        targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
+        mail_from = envelope.mail_from or ""
+        raw = self._received(session, peer, targets) + raw
+
+        async def unit(db: Any) -> Any:
+            return await plan_relayed(db, peer, mail_from, targets, raw, summary)
+
+        try:
+            outcome: Outcome = await self.committer.run(unit)
+        except Exception:
+            log.exception("relay.data", outcome="temporary_failure")
+            return str(replies.TEMPORARY_FAILURE)
+        log.info("relay.transaction", outcome="accepted" if outcome.message_id else "refused", peer=peer,
+                 message_id=outcome.message_id, recipients=len(outcome.delivered), size=len(raw))
+        return str(outcome.reply)
+
+    def _received(self, session: Session, peer: str, targets: list[Target]) -> bytes:
+        """The trace header (RFC 5321 4.4), naming the TLS version and the operator's certificate."""
+        ssl_info = session.ssl or {}
+        cipher = ssl_info.get("cipher")
+        version = cipher[1] if isinstance(cipher, tuple) and len(cipher) > 1 else "TLS"
+        helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:100]
+        for_clause = f"\r\n\tfor <{targets[0].address}>" if len(targets) == 1 else ""
+        return (f"Received: from {helo} ([{_peer_ip(session)}])\r\n\tby {self.config.hostname} with ESMTPS "
+                f"({version}, operator certificate {peer}){for_clause};\r\n\t"
+                f"{email.utils.format_datetime(email.utils.localtime())}\r\n").encode("ascii", "replace")
+
+
+def _peer_name(verdict: PeerVerdict) -> str:
+    return verdict.names[0] if verdict.names else verdict.subject
+
+
+def _certificate_covers(names: tuple[str, ...], domain: str) -> bool:
+    """The certificate names the sender's domain, a host in it, or the domain is under a certified name."""
+    return any(n == domain or n.endswith("." + domain) or domain.endswith("." + n) for n in names)
+
+
+async def start_relay_listener(config: Config, committer: GroupCommitter) -> asyncio.AbstractServer:
+    """Bind the relay listener; the caller closes the returned server."""
+    from gateway.trust.certificates import relay_server_context
+
+    assert config.relay is not None
+    relay = config.relay
+    tls = relay_server_context(config.tls, relay)
+    verifier = RelayCertificateVerifier(relay.trust_anchors, relay.crl)
+    handler = RelayHandler(config, committer, verifier)
+    limits = config.limits
+
+    def factory() -> RelaySMTP:
+        return RelaySMTP(
+            handler, hostname=config.hostname, ident="MSSante gateway relay", tls_context=tls,
+            require_starttls=True, auth_required=False, auth_require_tls=True,
+            auth_exclude_mechanism=["PLAIN", "LOGIN", "EXTERNAL"], data_size_limit=limits.message_size,
+            timeout=limits.smtp_idle_timeout, decode_data=False,
+        )
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, relay.listen.host, relay.listen.port, reuse_address=True)
+    log.info("listening", service="relay", address=str(relay.listen))
+    return server
