@@ -2,8 +2,9 @@
 
 Each SMTP session hands a unit of work (an async function of a session) to :meth:`GroupCommitter.run`
 and waits. A single writer task takes every unit waiting, runs them in one transaction and commits once;
-only then does each caller get its result and say "250". A unit may return a :class:`~gateway.store.bulk.Plan`
-(an accepted message to store): plans of a batch are written together, and the caller gets ``plan.result``. If the shared transaction fails, the batch is
+only then does each caller get its result and say "250". A unit may return a
+:class:`~gateway.store.bulk.Plan` (an accepted message to store): plans of a batch are written together,
+and the caller gets ``plan.result``. If the shared transaction fails, the batch is
 rolled back and each unit is run again alone, so one bad unit cannot sink the others and no unit is
 half-stored. Units must therefore touch the database only through the session they are given.
 """
