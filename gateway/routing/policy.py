@@ -16,8 +16,8 @@ from gateway.config import Config
 from gateway.ins_matching import identities
 from gateway.routing import conversations, remote, replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify
-from gateway.routing.replies import Reply
 from gateway.routing.directory import DIRECTORY, Directory
+from gateway.routing.replies import Reply
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ class GatewaySMTP(SMTP):
             await super().smtp_RCPT(arg)
             return
         arg, params = _take_params(arg, ("NOTIFY", "ORCPT"))
-        mail_params: dict[str, str] = getattr(self, "_dsn_mail", {}) if self.envelope and self.envelope.mail_from else {}
+        in_mail = self.envelope is not None and bool(self.envelope.mail_from)
+        mail_params: dict[str, str] = getattr(self, "_dsn_mail", {}) if in_mail else {}
         try:
             request = dsn_request(mail_params, params)
         except ValueError:
