@@ -139,7 +139,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
             matricule=local.upper() if args.kind == "PAT" else None,
             certificate_fingerprint=(args.certificate_fingerprint or "").lower().replace(":", "") or None,
         )
-        await record(session, "mailbox.added", "ok", actor=actor, mailbox_id=mailbox_id, kind=args.kind)
+        await record(session, "mailbox.added", "ok", actor=actor, mailbox_id=mailbox_id, mailbox_kind=args.kind)
         return f"Mailbox {mailbox_id} created."
 
     async def list_(session: AsyncSession) -> None:
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_REQUIRED = {
+_REQUIRED: dict[tuple[str, str | None], list[str]] = {
     ("mailbox", "add"): ["address"], ("mailbox", "disable"): ["address"], ("mailbox", "enable"): ["address"],
     ("mailbox", "password"): ["address"],
     ("identity", "add"): ["matricule", "birth_name", "first_names", "birth_date", "sex", "birth_place"],

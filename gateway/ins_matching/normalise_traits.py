@@ -7,11 +7,16 @@ from typing import Protocol
 
 
 class HasTraits(Protocol):
-    birth_name: str
-    first_names: str
-    birth_date: str
-    sex: str
-    birth_place: str
+    @property
+    def birth_name(self) -> str: ...
+    @property
+    def first_names(self) -> str: ...
+    @property
+    def birth_date(self) -> str: ...
+    @property
+    def sex(self) -> str: ...
+    @property
+    def birth_place(self) -> str: ...
 
 
 def fold(text: str) -> str:

@@ -30,7 +30,7 @@ def take_changed(session: AsyncSession) -> set[int]:
 async def notify_database(session: AsyncSession) -> None:
     """On PostgreSQL, queue a NOTIFY for the folders this transaction changed (sent at commit)."""
     changed = session.info.get(_KEY)
-    if changed and session.bind.dialect.name == "postgresql":
+    if changed and session.get_bind().dialect.name == "postgresql":
         payload = ",".join(str(i) for i in sorted(changed))
         await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
 

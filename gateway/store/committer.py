@@ -54,11 +54,11 @@ class GroupCommitter:
         """A session for the checks made before a unit of work (outside the shared transaction)."""
         return self._reads()
 
-    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         """Run ``work`` in a shared transaction; return its result once that transaction is committed."""
         if self._task is None:
             raise RuntimeError("the group committer is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((work, future))
         self._wake.set()
         return await future
