@@ -16,7 +16,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.documents.errors import CdaRefused
+from gateway.documents.errors import CdaRefused, DocumentRefused
 from gateway.documents.limits import CDA, CdaLimits
 from gateway.ins_matching.nir import INS_OIDS
 
@@ -54,7 +54,8 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def parse_xml(data: bytes, max_bytes: int, what: str, error: type[Exception] = CdaRefused) -> etree._Element:
+def parse_xml(data: bytes, max_bytes: int, what: str,
+              error: type[DocumentRefused] = CdaRefused) -> etree._Element:
     """Parse ``data`` safely; refuse oversize input, DOCTYPEs and malformed XML with a sentence."""
     if len(data) > max_bytes:
         raise error("too-large", f"The {what} is {len(data)} bytes, over the limit of {max_bytes} bytes.")

@@ -1,0 +1,253 @@
+"""IHE XDM writer: CDA documents in, an ``IHE_XDM.ZIP`` out (ITI-32), with the MSSanté headers that go with it.
+
+The ebRIM metadata is taken from each CDA header (domain.md section 5: the bridge fills XDS metadata from the
+CDA header where there is one), so the zip says exactly what the documents say. Layout::
+
+    INDEX.HTM  README.TXT  IHE_XDM/SUBSET01/METADATA.XML  IHE_XDM/SUBSET01/DOC0001.XML ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import uuid
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from lxml import etree
+
+from gateway.documents import xds
+from gateway.documents.cda import OID_PS_NATIONAL_ID, OID_STRUCTURE_NATIONAL_ID, CdaHeader, Code, Person, read_header
+
+SUBSET = "SUBSET01"
+_RIM = f"{{{xds.RIM}}}"
+_LCM = f"{{{xds.LCM}}}"
+
+
+@dataclass(frozen=True)
+class WrittenDocument:
+    """What the writer put in the zip for one CDA (its header, name and hash), for the caller's records."""
+
+    header: CdaHeader
+    path: str
+    sha1: str
+    size: int
+
+
+def new_oid() -> str:
+    """A unique OID under 2.25 (ITU-T X.667: a UUID as an integer), for submission set ids."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def hl7_to_utc(value: str | None) -> str | None:
+    """An HL7 TS (``YYYYMMDDHHMMSS[+ZZZZ]``) as the UTC ``YYYYMMDDHHMMSS`` form XDS wants."""
+    if not value:
+        return None
+    digits = "".join(ch for ch in value.split("+")[0].split("-")[0].split(".")[0] if ch.isdigit())
+    zone = value[len(value) - 5:] if len(value) >= 5 and value[-5] in "+-" else None
+    if len(digits) < 8:
+        return None
+    if zone is None or len(digits) < 12:
+        return digits[:14]
+    padded = (digits + "000000")[:14]
+    try:
+        local = datetime.strptime(padded, "%Y%m%d%H%M%S")
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * (1 if zone[0] == "+" else -1)
+    except ValueError:
+        return digits[:14]
+    return (local - offset).strftime("%Y%m%d%H%M%S")
+
+
+def _sub(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
+    return etree.SubElement(parent, _RIM + tag, {k: v for k, v in attrs.items() if v is not None})
+
+
+def _slot(parent: etree._Element, name: str, *values: str | None) -> None:
+    present = [v for v in values if v]
+    if not present:
+        return
+    value_list = _sub(_sub(parent, "Slot", name=name), "ValueList")
+    for value in present:
+        _sub(value_list, "Value").text = value
+
+
+def _name(parent: etree._Element, text: str | None, tag: str = "Name") -> None:
+    if text:
+        _sub(_sub(parent, tag), "LocalizedString", value=text, charset="UTF-8")
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count:02d}"
+
+
+def _classify(parent: etree._Element, ids: _Ids, scheme: str, obj: str, code: Code | None,
+              name: str | None = None) -> None:
+    if code is None:
+        return
+    element = _sub(parent, "Classification", id=ids("cl"), classificationScheme=scheme, classifiedObject=obj,
+                   nodeRepresentation=code.code)
+    _slot(element, "codingScheme", code.code_system)
+    _name(element, name or code.display_name)
+
+
+def _xcn(person: Person) -> str | None:
+    """An author or legal authenticator as HL7 XCN (ANS form for the national PS identifier)."""
+    if person.id is None:
+        return None
+    if person.id.root == OID_PS_NATIONAL_ID and person.id.extension:
+        return (f"{person.id.extension}^{person.family or ''}^{person.given or ''}^^^^^^"
+                f"&{OID_PS_NATIONAL_ID}&ISO^D^^^IDNPS")
+    return f"{person.id.extension or ''}^{person.family or ''}^{person.given or ''}^^^^^^&{person.id.root}&ISO"
+
+
+def _xon(person: Person) -> str | None:
+    organisation = person.organisation
+    if organisation is None or organisation.name is None:
+        return None
+    if organisation.id is None or not organisation.id.extension:
+        return organisation.name
+    kind = "^IDNST" if organisation.id.root == OID_STRUCTURE_NATIONAL_ID else "^"
+    return f"{organisation.name}^^^^^&{organisation.id.root}&ISO{kind}^^^{organisation.id.extension}"
+
+
+def _author(parent: etree._Element, ids: _Ids, scheme: str, obj: str, person: Person) -> None:
+    element = _sub(parent, "Classification", id=ids("cl"), classificationScheme=scheme, classifiedObject=obj,
+                   nodeRepresentation="")
+    _slot(element, "authorPerson", _xcn(person))
+    _slot(element, "authorInstitution", _xon(person))
+    if person.role is not None:
+        _slot(element, "authorSpecialty",
+              f"{person.role.code}^{person.role.display_name or ''}^{person.role.code_system or ''}")
+
+
+def _identifier(parent: etree._Element, ids: _Ids, scheme: str, obj: str, value: str, label: str) -> None:
+    element = _sub(parent, "ExternalIdentifier", id=ids("ei"), identificationScheme=scheme, registryObject=obj,
+                   value=value)
+    _name(element, label)
+
+
+def metadata_xml(written: Sequence[WrittenDocument], *, source_id: str, submission_id: str,
+                 submission_time: datetime, content_type: Code | None = None) -> bytes:
+    """The ebRIM ``SubmitObjectsRequest`` describing ``written`` (one submission set, one entry per CDA)."""
+    ids = _Ids()
+    request = etree.Element(_LCM + "SubmitObjectsRequest", nsmap={"lcm": xds.LCM, "rim": xds.RIM})
+    objects = _sub(request, "RegistryObjectList")
+    first = written[0].header
+    patient_cx = xds.cx(first.patient.matricule, first.patient.oid) \
+        if first.patient.matricule and first.patient.oid else None
+    package = _sub(objects, "RegistryPackage", id="SubmissionSet01")
+    _slot(package, "submissionTime", submission_time.astimezone(UTC).strftime("%Y%m%d%H%M%S"))
+    _name(package, "Documents CDA")
+    if first.authors:
+        _author(package, ids, xds.SS_AUTHOR, "SubmissionSet01", first.authors[0])
+    _classify(package, ids, xds.SS_CONTENT_TYPE, "SubmissionSet01", content_type)
+    if patient_cx:
+        _identifier(package, ids, xds.SS_PATIENT_ID, "SubmissionSet01", patient_cx, "XDSSubmissionSet.patientId")
+    _identifier(package, ids, xds.SS_SOURCE_ID, "SubmissionSet01", source_id, "XDSSubmissionSet.sourceId")
+    _identifier(package, ids, xds.SS_UNIQUE_ID, "SubmissionSet01", submission_id, "XDSSubmissionSet.uniqueId")
+    _sub(objects, "Classification", id=ids("cl"), classifiedObject="SubmissionSet01",
+         classificationNode=xds.SUBMISSION_SET)
+    for index, document in enumerate(written, start=1):
+        header = document.header
+        entry = f"Document{index:02d}"
+        extrinsic = _sub(objects, "ExtrinsicObject", id=entry, mimeType="text/xml", objectType=xds.DOCUMENT_ENTRY)
+        patient = header.patient
+        cx = xds.cx(patient.matricule, patient.oid) if patient.matricule and patient.oid else None
+        _slot(extrinsic, "creationTime", hl7_to_utc(header.effective_time))
+        _slot(extrinsic, "hash", document.sha1)
+        _slot(extrinsic, "size", str(document.size))
+        _slot(extrinsic, "languageCode", header.language)
+        _slot(extrinsic, "URI", document.path.rsplit("/", 1)[-1])
+        if header.legal_authenticator is not None:
+            _slot(extrinsic, "legalAuthenticator", _xcn(header.legal_authenticator))
+        _slot(extrinsic, "serviceStartTime", hl7_to_utc(header.service_start))
+        _slot(extrinsic, "serviceStopTime", hl7_to_utc(header.service_stop))
+        _slot(extrinsic, "sourcePatientId", cx)
+        _slot(extrinsic, "sourcePatientInfo",
+              f"PID-5|{patient.birth_name or ''}^{patient.first_name or ''}^^^^^L" if patient.birth_name else None,
+              f"PID-7|{patient.birth_date.replace('-', '')}" if patient.birth_date else None,
+              f"PID-8|{patient.sex}" if patient.sex else None)
+        _name(extrinsic, header.title)
+        for author in header.authors:
+            _author(extrinsic, ids, xds.DE_AUTHOR, entry, author)
+        _classify(extrinsic, ids, xds.DE_CONFIDENTIALITY, entry, header.confidentiality)
+        _classify(extrinsic, ids, xds.DE_FORMAT_CODE, entry, Code(header.format_code, "1.2.250.1.213.1.1.4.2.282"))
+        _classify(extrinsic, ids, xds.DE_FACILITY_TYPE, entry, header.healthcare_facility)
+        _classify(extrinsic, ids, xds.DE_PRACTICE_SETTING, entry, header.practice_setting)
+        _classify(extrinsic, ids, xds.DE_TYPE_CODE, entry, header.code)
+        if cx:
+            _identifier(extrinsic, ids, xds.DE_PATIENT_ID, entry, cx, "XDSDocumentEntry.patientId")
+        _identifier(extrinsic, ids, xds.DE_UNIQUE_ID, entry, header.unique_id, "XDSDocumentEntry.uniqueId")
+        association = _sub(objects, "Association", id=ids("as"), associationType=xds.HAS_MEMBER,
+                           sourceObject="SubmissionSet01", targetObject=entry)
+        _slot(association, "SubmissionSetStatus", "Original")
+    return bytes(etree.tostring(request, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def _readme(source: str) -> bytes:
+    return (f"IHE XDM package (IHE ITI-32 Cross-Enterprise Document Media Interchange)\r\n"
+            f"Written by: {source}\r\n"
+            f"Contents: IHE_XDM/{SUBSET}/METADATA.XML (ebRIM metadata) and the CDA R2 documents it lists.\r\n"
+            f"INDEX.HTM lists the documents for a person with a web browser.\r\n").encode()
+
+
+def _index(written: Sequence[WrittenDocument]) -> bytes:
+    rows = "".join(
+        f'<li><a href="{html.escape(d.path)}">{html.escape(d.header.title or d.path)}</a> '
+        f"({html.escape(d.header.code.display_name or d.header.code.code if d.header.code else 'CDA')})</li>"
+        for d in written)
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>IHE XDM</title></head>'
+            f"<body><h1>Documents</h1><ul>{rows}</ul>"
+            f'<p><a href="README.TXT">README.TXT</a></p></body></html>').encode()
+
+
+def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, source_name: str = "mss-gateway",
+              content_type: Code | None = None, now: datetime | None = None) -> tuple[bytes, list[WrittenDocument]]:
+    """An XDM zip for ``documents`` (CDA R2 bytes, all for one patient), and what was written for each.
+
+    Raises :class:`~gateway.documents.errors.CdaRefused` when a document is not a readable CDA, and ValueError
+    when the documents are for different patients (one submission set has one patientId).
+    """
+    if not documents:
+        raise ValueError("An XDM package needs at least one document.")
+    written = []
+    for index, data in enumerate(documents, start=1):
+        header = read_header(data, validate=False)
+        written.append(WrittenDocument(header, f"IHE_XDM/{SUBSET}/DOC{index:04d}.XML",
+                                       hashlib.sha1(data, usedforsecurity=False).hexdigest(), len(data)))
+    patients = {(w.header.patient.matricule, w.header.patient.oid) for w in written}
+    if len(patients) > 1:
+        raise ValueError("The documents are for different patients; write one XDM package per patient.")
+    moment = now or datetime.now(UTC)
+    metadata = metadata_xml(written, source_id=source_id or new_oid(), submission_id=new_oid(),
+                            submission_time=moment, content_type=content_type)
+    buffer = io.BytesIO()
+    stamp = moment.astimezone(UTC).timetuple()[:6]
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        def put(name: str, data: bytes) -> None:
+            archive.writestr(zipfile.ZipInfo(name, date_time=stamp), data, compress_type=zipfile.ZIP_DEFLATED)
+        put("README.TXT", _readme(source_name))
+        put("INDEX.HTM", _index(written))
+        put(f"IHE_XDM/{SUBSET}/METADATA.XML", metadata)
+        for document, data in zip(written, documents, strict=True):
+            put(document.path, data)
+    return buffer.getvalue(), written
+
+
+def mss_headers(headers: Sequence[CdaHeader], ins_qualified: bool) -> dict[str, str]:
+    """``X-MSS-CODECDA`` (each CDA's code, comma separated) and ``X-MSS-INS`` (``O``/``N``), ANS client spec.
+
+    ``ins_qualified`` is the sender's knowledge that the patient's identity is ``qualifiée`` (R7): the INS
+    is only announced when it is, and when every document actually carries it.
+    """
+    codes = [h.code.code for h in headers if h.code is not None]
+    carries_ins = bool(headers) and all(h.patient.matricule for h in headers)
+    return {"X-MSS-CODECDA": ",".join(codes), "X-MSS-INS": "O" if ins_qualified and carries_ins else "N"}
