@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import socket
 import ssl
 import time
 import uuid
@@ -77,6 +78,14 @@ concurrency = {concurrency}
 """
 
 
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def whitelist_xml(domains: list[str]) -> bytes:
     items = "".join(f"<Domaine><Nom>{d}</Nom><Operateur>Test</Operateur></Domaine>" for d in domains)
     return (f'<?xml version="1.0" encoding="UTF-8"?><ListeBlanche xmlns="{WHITELIST_NS}">{items}'
@@ -111,6 +120,12 @@ class OperatorProcess(GatewayProcess):
             crl=f'crl = "{crl}"' if crl else "", whitelist=whitelist, refresh=refresh,
             routes=", ".join(route_lines), retry=retry, max_age=max_age, lease=lease, concurrency=concurrency,
             extra=extra), encoding="utf-8")
+
+    def start(self) -> OperatorProcess:
+        """Start, then wait for the relay port too (the base class may see only the submission ports)."""
+        super().start()
+        wait_for(lambda: _accepts(self.relay_port), timeout=30, interval=0.05)
+        return self
 
     def address(self, local: str) -> str:
         return f"{local}@{self.domain}"
