@@ -39,7 +39,7 @@ def test_init_then_serve_then_curl_sends_to_the_demo_patient(tmp_path: Path):
         while time.monotonic() < deadline:
             line = server.stdout.readline()
             banner.append(line)
-            if "curl" in line or not line:
+            if "--upload-file" in line or not line:
                 break
         assert any("The gateway is running." in line for line in banner), banner
         assert any(DEMO_PROFESSIONAL in line for line in banner)
