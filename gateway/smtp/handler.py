@@ -21,8 +21,8 @@ from gateway.routing.addresses import parse
 from gateway.routing.delivery import Outcome, plan_submission, record_refusal
 from gateway.routing.headers import HeaderError, summarise
 from gateway.routing.policy import Decision, Target, decide
-from gateway.store.bulk import Plan
 from gateway.routing.replies import Reply
+from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
 
 log = structlog.get_logger("gateway.smtp")
