@@ -115,15 +115,16 @@ def match(header: CdaHeader, lookup: Lookup, *, allow_test_oids: bool = False,
 
     ``lookup`` maps a matricule to the repository's identity (an obsolete matricule may lead to its principal
     identity, R8). ``allow_test_oids`` accepts the INS-NIR test and demonstration OIDs (never in production).
-    ``author_allowed`` and ``filed_version`` (the highest version already filed for a setId) are optional checks.
+    ``author_allowed`` and ``filed_version`` (the highest version already filed for a setId; an older version
+    is refused, the same one is a harmless duplicate) are optional checks.
     """
     if header.version is None or header.version < 1:
         return Review(VERSION_PROBLEM, "The document has no valid versionNumber (a positive integer).")
     if filed_version is not None and header.set_id is not None:
         filed = filed_version(str(header.set_id))
-        if filed is not None and filed >= header.version:
-            return Review(VERSION_PROBLEM, f"Version {header.version} arrived but version {filed} of the same "
-                                           "document (setId) is already filed.")
+        if filed is not None and filed > header.version:
+            return Review(VERSION_PROBLEM, f"Version {header.version} arrived after version {filed} of the same "
+                                           "document (setId) was filed: it is older than what the record has.")
     if author_allowed is not None and not author_allowed(header):
         return Review(AUTHOR_NOT_ALLOWED, "The document's author is not allowed to send documents here.")
     if header.patients != 1:
