@@ -1,0 +1,583 @@
+"""A DMP simulator: the same ITI-41 / ITI-18 protocol as the real DMP, over HTTPS with client certificates.
+
+It checks what the real platform checks (MTOM structure, the XDS.b schema, the VIHF signature and attributes,
+required metadata, value sets, formats, the 5 MB limit), models the DMP states and authorisations of R17,
+answers with real XDS RegistryResponse forms, keeps what it accepts (memory, optionally a JSON file) and can be
+told to fail (HTTP 503, hanging, slow answers, answers lost after storing) to exercise the deposit outbox.
+
+``gateway dmp-simulator`` runs :func:`main`; tests use :func:`serve` in-process.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from cryptography import x509
+from lxml import etree
+
+from gateway.dmp_bridge import constants as c
+from gateway.dmp_bridge import metadata, soap
+from gateway.dmp_bridge.cda_header import CdaError, read_header
+from gateway.dmp_bridge.saml import AssertionError_, VerifiedAssertion, verify_assertion
+from gateway.dmp_bridge.soap import RegistryError
+
+log = structlog.get_logger("gateway.dmp_bridge.simulator")
+
+#: R17: an authorisation lapses after six months without access.
+AUTHORISATION_LAPSE = timedelta(days=183)
+KNOWN_FORMATS = frozenset({c.FORMAT_PDF_WRAPPED, c.FORMAT_TEXT_WRAPPED, c.FORMAT_LAB, c.FORMAT_VSM,
+                           c.FORMAT_CISIS_GENERIC})
+KNOWN_TYPES = frozenset({c.TYPE_LAB_REPORT, c.TYPE_IMAGING_REPORT, c.TYPE_CONSULTATION_REPORT,
+                         c.TYPE_PRESCRIPTION, c.TYPE_SUMMARY})
+REQUIRED_SLOTS = ("creationTime", "languageCode", "serviceStartTime", "sourcePatientId")
+REQUIRED_CLASSIFICATIONS = {c.DE_CLASS_CODE: "classCode", c.DE_FORMAT_CODE: "formatCode",
+                            c.DE_TYPE_CODE: "typeCode", c.DE_FACILITY_TYPE: "healthcareFacilityTypeCode",
+                            c.DE_PRACTICE_SETTING: "practiceSettingCode", c.DE_CONFIDENTIALITY:
+                            "confidentialityCode", c.DE_AUTHOR: "author"}
+
+
+class DmpState:
+    """R17 states."""
+
+    NOT_CREATED = "not_created"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass
+class PatientRecord:
+    matricule: str
+    state: str = DmpState.OPEN
+    #: When True, a professional needs an explicit authorisation at first access (R17).
+    require_authorisation: bool = False
+    #: Professional national id → last access (ISO); an authorisation lapses after 6 months without access.
+    authorised: dict[str, str] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+
+
+@dataclass
+class StoredDocument:
+    entry_xml: bytes  # the ExtrinsicObject as the registry returns it
+    content: bytes
+    unique_id: str
+    entry_uuid: str
+    matricule: str
+    status: str = c.STATUS_APPROVED
+    lid: str = ""
+    version: int = 1
+    submission_set: str = ""
+    received_at: str = ""
+
+
+@dataclass
+class Fault:
+    """An injected failure for the next ``count`` ITI-41 requests."""
+
+    mode: str  # "unavailable" | "hang" | "slow" | "lost_answer"
+    count: int = 1
+    delay: float = 0.0
+
+
+class Rejected(Exception):
+    def __init__(self, *errors: RegistryError) -> None:
+        super().__init__("; ".join(f"{e.code}: {e.context}" for e in errors))
+        self.errors = errors
+
+
+def _err(code: str, context: str, location: str = "") -> RegistryError:
+    return RegistryError(code, context, c.SEVERITY_ERROR, location)
+
+
+class Simulator:
+    """The simulated DMP: state, checks and the HTTP handlers."""
+
+    def __init__(self, anchors: Sequence[x509.Certificate], *, schema_dir: Path | None = None,
+                 state_file: Path | None = None, auto_create: bool = True,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.anchors = list(anchors)
+        self.schema_dir = schema_dir
+        self.state_file = state_file
+        self.auto_create = auto_create
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.patients: dict[str, PatientRecord] = {}
+        self.documents: dict[str, StoredDocument] = {}  # by uniqueId
+        self.faults: list[Fault] = []
+        self.requests = 0
+        self.accepted = 0
+        self.lock = asyncio.Lock()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        if state_file is not None and state_file.exists():
+            self._load()
+
+    # --- administration (Python API; the HTTP admin endpoints call these) -----------------------------------------
+
+    def set_patient(self, matricule: str, *, state: str | None = None, require_authorisation: bool | None = None,
+                    authorise: Sequence[str] = (), block: Sequence[str] = (), unblock: Sequence[str] = ()) -> None:
+        record = self.patients.setdefault(matricule, PatientRecord(matricule))
+        if state is not None:
+            if state not in (DmpState.NOT_CREATED, DmpState.OPEN, DmpState.CLOSED):
+                raise ValueError(f"Unknown DMP state {state}.")
+            record.state = state
+        if require_authorisation is not None:
+            record.require_authorisation = require_authorisation
+        for pro in authorise:
+            record.authorised[pro] = self.clock().isoformat()
+        record.blocked.update(block)
+        record.blocked.difference_update(unblock)
+        self._save()
+
+    def inject(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
+        if mode not in ("unavailable", "hang", "slow", "lost_answer", "none"):
+            raise ValueError(f"Unknown fault mode {mode}.")
+        if mode == "none":
+            self.faults.clear()
+        else:
+            self.faults.append(Fault(mode, count, delay))
+
+    def entries(self, matricule: str | None = None) -> list[dict[str, Any]]:
+        """Stored document entries as dicts (see soap.read_entry)."""
+        found = []
+        for doc in self.documents.values():
+            if matricule is None or doc.matricule == matricule:
+                entry = soap.read_entry(etree.fromstring(doc.entry_xml))
+                found.append(entry)
+        return found
+
+    def _next_fault(self) -> Fault | None:
+        while self.faults:
+            fault = self.faults[0]
+            if fault.count <= 0:
+                self.faults.pop(0)
+                continue
+            fault.count -= 1
+            return fault
+        return None
+
+    # --- persistence ------------------------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        data = {
+            "patients": {m: {"state": p.state, "require_authorisation": p.require_authorisation,
+                             "authorised": p.authorised, "blocked": sorted(p.blocked)}
+                         for m, p in self.patients.items()},
+            "documents": [{"entry_xml": d.entry_xml.decode(), "content": base64.b64encode(d.content).decode(),
+                           "unique_id": d.unique_id, "entry_uuid": d.entry_uuid, "matricule": d.matricule,
+                           "status": d.status, "lid": d.lid, "version": d.version,
+                           "submission_set": d.submission_set, "received_at": d.received_at}
+                          for d in self.documents.values()],
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.state_file)
+
+    def _load(self) -> None:
+        assert self.state_file is not None
+        data = json.loads(self.state_file.read_text())
+        for m, p in data.get("patients", {}).items():
+            self.patients[m] = PatientRecord(m, p["state"], p["require_authorisation"], dict(p["authorised"]),
+                                             set(p["blocked"]))
+        for d in data.get("documents", []):
+            doc = StoredDocument(d["entry_xml"].encode(), base64.b64decode(d["content"]), d["unique_id"],
+                                 d["entry_uuid"], d["matricule"], d["status"], d["lid"], d["version"],
+                                 d["submission_set"], d["received_at"])
+            self.documents[doc.unique_id] = doc
+
+    # --- checks --------------------------------------------------------------------------------------------------
+
+    def _assertion(self, env: etree._Element) -> VerifiedAssertion:
+        element = soap.assertion_of(env)
+        if element is None:
+            raise Rejected(_err(c.ERR_ASSERTION, "The request carries no VIHF assertion (WS-Security)."))
+        try:
+            return verify_assertion(element, self.anchors, self.clock())
+        except AssertionError_ as exc:
+            raise Rejected(_err(c.ERR_ASSERTION, str(exc))) from exc
+
+    def _access(self, matricule: str, professional: str, *, write: bool) -> PatientRecord:
+        """R17: DMP state, blocked professionals, authorisation at first access and after 6 months."""
+        record = self.patients.get(matricule)
+        if record is None:
+            if not self.auto_create:
+                raise Rejected(_err(c.ERR_DMP_NOT_CREATED, "Le DMP de ce patient n'existe pas."))
+            record = self.patients.setdefault(matricule, PatientRecord(matricule))
+        if record.state == DmpState.NOT_CREATED:
+            raise Rejected(_err(c.ERR_DMP_NOT_CREATED, "Le DMP de ce patient n'existe pas."))
+        if record.state == DmpState.CLOSED and write:
+            raise Rejected(_err(c.ERR_DMP_CLOSED, "Le DMP de ce patient est fermé : il ne peut plus être alimenté."))
+        if professional in record.blocked:
+            raise Rejected(_err(c.ERR_PS_BLOCKED, "Le patient a bloqué l'accès de ce professionnel à son DMP."))
+        now = self.clock()
+        last = record.authorised.get(professional)
+        if last is None and record.require_authorisation:
+            raise Rejected(_err(c.ERR_NOT_AUTHORISED, "Ce professionnel n'est pas autorisé à accéder au DMP de ce "
+                                "patient : recueillir l'autorisation du patient."))
+        if last is not None and now - datetime.fromisoformat(last) > AUTHORISATION_LAPSE:
+            raise Rejected(_err(c.ERR_NOT_AUTHORISED, "L'autorisation d'accès a expiré après six mois sans accès : "
+                                "recueillir à nouveau l'autorisation du patient."))
+        record.authorised[professional] = now.isoformat()
+        return record
+
+    def _check_entry(self, eo: etree._Element, content: bytes | None, patient_id: str) -> dict[str, Any]:
+        entry = soap.read_entry(eo)
+        where = entry.get("uniqueId") or eo.get("id", "")
+        problems = []
+        if content is None:
+            raise Rejected(_err(c.ERR_MISSING_DOCUMENT, f"No document content for {eo.get('id')}.", where))
+        for slot in REQUIRED_SLOTS:
+            if not entry.get(slot):
+                problems.append(f"slot {slot} missing")
+        present = {cl.get("classificationScheme") for cl in eo.findall(f"{{{c.NS_RIM}}}Classification")}
+        problems += [f"{name} missing" for scheme, name in REQUIRED_CLASSIFICATIONS.items() if scheme not in present]
+        if not entry.get("title"):
+            problems.append("title missing")
+        if not entry.get("uniqueId"):
+            problems.append("uniqueId missing")
+        if entry.get("patientId") != patient_id:
+            raise Rejected(_err("XDSPatientIdDoesNotMatch", "The document's patientId differs from the submission "
+                                "set's.", where))
+        if entry.get("formatCode") and entry["formatCode"] not in KNOWN_FORMATS:
+            problems.append(f"formatCode {entry['formatCode']} not in the value set")
+        if entry.get("typeCode") and entry["typeCode"] not in KNOWN_TYPES:
+            problems.append(f"typeCode {entry['typeCode']} not in the value set")
+        for code in entry.get("confidentialityCode", []):
+            if code not in ("N", *c.VISIBILITY_CODES):
+                problems.append(f"confidentialityCode {code} not in the value set")
+        if problems:
+            raise Rejected(_err(c.ERR_METADATA, "Metadata not acceptable: " + "; ".join(problems) + ".", where))
+        if len(content) > c.MAX_DOCUMENT_SIZE:
+            raise Rejected(_err(c.ERR_TOO_LARGE, f"Le document dépasse 5 Mo ({len(content)} octets).", where))
+        if entry.get("hash") and entry["hash"] != hashlib.sha1(content, usedforsecurity=False).hexdigest():
+            raise Rejected(_err(c.ERR_REPOSITORY_METADATA, "The hash does not match the document.", where))
+        if entry.get("size") and entry["size"] != str(len(content)):
+            raise Rejected(_err(c.ERR_REPOSITORY_METADATA, "The size does not match the document.", where))
+        if entry.get("mimeType") != "text/xml":
+            raise Rejected(_err(c.ERR_FORMAT, f"Le format {entry.get('mimeType')} n'est pas accepté (CDA attendu).",
+                                where))
+        try:
+            header = read_header(content)
+        except CdaError as exc:
+            raise Rejected(_err(c.ERR_FORMAT, f"Le document n'est pas un CDA lisible : {exc}", where)) from exc
+        if header.body_media_type is not None and header.body_media_type not in c.ALLOWED_MEDIA_TYPES:
+            raise Rejected(_err(c.ERR_FORMAT, f"Le format {header.body_media_type} n'est pas accepté.", where))
+        if header.unique_id != entry["uniqueId"]:
+            raise Rejected(_err(c.ERR_METADATA, "The uniqueId differs from the CDA id.", where))
+        return entry
+
+    # --- ITI-41 -------------------------------------------------------------------------------------------------
+
+    def provide_and_register(self, message: soap.MtomMessage) -> list[RegistryError]:
+        """Check and store one submission; return the registry errors (empty on success)."""
+        try:
+            self._provide_and_register(message)
+        except Rejected as exc:
+            log.info("dmp_simulator.refused", codes=[e.code for e in exc.errors])
+            return list(exc.errors)
+        return []
+
+    def _provide_and_register(self, message: soap.MtomMessage) -> None:
+        env = message.envelope
+        if not message.mtom:
+            raise Rejected(_err(c.ERR_REPOSITORY, "ITI-41 requires an MTOM/XOP message."))
+        if soap.header_value(env, "Action") != c.ACTION_ITI41:
+            raise Rejected(_err(c.ERR_REPOSITORY, "WS-Addressing Action is not ProvideAndRegisterDocumentSet-b."))
+        if not soap.header_value(env, "MessageID") or not soap.header_value(env, "To"):
+            raise Rejected(_err(c.ERR_REPOSITORY, "WS-Addressing MessageID and To are required."))
+        assertion = self._assertion(env)
+        try:
+            request = soap.body_of(env)
+            if request.tag != f"{{{c.NS_XDSB}}}ProvideAndRegisterDocumentSetRequest":
+                raise Rejected(_err(c.ERR_REPOSITORY, "The body is not a ProvideAndRegisterDocumentSetRequest."))
+            contents = soap.resolve_xop(request, message.parts)
+        except soap.SoapError as exc:
+            raise Rejected(_err(c.ERR_REPOSITORY, str(exc))) from exc
+        if self.schema_dir is not None:
+            errors = metadata.validate(request, self.schema_dir)
+            if errors:
+                raise Rejected(_err(c.ERR_METADATA, "The request does not follow the XDS.b schema: " +
+                                    " | ".join(errors[:3])))
+        objects = request.find(f"{{{c.NS_LCM}}}SubmitObjectsRequest/{{{c.NS_RIM}}}RegistryObjectList")
+        assert objects is not None  # the schema requires it
+        packages = objects.findall(f"{{{c.NS_RIM}}}RegistryPackage")
+        if len(packages) != 1:
+            raise Rejected(_err(c.ERR_METADATA, "Exactly one submission set is required."))
+        package = packages[0]
+        ss = {ei.get("identificationScheme"): ei.get("value") for ei in
+              package.findall(f"{{{c.NS_RIM}}}ExternalIdentifier")}
+        patient_id = ss.get(c.SS_PATIENT_ID) or ""
+        if not patient_id or not ss.get(c.SS_UNIQUE_ID) or not ss.get(c.SS_SOURCE_ID):
+            raise Rejected(_err(c.ERR_METADATA, "The submission set needs patientId, uniqueId and sourceId."))
+        matricule, _, rest = patient_id.partition("^^^&")
+        if rest.split("&", 1)[0] not in c.INS_OIDS:
+            raise Rejected(_err(c.ERR_UNKNOWN_PATIENT, "The patient id is not an INS."))
+        if assertion.patient != matricule:
+            raise Rejected(_err("XDSPatientIdDoesNotMatch", "The assertion's patient differs from the submission's."))
+        record = self._access(matricule, assertion.subject, write=True)
+        del record
+        entries = []
+        for eo in objects.findall(f"{{{c.NS_RIM}}}ExtrinsicObject"):
+            entries.append((eo, self._check_entry(eo, contents.get(eo.get("id", "")), patient_id)))
+        if not entries:
+            raise Rejected(_err(c.ERR_METADATA, "The submission has no document."))
+        for _eo, entry in entries:
+            if entry["uniqueId"] in self.documents:
+                raise Rejected(_err(c.ERR_DUPLICATE_UNIQUE_ID, f"Un document d'identifiant {entry['uniqueId']} "
+                                    "existe déjà dans le DMP.", entry["uniqueId"]))
+        replaced: dict[str, StoredDocument] = {}
+        by_uuid = {d.entry_uuid: d for d in self.documents.values()}
+        for assoc in objects.findall(f"{{{c.NS_RIM}}}Association"):
+            if assoc.get("associationType") != c.ASSOC_RPLC:
+                continue
+            target = by_uuid.get(assoc.get("targetObject", ""))
+            if target is None or target.status != c.STATUS_APPROVED or target.matricule != matricule:
+                raise Rejected(_err(c.ERR_REPLACED_UNKNOWN, "The document to replace is not an approved document of "
+                                    "this patient."))
+            replaced[assoc.get("sourceObject", "")] = target
+        now = self.clock()
+        for eo, entry in entries:
+            old = replaced.get(eo.get("id", ""))
+            version = old.version + 1 if old else 1
+            lid = old.lid if old else entry["entryUUID"]
+            stored = _stored_entry(eo, lid, version)
+            self.documents[entry["uniqueId"]] = StoredDocument(
+                stored, contents[eo.get("id", "")], entry["uniqueId"], entry["entryUUID"], matricule,
+                c.STATUS_APPROVED, lid, version, ss.get(c.SS_UNIQUE_ID) or "", now.isoformat())
+            if old is not None:
+                old.status = c.STATUS_DEPRECATED
+                old.entry_xml = _with_status(old.entry_xml, c.STATUS_DEPRECATED)
+        self.accepted += len(entries)
+        self._save()
+        log.info("dmp_simulator.accepted", documents=len(entries))
+
+    # --- ITI-18 -------------------------------------------------------------------------------------------------
+
+    def stored_query(self, env: etree._Element) -> tuple[list[RegistryError], list[bytes]]:
+        try:
+            if soap.header_value(env, "Action") != c.ACTION_ITI18:
+                raise Rejected(_err(c.ERR_METADATA, "WS-Addressing Action is not RegistryStoredQuery."))
+            assertion = self._assertion(env)
+            query_id, params = soap.query_parameters(soap.body_of(env))
+            if query_id == c.QUERY_FIND_DOCUMENTS:
+                pid = soap.unquote(" ".join(params.get("$XDSDocumentEntryPatientId", [])))
+                if len(pid) != 1:
+                    raise Rejected(_err("XDSRegistryError", "FindDocuments needs one $XDSDocumentEntryPatientId."))
+                matricule = pid[0].split("^", 1)[0]
+                if assertion.patient != matricule:
+                    raise Rejected(_err("XDSPatientIdDoesNotMatch", "The assertion's patient differs."))
+                self._access(matricule, assertion.subject, write=False)
+                statuses = set(soap.unquote(" ".join(params.get("$XDSDocumentEntryStatus", [])))) or {
+                    c.STATUS_APPROVED}
+                found = [d for d in self.documents.values() if d.matricule == matricule and d.status in statuses]
+            elif query_id == c.QUERY_GET_DOCUMENTS:
+                uids = set(soap.unquote(" ".join(params.get("$XDSDocumentEntryUniqueId", []))))
+                uuids = set(soap.unquote(" ".join(params.get("$XDSDocumentEntryEntryUUID", []))))
+                found = [d for d in self.documents.values() if d.unique_id in uids or d.entry_uuid in uuids]
+                if any(d.matricule != assertion.patient for d in found):
+                    raise Rejected(_err("XDSPatientIdDoesNotMatch", "The assertion's patient differs."))
+                if found:
+                    self._access(assertion.patient, assertion.subject, write=False)
+            else:
+                raise Rejected(_err("XDSUnknownStoredQuery", f"Unknown stored query {query_id}."))
+        except Rejected as exc:
+            return list(exc.errors), []
+        except soap.SoapError as exc:
+            return [_err("XDSRegistryError", str(exc))], []
+        return [], [d.entry_xml for d in found]
+
+    # --- HTTP ----------------------------------------------------------------------------------------------------
+
+    async def _repository(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        fault = self._next_fault()
+        if fault is not None and fault.mode == "unavailable":
+            return web.Response(status=503, text="Service temporarily unavailable (simulated).")
+        if fault is not None and fault.mode in ("hang", "slow"):
+            await asyncio.sleep(fault.delay)
+            if fault.mode == "hang":
+                return web.Response(status=503, text="Gave up (simulated hang).")
+        try:
+            message = soap.mtom_decode(request.headers.get("Content-Type", ""), await request.read())
+        except soap.SoapError as exc:
+            return _fault(str(exc))
+        async with self.lock:
+            errors = self.provide_and_register(message)
+        if fault is not None and fault.mode == "lost_answer":
+            return web.Response(status=503, text="Answer lost (simulated, after storing).")
+        return _soap_response(c.ACTION_ITI41_RESPONSE, soap.registry_response(errors))
+
+    async def _registry(self, request: web.Request) -> web.Response:
+        try:
+            message = soap.mtom_decode(request.headers.get("Content-Type", ""), await request.read())
+        except soap.SoapError as exc:
+            return _fault(str(exc))
+        async with self.lock:
+            errors, entries = self.stored_query(message.envelope)
+        response = etree.Element(f"{{{c.NS_QUERY}}}AdhocQueryResponse",
+                                 nsmap={"query": c.NS_QUERY, "rim": c.NS_RIM, "rs": c.NS_RS},
+                                 status=c.RESPONSE_FAILURE if errors else c.RESPONSE_SUCCESS)
+        if errors:
+            error_list = soap.registry_response(errors).find(f"{{{c.NS_RS}}}RegistryErrorList")
+            assert error_list is not None
+            response.append(error_list)
+        objects = etree.SubElement(response, f"{{{c.NS_RIM}}}RegistryObjectList")
+        for xml in entries:
+            objects.append(etree.fromstring(xml))
+        return _soap_response(c.ACTION_ITI18_RESPONSE, response)
+
+    async def _admin(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        try:
+            data = await request.json() if request.can_read_body else {}
+            if action == "faults":
+                self.inject(str(data.get("mode", "none")), int(data.get("count", 1)), float(data.get("delay", 0)))
+            elif action == "patients":
+                self.set_patient(str(data["matricule"]), state=data.get("state"),
+                                 require_authorisation=data.get("require_authorisation"),
+                                 authorise=data.get("authorise", []), block=data.get("block", []),
+                                 unblock=data.get("unblock", []))
+            elif action == "documents":
+                return web.json_response(self.entries(data.get("matricule")))
+            elif action == "stats":
+                return web.json_response({"requests": self.requests, "accepted": self.accepted,
+                                          "documents": len(self.documents)})
+            else:
+                return web.json_response({"error": f"unknown action {action}"}, status=404)
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True})
+
+    def app(self) -> web.Application:
+        application = web.Application(client_max_size=c.MAX_SOAP_SIZE)
+        application.router.add_post("/repository", self._repository)
+        application.router.add_post("/registry", self._registry)
+        application.router.add_post("/admin/{action}", self._admin)
+        return application
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr,attr-defined]
+        bound = sockets[0].getsockname()[1] if sockets else port
+        self.url = f"https://{host}:{bound}"
+        log.info("dmp_simulator.listening", url=self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _stored_entry(eo: etree._Element, lid: str, version: int) -> bytes:
+    """The ExtrinsicObject as the registry keeps it: Approved, with its logical id and version."""
+    copy = etree.fromstring(etree.tostring(eo))
+    copy.set("status", c.STATUS_APPROVED)
+    copy.set("lid", lid)
+    info = etree.Element(f"{{{c.NS_RIM}}}VersionInfo", versionName=str(version))
+    position = 0
+    for index, child in enumerate(copy):
+        if child.tag in (f"{{{c.NS_RIM}}}Slot", f"{{{c.NS_RIM}}}Name", f"{{{c.NS_RIM}}}Description"):
+            position = index + 1
+    copy.insert(position, info)
+    return etree.tostring(copy)
+
+
+def _with_status(xml: bytes, status: str) -> bytes:
+    element = etree.fromstring(xml)
+    element.set("status", status)
+    return etree.tostring(element)
+
+
+def _soap_response(action: str, body: etree._Element) -> web.Response:
+    env = soap.envelope(action, "http://www.w3.org/2005/08/addressing/anonymous", body, None)
+    return web.Response(body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
+                        content_type="application/soap+xml", charset="utf-8")
+
+
+def _fault(reason: str) -> web.Response:
+    env = etree.Element(f"{{{c.NS_SOAP}}}Envelope", nsmap={"soap": c.NS_SOAP})
+    fault = etree.SubElement(etree.SubElement(env, f"{{{c.NS_SOAP}}}Body"), f"{{{c.NS_SOAP}}}Fault")
+    code = etree.SubElement(fault, f"{{{c.NS_SOAP}}}Code")
+    etree.SubElement(code, f"{{{c.NS_SOAP}}}Value").text = "soap:Sender"
+    reason_el = etree.SubElement(fault, f"{{{c.NS_SOAP}}}Reason")
+    text = etree.SubElement(reason_el, f"{{{c.NS_SOAP}}}Text")
+    text.set(f"{{{c.NS_XML}}}lang", "en")
+    text.text = reason
+    return web.Response(status=400, body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
+                        content_type="application/soap+xml", charset="utf-8")
+
+
+def server_ssl_context(certificate: Path, key: Path, client_ca: Path) -> ssl.SSLContext:
+    """TLS 1.2+ server context that requires a client certificate chaining to ``client_ca``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(client_ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(str(certificate), str(key))
+    return ctx
+
+
+def load_anchors(bundle: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(bundle.read_bytes())
+
+
+async def serve(host: str, port: int, *, certificate: Path, key: Path, ca_bundle: Path,
+                schema_dir: Path | None = None, state_file: Path | None = None, auto_create: bool = True,
+                clock: Callable[[], datetime] | None = None) -> Simulator:
+    """Start a simulator (HTTPS, client certificates from ``ca_bundle``, VIHF signed by a certificate from the same
+    bundle) and return it; ``simulator.url`` is its base URL, ``await simulator.stop()`` ends it."""
+    simulator = Simulator(load_anchors(ca_bundle), schema_dir=schema_dir or metadata.default_schema_dir(),
+                          state_file=state_file, auto_create=auto_create, clock=clock)
+    await simulator.start(host, port, server_ssl_context(certificate, key, ca_bundle))
+    return simulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``gateway dmp-simulator``: run the simulator until interrupted."""
+    parser = argparse.ArgumentParser(prog="gateway dmp-simulator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen", default="127.0.0.1:8443", help="host:port (default 127.0.0.1:8443)")
+    parser.add_argument("--certificate", type=Path, required=True, help="server certificate (PEM, with chain)")
+    parser.add_argument("--key", type=Path, required=True, help="server private key (PEM)")
+    parser.add_argument("--ca", type=Path, required=True,
+                        help="CA bundle for client certificates and VIHF signing certificates")
+    parser.add_argument("--schema-dir", type=Path, default=None, help="folder holding IHE/XDS.b_DocumentRepository.xsd")
+    parser.add_argument("--state-file", type=Path, default=None, help="JSON file keeping accepted documents")
+    parser.add_argument("--closed", action="append", default=[], help="matricule whose DMP is closed")
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+
+    async def run() -> None:
+        simulator = await serve(host or "127.0.0.1", int(port), certificate=args.certificate, key=args.key,
+                                ca_bundle=args.ca, schema_dir=args.schema_dir, state_file=args.state_file)
+        for matricule in args.closed:
+            simulator.set_patient(matricule, state=DmpState.CLOSED)
+        print(f"DMP simulator listening on {simulator.url} (repository /repository, registry /registry)",
+              flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await simulator.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+    return 0
