@@ -9,6 +9,7 @@ not stop filing when the header is readable (the receiving structure still wants
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ FORMAT_GENERIC = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 #: Where the ANS extended CDA schema is looked for when no path is given (GATEWAY_CDA_SCHEMA overrides).
 _DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda-schema" / "CDA_extended.xsd"
 _MAX_SCHEMA_ERRORS = 20
+_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 
 
 def safe_parser(huge: bool = False) -> etree.XMLParser:
@@ -59,6 +61,10 @@ def parse_xml(data: bytes, max_bytes: int, what: str,
     """Parse ``data`` safely; refuse oversize input, DOCTYPEs and malformed XML with a sentence."""
     if len(data) > max_bytes:
         raise error("too-large", f"The {what} is {len(data)} bytes, over the limit of {max_bytes} bytes.")
+    first_element = _ELEMENT_START.search(data)
+    doctype = data.find(b"<!DOCTYPE", 0, first_element.start() if first_element else len(data))
+    if doctype >= 0:
+        raise error("dtd", f"The {what} declares a DTD (DOCTYPE); DTDs and entities are refused.")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as problem:
