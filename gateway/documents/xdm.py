@@ -156,7 +156,9 @@ def _read(data: bytes, limits: XdmLimits) -> XdmArchive:
             continue
         base = key.rsplit("/", 1)[0]
         xdm_dir = base.rsplit("/", 1)[0]
-        subsets.append(_subset(reader, info, match.group("subset"), base, xdm_dir, by_name, limits))
+        shown = _METADATA.match(_safe_name(info.filename))
+        subset_name = shown.group("subset") if shown else match.group("subset")
+        subsets.append(_subset(reader, info, subset_name, base, xdm_dir, by_name, limits))
     if not subsets:
         raise XdmRefused("no-metadata", "The zip has no IHE_XDM/<subset>/METADATA.XML: it is not an IHE XDM package.")
     return XdmArchive(tuple(subsets), tuple(_safe_name(i.filename) for i in infos))
