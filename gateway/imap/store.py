@@ -1,0 +1,516 @@
+"""pymap's mailbox interfaces over the store: folders, deliveries (UID, flags, MODSEQ) and message bytes.
+
+Every query is scoped to the logged-in account's folders and uses an index: (folder_id, uid) for messages,
+(folder_id, modseq) for changes since a MODSEQ, the primary key for message bytes. Writes bump the folder's
+``highestmodseq`` first (one row update: it orders concurrent writers of a folder on PostgreSQL and SQLite),
+mark the folder changed, send ``pg_notify`` in the transaction and publish to this process's hub after commit,
+exactly like SMTP delivery does.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import AsyncIterable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, cast
+
+import structlog
+from pymap.concurrent import Event
+from pymap.flags import FlagOp
+from pymap.listtree import ListTree
+from pymap.mailbox import MailboxSnapshot
+from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.mime import MessageContent
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
+from pymap.parsing.specials.flag import Deleted, Flag, Recent, Seen, Wildcard, get_system_flags
+from pymap.selected import SelectedMailbox, SelectedSet
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.imap.changes import FolderWatcher
+from gateway.imap.models import ExpungedUid
+from gateway.store import mailstore
+from gateway.store.changes import ChangeHub, mark_changed, notify_database, take_changed
+from gateway.store.models import Delivery, Folder, Message
+
+log = structlog.get_logger("gateway.imap")
+
+#: Hierarchy delimiter of folder names.
+DELIMITER = "/"
+#: Longest folder name we accept (the column is 400 characters).
+MAX_FOLDER_NAME = 400
+#: Most folders one account may have: LIST stays cheap and a client cannot fill the table.
+MAX_FOLDERS = 1000
+#: Rows per ``IN (...)`` list, well under SQLite's and asyncpg's parameter limits.
+CHUNK = 500
+#: Message bytes loaded ahead for one FETCH or SEARCH, in messages; the rest load one by one while written.
+PREFETCH = 200
+#: Folders the account cannot delete or rename: clients and SMTP rely on them.
+PROTECTED = frozenset(name for name, _ in mailstore.DEFAULT_FOLDERS)
+
+
+def _chunks(values: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+@lru_cache(maxsize=4096)
+def parse_flags(text: str) -> frozenset[Flag]:
+    """The stored flags column ("\\Seen $Label1") as pymap flags; cached, a folder has few distinct values."""
+    return frozenset(Flag(token.encode("utf-8", "replace")) for token in text.split())
+
+
+def format_flags(flags: Iterable[Flag]) -> str:
+    return " ".join(sorted(str(flag) for flag in flags if flag != Recent))
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class StoreMessage(BaseMessage):
+    """A delivery as pymap sees it; its bytes (``messages.raw``) are read only when a command needs them."""
+
+    __slots__ = ["_folder", "_raw", "message_id"]
+
+    def __init__(self, uid: int, internal_date: datetime, permanent_flags: Iterable[Flag], *,
+                 message_id: int, folder: FolderData, expunged: bool = False) -> None:
+        super().__init__(uid, internal_date, permanent_flags, expunged=expunged,
+                         email_id=ObjectId(b"M%d" % message_id))
+        self.message_id = message_id
+        self._folder = folder
+        self._raw: bytes | None = None
+
+    def with_flags(self, flags: frozenset[Flag]) -> StoreMessage:
+        return StoreMessage(self.uid, self.internal_date, flags, message_id=self.message_id, folder=self._folder)
+
+    def expunged_copy(self) -> StoreMessage:
+        return StoreMessage(self.uid, self.internal_date, self.permanent_flags, message_id=self.message_id,
+                            folder=self._folder, expunged=True)
+
+    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+        if requirement & FetchRequirement.CONTENT:
+            raw = self._raw
+            if raw is None:
+                raw = await self._folder.load_raw(self.message_id)
+            self._raw = None  # keep nothing after the response is written: memory stays per command
+            return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
+        return BaseLoadedMessage(self, requirement, None)
+
+
+def _requirement_of(command: Any) -> FetchRequirement:
+    attributes = getattr(command, "attributes", None) or ()
+    return FetchRequirement.reduce(getattr(attr, "requirement", FetchRequirement.NONE) for attr in attributes)
+
+
+class Store:
+    """Sessions and change signalling shared by every IMAP connection of the process."""
+
+    def __init__(self, writes: async_sessionmaker[AsyncSession], reads: async_sessionmaker[AsyncSession],
+                 hub: ChangeHub, watcher: FolderWatcher) -> None:
+        self.writes = writes
+        self.reads = reads
+        self.hub = hub
+        self.watcher = watcher
+
+    async def commit(self, session: AsyncSession) -> None:
+        """Commit with change signalling: NOTIFY in the transaction, then wake this process's waiters."""
+        await notify_database(session)
+        await session.commit()
+        self.hub.publish(take_changed(session))
+
+
+class FolderData:
+    """One folder of the account (pymap's ``MailboxDataInterface``)."""
+
+    def __init__(self, store: Store, folder_id: int, name: str, uidvalidity: int,
+                 selected_set: SelectedSet) -> None:
+        self.store = store
+        self.folder_id = folder_id
+        self.name = name
+        self._uid_validity = uidvalidity
+        self._mailbox_id = ObjectId(b"F%d" % folder_id)
+        self._selected_set = selected_set
+
+    # --- pymap properties -----------------------------------------------------------------------------------
+    @property
+    def mailbox_id(self) -> ObjectId:
+        return self._mailbox_id
+
+    @property
+    def readonly(self) -> bool:
+        return False
+
+    @property
+    def uid_validity(self) -> int:
+        return self._uid_validity
+
+    @property
+    def permanent_flags(self) -> frozenset[Flag]:
+        return (get_system_flags() - {Recent}) | {Wildcard}
+
+    @property
+    def session_flags(self) -> frozenset[Flag]:
+        return frozenset({Recent})
+
+    @property
+    def selected_set(self) -> SelectedSet:
+        return self._selected_set
+
+    # --- reading --------------------------------------------------------------------------------------------
+    def _message(self, uid: int, flags: str, internal_date: datetime, message_id: int) -> StoreMessage:
+        return StoreMessage(uid, _utc(internal_date), parse_flags(flags), message_id=message_id, folder=self)
+
+    async def load_raw(self, message_id: int) -> bytes:
+        async with self.store.reads() as session:
+            raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
+        return bytes(raw)
+
+    async def prefetch(self, messages: Sequence[StoreMessage]) -> None:
+        """Load the bytes of the first messages of a command in one query per chunk."""
+        wanted = [msg.message_id for msg in messages[:PREFETCH]]
+        if not wanted:
+            return
+        raws: dict[int, bytes] = {}
+        async with self.store.reads() as session:
+            for chunk in _chunks(wanted):
+                rows = await session.execute(select(Message.id, Message.raw).where(Message.id.in_(chunk)))
+                raws.update((row.id, bytes(row.raw)) for row in rows)
+        for msg in messages[:PREFETCH]:
+            msg._raw = raws.get(msg.message_id)
+
+    async def _counters(self, session: AsyncSession) -> tuple[int, int]:
+        row = (await session.execute(
+            select(Folder.highestmodseq, Folder.uidnext).where(Folder.id == self.folder_id))).one_or_none()
+        if row is None:
+            raise KeyError(self.name)
+        return int(row.highestmodseq), int(row.uidnext)
+
+    async def update_selected(self, selected: SelectedMailbox, *, wait_on: Event | None = None) -> SelectedMailbox:
+        """Bring ``selected`` up to date: everything at first, afterwards only what changed since its MODSEQ.
+
+        The folder's MODSEQ is read before the changed rows, so a change committed in between is seen again
+        next time rather than missed.
+        """
+        if wait_on is not None:
+            await self._wait(selected, wait_on)
+        try:
+            async with self.store.reads() as session:
+                highest, _ = await self._counters(session)
+                last = selected.mod_sequence
+                if last is None:
+                    rows = await session.execute(
+                        select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+                        .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))
+                    selected.set_messages([self._message(*row) for row in rows])
+                elif highest != last:
+                    rows = await session.execute(
+                        select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+                        .where(Delivery.folder_id == self.folder_id, Delivery.modseq > last))
+                    gone = (await session.execute(
+                        select(ExpungedUid.uid).where(ExpungedUid.folder_id == self.folder_id,
+                                                      ExpungedUid.modseq > last))).scalars().all()
+                    selected.add_updates([self._message(*row) for row in rows], frozenset(gone))
+        except KeyError:
+            selected.set_deleted()
+            return selected
+        selected.mod_sequence = highest
+        return selected
+
+    async def _wait(self, selected: SelectedMailbox, done: Event) -> None:
+        """IDLE: return when this folder changes (this process, NOTIFY or poll), when DONE arrives, or after 30 s."""
+        changed = self.store.watcher.watch(self.folder_id, selected.mod_sequence)
+        try:
+            async with self.store.reads() as session:
+                highest, _ = await self._counters(session)
+            if selected.mod_sequence is not None and highest != selected.mod_sequence:
+                return
+            waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(done.wait(timeout=30.0))]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        except KeyError:
+            return
+        finally:
+            self.store.watcher.unwatch(self.folder_id, changed)
+
+    async def snapshot(self) -> MailboxSnapshot:
+        """STATUS counters from indexed aggregates (no message bytes)."""
+        async with self.store.reads() as session:
+            _, uidnext = await self._counters(session)
+            exists = (await session.execute(
+                select(func.count()).where(Delivery.folder_id == self.folder_id))).scalar_one()
+            seen = (await session.execute(select(func.count()).where(
+                Delivery.folder_id == self.folder_id, Delivery.flags.like("%\\Seen%")))).scalar_one()
+        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
+                               self.session_flags, exists, 0, exists - seen, None, uidnext)
+
+    def snapshot_of(self, selected: SelectedMailbox, uidnext: int) -> MailboxSnapshot:
+        """SELECT counters from the messages just loaded into ``selected`` (no second pass over the folder)."""
+        messages = selected.messages
+        exists = messages.exists
+        unseen = 0
+        first_unseen: int | None = None
+        for seq, msg in messages.get_all(SequenceSet.all()):
+            if Seen not in msg.permanent_flags:
+                unseen += 1
+                if first_unseen is None:
+                    first_unseen = seq
+        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
+                               self.session_flags, exists, 0, unseen, first_unseen, uidnext)
+
+    async def uidnext(self) -> int:
+        async with self.store.reads() as session:
+            return (await self._counters(session))[1]
+
+    async def find(self, seq_set: SequenceSet, selected: SelectedMailbox) -> AsyncIterable[tuple[int, StoreMessage]]:
+        for seq, cached in selected.messages.get_all(seq_set):
+            assert isinstance(cached, StoreMessage)
+            yield seq, cached
+
+    async def find_deleted(self, seq_set: SequenceSet, selected: SelectedMailbox) -> Sequence[int]:
+        """UIDs flagged \\Deleted in the store (not only in this session's view) within ``seq_set``."""
+        uids = [uid for _, uid in selected.messages.get_uids(seq_set)]
+        found: list[int] = []
+        async with self.store.reads() as session:
+            for chunk in _chunks(uids):
+                rows = await session.execute(select(Delivery.uid, Delivery.flags).where(
+                    Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
+                found.extend(row.uid for row in rows if Deleted in parse_flags(row.flags))
+        return found
+
+    # --- writing --------------------------------------------------------------------------------------------
+    async def _bump(self, session: AsyncSession) -> int:
+        """Take a new MODSEQ for this folder (the row lock orders this transaction after concurrent ones)."""
+        result = await session.execute(
+            update(Folder).where(Folder.id == self.folder_id)
+            .values(highestmodseq=Folder.highestmodseq + 1).returning(Folder.highestmodseq))
+        modseq = result.scalar_one_or_none()
+        if modseq is None:
+            raise KeyError(self.name)
+        mark_changed(session, self.folder_id)
+        return int(modseq)
+
+    async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> StoreMessage:
+        """APPEND: store the bytes exactly as sent and deliver them here (the shared UID allocation path)."""
+        raw = bytes(append_msg.literal)
+        when = _utc(append_msg.when) if append_msg.when else datetime.now(UTC)
+        flags = frozenset(append_msg.flag_set) - {Recent}
+        headers = _summary_headers(raw)
+        async with self.store.writes() as session:
+            message_id = await mailstore.store_message(session, mailstore.StoredMessage(
+                raw=raw, mail_from="", rcpt_to=[], sender_mailbox_id=None, **headers))
+            uid = await mailstore.deliver(session, message_id, self.folder_id, format_flags(flags), when)
+            await self.store.commit(session)
+        return StoreMessage(uid, when, flags, message_id=message_id, folder=self)
+
+    async def copy_many(self, uids: Sequence[int], destination: FolderData, *,
+                        move: bool) -> list[tuple[int, int]]:
+        """COPY or MOVE in one transaction: new UIDs in ``destination``, source UIDs expunged when moving."""
+        pairs: list[tuple[int, int]] = []
+        if not uids:
+            return pairs
+        async with self.store.writes() as session:
+            modseq = await self._bump(session) if move else 0
+            rows: list[Any] = []
+            for chunk in _chunks(sorted(uids)):
+                rows.extend(await session.execute(
+                    select(Delivery.id, Delivery.uid, Delivery.message_id, Delivery.flags, Delivery.internal_date)
+                    .where(Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk))))
+            rows.sort(key=lambda row: row.uid)
+            for row in rows:
+                dest_uid = await mailstore.deliver(session, row.message_id, destination.folder_id, row.flags,
+                                                   _utc(row.internal_date))
+                pairs.append((row.uid, dest_uid))
+            if move and rows:
+                await self._expunge_rows(session, [(row.id, row.uid) for row in rows], modseq)
+            await self.store.commit(session)
+        return pairs
+
+    async def _expunge_rows(self, session: AsyncSession, rows: Sequence[tuple[int, int]], modseq: int) -> None:
+        ids = [delivery_id for delivery_id, _ in rows]
+        for chunk in _chunks(ids):
+            await session.execute(delete(Delivery).where(Delivery.id.in_(chunk)))
+        await session.execute(insert(ExpungedUid), [
+            {"folder_id": self.folder_id, "uid": uid, "modseq": modseq} for _, uid in rows])
+
+    async def delete(self, uids: Iterable[int]) -> None:
+        """EXPUNGE: remove the deliveries (the message bytes stay for other recipients and the trail)."""
+        wanted = sorted(set(uids))
+        if not wanted:
+            return
+        async with self.store.writes() as session:
+            modseq = await self._bump(session)
+            rows: list[tuple[int, int]] = []
+            for chunk in _chunks(wanted):
+                result = await session.execute(select(Delivery.id, Delivery.uid).where(
+                    Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
+                rows.extend((row.id, row.uid) for row in result)
+            if rows:
+                await self._expunge_rows(session, rows, modseq)
+            await self.store.commit(session)
+
+    async def update_flags(self, messages: Sequence[StoreMessage], flag_set: frozenset[Flag],
+                           mode: FlagOp) -> dict[int, frozenset[Flag] | None]:
+        """STORE on many messages in one transaction; returns each UID's new flags (None: expunged meanwhile)."""
+        result: dict[int, frozenset[Flag] | None] = {msg.uid: None for msg in messages}
+        if not messages:
+            return result
+        flag_set = frozenset(flag_set) - {Recent}
+        async with self.store.writes() as session:
+            modseq = await self._bump(session)
+            changes: list[dict[str, Any]] = []
+            for chunk in _chunks(sorted(result)):
+                rows = await session.execute(select(Delivery.id, Delivery.uid, Delivery.flags).where(
+                    Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
+                for row in rows:
+                    before = parse_flags(row.flags)
+                    after = mode.apply(before, flag_set)
+                    result[row.uid] = after
+                    if after != before:
+                        changes.append({"b_id": row.id, "b_flags": format_flags(after), "b_modseq": modseq})
+            if changes:
+                table = cast(Table, Delivery.__table__)
+                await session.execute(
+                    update(table).where(table.c.id == bindparam("b_id"))
+                    .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq")), changes)
+            await self.store.commit(session)
+        return result
+
+
+def _summary_headers(raw: bytes) -> dict[str, str | None]:
+    """Message-ID, Subject and From of an APPENDed message, for the ``messages`` columns (bounded read)."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    head = raw[:65536].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+
+    def value(name: str, limit: int) -> str | None:
+        text = parsed.get(name)
+        return str(text)[:limit] if text is not None else None
+
+    sender = value("From", 998)
+    if sender:
+        sender = email.utils.parseaddr(sender)[1] or sender
+    return {"message_id_header": value("Message-ID", 998), "subject": value("Subject", 4000),
+            "header_from": sender}
+
+
+class FolderSet:
+    """The account's folders (pymap's ``MailboxSetInterface``); every query is filtered by the account id."""
+
+    def __init__(self, store: Store, account_id: int) -> None:
+        self.store = store
+        self.account_id = account_id
+        self._selected_sets: dict[int, SelectedSet] = {}
+
+    @property
+    def delimiter(self) -> str:
+        return DELIMITER
+
+    @staticmethod
+    def canonical(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Refuse names a client could use to confuse the hierarchy or other software."""
+        if (not name or len(name) > MAX_FOLDER_NAME or any(ord(c) < 32 or c == "\x7f" for c in name)
+                or name.startswith(DELIMITER) or name.endswith(DELIMITER) or DELIMITER * 2 in name
+                or any(part in {".", ".."} for part in name.split(DELIMITER)) or "*" in name or "%" in name):
+            raise ValueError("invalid folder name")
+
+    async def _names(self, subscribed_only: bool = False) -> list[tuple[str, str | None]]:
+        query = select(Folder.name, Folder.special_use).where(Folder.mailbox_id == self.account_id)
+        if subscribed_only:
+            query = query.where(Folder.subscribed.is_(True))
+        async with self.store.reads() as session:
+            return [(row.name, row.special_use) for row in await session.execute(query)]
+
+    async def special_uses(self) -> dict[str, str]:
+        return {name: special for name, special in await self._names() if special}
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        async with self.store.writes() as session:
+            await session.execute(update(Folder).where(
+                Folder.mailbox_id == self.account_id, Folder.name == self.canonical(name))
+                .values(subscribed=subscribed))
+            await session.commit()
+
+    async def list_subscribed(self) -> ListTree:
+        return ListTree(DELIMITER).update("INBOX", *(n for n, _ in await self._names(True)))
+
+    async def list_mailboxes(self) -> ListTree:
+        return ListTree(DELIMITER).update("INBOX", *(n for n, _ in await self._names()))
+
+    async def get_mailbox(self, name: str) -> FolderData:
+        name = self.canonical(name)
+        async with self.store.reads() as session:
+            row = (await session.execute(select(Folder.id, Folder.uidvalidity).where(
+                Folder.mailbox_id == self.account_id, Folder.name == name))).one_or_none()
+        if row is None:
+            raise KeyError(name)
+        selected_set = self._selected_sets.setdefault(row.id, SelectedSet())
+        return FolderData(self.store, row.id, name, int(row.uidvalidity), selected_set)
+
+    async def add_mailbox(self, name: str) -> ObjectId:
+        name = self.canonical(name)
+        self.check_name(name)
+        async with self.store.writes() as session:
+            existing = (await session.execute(select(Folder.name).where(
+                Folder.mailbox_id == self.account_id))).scalars().all()
+            if name in existing:
+                raise ValueError(name)
+            if len(existing) >= MAX_FOLDERS:
+                raise OverflowError(name)
+            folder_id = await mailstore.create_folder(session, self.account_id, name)
+            await session.commit()
+        return ObjectId(b"F%d" % folder_id)
+
+    async def delete_mailbox(self, name: str) -> None:
+        name = self.canonical(name)
+        if name in PROTECTED:
+            raise PermissionError(name)
+        async with self.store.writes() as session:
+            folder = (await session.execute(select(Folder.id).where(
+                Folder.mailbox_id == self.account_id, Folder.name == name))).scalar_one_or_none()
+            if folder is None:
+                raise KeyError(name)
+            await session.execute(delete(Delivery).where(Delivery.folder_id == folder))
+            await session.execute(delete(ExpungedUid).where(ExpungedUid.folder_id == folder))
+            await session.execute(delete(Folder).where(Folder.id == folder))
+            mark_changed(session, folder)
+            await self.store.commit(session)
+
+    async def rename_mailbox(self, before: str, after: str) -> None:
+        """RENAME with its children; UIDs and UIDVALIDITY move with them (a re-created old name gets a new one)."""
+        before, after = self.canonical(before), self.canonical(after)
+        if before in PROTECTED:
+            raise PermissionError(before)
+        self.check_name(after)
+        async with self.store.writes() as session:
+            rows = (await session.execute(select(Folder.id, Folder.name).where(
+                Folder.mailbox_id == self.account_id))).all()
+            names = {row.name: row.id for row in rows}
+            if before not in names:
+                raise KeyError(before)
+            if after in names:
+                raise ValueError(after)
+            prefix = before + DELIMITER
+            for name, folder in names.items():
+                if name == before or name.startswith(prefix):
+                    new_name = after + name[len(before):]
+                    self.check_name(new_name)
+                    if new_name in names:
+                        raise ValueError(new_name)
+                    await session.execute(update(Folder).where(Folder.id == folder).values(name=new_name))
+                    mark_changed(session, folder)
+            await self.store.commit(session)
