@@ -4,52 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from card.cardkit import PRO, WORKSTATION, CardGateway, make_card_gateway
 from support.pki import PKIFiles
 
 from gateway.card import presence
-from gateway.card.agent import certificate_fingerprint
-from gateway.card.client import GatewayClient, client_ssl_context
-from gateway.card.endpoint import CardEndpoint, endpoint_ssl_context, start_card_endpoint
+from gateway.card.client import GatewayClient
+from gateway.card.endpoint import start_card_endpoint
 from gateway.card.spool import Delivery
-from gateway.ins_matching import identities
 from gateway.ins_matching.insi import TEST_PATIENT
 from gateway.pki import DevelopmentPKI
-from gateway.store import db, mailstore
-from gateway.store.models import Event
+from gateway.store import db
 
-PRO = "dr.house@pro.gateway.test"
-WORKSTATION = "consultation-1"
 VITALE_ATR = "3b751300004509ea9000"
-
-
-@dataclass
-class Setup:
-    sessions: async_sessionmaker[AsyncSession]
-    endpoint: CardEndpoint
-    pro: int
-    folder: Path
-    pki: PKIFiles
-
-    def client(self, stem: str = "agent") -> GatewayClient:
-        ctx = client_ssl_context(self.folder / f"{stem}.crt", self.folder / f"{stem}.key", self.pki.ca_bundle)
-        return GatewayClient(f"https://localhost:{self.endpoint.port}", ctx, timeout=5)
-
-    async def events(self, prefix: str) -> list[Event]:
-        async with self.sessions() as s:
-            return list((await s.execute(
-                select(Event).where(Event.kind.startswith(prefix)).order_by(Event.id))).scalars().all())
-
-    async def present(self) -> bool:
-        async with self.sessions() as s:
-            return await presence.patient_present(s, self.pro, TEST_PATIENT.matricule)
 
 
 def event(event_type: str, **fields: Any) -> dict[str, Any]:
@@ -61,32 +31,12 @@ async def send(client: GatewayClient, payload: dict[str, Any]) -> Delivery:
     return await asyncio.to_thread(client.send, payload)
 
 
-async def start(store_url: str, pki: PKIFiles, folder: Path, timeout: float = 3600.0,
-                sweep_interval: float | None = None) -> Setup:
-    await db.migrate(store_url)
-    engine = db.create_engine(store_url)
-    sessions = db.sessionmaker(engine)
-    pki.pki.software(WORKSTATION).write(folder / "agent.crt", folder / "agent.key")
-    pki.pki.software("stranger").write(folder / "stranger.crt", folder / "stranger.key")
-    async with sessions() as s, s.begin():
-        pro = await mailstore.create_mailbox(s, PRO, "PER")
-        await identities.add_identity(s, TEST_PATIENT.matricule, TEST_PATIENT.oid, TEST_PATIENT.traits, "test",
-                                      allow_test=True)
-        await presence.register_agent(s, certificate_fingerprint(folder / "agent.crt"), WORKSTATION, PRO, "admin")
-    context = endpoint_ssl_context(pki.server_cert, pki.server_key, pki.ca_bundle)
-    endpoint = await start_card_endpoint("127.0.0.1", 0, context, sessions,
-                                         presence.PresenceSettings(timeout), sweep_interval)
-    return Setup(sessions, endpoint, pro, folder, pki)
-
-
 @pytest.fixture
-async def setup(sqlite_url: str, pki: PKIFiles, tmp_path: Path) -> AsyncIterator[Setup]:
-    s = await start(sqlite_url, pki, tmp_path)
-    yield s
-    await s.endpoint.close()
+def setup(card_gateway: CardGateway) -> CardGateway:
+    return card_gateway
 
 
-async def test_r14_registered_agent_opens_and_closes_a_window_over_mutual_tls(setup: Setup):
+async def test_r14_registered_agent_opens_and_closes_a_window_over_mutual_tls(setup: CardGateway):
     client = setup.client()
     insertion = str(uuid.uuid4())
     assert await send(client, event("agent_started")) is Delivery.DELIVERED
@@ -103,7 +53,7 @@ async def test_r14_registered_agent_opens_and_closes_a_window_over_mutual_tls(se
     client.close()
 
 
-async def test_resent_event_after_a_lost_reply_is_accepted_and_applied_once(setup: Setup):
+async def test_resent_event_after_a_lost_reply_is_accepted_and_applied_once(setup: CardGateway):
     client = setup.client()
     payload = event("inserted", insertion=str(uuid.uuid4()), reader="Reader 0", kind="vitale", atr=VITALE_ATR)
     assert await send(client, payload) is Delivery.DELIVERED
@@ -111,29 +61,30 @@ async def test_resent_event_after_a_lost_reply_is_accepted_and_applied_once(setu
     assert len(await setup.events("card.inserted")) == 1
 
 
-async def test_unregistered_certificate_is_refused_and_the_agent_keeps_its_events(setup: Setup):
+async def test_unregistered_certificate_is_refused_and_the_agent_keeps_its_events(setup: CardGateway):
     outcome = await send(setup.client("stranger"), event("agent_started"))
     assert outcome is Delivery.RETRY, "registering the certificate later must still deliver what waited"
     assert [e.outcome for e in await setup.events("card.agent.refused")] == ["unknown-certificate"]
 
 
-async def test_no_client_certificate_fails_the_handshake(setup: Setup):
+async def test_no_client_certificate_fails_the_handshake(setup: CardGateway):
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(setup.pki.ca_bundle))
-    client = GatewayClient(f"https://localhost:{setup.endpoint.port}", context, timeout=5)
+    client = GatewayClient(setup.url, context, timeout=5)
     assert await send(client, event("agent_started")) is Delivery.RETRY
     assert [e.kind for e in await setup.events("card.")] == ["card.agent.registered"]
 
 
-async def test_certificate_from_another_ca_fails_the_handshake(setup: Setup, tmp_path: Path):
-    DevelopmentPKI.create("Elsewhere").software(WORKSTATION).write(tmp_path / "forged.crt", tmp_path / "forged.key")
+async def test_certificate_from_another_ca_fails_the_handshake(setup: CardGateway, tmp_path: Path):
+    DevelopmentPKI.create("Elsewhere").software(WORKSTATION).write(setup.folder / "forged.crt",
+                                                                   setup.folder / "forged.key")
     assert await send(setup.client("forged"), event("agent_started")) is Delivery.RETRY
     assert [e.kind for e in await setup.events("card.")] == ["card.agent.registered"]
 
 
-async def test_agent_cannot_speak_for_another_workstation_or_mailbox(setup: Setup):
+async def test_agent_cannot_speak_for_another_workstation_or_mailbox(setup: CardGateway):
     client = setup.client()
     assert await send(client, {**event("agent_started"), "workstation": "reception"}) is Delivery.RETRY
     assert await send(client, {**event("agent_started"), "professional": "dr.other@pro.gateway.test"}) \
@@ -152,15 +103,15 @@ async def test_agent_cannot_speak_for_another_workstation_or_mailbox(setup: Setu
     {**event("agent_started"), "at": "yesterday"},
     {**event("agent_started"), "at": "2026-11-22T10:00:00"},
 ])
-async def test_malformed_events_are_rejected_for_good(setup: Setup, payload: dict[str, Any]):
+async def test_malformed_events_are_rejected_for_good(setup: CardGateway, payload: dict[str, Any]):
     assert await send(setup.client(), payload) is Delivery.REJECTED
 
 
-async def test_oversized_event_is_rejected(setup: Setup):
+async def test_oversized_event_is_rejected(setup: CardGateway):
     assert await send(setup.client(), {**event("agent_started"), "pad": "x" * 20000}) is Delivery.REJECTED
 
 
-async def test_r14_binding_an_unknown_patient_is_rejected_with_a_sentence(setup: Setup):
+async def test_r14_binding_an_unknown_patient_is_rejected_with_a_sentence(setup: CardGateway):
     client = setup.client()
     insertion = str(uuid.uuid4())
     await send(client, event("inserted", insertion=insertion, reader="R", kind="vitale", atr=VITALE_ATR))
@@ -170,7 +121,8 @@ async def test_r14_binding_an_unknown_patient_is_rejected_with_a_sentence(setup:
 
 
 async def test_r14_sweeper_closes_a_window_at_its_timeout(sqlite_url: str, pki: PKIFiles, tmp_path: Path):
-    s = await start(sqlite_url, pki, tmp_path, timeout=0.3, sweep_interval=0.05)
+    s = await make_card_gateway(sqlite_url, pki, tmp_path, timeout=0.3)
+    await s.listen(sweep_interval=0.05)
     try:
         client = s.client()
         insertion = str(uuid.uuid4())
@@ -183,6 +135,7 @@ async def test_r14_sweeper_closes_a_window_at_its_timeout(sqlite_url: str, pki: 
         assert [e.outcome for e in await s.events("card.presence.closed")] == ["timeout"]
         assert not await s.present()
     finally:
+        assert s.endpoint is not None
         await s.endpoint.close()
 
 
