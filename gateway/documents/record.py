@@ -6,6 +6,7 @@ the caller commits. The API is plain values in, ids and dataclasses out, so a we
 
 A replacement (RPLC, or a higher version of the same setId) marks the older filed versions of that patient as
 superseded; they stay in the record (R15: a corrected document replaces the old one as a new version).
+Events carry ids and codes only: file names (``source``) may name the patient, so they stay in the tables.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ async def file_document(session: AsyncSession, identity_id: int, content: bytes,
         PatientDocument.identity_id == identity_id, PatientDocument.unique_id == columns["unique_id"]))).scalar()
     if existing is not None:
         await record(session, "document.filed", "duplicate", rule=rule, actor=actor, message_id=message_id,
-                     identity_id=identity_id, document_id=existing, source=source)
+                     identity_id=identity_id, document_id=existing)
         return int(existing)
     at = now()
     document = PatientDocument(identity_id=identity_id, message_id=message_id, source=source[:500], header=data,
@@ -195,8 +196,7 @@ async def file_document(session: AsyncSession, identity_id: int, content: bytes,
     session.add(document)
     await session.flush()
     await record(session, "document.filed", "filed", rule=rule, actor=actor, message_id=message_id,
-                 identity_id=identity_id, document_id=document.id, code=columns["type_code"], review_id=review_id,
-                 source=source)
+                 identity_id=identity_id, document_id=document.id, code=columns["type_code"], review_id=review_id)
     older = [PatientDocument.unique_id == replaced] if (replaced := _replaced_id(data)) else []
     if columns["set_id"] and columns["version"] is not None:
         older.append((PatientDocument.set_id == columns["set_id"]) & (PatientDocument.version < columns["version"]))
@@ -230,9 +230,9 @@ async def open_review(session: AsyncSession, decision: Review, content: bytes,
                             sha256=hashlib.sha256(content).hexdigest(), size=len(content), created_at=now())
     session.add(review)
     await session.flush()
-    await record(session, "document.review", str(decision.code), rule=decision.rule, actor=actor,
+    await record(session, "document.review_opened", str(decision.code), rule=decision.rule, actor=actor,
                  message_id=message_id, identity_id=candidate, review_id=review.id, code=decision.code,
-                 reason_text=decision.reason, source=source)
+                 reason_text=decision.reason)
     return review.id
 
 
