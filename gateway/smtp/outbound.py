@@ -7,7 +7,8 @@
   ``next_attempt_at`` forward by a lease: if the process dies mid-delivery the rows come due again by
   themselves (at-least-once delivery; nothing is lost).
 * Each group is delivered over SMTP with STARTTLS (TLS ≥ 1.2, our client certificate, the peer verified against
-  the trust anchors and its host name) by aiosmtplib, to the configured route or the domain's MX.
+  the trust anchors and its host name) by aiosmtplib, to the configured route or the domain's MX. Sessions
+  are kept open for a while and reused for the next transactions to the same hop.
 * Per recipient: 2xx = sent; 5xx = failed at once; 4xx or no connection = retried on ``retry_schedule`` until
   ``max_age``. A DSN (RFC 3464) is filed in the sender's INBOX on final failure, and on success when asked
   (NOTIFY=SUCCESS) and the peer does not report it itself.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +47,8 @@ QUEUED, SENT, FAILED = "queued", "sent", "failed"
 #: Rows looked at per claim; the due ones are grouped by (message, domain).
 CLAIM_SCAN = 200
 MAX_RECIPIENTS_PER_TRANSACTION = 100
+#: An open session to a next hop is reused for this long after its last transaction.
+IDLE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class OutboundWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = hub.watch(OUTBOUND_WAKE)
         self.postmaster = f"mailer-daemon@{sorted(config.domains)[0]}"
+        self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._dispatch(), name="outbound-dispatch")
@@ -174,6 +179,7 @@ class OutboundWorker:
             for task in self._inflight:
                 task.cancel()
         self.hub.unwatch(OUTBOUND_WAKE, self._wake)
+        self._close_idle()
 
     async def _dispatch(self) -> None:
         while True:
@@ -253,11 +259,50 @@ class OutboundWorker:
                 log.info("outbound.hop_failed", host=host, port=port, reason=last[:200])
         return {r.id: Result("temporary", last) for r in group.rows}
 
-    async def _transaction(self, host: str, port: int, group: Group) -> dict[int, Result]:
+    # --- connections: kept open between transactions to the same next hop (no TLS handshake per message) ---
+    async def _connect(self, host: str, port: int) -> aiosmtplib.SMTP:
         s = self.settings
         client = aiosmtplib.SMTP(hostname=host, port=port, local_hostname=self.config.hostname,
                                  tls_context=self.tls, start_tls=True, timeout=s.command_timeout)
         await client.connect(timeout=s.connect_timeout)
+        return client
+
+    def _take_idle(self, hop: tuple[str, int]) -> aiosmtplib.SMTP | None:
+        idle = self._idle.get(hop, [])
+        while idle:
+            since, client = idle.pop()
+            if client.is_connected and time.monotonic() - since < IDLE_SECONDS:
+                return client
+            client.close()
+        return None
+
+    def _release(self, hop: tuple[str, int], client: aiosmtplib.SMTP) -> None:
+        idle = self._idle.setdefault(hop, [])
+        if client.is_connected and len(idle) < self.settings.concurrency:
+            idle.append((time.monotonic(), client))
+        else:
+            client.close()
+
+    def _close_idle(self) -> None:
+        for idle in self._idle.values():
+            for _, client in idle:
+                client.close()
+        self._idle.clear()
+
+    async def _transaction(self, host: str, port: int, group: Group) -> dict[int, Result]:
+        hop = (host, port)
+        client = self._take_idle(hop)
+        if client is not None:
+            try:
+                return await self._on(client, hop, host, group)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError):
+                pass  # the peer closed the idle session meanwhile: open a new one
+        return await self._on(await self._connect(host, port), hop, host, group)
+
+    async def _on(self, client: aiosmtplib.SMTP, hop: tuple[str, int], host: str,
+                  group: Group) -> dict[int, Result]:
+        """One mail transaction on an open session; the session goes back to the pool when all went well."""
+        reusable = False
         try:
             peer_dsn = client.supports_extension("dsn")
             first = group.rows[0]
@@ -282,11 +327,15 @@ class OutboundWorker:
                 except aiosmtplib.SMTPDataError as exc:
                     outcome = Result(_classify(exc.code, exc.message), _reply(exc.code, exc.message), host)
                 results.update({row.id: outcome for row in accepted})
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
+            else:
+                await client.rset()
+            reusable = True
             return results
         finally:
-            client.close()
+            if reusable:
+                self._release(hop, client)
+            else:
+                client.close()
 
     # --- results --------------------------------------------------------------------------------------------
     async def record_results(self, session: AsyncSession, group: Group, results: dict[int, Result]) -> None:
