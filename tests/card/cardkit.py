@@ -19,12 +19,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support.pki import PKIFiles
 
 from gateway.card import presence
@@ -88,9 +88,10 @@ class PcscStack:
         script = (f"mkdir -p /run/pcscd && mount --bind {self.run_dir} /run/pcscd && ip link set lo up && "
                   f"exec pcscd --foreground --config {self.conf_dir}")
         user_ns = [] if os.geteuid() == 0 else ["--map-root-user"]
-        self.pcscd = subprocess.Popen(
-            ["unshare", *user_ns, "--net", "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=open(self.folder / "pcscd.log", "ab"), stderr=subprocess.STDOUT)
+        with open(self.folder / "pcscd.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.pcscd = subprocess.Popen(
+                ["unshare", *user_ns, "--net", "--mount", "--propagation", "private", "sh", "-c", script],
+                stdout=log, stderr=subprocess.STDOUT)
         self.wait_for_readers()
 
     def wait_for_readers(self, timeout: float = 15.0) -> list[str]:
@@ -132,7 +133,8 @@ class PcscStack:
         command += [SYSTEM_PYTHON, str(VIRTUAL_CARD), "--port", str(VPCD_PORT + slot), "--atr", atr]
         for aid in aids:
             command += ["--aid", aid]
-        card = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(self.folder / "card.log", "ab"))
+        with open(self.folder / "card.log", "ab") as log:
+            card = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
         assert card.stdout is not None
         line = card.stdout.readline()  # the card prints once connected to the reader
         assert line.startswith(b"card ready"), f"the virtual card did not start: {line!r}"
@@ -147,6 +149,8 @@ class PcscStack:
             except subprocess.TimeoutExpired:
                 card.kill()
                 card.wait(5)
+        if card.stdout is not None:
+            card.stdout.close()
         if card in self.cards:
             self.cards.remove(card)
 
@@ -161,7 +165,9 @@ class CardGateway:
     folder: Path
     pki: PKIFiles
     settings: presence.PresenceSettings
+    engine: AsyncEngine
     port: int = 0
+    clients: list[GatewayClient] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -169,7 +175,16 @@ class CardGateway:
 
     def client(self, stem: str = "agent") -> GatewayClient:
         ctx = client_ssl_context(self.folder / f"{stem}.crt", self.folder / f"{stem}.key", self.pki.ca_bundle)
-        return GatewayClient(self.url, ctx, timeout=5)
+        client = GatewayClient(self.url, ctx, timeout=5)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        await self.engine.dispose()
 
     async def listen(self, port: int = 0, sweep_interval: float | None = None) -> None:
         context = endpoint_ssl_context(self.pki.server_cert, self.pki.server_key, self.pki.ca_bundle)
@@ -207,4 +222,4 @@ async def make_card_gateway(store_url: str, pki: PKIFiles, folder: Path, timeout
         await identities.add_identity(s, TEST_PATIENT.matricule, TEST_PATIENT.oid, TEST_PATIENT.traits, "test",
                                       allow_test=True)
         await presence.register_agent(s, certificate_fingerprint(folder / "agent.crt"), WORKSTATION, PRO, "admin")
-    return CardGateway(sessions, None, pro, folder, pki, presence.PresenceSettings(timeout))
+    return CardGateway(sessions, None, pro, folder, pki, presence.PresenceSettings(timeout), engine)

@@ -32,5 +32,4 @@ async def card_gateway(sqlite_url: str, pki: PKIFiles, tmp_path: Path) -> AsyncI
     gw = await make_card_gateway(sqlite_url, pki, tmp_path / "gw")
     await gw.listen()
     yield gw
-    if gw.endpoint is not None:
-        await gw.endpoint.close()
+    await gw.close()

@@ -73,6 +73,7 @@ async def test_no_client_certificate_fails_the_handshake(setup: CardGateway):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(setup.pki.ca_bundle))
     client = GatewayClient(setup.url, context, timeout=5)
+    setup.clients.append(client)
     assert await send(client, event("agent_started")) is Delivery.RETRY
     assert [e.kind for e in await setup.events("card.")] == ["card.agent.registered"]
 
@@ -135,8 +136,7 @@ async def test_r14_sweeper_closes_a_window_at_its_timeout(sqlite_url: str, pki: 
         assert [e.outcome for e in await s.events("card.presence.closed")] == ["timeout"]
         assert not await s.present()
     finally:
-        assert s.endpoint is not None
-        await s.endpoint.close()
+        await s.close()
 
 
 async def test_endpoint_refuses_a_context_without_required_client_certificates(sqlite_url: str, pki: PKIFiles):
