@@ -23,7 +23,7 @@ from pymap.concurrent import Event
 from pymap.flags import FlagOp
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
-from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.message import BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
@@ -33,6 +33,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.imap.changes import FolderWatcher
+from gateway.imap.mime import LoadedMessage
 from gateway.imap.models import ExpungedUid
 from gateway.store import mailstore
 from gateway.store.changes import ChangeHub, mark_changed, notify_database, take_changed
@@ -93,14 +94,14 @@ class StoreMessage(BaseMessage):
         return StoreMessage(self.uid, self.internal_date, self.permanent_flags, message_id=self.message_id,
                             folder=self._folder, expunged=True)
 
-    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+    async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         if requirement & FetchRequirement.CONTENT:
             raw = self._raw
             if raw is None:
                 raw = await self._folder.load_raw(self.message_id)
             self._raw = None  # keep nothing after the response is written: memory stays per command
-            return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
-        return BaseLoadedMessage(self, requirement, None)
+            return LoadedMessage(self, requirement, MessageContent.parse(raw))
+        return LoadedMessage(self, requirement, None)
 
 
 def _requirement_of(command: Any) -> FetchRequirement:
@@ -469,9 +470,15 @@ class FolderSet:
                 Folder.mailbox_id == self.account_id))).scalars().all()
             if name in existing:
                 raise ValueError(name)
-            if len(existing) >= MAX_FOLDERS:
+            parts = name.split(DELIMITER)
+            # RFC 9051 6.3.4: create the missing superior names too, so they can be selected and renamed.
+            missing = [p for p in (DELIMITER.join(parts[:n]) for n in range(1, len(parts) + 1))
+                       if p not in existing]
+            if len(existing) + len(missing) > MAX_FOLDERS:
                 raise OverflowError(name)
-            folder_id = await mailstore.create_folder(session, self.account_id, name)
+            folder_id = 0
+            for folder_name in missing:
+                folder_id = await mailstore.create_folder(session, self.account_id, folder_name)
             await session.commit()
         return ObjectId(b"F%d" % folder_id)
 
