@@ -72,7 +72,7 @@ def test_flags_and_keywords_persist_and_search_uses_them(imap: ImapHarness):
         assert uids_of(client.uid("SEARCH", None, "UNSEEN")[1]) == [1, 2]
         assert uids_of(client.uid("SEARCH", None, "SUBJECT", '"Message 1"')[1]) == [2]
         assert uids_of(client.uid("SEARCH", None, "BODY", "message")[1]) == [1, 2, 3]
-        typ, flags = client.fetch("2", "(FLAGS)")
+        _typ, flags = client.fetch("2", "(FLAGS)")
         assert b"\\Flagged" in flags[0] and b"$Urgent" in flags[0]  # type: ignore[operator]
         client.store("2", "-FLAGS", "($Urgent)")
         assert uids_of(client.uid("SEARCH", None, "KEYWORD", "$Urgent")[1]) == []
@@ -83,7 +83,7 @@ def test_move_then_expunge(imap: ImapHarness):
         imap.deliver(ALICE, message(f"Message {n}"))
     with imap.imaps() as client:
         client.select("INBOX")
-        typ, data = client.uid("MOVE", "2", "Archive")
+        typ, _data = client.uid("MOVE", "2", "Archive")
         assert typ == "OK"
         assert client.response("EXPUNGE")[1] == [b"2"]  # RFC 6851: the source message is expunged at once
         assert uids_of(client.uid("SEARCH", None, "ALL")[1]) == [1, 3]
@@ -174,7 +174,7 @@ def test_folders_special_use_create_rename_delete(imap: ImapHarness):
         assert client.create("Patients/Dupont")[0] == "OK"
         assert client.create("Patients/Dupont")[0] == "NO"
         assert client.rename("Patients", "Dossiers")[0] == "OK"
-        typ, listing = client.list()
+        _typ, listing = client.list()
         names = b"\n".join(x for x in listing if isinstance(x, bytes))
         assert b"Dossiers/Dupont" in names and b"Patients" not in names
         assert client.delete("Sent")[0] == "NO"
