@@ -76,11 +76,13 @@ def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME
             if document is not None:
                 found.append(document)
     unique: list[ExtractedDocument] = []
-    seen: set[str] = set()
+    seen: dict[tuple[str, int], list[bytes]] = {}
     for document in found:
-        if document.sha256 in seen and document.header is not None:
-            continue  # the same CDA attached both inside the XDM and beside it
-        seen.add(document.sha256)
+        if document.header is not None:
+            key = (document.header.unique_id, len(document.content))
+            if any(document.content == other for other in seen.get(key, ())):
+                continue  # the same CDA attached both inside the XDM and beside it
+            seen.setdefault(key, []).append(document.content)
         unique.append(document)
     return unique
 

@@ -244,16 +244,13 @@ class _Reader:
         return content
 
 
-def _local(element: etree._Element) -> str:
-    return etree.QName(element).localname if isinstance(element.tag, str) else ""
-
-
 def _children(element: etree._Element, name: str) -> list[etree._Element]:
-    return [child for child in element if _local(child) == name]
+    """Children with this local name, whatever the namespace (writers differ: rim:, ns3:, none)."""
+    return list(element.iterchildren(f"{{*}}{name}"))
 
 
 def _descendants(element: etree._Element, name: str) -> list[etree._Element]:
-    return [e for e in element.iter() if _local(e) == name]
+    return list(element.iter(f"{{*}}{name}"))
 
 
 def _slots(element: etree._Element) -> dict[str, list[str]]:

@@ -157,3 +157,10 @@ def test_random_mutations_never_escape_as_other_exceptions() -> None:
             walk(bytes(data))
         except MimeRefused:
             pass
+
+
+def test_rfc2047_encoded_file_name_is_decoded() -> None:
+    raw = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf;\r\n"
+           b" name=\"=?UTF-8?B?Y29tcHRlIHJlbmR1IG3DqWRpY2FsLnBkZg==?=\"\r\n\r\nx\r\n--b--\r\n")
+    (part,) = walk(raw)
+    assert part.filename == "compte rendu médical.pdf"
