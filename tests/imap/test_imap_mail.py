@@ -167,7 +167,7 @@ def test_one_account_cannot_see_or_select_another_accounts_mail(imap: ImapHarnes
 
 def test_folders_special_use_create_rename_delete(imap: ImapHarness):
     with imap.imaps() as client:
-        typ, listing = client.list()
+        _typ, listing = client.list()
         joined = b"\n".join(x for x in listing if isinstance(x, bytes))
         for name, attr in (b"Sent", b"\\Sent"), (b"Drafts", b"\\Drafts"), (b"Trash", b"\\Trash"):
             assert re.search(rb"\(.*" + re.escape(attr) + rb".*\) \"/\" " + name, joined)
