@@ -382,18 +382,32 @@ _SCHEMAS: dict[Path, etree.XMLSchema] = {}
 _SCHEMA_LOCK = threading.Lock()
 
 
+_CONFIGURED: list[Path] = []
+
+
+def use_schema(path: Path | None) -> None:
+    """Set the schema every later validation uses (the configuration's ``documents.cda_schema``)."""
+    _CONFIGURED[:] = [path] if path is not None else []
+
+
 def schema_path(explicit: Path | None = None) -> Path | None:
-    """The CDA schema to use: ``explicit``, else $GATEWAY_CDA_SCHEMA, else the shared samples' copy."""
+    """The CDA schema: ``explicit``, else :func:`use_schema`'s, else $GATEWAY_CDA_SCHEMA, else the samples' copy."""
     if explicit is not None:
         return explicit
+    if _CONFIGURED:
+        return _CONFIGURED[0]
     configured = os.environ.get("GATEWAY_CDA_SCHEMA")
     if configured:
         return Path(configured)
     return _DEFAULT_SCHEMA if _DEFAULT_SCHEMA.is_file() else None
 
 
+class SchemaUnavailable(RuntimeError):
+    """The configured CDA schema cannot be read: a configuration error, to surface at start-up."""
+
+
 def load_schema(path: Path | None = None) -> etree.XMLSchema | None:
-    """The compiled schema, compiled once per path and cached (compiling takes about a second)."""
+    """The compiled schema, compiled once per path and cached; call it at start-up to fail early."""
     resolved = schema_path(path)
     if resolved is None:
         return None
@@ -402,7 +416,11 @@ def load_schema(path: Path | None = None) -> etree.XMLSchema | None:
         if schema is None:
             # Our own schema files: local includes allowed, network and entities still off.
             parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-            schema = etree.XMLSchema(etree.parse(str(resolved), parser))
+            try:
+                schema = etree.XMLSchema(etree.parse(str(resolved), parser))
+            except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as error:
+                raise SchemaUnavailable(f"The CDA schema {resolved} cannot be loaded ({error}); check the "
+                                        "documents.cda_schema setting.") from None
             _SCHEMAS[resolved] = schema
         return schema
 

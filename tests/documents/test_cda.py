@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from documents.helpers import CDA_DIR, TEST_MATRICULE, TEST_OID, sample, variant
@@ -166,3 +167,16 @@ def test_missing_traits_read_as_none(bio: bytes) -> None:
     header = read_header(partial, validate=False)
     assert header.patient.birth_date is None and header.patient.sex is None
     assert header.patient.birth_name == "PAT-TROIS"
+
+
+def test_configured_schema_path_is_used(tmp_path: Path, bio: bytes) -> None:
+    from gateway.documents.cda import SchemaUnavailable, use_schema
+
+    missing = tmp_path / "nowhere.xsd"
+    use_schema(missing)
+    try:
+        with pytest.raises(SchemaUnavailable, match="cda_schema"):
+            read_header(bio)
+    finally:
+        use_schema(None)
+    assert read_header(bio).schema_valid is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 import tracemalloc
 import zipfile
@@ -224,3 +225,15 @@ def test_writer_is_deterministic_for_a_given_time(bio: bytes) -> None:
     first, _ = build_xdm([bio], source_id="1.2.3", now=moment)
     metadata = _files(first)["IHE_XDM/SUBSET01/METADATA.XML"]
     assert b"20260102030405" in metadata and b"1.2.3" in metadata
+
+
+def test_metadata_without_namespace_prefixes_is_read(bio: bytes) -> None:
+    """Some writers emit ebRIM with a default namespace or none at all (as in the ANS DRIM-M examples)."""
+    metadata = re.sub(rb'\sxmlns:\w+="[^"]*"', b"", _metadata_for(bio))
+    for prefix in (b"rim:", b"lcm:"):
+        metadata = metadata.replace(b"<" + prefix, b"<").replace(b"</" + prefix, b"</")
+    assert b"xmlns" not in metadata
+    archive = raw_zip([entry("IHE_XDM/SS000001/METADATA.XML", metadata), entry("IHE_XDM/SS000001/DOC0001.XML", bio)])
+    (document,) = read_xdm(archive).documents
+    assert document.hash_ok and document.patient == (TEST_MATRICULE, TEST_OID)
+    assert document.type_code is not None and document.type_code.code == "11502-2"
