@@ -88,7 +88,7 @@ class StoredDocument:
 class Fault:
     """An injected failure for the next ``count`` ITI-41 requests."""
 
-    mode: str  # "unavailable" | "hang" | "slow" | "lost_answer"
+    mode: str  # "unavailable" | "hang" | "slow" | "lost_answer" | "store_then_hang"
     count: int = 1
     delay: float = 0.0
 
@@ -121,6 +121,7 @@ class Simulator:
         self.accepted = 0
         self.lock = asyncio.Lock()
         self.url = ""
+        self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         if state_file is not None and state_file.exists():
             self._load()
@@ -143,7 +144,7 @@ class Simulator:
         self._save()
 
     def inject(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
-        if mode not in ("unavailable", "hang", "slow", "lost_answer", "none"):
+        if mode not in ("unavailable", "hang", "slow", "lost_answer", "store_then_hang", "none"):
             raise ValueError(f"Unknown fault mode {mode}.")
         if mode == "none":
             self.faults.clear()
@@ -409,7 +410,7 @@ class Simulator:
         if fault is not None and fault.mode == "unavailable":
             return web.Response(status=503, text="Service temporarily unavailable (simulated).")
         if fault is not None and fault.mode in ("hang", "slow"):
-            await asyncio.sleep(fault.delay)
+            await self._pause(fault.delay)
             if fault.mode == "hang":
                 return web.Response(status=503, text="Gave up (simulated hang).")
         try:
@@ -420,6 +421,8 @@ class Simulator:
             errors = self.provide_and_register(message)
         if fault is not None and fault.mode == "lost_answer":
             return web.Response(status=503, text="Answer lost (simulated, after storing).")
+        if fault is not None and fault.mode == "store_then_hang":
+            await self._pause(fault.delay)  # stored, but the answer comes late: the client may die meanwhile
         return _soap_response(c.ACTION_ITI41_RESPONSE, soap.registry_response(errors))
 
     async def _registry(self, request: web.Request) -> web.Response:
@@ -481,7 +484,15 @@ class Simulator:
         log.info("dmp_simulator.listening", url=self.url)
         return self.url
 
+    async def _pause(self, delay: float) -> None:
+        """Sleep for an injected fault, cut short when the simulator stops."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), delay)
+        except TimeoutError:
+            pass
+
     async def stop(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -50,8 +50,10 @@ def make_dmp_pki(folder: Path) -> DmpPKI:
     pki = DevelopmentPKI.create("DMP Test")
     pki.save(folder)
     pki.server("dmp.test").write(folder / "dmp.crt", folder / "dmp.key")
-    return DmpPKI(pki, folder, folder / "ca-bundle.crt", folder / "dmp.crt", folder / "dmp.key",
-                  pki.software("structure-tls"), pki.signing("structure-signing"))
+    client, signer = pki.software("structure-tls"), pki.signing("structure-signing")
+    client.write(folder / "structure-tls.crt", folder / "structure-tls.key")
+    signer.write(folder / "structure-signing.crt", folder / "structure-signing.key")
+    return DmpPKI(pki, folder, folder / "ca-bundle.crt", folder / "dmp.crt", folder / "dmp.key", client, signer)
 
 
 def sample(name: str) -> bytes:

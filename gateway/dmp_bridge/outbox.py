@@ -1,0 +1,347 @@
+"""The durable deposit outbox: jobs pending → sent → accepted | refused, retried with backoff on transport errors.
+
+Exactly once, with the document's uniqueId as idempotency key:
+- a job is created inside the caller's transaction (the message and its deposit jobs commit together);
+- claiming moves a job to ``sent`` and pushes ``next_attempt_at`` forward by a lease, in one transaction
+  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes share the outbox; SQLite serialises writers);
+- the answer is recorded only by the claim that is still current (``claim_token``);
+- a worker that dies between sending and recording leaves the job ``sent``; when the lease runs out another
+  claim re-sends it, and the DMP's duplicate-uniqueId answer, confirmed by an ITI-18 query that finds the same
+  document (uniqueId and hash), counts as accepted. The DMP therefore holds each document once.
+
+Every step is an event of the trail (R18).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.dmp_bridge import constants as c
+from gateway.dmp_bridge.cda_header import CdaError
+from gateway.dmp_bridge.deposit import Depositor, prepare
+from gateway.dmp_bridge.rules import DepositPolicy
+from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
+from gateway.store.events import record
+from gateway.store.models import Base, Event, Id
+
+log = structlog.get_logger("gateway.dmp_bridge.outbox")
+
+PENDING = "pending"
+SENT = "sent"
+RETRY = "retry"
+ACCEPTED = "accepted"
+REFUSED = "refused"
+CANCELLED = "cancelled"
+STATES = (PENDING, SENT, RETRY, ACCEPTED, REFUSED, CANCELLED)
+#: DMP answers that are about the patient's record or the professional's access (R17), not the document (R15).
+R17_CODES = frozenset({c.ERR_DMP_CLOSED, c.ERR_DMP_NOT_CREATED, c.ERR_NOT_AUTHORISED, c.ERR_PS_BLOCKED})
+
+
+class DmpDeposit(Base):
+    """One document to deposit in one patient's DMP: the outbox row (claimed with SKIP LOCKED)."""
+
+    __tablename__ = "dmp_deposits"
+    __table_args__ = (Index("ix_dmp_deposits_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: XDSDocumentEntry.uniqueId (the CDA id): the idempotency key.
+    unique_id: Mapped[str] = mapped_column(String(128), unique=True)
+    submission_uid: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True, index=True)
+    sender_mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True)
+    matricule: Mapped[str] = mapped_column(String(15), index=True)
+    author_id: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(Text)
+    type_code: Mapped[str] = mapped_column(String(40))
+    visibility: Mapped[list[str]] = mapped_column(JSON, default=list)
+    replaces: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cda: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result_code: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- Enqueueing (inside the caller's transaction) ----------------------------------------------------------------
+
+async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricule: str, author_id: str, title: str,
+                  type_code: str, visibility: Sequence[str] = (), replaces: str | None = None,
+                  message_id: int | None = None, sender_mailbox_id: int | None = None,
+                  identity_id: int | None = None, submission_root: str = "1.2.250.1.999",
+                  actor: str | None = None) -> int | None:
+    """Add a deposit job in the caller's transaction; None when this uniqueId is already in the outbox."""
+    existing = (await session.execute(select(DmpDeposit.id, DmpDeposit.state)
+                                      .where(DmpDeposit.unique_id == unique_id))).first()
+    if existing is not None:
+        await record(session, "dmp.deposit.duplicate", "skipped", rule="R18", actor=actor, message_id=message_id,
+                     identity_id=identity_id, job_id=existing.id, state=existing.state, unique_id=unique_id)
+        return None
+    moment = now()
+    submission_uid = f"{submission_root}.{uuid.uuid4().int}"[:64]
+    job = DmpDeposit(unique_id=unique_id, submission_uid=submission_uid, message_id=message_id,
+                     sender_mailbox_id=sender_mailbox_id, matricule=matricule, author_id=author_id, title=title,
+                     type_code=type_code, visibility=sorted(visibility), replaces=replaces, cda=cda, size=len(cda),
+                     state=PENDING, attempts=0, next_attempt_at=moment, created_at=moment)
+    session.add(job)
+    await session.flush()
+    await record(session, "dmp.deposit.queued", PENDING, rule="R12", actor=actor, message_id=message_id,
+                 identity_id=identity_id, mailbox_id=sender_mailbox_id, job_id=job.id, unique_id=unique_id,
+                 type_code=type_code, visibility=sorted(visibility), replaces=replaces, matricule=matricule)
+    return job.id
+
+
+# --- The worker ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed job: what the worker needs, detached from the session."""
+
+    id: int
+    token: str
+    attempts: int
+    unique_id: str
+    submission_uid: str
+    cda: bytes
+    title: str
+    visibility: tuple[str, ...]
+    author_id: str
+    message_id: int | None
+    resend: bool
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: first ``base`` seconds, doubling, at most ``ceiling``."""
+
+    base: float = 30.0
+    factor: float = 2.0
+    ceiling: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.ceiling, self.base * self.factor ** max(0, attempts - 1)))
+
+
+class OutboxWorker:
+    """Claims due jobs and deposits them, ``concurrency`` at a time."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], depositor: Depositor, policy: DepositPolicy, *,
+                 concurrency: int = 8, lease: float = 300.0, backoff: Backoff | None = None,
+                 poll_interval: float = 1.0, worker_id: str | None = None) -> None:
+        self.sessions = sessions
+        self.depositor = depositor
+        self.policy = policy
+        self.concurrency = concurrency
+        self.lease = lease
+        self.backoff = backoff or Backoff()
+        self.poll_interval = poll_interval
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New jobs were committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Move up to ``limit`` due jobs to ``sent`` under a new lease, in one transaction."""
+        moment = now()
+        due = or_(DmpDeposit.state.in_((PENDING, RETRY)), DmpDeposit.state == SENT)
+        async with self.sessions() as session, session.begin():
+            query = (select(DmpDeposit).where(due, DmpDeposit.next_attempt_at <= moment)
+                     .order_by(DmpDeposit.next_attempt_at, DmpDeposit.id).limit(limit)
+                     .with_for_update(skip_locked=True))
+            jobs = list((await session.execute(query)).scalars().all())
+            claimed = []
+            for job in jobs:
+                token = str(uuid.uuid4())
+                resend = job.state == SENT
+                job.state = SENT
+                job.attempts += 1
+                job.claim_token = token
+                job.sent_at = moment
+                job.next_attempt_at = moment + timedelta(seconds=self.lease)
+                await record(session, "dmp.deposit.sent", SENT, rule="R18", actor=self.worker_id,
+                             message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
+                claimed.append(Claimed(job.id, token, job.attempts, job.unique_id, job.submission_uid, job.cda,
+                                       job.title, tuple(job.visibility or ()), job.author_id, job.message_id,
+                                       resend))
+        return claimed
+
+    async def process(self, job: Claimed) -> str:
+        """Send one claimed job and record the outcome; returns the new state."""
+        author = self.policy.professional(job.author_id)
+        if author is None:
+            return await self._finish(job, REFUSED, "R12", "not_a_professional",
+                                      f"The author {job.author_id} is no longer a professional of the structure.")
+        try:
+            prepared = prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
+                               submission_uid=job.submission_uid, policy=self.policy)
+        except (CdaError, AssertionError, ValueError) as exc:
+            return await self._finish(job, REFUSED, "R15", "unreadable", f"The document cannot be deposited: {exc}")
+        try:
+            result = await self.depositor.send(prepared)
+            if not result.success and result.has(c.ERR_DUPLICATE_UNIQUE_ID):
+                if await self.depositor.already_deposited(prepared):
+                    return await self._finish(job, ACCEPTED, "R18", c.ERR_DUPLICATE_UNIQUE_ID,
+                                              "Already in the DMP (an earlier send was stored before its answer "
+                                              "was lost).")
+        except DmpTransportError as exc:
+            return await self._retry(job, str(exc))
+        if result.success:
+            return await self._finish(job, ACCEPTED, "R18", "Success", "Deposited.")
+        return await self._finish(job, REFUSED, _rule_of(result), result.errors[0].code if result.errors else
+                                  "Failure", result.message or "The DMP refused the deposit.")
+
+    async def _finish(self, job: Claimed, state: str, rule: str, code: str, text: str) -> str:
+        async with self.sessions() as session, session.begin():
+            done = await session.execute(
+                update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
+                                         DmpDeposit.state == SENT)
+                .values(state=state, result_code=code[:80], last_error=None if state == ACCEPTED else text,
+                        finished_at=now(), claim_token=None))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                log.warning("dmp.deposit.stale_claim", job_id=job.id)
+                return SENT
+            await record(session, f"dmp.deposit.{state}", state, rule=rule, actor=self.worker_id,
+                         message_id=job.message_id, job_id=job.id, code=code, reason_text=text,
+                         attempts=job.attempts)
+        return state
+
+    async def _retry(self, job: Claimed, text: str) -> str:
+        delay = self.backoff.delay(job.attempts)
+        async with self.sessions() as session, session.begin():
+            done = await session.execute(
+                update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
+                                         DmpDeposit.state == SENT)
+                .values(state=RETRY, last_error=text[:2000], claim_token=None,
+                        next_attempt_at=now() + timedelta(seconds=delay)))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return SENT
+            await record(session, "dmp.deposit.retry", RETRY, rule="R18", actor=self.worker_id,
+                         message_id=job.message_id, job_id=job.id, attempts=job.attempts, delay=delay,
+                         error=text[:300])
+        return RETRY
+
+    async def run_once(self) -> int:
+        """Claim and process one batch; the number of jobs processed."""
+        jobs = await self.claim(self.concurrency)
+        if jobs:
+            await asyncio.gather(*(self.process(job) for job in jobs))
+        return len(jobs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep ``concurrency`` deposits in flight until ``stop`` is set."""
+        tasks: set[asyncio.Task[str]] = set()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(tasks)
+                jobs = await self.claim(free) if free > 0 else []
+                for job in jobs:
+                    task = asyncio.create_task(self.process(job))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if jobs and free == len(jobs):
+                    continue  # there may be more due right now
+                self._wake.clear()
+                waker = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({stopping, waker, *tasks}, timeout=self.poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+        finally:
+            stopping.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _rule_of(result: RegistryResult) -> str:
+    return "R17" if any(e.code in R17_CODES for e in result.errors) else "R15"
+
+
+# --- Commands (gateway dmp list|show|retry|cancel) -------------------------------------------------------------
+
+def _summary(job: DmpDeposit) -> dict[str, Any]:
+    return {"id": job.id, "state": job.state, "unique_id": job.unique_id, "type_code": job.type_code,
+            "title": job.title, "attempts": job.attempts, "message_id": job.message_id,
+            "next_attempt_at": job.next_attempt_at.isoformat() if job.next_attempt_at else None,
+            "result_code": job.result_code, "last_error": job.last_error,
+            "created_at": job.created_at.isoformat() if job.created_at else None,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+
+
+async def list_jobs(session: AsyncSession, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Jobs, newest first, optionally of one state."""
+    query = select(DmpDeposit).order_by(DmpDeposit.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(DmpDeposit.state == state)
+    return [_summary(j) for j in (await session.execute(query)).scalars().all()]
+
+
+async def show_job(session: AsyncSession, job_id: int) -> dict[str, Any]:
+    """One job with its events (matched on the job id in the event details)."""
+    job = await session.get(DmpDeposit, job_id)
+    if job is None:
+        raise LookupError(f"No DMP deposit job has id {job_id}.")
+    summary = _summary(job)
+    summary.update(matricule=job.matricule, author_id=job.author_id, visibility=job.visibility,
+                   replaces=job.replaces, size=job.size, submission_uid=job.submission_uid)
+    events = (await session.execute(select(Event).where(Event.kind.startswith("dmp.")).order_by(Event.id))).scalars()
+    summary["events"] = [{"at": e.at.isoformat(), "kind": e.kind, "rule": e.rule, "outcome": e.outcome,
+                          "detail": e.detail} for e in events if (e.detail or {}).get("job_id") == job_id]
+    return summary
+
+
+async def retry_job(session: AsyncSession, job_id: int, actor: str) -> None:
+    """Make a refused, cancelled or waiting job due now (after the cause was fixed, e.g. the patient authorised)."""
+    job = await session.get(DmpDeposit, job_id, with_for_update=True)
+    if job is None:
+        raise LookupError(f"No DMP deposit job has id {job_id}.")
+    if job.state in (ACCEPTED, SENT):
+        raise ValueError(f"Job {job_id} is {job.state}; only refused, cancelled, pending or retry jobs can be retried.")
+    previous = job.state
+    job.state = PENDING
+    job.next_attempt_at = now()
+    job.finished_at = None
+    await record(session, "dmp.deposit.retry_requested", PENDING, rule="R18", actor=actor,
+                 message_id=job.message_id, job_id=job_id, previous=previous)
+
+
+async def cancel_job(session: AsyncSession, job_id: int, actor: str) -> None:
+    """Withdraw a job that has not been deposited; a job in flight (sent) cannot be cancelled."""
+    job = await session.get(DmpDeposit, job_id, with_for_update=True)
+    if job is None:
+        raise LookupError(f"No DMP deposit job has id {job_id}.")
+    if job.state not in (PENDING, RETRY, REFUSED):
+        raise ValueError(f"Job {job_id} is {job.state}; only pending, retry or refused jobs can be cancelled.")
+    previous = job.state
+    job.state = CANCELLED
+    job.finished_at = now()
+    await record(session, "dmp.deposit.cancelled", CANCELLED, rule="R18", actor=actor,
+                 message_id=job.message_id, job_id=job_id, previous=previous)
+
+
+async def counts(session: AsyncSession) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = await session.execute(select(DmpDeposit.state, func.count()).group_by(DmpDeposit.state))
+    return {state: int(n) for state, n in rows.all()}
