@@ -281,6 +281,87 @@ def cmd_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- development PKI (issue 5) ----------------------------------------------------------------------------------
+def cmd_pki(args: argparse.Namespace) -> int:
+    """The development PKI standing in for IGC-Santé: never for production, never committed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from gateway.pki import DevelopmentPKI
+
+    folder = Path(args.dir)
+    if args.action == "init":
+        if (folder / "root-ca.crt").exists() and not args.force:
+            raise CommandError(f"A PKI already exists in {folder}; use --force to replace it.")
+        pki = DevelopmentPKI.create(args.ca_name)
+        pki.save(folder)
+        (folder / "crl.pem").write_bytes(pki.crl())
+        print(f"Root and intermediate CA written to {folder}; trust anchors: {folder / 'ca-bundle.crt'}")
+        return 0
+    if args.action == "fingerprint":
+        cert = x509.load_pem_x509_certificates(Path(args.name).read_bytes())[0]
+        print(cert.fingerprint(hashes.SHA256()).hex())
+        return 0
+    if not (folder / "intermediate-ca.key").exists():
+        raise CommandError(f"No development PKI in {folder}; create one with 'gateway pki init --dir {folder}'.")
+    pki = DevelopmentPKI.load(folder)
+    revoked_list = folder / "revoked.pem"
+    if args.action in ("revoke", "crl"):
+        revoked = x509.load_pem_x509_certificates(revoked_list.read_bytes()) if revoked_list.exists() else []
+        if args.action == "revoke":
+            cert = x509.load_pem_x509_certificates(Path(args.name).read_bytes())[0]
+            revoked.append(cert)
+            with revoked_list.open("ab") as out:
+                out.write(cert.public_bytes(_pem()))
+        (folder / "crl.pem").write_bytes(pki.crl(tuple(revoked)))
+        print(f"Revocation list with {len(revoked)} certificate(s) written to {folder / 'crl.pem'}")
+        return 0
+    name = args.name
+    if args.action == "server":
+        issued = pki.server(name)
+    elif args.action == "operator":
+        issued = pki.operator(name, tuple(args.domain or ()))
+    elif args.action == "client":
+        issued = pki.software(name)
+    else:
+        issued = pki.signing(name)
+    stem = args.out or name.replace("@", "_").replace(" ", "_").replace("/", "_")
+    cert_path, key_path = folder / f"{stem}.crt", folder / f"{stem}.key"
+    issued.write(cert_path, key_path)
+    print(f"{args.action} certificate written to {cert_path} (key {key_path})")
+    print(f"SHA-256 fingerprint: {issued.fingerprint()}")
+    return 0
+
+
+def _pem() -> Any:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.PEM
+
+
+# --- outbound queue (issue 5) ---------------------------------------------------------------------------------
+def cmd_queue(args: argparse.Namespace) -> int:
+    from gateway.smtp import outbound
+
+    cfg = load_config(args)
+
+    async def list_(session: AsyncSession) -> None:
+        rows = await outbound.list_queue(session, args.state)
+        _print_rows([{"id": r.id, "message_id": r.message_id, "recipient": r.recipient, "state": r.state,
+                      "attempts": r.attempts, "next_attempt_at": r.next_attempt_at,
+                      "last_reply": (r.last_reply or "")[:60]} for r in rows], args.json)
+
+    async def retry(session: AsyncSession) -> str:
+        count = await outbound.retry_now(session, args.ids or None)
+        return f"{count} queued recipient(s) will be tried again at once."
+
+    action: Callable[[AsyncSession], Awaitable[Any]] = {"list": list_, "retry": retry}[args.action]
+    message = _run(cfg, action)
+    if message:
+        print(message)
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Secure health-messaging gateway (MSSanté).")
@@ -331,6 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
     conversation.add_argument("id", nargs="?", type=int)
     conversation.add_argument("--mailbox", help="only this professional mailbox's conversations")
     conversation.set_defaults(func=cmd_conversation)
+
+    pki = sub.add_parser("pki", help="development PKI standing in for IGC-Santé (never for production)")
+    pki.add_argument("action", choices=["init", "server", "operator", "client", "signing", "revoke", "crl",
+                                        "fingerprint"])
+    pki.add_argument("name", nargs="?", help="host name, software name, or certificate file (revoke, fingerprint)")
+    pki.add_argument("--dir", default="data/pki", help="PKI folder (git-ignored)")
+    pki.add_argument("--domain", action="append", help="operator: a mail domain the certificate names (repeat)")
+    pki.add_argument("--out", help="file stem for the certificate and key (default: from the name)")
+    pki.add_argument("--ca-name", default="Gateway Test", help="init: name of the CAs")
+    pki.add_argument("--force", action="store_true", help="init: replace an existing PKI")
+    pki.set_defaults(func=cmd_pki)
+
+    queue = with_config(sub.add_parser("queue", help="outbound queue to other operators"))
+    queue.add_argument("action", choices=["list", "retry"])
+    queue.add_argument("ids", nargs="*", type=int, help="retry: only these queue ids")
+    queue.add_argument("--state", choices=["queued", "sent", "failed"], help="list: only this state")
+    queue.set_defaults(func=cmd_queue)
     return parser
 
 
@@ -339,6 +437,8 @@ _REQUIRED: dict[tuple[str, str | None], list[str]] = {
     ("mailbox", "password"): ["address"],
     ("identity", "add"): ["matricule", "birth_name", "first_names", "birth_date", "sex", "birth_place"],
     ("identity", "show"): ["id"], ("identity", "insi"): ["id"], ("identity", "document"): ["id", "kind"],
+    ("pki", "server"): ["name"], ("pki", "operator"): ["name"], ("pki", "client"): ["name"],
+    ("pki", "signing"): ["name"], ("pki", "revoke"): ["name"], ("pki", "fingerprint"): ["name"],
     ("conversation", "show"): ["id"], ("conversation", "block"): ["id"], ("conversation", "unblock"): ["id"],
 }
 

@@ -116,7 +116,8 @@ async def claim(session: AsyncSession, groups: int, lease: float) -> list[Group]
         return []
     ids = [r.id for members in grouped.values() for r in members]
     await session.execute(update(OutboundRecipient).where(OutboundRecipient.id.in_(ids)).values(
-        next_attempt_at=at + timedelta(seconds=lease), attempts=OutboundRecipient.attempts + 1))
+        next_attempt_at=at + timedelta(seconds=lease), attempts=OutboundRecipient.attempts + 1,
+    ).execution_options(synchronize_session=False))  # the loaded rows keep the attempts counted before this one
     message_ids = {message_id for message_id, _ in grouped}
     messages = {m.id: (m.raw, m.received_at) for m in (await session.execute(
         select(Message.id, Message.raw, Message.received_at).where(Message.id.in_(message_ids)))).all()}
