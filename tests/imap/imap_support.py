@@ -126,6 +126,24 @@ class ImapHarness:
             return await mailstore.deliver(session, message_id, folder_id, flags)
         return self.run(work)
 
+    def deliver_elsewhere(self, address: str, raw: bytes, folder: str = "INBOX") -> int:
+        """Deliver as another gateway process would: its own engine, NOTIFY on PostgreSQL, no in-process hub."""
+        async def main() -> int:
+            engine = db.create_engine(self.url)
+            try:
+                async with db.sessionmaker(engine)() as session:
+                    folder_id = await mailstore.folder_id(session, self.accounts[address], folder)
+                    message_id = await mailstore.store_message(session, mailstore.StoredMessage(
+                        raw=raw, mail_from=BOB, rcpt_to=[address], sender_mailbox_id=None,
+                        message_id_header=None, subject=None, header_from=None))
+                    uid = await mailstore.deliver(session, message_id, folder_id)
+                    await notify_database(session)
+                    await session.commit()
+                    return uid
+            finally:
+                await engine.dispose()
+        return asyncio.run(main())
+
     # --- clients --------------------------------------------------------------------------------------------
     def client_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki.ca_bundle))
