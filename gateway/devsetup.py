@@ -43,13 +43,44 @@ listen_tls = "127.0.0.1:{imaps}"
 
 [rules]
 allow_test_identities = true
+
+# Mail with other operators over mutual TLS (certs/README.md). The whitelist written by `gateway init` names
+# this gateway's own domains; add the domains of the operators you test with, and a route to each of them.
+[whitelist]
+source = "liste-blanche.xml"
+cache = "liste-blanche.cache.xml"
+
+[outbound]
+use_mx = false
+# routes = {{ "pro.other.test" = "127.0.0.1:2526" }}
+
+# The relay listener other operators deliver to (port 25 in production), client certificate required:
+# [relay]
+# listen = "127.0.0.1:2525"
+# trust_anchors = "pki/ca-bundle.crt"
+# crl = "pki/crl.pem"
 """
+
+WHITELIST_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Development whitelist (national format: //Domaine/Nom in https://listeblanche.mssante.fr/schema). -->
+<ListeBlanche xmlns="https://listeblanche.mssante.fr/schema">
+{domains}</ListeBlanche>
+"""
+
+
+def write_whitelist(data: Path, domains: tuple[str, ...]) -> Path:
+    path = data / "liste-blanche.xml"
+    items = "".join(f"  <Domaine><Nom>{d}</Nom></Domaine>\n" for d in domains)
+    path.write_text(WHITELIST_TEMPLATE.format(domains=items), encoding="utf-8")
+    return path
 
 
 def write_pki(folder: Path, hostname: str) -> DevelopmentPKI:
     pki = DevelopmentPKI.create()
     pki.save(folder)
-    pki.server(hostname).write(folder / "server.crt", folder / "server.key")
+    # The server certificate is also the operator certificate: it names our mail domains for the relay.
+    pki.operator(hostname, (DEV_DOMAIN, PATIENT_DOMAIN)).write(folder / "server.crt", folder / "server.key")
+    (folder / "crl.pem").write_bytes(pki.crl())
     return pki
 
 
@@ -104,6 +135,7 @@ def initialise(data: Path, force: bool = False) -> Path:
         return path
     write_pki(data / "pki", DEV_HOSTNAME)
     write_config(data)
+    write_whitelist(data, (DEV_DOMAIN, PATIENT_DOMAIN))
     cfg = config_module.load(path)
     asyncio.run(_demo_accounts(cfg, data))
     return path
