@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support.pki import PKIFiles
 
+from gateway.card import agent as agent_cli
 from gateway.card import presence
-from gateway.card.agent import certificate_fingerprint
+from gateway.card.agent import Agent, AgentConfig, certificate_fingerprint
 from gateway.card.client import GatewayClient, client_ssl_context
 from gateway.card.endpoint import CardEndpoint, endpoint_ssl_context, start_card_endpoint
 from gateway.ins_matching import identities
@@ -166,6 +168,7 @@ class CardGateway:
     pki: PKIFiles
     settings: presence.PresenceSettings
     engine: AsyncEngine
+    professional: str = PRO
     port: int = 0
     clients: list[GatewayClient] = field(default_factory=list)
 
@@ -210,7 +213,9 @@ class CardGateway:
         return result
 
 
-async def make_card_gateway(store_url: str, pki: PKIFiles, folder: Path, timeout: float = 3600.0) -> CardGateway:
+async def make_card_gateway(store_url: str, pki: PKIFiles, folder: Path, timeout: float = 3600.0,
+                            professional: str = PRO) -> CardGateway:
+    """The store holds the professional, the test patient (qualifiée: INSi and passport, R7) and the agent."""
     await db.migrate(store_url)
     engine = db.create_engine(store_url)
     sessions = db.sessionmaker(engine)
@@ -218,8 +223,53 @@ async def make_card_gateway(store_url: str, pki: PKIFiles, folder: Path, timeout
     pki.pki.software(WORKSTATION).write(folder / "agent.crt", folder / "agent.key")
     pki.pki.software("stranger").write(folder / "stranger.crt", folder / "stranger.key")
     async with sessions() as s, s.begin():
-        pro = await mailstore.create_mailbox(s, PRO, "PER")
-        await identities.add_identity(s, TEST_PATIENT.matricule, TEST_PATIENT.oid, TEST_PATIENT.traits, "test",
-                                      allow_test=True)
-        await presence.register_agent(s, certificate_fingerprint(folder / "agent.crt"), WORKSTATION, PRO, "admin")
-    return CardGateway(sessions, None, pro, folder, pki, presence.PresenceSettings(timeout), engine)
+        pro = await mailstore.create_mailbox(s, professional, "PER")
+        identity_id = await identities.add_identity(s, TEST_PATIENT.matricule, TEST_PATIENT.oid,
+                                                    TEST_PATIENT.traits, "test", allow_test=True)
+        await identities.record_insi(s, identity_id, "found", "test")
+        await identities.record_document(s, identity_id, "passport", "test")
+        await presence.register_agent(s, certificate_fingerprint(folder / "agent.crt"), WORKSTATION, professional,
+                                      "admin")
+    return CardGateway(sessions, None, pro, folder, pki, presence.PresenceSettings(timeout), engine, professional)
+
+
+class RunningAgent:
+    """The card agent in a thread of the test process, as ``gateway card-agent run`` runs it."""
+
+    def __init__(self, config: AgentConfig, config_file: Path) -> None:
+        self.config = config
+        self.config_file = config_file
+        self.stop = threading.Event()
+        self.agent = Agent(config)
+        self.thread = threading.Thread(target=self.agent.run, args=(self.stop,), name="test-card-agent")
+
+    def __enter__(self) -> RunningAgent:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the agent did not stop"
+
+    def bind(self, matricule: str, actor: str | None = None) -> int:
+        """What ``gateway card-agent bind --matricule ...`` does (the CLI itself is tested in a subprocess)."""
+        code, _ = agent_cli.bind(self.config, matricule, actor=actor)
+        return code
+
+
+def write_config(gw: CardGateway, folder: Path, port: int) -> tuple[AgentConfig, Path]:
+    path = folder / "card-agent.toml"
+    path.write_text(
+        f'gateway_url = "https://localhost:{port}"\nworkstation = "{WORKSTATION}"\nprofessional = "{gw.professional}"\n'
+        f'certificate = "{gw.folder / "agent.crt"}"\nprivate_key = "{gw.folder / "agent.key"}"\n'
+        f'trust_anchors = "{gw.pki.ca_bundle}"\ndata_dir = "agent-data"\n'
+        "retry_initial = 0.1\nretry_max = 0.5\npoll_ms = 100\n")
+    return agent_cli.load_config(path), path
+
+
+async def inserted(gw: CardGateway, count: int = 1) -> list[str]:
+    async def check() -> list[str] | None:
+        rows = await gw.events("card.inserted")
+        return [e.outcome for e in rows] if len(rows) >= count else None
+    return await gw.until(check, f"{count} card insertion(s) at the gateway")

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from pathlib import Path
 
-from card.cardkit import PRO, WORKSTATION, CardGateway, PcscStack
+from card.cardkit import CardGateway, PcscStack, RunningAgent, inserted, write_config
 
-from gateway.card import agent as agent_cli
-from gateway.card.agent import Agent, AgentConfig
 from gateway.card.atr import CPS_AID
 from gateway.ins_matching.insi import TEST_PATIENT
 
@@ -24,52 +21,10 @@ CPS = CPS_AID.hex().upper()
 OTHER_CARD = "3B6800000073C84013009000"
 
 
-class RunningAgent:
-    """The card agent in a thread of the test process, as ``gateway card-agent run`` runs it."""
-
-    def __init__(self, config: AgentConfig, config_file: Path) -> None:
-        self.config = config
-        self.config_file = config_file
-        self.stop = threading.Event()
-        self.agent = Agent(config)
-        self.thread = threading.Thread(target=self.agent.run, args=(self.stop,), name="test-card-agent")
-
-    def __enter__(self) -> RunningAgent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "the agent did not stop"
-
-    def bind(self, matricule: str, actor: str | None = None) -> int:
-        """What ``gateway card-agent bind --matricule ...`` does (the CLI itself is tested in a subprocess)."""
-        code, _ = agent_cli.bind(self.config, matricule, actor=actor)
-        return code
-
-
-def write_config(gw: CardGateway, folder: Path, port: int) -> tuple[AgentConfig, Path]:
-    path = folder / "card-agent.toml"
-    path.write_text(
-        f'gateway_url = "https://localhost:{port}"\nworkstation = "{WORKSTATION}"\nprofessional = "{PRO}"\n'
-        f'certificate = "{gw.folder / "agent.crt"}"\nprivate_key = "{gw.folder / "agent.key"}"\n'
-        f'trust_anchors = "{gw.pki.ca_bundle}"\ndata_dir = "agent-data"\n'
-        "retry_initial = 0.1\nretry_max = 0.5\npoll_ms = 100\n")
-    return agent_cli.load_config(path), path
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def inserted(gw: CardGateway, count: int = 1) -> list[str]:
-    async def check() -> list[str] | None:
-        rows = await gw.events("card.inserted")
-        return [e.outcome for e in rows] if len(rows) >= count else None
-    return await gw.until(check, f"{count} card insertion(s) at the gateway")
 
 
 async def test_r14_vitale_card_in_the_reader_opens_the_window_and_removal_closes_it(
