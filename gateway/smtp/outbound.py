@@ -244,7 +244,10 @@ class OutboundWorker:
 
     async def attempt(self, group: Group) -> dict[int, Result]:
         """Try each next hop in turn until one answers; per-recipient results."""
-        hops = await self.next_hops(group.domain)
+        try:
+            hops = await self.next_hops(group.domain)
+        except OSError as exc:  # DNS trouble: retried like an unreachable host
+            return {r.id: Result("temporary", str(exc)[:300]) for r in group.rows}
         if isinstance(hops, str):
             return {r.id: Result("permanent", hops) for r in group.rows}
         last = "no next hop"
