@@ -72,7 +72,23 @@ class Gateway:
             await self._smtp_listener(self.config.submissions, implicit_tls=True)
         await self._start_imap()
         await self._start_operator_exchange()
+        self._start_filing()
         self.ready.set()
+
+    def _start_filing(self) -> None:
+        """Issue 4: file the documents of delivered messages, and import from upstream operator mailboxes."""
+        if self.config.documents is None and not self.config.upstreams:
+            return
+        from gateway.filing.upstream import UpstreamConnector
+        from gateway.filing.worker import FilingWorker
+
+        worker = FilingWorker(self.config, self.sessions, self.reads, self.hub)
+        worker.start()
+        self._closers.append(worker.stop)
+        for settings in self.config.upstreams:
+            connector = UpstreamConnector(self.config, settings, self.committer, self.reads)
+            connector.start()
+            self._closers.append(connector.stop)
 
     async def _start_operator_exchange(self) -> None:
         """Issue 5: the whitelist, the relay listener for other operators, and the outbound queue worker."""

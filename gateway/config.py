@@ -145,6 +145,8 @@ class Config:
     relay: RelaySettings | None = None
     whitelist: WhitelistSettings | None = None
     outbound: OutboundSettings | None = None
+    documents: DocumentSettings | None = None
+    upstreams: tuple[UpstreamSettings, ...] = ()
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -152,6 +154,31 @@ class Config:
         """Whether mail for ``domain`` is ours (a professional domain or the patient domain)."""
         domain = domain.lower()
         return domain in self.domains or domain == self.patient_domain
+
+
+@dataclass(frozen=True)
+class DocumentSettings:
+    """Which deliveries have their documents filed (R10): listed mailboxes, or every professional INBOX."""
+
+    filing_mailboxes: frozenset[str] = frozenset()
+    file_all_inboxes: bool = False
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """A mailbox at another MSSanté operator, read over IMAP; its messages are imported into ``deliver_to``."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    password_file: Path | None
+    client_certificate: Path | None
+    client_key: Path | None
+    ca_file: Path | None
+    mailbox: str
+    deliver_to: str
+    idle_seconds: float = 300.0
 
 
 class _Reader:
@@ -313,9 +340,55 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     insi.check("mode", insi_mode == "simulator", "must be 'simulator' (the national INSi service is unreachable here)")
     insi.finish()
     relay, whitelist, outbound = _relay_sections(root, tls, path)
+    documents, upstreams = _documents_sections(root, path, domains)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
-                  limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound)
+                  limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
+                  documents=documents, upstreams=upstreams)
+
+
+def _documents_sections(
+    root: _Reader, path: Callable[..., Path | None], domains: frozenset[str]
+) -> tuple[DocumentSettings | None, tuple[UpstreamSettings, ...]]:
+    """[documents] (which deliveries are filed) and [[upstream]] (operator mailboxes read over IMAP), issue 4."""
+    documents = None
+    docs = root.table("documents")
+    if docs is not None:
+        listed = docs.get("filing_mailboxes", list, [])
+        docs.check("filing_mailboxes", all(isinstance(a, str) and "@" in a for a in listed),
+                   "must be a list of mailbox addresses")
+        documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False))
+        docs.finish()
+    raw = root._data.get("upstream", [])
+    root._seen.add("upstream")
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError("Configuration key 'upstream' must be an array of tables ([[upstream]]).")
+    upstreams = []
+    for index, table in enumerate(raw):
+        up = _Reader(table, f"upstream[{index}]")
+        name = up.get("name", str, required=True)
+        host = up.get("host", str, required=True)
+        port = up.get("port", int, 993)
+        up.check("port", 0 < port < 65536, "must be a TCP port")
+        username = up.get("username", str, required=True)
+        password_file = path(up, "password_file", required=False)
+        certificate = path(up, "client_certificate", required=False)
+        key = path(up, "client_key", required=False)
+        ca_file = path(up, "ca_file", required=False)
+        for key_name, p in (("password_file", password_file), ("client_certificate", certificate),
+                            ("client_key", key), ("ca_file", ca_file)):
+            if p is not None:
+                up.check(key_name, p.is_file(), f"names {str(p)!r}, which is not a readable file")
+        up.check("password_file", password_file is not None or certificate is not None,
+                 "is missing; give a password_file or a client_certificate")
+        up.check("client_key", (certificate is None) == (key is None), "must be given with client_certificate")
+        deliver_to = up.get("deliver_to", str, required=True).lower()
+        up.check("deliver_to", deliver_to.rpartition("@")[2] in domains, "must be a mailbox of this gateway's domains")
+        upstreams.append(UpstreamSettings(
+            name, host, port, username, password_file, certificate, key, ca_file, up.get("mailbox", str, "INBOX"),
+            deliver_to, up.get("idle_seconds", float, 300.0)))
+        up.finish()
+    return documents, tuple(upstreams)
 
 
 def _readable(reader: _Reader, name: str, p: Path | None) -> None:

@@ -1,0 +1,173 @@
+"""The filing worker: claims filing jobs, files each message's documents, and answers MDN requests.
+
+Extraction (MIME → XDM → CDA, schema validation) is CPU work done outside any transaction; matching,
+recording and marking the job done happen in one transaction, so a job is filed exactly once. On PostgreSQL
+jobs are claimed with ``FOR UPDATE SKIP LOCKED`` so several gateway processes share the queue; on SQLite the
+writer lock serialises them. A job that keeps failing is retried with backoff, then marked ``failed`` (the
+message itself stays in its mailbox: nothing is lost) and traced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.config import Config
+from gateway.documents.pipeline import ExtractedDocument, Outcome, decide, extract
+from gateway.documents.record import Recorded, filed_versions, identities_for, record_outcomes
+from gateway.filing import mdn
+from gateway.filing.jobs import DONE, FAILED, PENDING
+from gateway.filing.models import FilingJob
+from gateway.routing.headers import header_block
+from gateway.store import bulk
+from gateway.store.changes import ChangeHub, notify_database, take_changed
+from gateway.store.events import now, record
+from gateway.store.mailstore import StoredMessage
+from gateway.store.models import Mailbox, Message
+
+log = structlog.get_logger("gateway.filing")
+
+MAX_ATTEMPTS = 5
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Filed:
+    job_id: int
+    recorded: list[Recorded]
+
+
+class FilingWorker:
+    def __init__(self, config: Config, sessions: async_sessionmaker[AsyncSession],
+                 reads: async_sessionmaker[AsyncSession], hub: ChangeHub) -> None:
+        self.config = config
+        self._sessions = sessions
+        self._reads = reads
+        self._hub = hub
+        self._task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="filing-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("filing.loop_error")
+                worked = False
+            if not worked:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+                except TimeoutError:
+                    pass
+
+    async def _due(self) -> list[tuple[int, int, int]]:
+        async with self._reads() as session:
+            rows = (await session.execute(
+                select(FilingJob.id, FilingJob.message_id, FilingJob.mailbox_id)
+                .where(FilingJob.state == PENDING, FilingJob.next_attempt_at <= now())
+                .order_by(FilingJob.id).limit(20))).all()
+            return [(r.id, r.message_id, r.mailbox_id) for r in rows]
+
+    async def run_once(self) -> bool:
+        """Process the jobs due now; returns whether there was any."""
+        due = await self._due()
+        for job_id, message_id, mailbox_id in due:
+            await self._process(job_id, message_id, mailbox_id)
+        return bool(due)
+
+    async def _process(self, job_id: int, message_id: int, mailbox_id: int) -> None:
+        async with self._reads() as session:
+            raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
+        try:
+            documents = await asyncio.to_thread(extract, raw)
+            await self._file(job_id, message_id, mailbox_id, raw, documents)
+        except Exception as exc:
+            log.warning("filing.job_error", job_id=job_id, message_id=message_id, error=type(exc).__name__)
+            await self._failed(job_id, message_id, mailbox_id, exc)
+
+    async def _file(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+                    documents: list[ExtractedDocument]) -> None:
+        async with self._sessions() as session:
+            async with session.begin():
+                job = (await session.execute(
+                    select(FilingJob).where(FilingJob.id == job_id, FilingJob.state == PENDING)
+                    .with_for_update(skip_locked=True))).scalar_one_or_none()
+                if job is None:
+                    return  # another process took it, or it is done
+                matricules = [d.header.patient.matricule for d in documents
+                              if d.header and d.header.patient.matricule]
+                set_ids = [str(d.header.set_id) for d in documents if d.header and d.header.set_id]
+                lookup = await identities_for(session, matricules)
+                versions = await filed_versions(session, set_ids)
+                allow_test = self.config.rules.allow_test_identities
+                outcomes = [Outcome(d, decide(d, lookup, allow_test_oids=allow_test, filed_version=versions.get))
+                            for d in documents]
+                recorded = await record_outcomes(session, outcomes, message_id=message_id)
+                job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
+                codes = [r.outcome.decision.code for r in recorded if r.kind == "review"]  # type: ignore[union-attr]
+                await record(session, "filing.done", "filed" if not codes else "review", rule="R10",
+                             mailbox_id=mailbox_id, message_id=message_id, documents=len(documents),
+                             filed=sum(r.kind == "filed" for r in recorded), review=len(codes))
+                if documents:
+                    await self._acknowledge(session, raw, mailbox_id, message_id, min(codes) if codes else None)
+                await notify_database(session)
+            self._hub.publish(take_changed(session))
+
+    async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
+                           error_code: int | None) -> None:
+        """R6: an MDN when the message asked for one; delivered here if the requester is ours."""
+        headers: EmailMessage = BytesHeaderParser(policy=email.policy.default).parsebytes(header_block(raw))
+        mailbox = await session.get(Mailbox, mailbox_id)
+        assert mailbox is not None
+        request = mdn.requested(headers, mailbox.address)
+        if request is None:
+            return
+        requester = (await session.execute(
+            select(Mailbox.id).where(Mailbox.address == request.notify, Mailbox.active.is_(True)))).scalar()
+        if requester is None:
+            await record(session, "filing.mdn", "not_sent", rule="R6", mailbox_id=mailbox_id,
+                         message_id=message_id, reason="requester is not a mailbox of this gateway")
+            return
+        body = mdn.build(request, mailbox.address, self.config.hostname, error_code)
+        plan = bulk.Plan(
+            StoredMessage(raw=body, mail_from=mailbox.address, rcpt_to=[request.notify],
+                               sender_mailbox_id=mailbox_id, message_id_header=None, subject="MDN",
+                               header_from=mailbox.address),
+            [bulk.Placement(requester, "INBOX")],
+            [bulk.EventRow("filing.mdn", "processed" if error_code is None else f"error {error_code}", "R6",
+                           None, mailbox_id, detail={"in_reply_to": message_id})])
+        await bulk.apply(session, [plan])
+
+    async def _failed(self, job_id: int, message_id: int, mailbox_id: int, exc: Exception) -> None:
+        async with self._sessions() as session, session.begin():
+            job = await session.get(FilingJob, job_id)
+            if job is None or job.state != PENDING:
+                return
+            attempts = job.attempts + 1
+            state = FAILED if attempts >= MAX_ATTEMPTS else PENDING
+            await session.execute(update(FilingJob).where(FilingJob.id == job_id).values(
+                attempts=attempts, state=state, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                next_attempt_at=now() + timedelta(seconds=min(600, 2 ** attempts))))
+            if state == FAILED:
+                await record(session, "filing.failed", "failed", rule="R10", mailbox_id=mailbox_id,
+                             message_id=message_id, attempts=attempts, error=type(exc).__name__)
