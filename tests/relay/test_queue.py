@@ -104,3 +104,16 @@ def test_final_failure_after_max_age_returns_a_dsn(tmp_path: Path, pki: PKIFiles
         assert b"Action: failed" in report and b"Status: 4.4.7" in report
     finally:
         pair.stop()
+
+
+def test_a_peer_whose_certificate_does_not_chain_to_the_trust_anchors_gets_nothing(b_down: Pair):
+    """Outbound TLS verifies the next hop: B presenting a certificate from another CA is never sent the mail."""
+    from gateway.pki import DevelopmentPKI
+
+    rogue = DevelopmentPKI.create("Rogue").operator("mx.b.test", ("pro.b.test", "patient.b.test"))
+    rogue.write(b_down.b.folder / "operator.crt", b_down.b.folder / "operator.key")
+    b_down.b.start()
+    submit(b_down, message(DR_A, DR_B))
+    row = wait_for(lambda: [r for r in queue_rows(b_down.store_a) if r.attempts >= 2])[0]
+    assert row.state == "queued" and "CERTIFICATE_VERIFY_FAILED" in (row.last_reply or "")
+    assert b_down.store_b.messages_in(DR_B) == []

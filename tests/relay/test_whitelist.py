@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from support.pki import PKIFiles
 from support.relay import whitelist_xml
 
 from gateway.config import TrustedDomains, WhitelistSettings
@@ -108,3 +109,37 @@ async def test_periodic_refresh_picks_up_changes(tmp_path: Path):
                 await asyncio.sleep(0.02)
     finally:
         await loader.stop()
+
+
+async def test_whitelist_from_an_https_url(tmp_path: Path, pki: PKIFiles, monkeypatch: pytest.MonkeyPatch):
+    """Fetched over verified TLS (system trust store; here the test CA via SSL_CERT_FILE), size-bounded."""
+    import http.server
+    import ssl
+    import threading
+
+    payload = {"body": whitelist_xml(["url.test"])}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(payload["body"])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_bundle))
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/liste-blanche.xml"
+        trusted = TrustedDomains()
+        loader = WhitelistLoader(WhitelistSettings(url, max_size=4096), trusted)
+        assert await loader.refresh() and trusted.domains == {"url.test"}
+        payload["body"] = whitelist_xml(["big.test"] * 500)  # larger than max_size: refused, last good kept
+        assert not await loader.refresh() and trusted.domains == {"url.test"}
+    finally:
+        server.shutdown()
