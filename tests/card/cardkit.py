@@ -62,6 +62,12 @@ def missing_pieces() -> list[str]:
         missing.append("python3-pycryptodome")
     if importlib.util.find_spec("smartcard") is None:
         missing.append("pyscard (pip install -e '.[card]')")
+    if not missing:
+        user_ns = [] if os.geteuid() == 0 else ["--map-root-user"]
+        probe = subprocess.run(["unshare", *user_ns, "--net", "--mount", "true"], capture_output=True)
+        if probe.returncode != 0:
+            missing.append("permission to create private network and mount namespaces (unshare: "
+                           + probe.stderr.decode(errors="replace").strip()[:100] + ")")
     return missing
 
 
@@ -113,6 +119,22 @@ class PcscStack:
             assert time.monotonic() < deadline, "pcscd did not show the virtual reader in time"
             time.sleep(0.05)
 
+    def wait_card(self, present: bool, timeout: float = 10.0) -> None:
+        """Wait until pcscd itself sees a card in (or no card in) the first slot."""
+        from smartcard import scard
+
+        _, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                _, states = scard.SCardGetStatusChange(context, 0, [(self.reader, scard.SCARD_STATE_UNAWARE)])
+                if bool(states and states[0][1] & scard.SCARD_STATE_PRESENT) == present:
+                    return
+                assert time.monotonic() < deadline, f"pcscd never saw the card {'in' if present else 'out'}"
+                time.sleep(0.02)
+        finally:
+            scard.SCardReleaseContext(context)
+
     def stop(self) -> None:
         """Stop pcscd (as a crash or an upgrade would); the virtual cards lose their reader and end."""
         for card in self.cards:
@@ -126,7 +148,7 @@ class PcscStack:
                 self.pcscd.wait(5)
             self.pcscd = None
 
-    def insert(self, atr: str, *aids: str, slot: int = 0) -> subprocess.Popen[bytes]:
+    def insert(self, atr: str, *aids: str, slot: int = 0, quickack: bool = True) -> subprocess.Popen[bytes]:
         """Put a virtual card with this ATR and these applications into the reader's slot."""
         assert self.pcscd is not None
         command = ["nsenter", "--target", str(self.pcscd.pid), "--net"]
@@ -135,6 +157,8 @@ class PcscStack:
         command += [SYSTEM_PYTHON, str(VIRTUAL_CARD), "--port", str(VPCD_PORT + slot), "--atr", atr]
         for aid in aids:
             command += ["--aid", aid]
+        if not quickack:
+            command.append("--no-quickack")
         with open(self.folder / "card.log", "ab") as log:
             card = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
         assert card.stdout is not None

@@ -54,13 +54,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--atr", required=True)
     parser.add_argument("--aid", action="append", default=[])
+    parser.add_argument("--no-quickack", action="store_true", help="keep delayed ACKs (for the benchmark)")
     args = parser.parse_args()
     virtual_icc, df = _import_library()
     icc = virtual_icc(None, "iso7816", "127.0.0.1", args.port)  # a host name: normal (not reversed) mode
     icc.os.atr = bytes.fromhex(args.atr)
     for number, aid in enumerate(args.aid):
         icc.os.mf.append(df(icc.os.mf, 0xD100 + number, dfname=bytes.fromhex(aid)))
-    icc.sock = QuickAck(icc.sock)
+    if not args.no_quickack:
+        icc.sock = QuickAck(icc.sock)
     print("card ready", flush=True)
     icc.run()
 
