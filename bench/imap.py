@@ -1,0 +1,331 @@
+"""IMAP benchmark: a real ``gateway serve`` process, driven over TLS, figures printed.
+
+Measures (issue 3):
+- commands/s of a FETCH / SEARCH / STORE mix with 10 concurrent clients;
+- IDLE wake-up latency (SMTP submission accepted -> untagged EXISTS at the idling client), p50 / p99;
+- SELECT latency, and paging (FETCH of 50 headers), on a 100,000-message INBOX beside a 100-message one;
+- resident memory of the gateway process with 1,000 concurrent idle authenticated IMAP connections.
+
+Run: ``.venv/bin/python bench/imap.py`` (SQLite in a temporary folder), or with
+``--database-url postgresql+asyncpg://user@host:port/db`` (an empty database). ``--quick`` for a smoke run.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import resource
+import smtplib
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from sqlalchemy import insert, update
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.auth.passwords import hash_password  # noqa: E402
+from gateway.pki import DevelopmentPKI  # noqa: E402
+from gateway.store import db, mailstore  # noqa: E402
+from gateway.store.models import Delivery, Folder, Message  # noqa: E402
+
+PASSWORD = "bench-password"
+HOST = "mail.gateway.test"
+CONFIG = """\
+[gateway]
+hostname = "{host}"
+domains = ["pro.gateway.test"]
+patient_domain = "patient.gateway.test"
+log_level = "warning"
+
+[database]
+url = "{url}"
+
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+
+[smtp]
+submission = "127.0.0.1:{smtp}"
+
+[imap]
+listen = "127.0.0.1:{imap}"
+listen_tls = "127.0.0.1:{imaps}"
+
+[limits]
+failed_logins = 100000
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sample(n: int) -> bytes:
+    return (f"From: sender{n % 7}@pro.gateway.test\r\nTo: big@pro.gateway.test\r\nSubject: Resultat {n}\r\n"
+            f"Message-ID: <bench-{n}@pro.gateway.test>\r\nDate: Sun, 22 Nov 2026 09:00:00 +0000\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"Compte rendu numero {n}.\r\n" + "Ligne de texte du compte rendu.\r\n" * 20).encode()
+
+
+async def populate(url: str, big: int) -> None:
+    """Accounts, a ``big`` INBOX and a 100-message one, written in bulk (the same rows SMTP writes)."""
+    await db.migrate(url)
+    engine = db.create_engine(url)
+    hashed = hash_password(PASSWORD)
+    try:
+        async with db.sessionmaker(engine)() as session:
+            names = ["big", "small", "idle", *[f"user{n}" for n in range(10)]]
+            ids = {}
+            for name in names:
+                ids[name] = await mailstore.create_mailbox(session, f"{name}@pro.gateway.test", "PER",
+                                                           password_hash=hashed)
+            await session.commit()
+            for name, count in [("big", big), ("small", 100), *[(f"user{n}", 200) for n in range(10)]]:
+                folder = await mailstore.folder_id(session, ids[name], "INBOX")
+                now = datetime.now(UTC)
+                for start in range(0, count, 5000):
+                    stop = min(count, start + 5000)
+                    raws = [sample(n) for n in range(start, stop)]
+                    result = await session.execute(insert(Message).returning(Message.id), [
+                        dict(received_at=now, sender_mailbox_id=None, mail_from="sender@pro.gateway.test",
+                             rcpt_to=[f"{name}@pro.gateway.test"], message_id_header=None, subject=None,
+                             header_from=None, size=len(raw), raw=raw) for raw in raws])
+                    message_ids = list(result.scalars())
+                    await session.execute(insert(Delivery), [
+                        dict(folder_id=folder, message_id=mid, uid=start + i + 1,
+                             flags="\\Seen" if (start + i) % 3 else "", modseq=start + i + 1, internal_date=now)
+                        for i, mid in enumerate(message_ids)])
+                await session.execute(update(Folder).where(Folder.id == folder).values(
+                    uidnext=count + 1, highestmodseq=count + 1))
+                await session.commit()
+    finally:
+        await engine.dispose()
+
+
+class Client:
+    """A minimal IMAP client: one command at a time, reads until its tagged reply (literals included)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.n = 0
+
+    @classmethod
+    async def connect(cls, port: int, context: ssl.SSLContext, user: str | None) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, limit=1 << 20)
+        client = cls(reader, writer)
+        await reader.readline()
+        if user is not None:
+            await client.command(f'LOGIN {user}@pro.gateway.test "{PASSWORD}"')
+        return client
+
+    async def read_response(self, tag: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            match = re.search(rb"\{(\d+)\}\r\n$", line)
+            if match:
+                line += await self.reader.readexactly(int(match.group(1)))
+                continue_line = await self.reader.readline()
+                line += continue_line
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise RuntimeError(line.decode(errors="replace"))
+                return lines
+
+    async def command(self, text: str) -> list[bytes]:
+        self.n += 1
+        tag = b"t%d" % self.n
+        self.writer.write(tag + b" " + text.encode() + b"\r\n")
+        return await self.read_response(tag)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.write(b"z LOGOUT\r\n")
+            self.writer.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple[float, int]:
+    """10 clients, each on its own 200-message INBOX, looping FETCH / SEARCH / STORE."""
+    clients = [await Client.connect(port, context, f"user{n}") for n in range(10)]
+    for client in clients:
+        await client.command("SELECT INBOX")
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def loop(client: Client) -> None:
+        nonlocal done
+        rng = random.Random(id(client))
+        while time.monotonic() < deadline:
+            first = rng.randint(1, 190)
+            kind = rng.random()
+            if kind < 0.5:
+                await client.command(f"FETCH {first}:{first + 9} (UID FLAGS RFC822.SIZE "
+                                     "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
+            elif kind < 0.8:
+                await client.command(rng.choice(["UID SEARCH UNSEEN", "SEARCH FLAGGED", "SEARCH FROM sender3"]))
+            else:
+                await client.command(f"STORE {first} {rng.choice(['+', '-'])}FLAGS.SILENT (\\Flagged)")
+            done += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(loop(c) for c in clients))
+    elapsed = time.monotonic() - start
+    for client in clients:
+        await client.close()
+    return done / elapsed, done
+
+
+async def bench_select(port: int, context: ssl.SSLContext, user: str, count: int, rounds: int
+                       ) -> tuple[float, float]:
+    """Median SELECT latency, and median FETCH of the last 50 messages' headers (a client's first page)."""
+    client = await Client.connect(port, context, user)
+    selects, pages = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        await client.command("SELECT INBOX")
+        selects.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await client.command(f"FETCH {max(1, count - 49)}:{count} (UID FLAGS RFC822.SIZE "
+                             "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
+        pages.append(time.perf_counter() - start)
+        await client.command("CLOSE")
+    await client.close()
+    return statistics.median(selects), statistics.median(pages)
+
+
+async def bench_idle(port: int, smtp_port: int, context: ssl.SSLContext, cafile: str, rounds: int) -> list[float]:
+    """SMTP submission accepted -> EXISTS at the idling client, ``rounds`` times."""
+    client = await Client.connect(port, context, "idle")
+    await client.command("SELECT INBOX")
+    smtp_context = ssl.create_default_context(cafile=cafile)
+    smtp = smtplib.SMTP("127.0.0.1", smtp_port, timeout=30)
+    smtp.starttls(context=smtp_context)
+    smtp.login("user0@pro.gateway.test", PASSWORD)
+    latencies = []
+    for n in range(rounds):
+        client.writer.write(b"i IDLE\r\n")
+        assert (await client.reader.readline()).startswith(b"+")
+        raw = re.sub(rb"From: [^\r]*", b"From: user0@pro.gateway.test", sample(n).replace(b"big@", b"idle@"))
+        await asyncio.to_thread(smtp.sendmail, "user0@pro.gateway.test", ["idle@pro.gateway.test"], raw)
+        accepted = time.perf_counter()
+        while not (await client.reader.readline()).rstrip().endswith(b"EXISTS"):
+            pass
+        latencies.append(time.perf_counter() - accepted)
+        client.writer.write(b"DONE\r\n")
+        await client.read_response(b"i")
+    smtp.quit()
+    await client.close()
+    return latencies
+
+
+async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid: int) -> tuple[float, float]:
+    """RSS of the gateway process before and with ``count`` idle authenticated connections (MB)."""
+    process = psutil.Process(pid)
+    before = process.memory_info().rss / 1e6
+    clients: list[Client] = []
+    semaphore = asyncio.Semaphore(20)
+
+    async def one(n: int) -> None:
+        async with semaphore:
+            client = await Client.connect(port, context, f"user{n % 10}")
+            await client.command("SELECT INBOX" if n % 2 else "NOOP")
+            clients.append(client)
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    await asyncio.sleep(2.0)  # let the login worker threads' Argon2 memory go back to the system
+    with_connections = process.memory_info().rss / 1e6
+    await asyncio.gather(*(c.close() for c in clients))
+    return before, with_connections
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)")
+    parser.add_argument("--messages", type=int, default=100_000, help="size of the big INBOX")
+    parser.add_argument("--connections", type=int, default=1000, help="idle authenticated connections")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the command mix")
+    parser.add_argument("--quick", action="store_true", help="small figures, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.messages, args.connections, args.seconds = 2000, 50, 2.0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 256)), hard))
+
+    with tempfile.TemporaryDirectory(prefix="bench-imap-") as tmp:
+        folder = Path(tmp)
+        url = args.database_url or f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
+        pki = DevelopmentPKI.create()
+        pki.save(folder)
+        pki.server(HOST).write(folder / "server.crt", folder / "server.key")
+        started = time.monotonic()
+        await populate(url, args.messages)
+        print(f"store: {url.split('://')[0]}, populated {args.messages + 100 + 2000} messages "
+              f"in {time.monotonic() - started:.1f} s")
+        ports = {"smtp": free_port(), "imap": free_port(), "imaps": free_port()}
+        (folder / "gateway.toml").write_text(CONFIG.format(
+            host=HOST, url=url, cert=folder / "server.crt", key=folder / "server.key", **ports))
+        server = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
+                                   str(folder / "gateway.toml")], stderr=subprocess.DEVNULL,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the gateway did not start") from None
+                    await asyncio.sleep(0.1)
+            context = ssl.create_default_context(cafile=str(folder / "ca-bundle.crt"))
+            port = ports["imaps"]
+
+            rate, total = await bench_mix(port, context, args.seconds)
+            print(f"FETCH/SEARCH/STORE mix, 10 clients: {rate:.0f} commands/s ({total} in {args.seconds:.0f} s)")
+            latencies = await bench_idle(port, ports["smtp"], context, str(folder / "ca-bundle.crt"),
+                                         20 if args.quick else 100)
+            print(f"IDLE wake-up after SMTP 250: p50 {percentile(latencies, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(latencies, 99) * 1000:.1f} ms (target p99 < 1000 ms)")
+            small = await bench_select(port, context, "small", 100, 5)
+            big = await bench_select(port, context, "big", args.messages, 5)
+            print(f"SELECT INBOX: 100 messages {small[0] * 1000:.1f} ms, {args.messages} messages "
+                  f"{big[0] * 1000:.1f} ms")
+            print(f"FETCH last 50 headers: 100 messages {small[1] * 1000:.1f} ms, {args.messages} messages "
+                  f"{big[1] * 1000:.1f} ms")
+            before, loaded = await bench_connections(port, context, args.connections, server.pid)
+            print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.connections} idle "
+                  f"authenticated IMAP connections (target < 200 MB)")
+        finally:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
