@@ -52,11 +52,15 @@ async def _with_session(cfg: Config, work: Callable[[AsyncSession], Awaitable[An
         await engine.dispose()
 
 
-def _run(cfg: Config, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+def run_in_store(cfg: Config, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    """Run ``work`` in one committed transaction on the configured store (migrated first)."""
     return asyncio.run(_with_session(cfg, work))
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+_run = run_in_store
+
+
+def print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
         return
@@ -144,7 +148,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
 
     async def list_(session: AsyncSession) -> None:
         rows = (await session.execute(select(Mailbox).order_by(Mailbox.id))).scalars().all()
-        _print_rows([{"id": m.id, "address": m.address, "kind": m.kind, "active": m.active,
+        print_rows([{"id": m.id, "address": m.address, "kind": m.kind, "active": m.active,
                       "password": bool(m.password_hash), "certificate": bool(m.certificate_fingerprint)}
                      for m in rows], args.json)
 
@@ -194,7 +198,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
     async def list_(session: AsyncSession) -> None:
         rows = await identities.list_identities(session)
-        _print_rows([{"id": i.id, "matricule": i.matricule, "oid": i.oid, "birth_name": i.birth_name,
+        print_rows([{"id": i.id, "matricule": i.matricule, "oid": i.oid, "birth_name": i.birth_name,
                       "first_name": i.first_name, "birth_date": i.birth_date, "sex": i.sex, "status": i.status,
                       "replaced_by": i.replaced_by or ""} for i in rows], args.json)
 
@@ -204,7 +208,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
         print(f"Identity {identity.id}: {identity.matricule} ({identity.oid}), status {identity.status}")
         print(f"  {identity.birth_name}, {identity.first_names}, born {identity.birth_date}, sex {identity.sex},"
               f" birth place {identity.birth_place}")
-        _print_rows([{"step": e.kind, "result": e.detail, "by": e.actor, "at": e.at} for e in evidence], args.json)
+        print_rows([{"step": e.kind, "result": e.detail, "by": e.actor, "at": e.at} for e in evidence], args.json)
 
     async def insi(session: AsyncSession) -> str:
         identity = await identities.get(session, args.id)
@@ -250,7 +254,7 @@ def cmd_conversation(args: argparse.Namespace) -> int:
                 raise CommandError("No mailbox has this address.")
             professional_id = mailbox.id
         rows = await conversations.list_conversations(session, professional_id)
-        _print_rows([{"id": c.id, "professional_id": c.professional_id, "matricule": c.matricule,
+        print_rows([{"id": c.id, "professional_id": c.professional_id, "matricule": c.matricule,
                       "state": c.state, "replies_blocked": c.replies_blocked, "updated_at": c.updated_at}
                      for c in rows], args.json)
 
@@ -261,7 +265,7 @@ def cmd_conversation(args: argparse.Namespace) -> int:
         print(f"Conversation {conversation.id}: state {conversation.state}, replies "
               f"{'blocked' if conversation.replies_blocked else 'allowed'}")
         events = await conversations.history(session, args.id)
-        _print_rows([{"at": e.at, "event": e.kind, "rule": e.rule, "outcome": e.outcome,
+        print_rows([{"at": e.at, "event": e.kind, "rule": e.rule, "outcome": e.outcome,
                       "message_id": e.message_id or ""} for e in events], args.json)
 
     async def block(session: AsyncSession, blocked: bool) -> str:
@@ -347,7 +351,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     async def list_(session: AsyncSession) -> None:
         rows = await outbound.list_queue(session, args.state)
-        _print_rows([{"id": r.id, "message_id": r.message_id, "recipient": r.recipient, "state": r.state,
+        print_rows([{"id": r.id, "message_id": r.message_id, "recipient": r.recipient, "state": r.state,
                       "attempts": r.attempts, "next_attempt_at": r.next_attempt_at,
                       "last_reply": (r.last_reply or "")[:60]} for r in rows], args.json)
 
@@ -429,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("ids", nargs="*", type=int, help="retry: only these queue ids")
     queue.add_argument("--state", choices=["queued", "sent", "failed"], help="list: only this state")
     queue.set_defaults(func=cmd_queue)
+    from gateway.commands import documents
+
+    documents.register(sub, with_config)
     return parser
 
 

@@ -135,3 +135,33 @@ def test_r6_a_requested_acknowledgement_is_returned_as_an_mdn(filing_gateway):  
     assert any("processed/error" in d and "Error: 902^" in d for d in dispositions), dispositions
     reviews = store.run(lambda s: list_reviews(s))
     assert [r.code for r in reviews] == [902]
+
+
+def test_r10_review_queue_from_the_command_line(filing_gateway):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    gateway, store = filing_gateway
+    cda = (SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml").read_bytes()
+    no_ins = cda.replace(b'root="1.2.250.1.213.1.4.10"', b'root="1.2.3.4.5"')  # no INS: 903
+    with gateway.smtp(LAB) as client:
+        client.sendmail(LAB, [RESULTS], mail_with([("cr.xml", "text/xml", no_ins)]))
+    wait_for(lambda: store.events("filing.done"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(gateway.config_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    listing = cli("review", "list", "--json")
+    assert listing.returncode == 0 and '"code": 903' in listing.stdout, listing.stderr
+    shown = cli("review", "show", "1")
+    assert "code 903" in shown.stdout
+    refused = cli("review", "resolve", "1", "--identity", "1")
+    assert refused.returncode == 1 and "--reason" in refused.stderr
+    done = cli("review", "resolve", "1", "--identity", "1", "--reason", "checked by phone with the lab")
+    assert done.returncode == 0, done.stderr
+    assert len(filed(store)) == 1
+    assert cli("review", "list", "--json").stdout.strip() == "[]"
+    assert "resolved" in cli("review", "list", "--all").stdout
+    documents = cli("documents", "list", "1", "--json")
+    assert '"type": "11502-2"' in documents.stdout

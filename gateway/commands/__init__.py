@@ -1,0 +1,1 @@
+"""Command groups of the ``gateway`` command that live beside their area (each module has ``register``)."""
