@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import threading
+import time
 import tomllib
 import uuid
 from dataclasses import dataclass
@@ -226,7 +227,7 @@ class Agent:
 
 
 def bind(config: AgentConfig, matricule: str, reader: str | None = None, actor: str | None = None,
-         client: GatewayClient | None = None) -> tuple[int, str]:
+         client: GatewayClient | None = None, wait: float = 15.0) -> tuple[int, str]:
     """Say which patient the inserted Vitale card stands for; returns an exit code and a sentence."""
     cards = State(config.data_dir / "state.json").read()
     vitale = {r: c for r, c in cards.items() if c.get("kind") == "vitale" and (reader is None or r == reader)}
@@ -238,7 +239,7 @@ def bind(config: AgentConfig, matricule: str, reader: str | None = None, actor: 
     name, card = next(iter(vitale.items()))
     agent = Agent(config, client)
     event = agent.event("bound", insertion=card["insertion"], matricule=matricule.strip().upper(), actor=actor)
-    agent.spool.append(event)
+    path = agent.spool.append(event)
     outcome: dict[str, Delivery] = {}
 
     def send(e: dict[str, Any]) -> Delivery:
@@ -247,13 +248,18 @@ def bind(config: AgentConfig, matricule: str, reader: str | None = None, actor: 
             outcome["mine"] = result
         return result
 
-    agent.spool.flush(send)
+    # The running agent may be sending the queue right now: then wait for it to take our event along.
+    deadline = time.monotonic() + wait
+    while agent.spool.flush(send) is None and path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     agent.client.close()
     result = outcome.get("mine")
+    if result is None and not path.exists():
+        result = Delivery.REJECTED if (agent.spool.rejected / path.name).exists() else Delivery.DELIVERED
     if result is Delivery.DELIVERED:
         return 0, f"The card in {name!r} now stands for this patient; the presence window is open."
     if result is Delivery.REJECTED:
-        return 1, "The gateway refused: " + (agent.client.last_message or "see the gateway's log.")
+        return 1, "The gateway refused: " + (agent.client.last_message or "see the card agent's log.")
     return 3, "The gateway is not reachable now; the choice is queued and will be sent in order."
 
 
