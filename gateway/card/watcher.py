@@ -64,13 +64,13 @@ class PcscWatcher:
     """Reports card and reader changes to ``emit`` from its own thread until ``stop`` is set."""
 
     def __init__(self, emit: Callable[[WatchEvent], None], *, poll_ms: int = 500, retry: float = 1.0,
-                 classify: Callable[[bytes, atr_rules.Selector | None], atr_rules.Classification] | None = None
-                 ) -> None:
+                 classify: Callable[[bytes, atr_rules.Selector | None], atr_rules.Classification] | None = None,
+                 scard_module: Any = None) -> None:
         self.emit = emit
         self.poll_ms = poll_ms
         self.retry = retry
         self.classify = classify or (lambda a, s: atr_rules.classify(a, s))
-        self.sc = _scard()
+        self.sc = scard_module or _scard()
         self._context: Any = None
         #: reader -> (card present, event counter, last state reported by PC/SC; None before the first report)
         self._cards: dict[str, tuple[bool, int, int | None]] = {}
