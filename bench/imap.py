@@ -175,6 +175,7 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
         await client.command("SELECT INBOX")
     done = 0
     deadline = time.monotonic() + seconds
+    timings: dict[str, list[float]] = {"FETCH": [], "SEARCH": [], "STORE": []}
 
     async def loop(client: Client) -> None:
         nonlocal done
@@ -182,6 +183,7 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
         while time.monotonic() < deadline:
             first = rng.randint(1, 190)
             kind = rng.random()
+            began = time.perf_counter()
             if kind < 0.5:
                 await client.command(f"FETCH {first}:{first + 9} (UID FLAGS RFC822.SIZE "
                                      "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
@@ -189,6 +191,8 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
                 await client.command(rng.choice(["UID SEARCH UNSEEN", "SEARCH FLAGGED", "SEARCH FROM sender3"]))
             else:
                 await client.command(f"STORE {first} {rng.choice(['+', '-'])}FLAGS.SILENT (\\Flagged)")
+            timings["FETCH" if kind < 0.5 else "SEARCH" if kind < 0.8 else "STORE"].append(
+                time.perf_counter() - began)
             done += 1
 
     start = time.monotonic()
@@ -196,6 +200,8 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
     elapsed = time.monotonic() - start
     for client in clients:
         await client.close()
+    print("  median latency under load: " + ", ".join(
+        f"{kind} {statistics.median(values) * 1000:.0f} ms" for kind, values in timings.items() if values))
     return done / elapsed, done
 
 
@@ -288,7 +294,8 @@ async def main() -> None:
         ports = {"smtp": free_port(), "imap": free_port(), "imaps": free_port()}
         (folder / "gateway.toml").write_text(CONFIG.format(
             host=HOST, url=url, cert=folder / "server.crt", key=folder / "server.key", **ports))
-        server = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config",
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        server = subprocess.Popen([sys.executable, *profile, "-m", "gateway.cli", "serve", "--config",
                                    str(folder / "gateway.toml")], stderr=subprocess.DEVNULL,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:

@@ -130,6 +130,7 @@ class ImapService:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5.0)
+        await self.store.committer.stop()
         await self.watcher.close()
 
 
@@ -141,6 +142,7 @@ async def start_imap(config: Config, sessions: async_sessionmaker[AsyncSession],
     watcher = FolderWatcher(hub, reads, config.database_url)
     await watcher.start()
     store = Store(sessions, reads, hub, watcher)
+    store.committer.start()
     service = ImapService(store, watcher)
     limits = config.limits
     guards = Guards(limits.imap_literal_unauthenticated, limits.imap_literal_authenticated, limits.message_size)

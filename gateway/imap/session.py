@@ -67,6 +67,7 @@ class StoreSession(BaseSession[StoreMessage]):
         self.account = account
         self._config = config
         self._folders = FolderSet(store, account.id)
+        self._selected_folder: FolderData | None = None
 
     @property
     def config(self) -> Any:
@@ -83,7 +84,12 @@ class StoreSession(BaseSession[StoreMessage]):
             raise MailboxNotFound(name, try_create=try_create) from exc
 
     async def _get_selected(self, selected: SelectedMailbox) -> FolderData:  # type: ignore[override]
-        return await self._get_mailbox(selected.lookup)
+        # The selected folder is looked up once; if it is deleted meanwhile, update_selected notices (BYE).
+        cached = self._selected_folder
+        if cached is not None and cached.mailbox_id == selected.mailbox_id and cached.name == selected.lookup:
+            return cached
+        self._selected_folder = await self._get_mailbox(selected.lookup)
+        return self._selected_folder
 
     # --- folders --------------------------------------------------------------------------------------------
     async def list_mailboxes(self, ref_name: str, filter_: str, subscribed: bool = False,

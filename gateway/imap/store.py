@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 from pymap.concurrent import Event
@@ -36,10 +36,12 @@ from gateway.imap.changes import FolderWatcher
 from gateway.imap.mime import LoadedMessage
 from gateway.imap.models import ExpungedUid
 from gateway.store import mailstore
-from gateway.store.changes import ChangeHub, mark_changed, notify_database, take_changed
+from gateway.store.changes import ChangeHub, mark_changed
+from gateway.store.committer import GroupCommitter
 from gateway.store.models import Delivery, Folder, Message
 
 log = structlog.get_logger("gateway.imap")
+T = TypeVar("T")
 
 #: Hierarchy delimiter of folder names.
 DELIMITER = "/"
@@ -118,12 +120,15 @@ class Store:
         self.reads = reads
         self.hub = hub
         self.watcher = watcher
+        self.committer = GroupCommitter(writes, hub, reads=reads)
 
-    async def commit(self, session: AsyncSession) -> None:
-        """Commit with change signalling: NOTIFY in the transaction, then wake this process's waiters."""
-        await notify_database(session)
-        await session.commit()
-        self.hub.publish(take_changed(session))
+    async def transact(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction shared with concurrent IMAP writers (one commit, one fsync).
+
+        The committer sends NOTIFY in the transaction and wakes this process's waiters after the commit.
+        ``work`` may run twice (alone, after a shared transaction failed): it must keep its results local.
+        """
+        return cast(T, await self.committer.run(work))
 
 
 class FolderData:
@@ -305,20 +310,24 @@ class FolderData:
         when = _utc(append_msg.when) if append_msg.when else datetime.now(UTC)
         flags = frozenset(append_msg.flag_set) - {Recent}
         headers = _summary_headers(raw)
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> tuple[int, int]:
             message_id = await mailstore.store_message(session, mailstore.StoredMessage(
                 raw=raw, mail_from="", rcpt_to=[], sender_mailbox_id=None, **headers))
             uid = await mailstore.deliver(session, message_id, self.folder_id, format_flags(flags), when)
-            await self.store.commit(session)
+            return message_id, uid
+
+        message_id, uid = await self.store.transact(work)
         return StoreMessage(uid, when, flags, message_id=message_id, folder=self)
 
     async def copy_many(self, uids: Sequence[int], destination: FolderData, *,
                         move: bool) -> list[tuple[int, int]]:
         """COPY or MOVE in one transaction: new UIDs in ``destination``, source UIDs expunged when moving."""
-        pairs: list[tuple[int, int]] = []
         if not uids:
-            return pairs
-        async with self.store.writes() as session:
+            return []
+
+        async def work(session: AsyncSession) -> list[tuple[int, int]]:
+            pairs: list[tuple[int, int]] = []
             modseq = await self._bump(session) if move else 0
             rows: list[Any] = []
             for chunk in _chunks(sorted(uids)):
@@ -332,8 +341,9 @@ class FolderData:
                 pairs.append((row.uid, dest_uid))
             if move and rows:
                 await self._expunge_rows(session, [(row.id, row.uid) for row in rows], modseq)
-            await self.store.commit(session)
-        return pairs
+            return pairs
+
+        return list(await self.store.transact(work))
 
     async def _expunge_rows(self, session: AsyncSession, rows: Sequence[tuple[int, int]], modseq: int) -> None:
         ids = [delivery_id for delivery_id, _ in rows]
@@ -347,7 +357,8 @@ class FolderData:
         wanted = sorted(set(uids))
         if not wanted:
             return
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> None:
             modseq = await self._bump(session)
             rows: list[tuple[int, int]] = []
             for chunk in _chunks(wanted):
@@ -356,16 +367,18 @@ class FolderData:
                 rows.extend((row.id, row.uid) for row in result)
             if rows:
                 await self._expunge_rows(session, rows, modseq)
-            await self.store.commit(session)
+
+        await self.store.transact(work)
 
     async def update_flags(self, messages: Sequence[StoreMessage], flag_set: frozenset[Flag],
                            mode: FlagOp) -> dict[int, frozenset[Flag] | None]:
         """STORE on many messages in one transaction; returns each UID's new flags (None: expunged meanwhile)."""
-        result: dict[int, frozenset[Flag] | None] = {msg.uid: None for msg in messages}
         if not messages:
-            return result
+            return {}
         flag_set = frozenset(flag_set) - {Recent}
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> dict[int, frozenset[Flag] | None]:
+            result: dict[int, frozenset[Flag] | None] = {msg.uid: None for msg in messages}
             modseq = await self._bump(session)
             changes: list[dict[str, Any]] = []
             for chunk in _chunks(sorted(result)):
@@ -382,8 +395,9 @@ class FolderData:
                 await session.execute(
                     update(table).where(table.c.id == bindparam("b_id"))
                     .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq")), changes)
-            await self.store.commit(session)
-        return result
+            return result
+
+        return dict(await self.store.transact(work))
 
 
 def _summary_headers(raw: bytes) -> dict[str, str | None]:
@@ -440,11 +454,13 @@ class FolderSet:
         return {name: special for name, special in await self._names() if special}
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> None:
             await session.execute(update(Folder).where(
                 Folder.mailbox_id == self.account_id, Folder.name == self.canonical(name))
                 .values(subscribed=subscribed))
-            await session.commit()
+
+        await self.store.transact(work)
 
     async def list_subscribed(self) -> ListTree:
         return ListTree(DELIMITER).update("INBOX", *(n for n, _ in await self._names(True)))
@@ -465,7 +481,8 @@ class FolderSet:
     async def add_mailbox(self, name: str) -> ObjectId:
         name = self.canonical(name)
         self.check_name(name)
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> int:
             existing = (await session.execute(select(Folder.name).where(
                 Folder.mailbox_id == self.account_id))).scalars().all()
             if name in existing:
@@ -479,14 +496,16 @@ class FolderSet:
             folder_id = 0
             for folder_name in missing:
                 folder_id = await mailstore.create_folder(session, self.account_id, folder_name)
-            await session.commit()
-        return ObjectId(b"F%d" % folder_id)
+            return folder_id
+
+        return ObjectId(b"F%d" % await self.store.transact(work))
 
     async def delete_mailbox(self, name: str) -> None:
         name = self.canonical(name)
         if name in PROTECTED:
             raise PermissionError(name)
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> None:
             folder = (await session.execute(select(Folder.id).where(
                 Folder.mailbox_id == self.account_id, Folder.name == name))).scalar_one_or_none()
             if folder is None:
@@ -495,7 +514,8 @@ class FolderSet:
             await session.execute(delete(ExpungedUid).where(ExpungedUid.folder_id == folder))
             await session.execute(delete(Folder).where(Folder.id == folder))
             mark_changed(session, folder)
-            await self.store.commit(session)
+
+        await self.store.transact(work)
 
     async def rename_mailbox(self, before: str, after: str) -> None:
         """RENAME with its children; UIDs and UIDVALIDITY move with them (a re-created old name gets a new one)."""
@@ -503,7 +523,8 @@ class FolderSet:
         if before in PROTECTED:
             raise PermissionError(before)
         self.check_name(after)
-        async with self.store.writes() as session:
+
+        async def work(session: AsyncSession) -> None:
             rows = (await session.execute(select(Folder.id, Folder.name).where(
                 Folder.mailbox_id == self.account_id))).all()
             names = {row.name: row.id for row in rows}
@@ -520,4 +541,5 @@ class FolderSet:
                         raise ValueError(new_name)
                     await session.execute(update(Folder).where(Folder.id == folder).values(name=new_name))
                     mark_changed(session, folder)
-            await self.store.commit(session)
+
+        await self.store.transact(work)
