@@ -304,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     import signal
 
+    try:
+        import smartcard  # noqa: F401
+    except ImportError:
+        print("The card agent needs pyscard: install the 'card' extra (pip install 'mss-gateway[card]'; building it "
+              "needs the libpcsclite-dev and swig packages).", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

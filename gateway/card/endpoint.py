@@ -140,7 +140,7 @@ async def apply(session: AsyncSession, agent: presence.CardAgent, event: CardEve
         return await presence.card_removed(session, agent, insertion=event.insertion,
                                            reason=event.reason or "removed", at=event.at)
     assert event.matricule is not None
-    actor = f"{presence._actor(agent)}:{event.actor}" if event.actor else None
+    actor = f"{presence.actor_of(agent)}:{event.actor}" if event.actor else None
     return await presence.bind_patient(session, agent, insertion=event.insertion, matricule=event.matricule,
                                        at=event.at, settings=settings, actor=actor)
 
@@ -204,7 +204,7 @@ def make_app(sessions: async_sessionmaker[AsyncSession], settings: presence.Pres
             outcome = await apply(session, agent, event, settings)
             if outcome.status == "forbidden":
                 await record(session, "card.agent.refused", "wrong-workstation", rule="R18",
-                             actor=presence._actor(agent), mailbox_id=agent.professional_mailbox_id)
+                             actor=presence.actor_of(agent), mailbox_id=agent.professional_mailbox_id)
         if outcome.status == "forbidden":
             return _reply(403, "forbidden", outcome.message)
         if not outcome.accepted:

@@ -118,7 +118,8 @@ def effective_time(reported: datetime | None, now: datetime) -> datetime:
     return min(_aware(reported), now)
 
 
-def _actor(agent: CardAgent) -> str:
+def actor_of(agent: CardAgent) -> str:
+    """How an agent appears in the trail (R18): its workstation."""
     return f"card-agent:{agent.workstation}"
 
 
@@ -219,7 +220,7 @@ async def card_inserted(session: AsyncSession, agent: CardAgent, *, insertion: s
         return Outcome("duplicate", presence_id=existing.id)
     if (await session.execute(select(CardPresence.id).where(CardPresence.insertion == insertion))).first():
         return Outcome("rejected", "This insertion identifier belongs to another agent.")
-    actor = _actor(agent)
+    actor = actor_of(agent)
     # A reader holds one card: an insertion still open in the same reader ended without our hearing of it.
     stale = (await session.execute(select(CardPresence).where(
         CardPresence.agent_id == agent.id, CardPresence.reader == reader, CardPresence.removed_at.is_(None),
@@ -257,12 +258,12 @@ async def card_removed(session: AsyncSession, agent: CardAgent, *, insertion: st
         return Outcome("rejected", f"Unknown removal reason {reason!r}.")
     row = await _insertion(session, agent, insertion)
     if row is None:
-        await record(session, "card.removed", "unknown-insertion", rule="R18", actor=_actor(agent),
+        await record(session, "card.removed", "unknown-insertion", rule="R18", actor=actor_of(agent),
                      mailbox_id=agent.professional_mailbox_id, insertion=insertion)
         return Outcome("duplicate", "No such insertion; nothing to close.")
     if row.removed_at is not None:
         return Outcome("duplicate", presence_id=row.id)
-    await _remove(session, row, reason, effective_time(at, utcnow()), _actor(agent))
+    await _remove(session, row, reason, effective_time(at, utcnow()), actor_of(agent))
     return Outcome("ok", presence_id=row.id)
 
 
@@ -275,7 +276,7 @@ async def bind_patient(session: AsyncSession, agent: CardAgent, *, insertion: st
     patient for the same insertion is refused: remove and re-insert the card, so that the trail stays plain.
     """
     settings = settings or PresenceSettings()
-    actor = actor or _actor(agent)
+    actor = actor or actor_of(agent)
     row = await _insertion(session, agent, insertion)
     if row is None:
         return Outcome("rejected", "No card insertion has this identifier at this workstation.")
@@ -305,8 +306,8 @@ async def agent_restarted(session: AsyncSession, agent: CardAgent, at: datetime 
     rows = (await session.execute(select(CardPresence).where(
         CardPresence.agent_id == agent.id, CardPresence.removed_at.is_(None)))).scalars().all()
     for row in rows:
-        await _remove(session, row, "agent_restart", when, _actor(agent))
-    await record(session, "card.agent.started", "ok", rule="R18", actor=_actor(agent),
+        await _remove(session, row, "agent_restart", when, actor_of(agent))
+    await record(session, "card.agent.started", "ok", rule="R18", actor=actor_of(agent),
                  mailbox_id=agent.professional_mailbox_id, closed=len(rows))
     return len(rows)
 
@@ -314,9 +315,10 @@ async def agent_restarted(session: AsyncSession, agent: CardAgent, at: datetime 
 async def close_expired(session: AsyncSession, now: datetime | None = None) -> int:
     """Close the windows whose timeout has passed, each with its event (R18); returns how many."""
     now = now or utcnow()
+    # Several gateway instances may sweep at once (PostgreSQL): each window is closed, and traced, by one of them.
     rows = (await session.execute(select(CardPresence).where(
         CardPresence.closed_at.is_(None), CardPresence.opened_at.is_not(None), CardPresence.expires_at <= now,
-    ))).scalars().all()
+    ).with_for_update(skip_locked=True))).scalars().all()
     closed = 0
     for row in rows:
         closed += await close_window(session, row, "timeout", now, "gateway")

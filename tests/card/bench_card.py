@@ -29,6 +29,7 @@ from card.cardkit import (
     missing_pieces,
     write_config,
 )
+from sqlalchemy import select
 from support.pki import make_pki
 
 from gateway.card import presence
@@ -107,7 +108,7 @@ async def endpoint_rate(gw: CardGateway, count: int = 300) -> float:
 async def presence_cost(gw: CardGateway, windows: int = 5000, lookups: int = 500) -> float:
     async with gw.sessions() as s, s.begin():
         agent = await presence.agent_by_fingerprint(
-            s, (await s.execute(presence.select(presence.CardAgent.fingerprint))).scalars().first() or "")
+            s, (await s.execute(select(presence.CardAgent.fingerprint))).scalars().first() or "")
         assert agent is not None
         now = presence.utcnow()
         for n in range(windows):
