@@ -177,8 +177,11 @@ class OutboundWorker:
             self._task = None
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=5)
-            for task in self._inflight:
-                task.cancel()
+            pending = list(self._inflight)
+            for task in pending:
+                task.cancel()  # each gives its claim back (see _deliver) so the next start retries at once
+            if pending:
+                await asyncio.wait(pending, timeout=5)
         self.hub.unwatch(OUTBOUND_WAKE, self._wake)
         self._close_idle()
 
@@ -207,6 +210,10 @@ class OutboundWorker:
     async def _deliver(self, group: Group) -> None:
         try:
             results = await self.attempt(group)
+        except asyncio.CancelledError:  # stopping: make the rows due again now rather than after the lease
+            with contextlib.suppress(Exception):
+                await self.committer.run(lambda s: _release(s, group))
+            raise
         except Exception as exc:  # never let one group kill the worker; it is retried
             log.exception("outbound.attempt_failed", message_id=group.message_id)
             results = {r.id: Result("temporary", f"internal error: {type(exc).__name__}") for r in group.rows}
@@ -402,6 +409,13 @@ class OutboundWorker:
             await deliver(session, message_id, await folder_id(session, mailbox_id, "INBOX"))
             await record(session, "outbound.dsn", action, actor=self.postmaster, mailbox_id=mailbox_id,
                          message_id=message_id, original_message_id=group.message_id, recipients=len(entries))
+
+
+async def _release(session: AsyncSession, group: Group) -> None:
+    ids = [r.id for r in group.rows]
+    await session.execute(update(OutboundRecipient).where(
+        OutboundRecipient.id.in_(ids), OutboundRecipient.state == QUEUED).values(
+        next_attempt_at=now(), attempts=OutboundRecipient.attempts - 1).execution_options(synchronize_session=False))
 
 
 def _enhanced(reply: str, default: str) -> str:
