@@ -191,7 +191,7 @@ def make_app(sessions: async_sessionmaker[AsyncSession], settings: presence.Pres
             event = parse_event(json.loads(body))
         except TimeoutError:
             return _reply(408, "retry", "The event was not received in time.")
-        except (ValueError, BadEvent) as exc:
+        except (ValueError, RecursionError, BadEvent) as exc:
             message = str(exc) if isinstance(exc, BadEvent) else "The body is not valid JSON."
             return _reply(400, "rejected", message)
         async with sessions() as session, session.begin():

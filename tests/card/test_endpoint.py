@@ -108,6 +108,19 @@ async def test_malformed_events_are_rejected_for_good(setup: CardGateway, payloa
     assert await send(setup.client(), payload) is Delivery.REJECTED
 
 
+async def test_deeply_nested_body_is_rejected_not_a_server_error(setup: CardGateway):
+    import http.client
+
+    client = setup.client()
+    body = b"[" * 8000
+    client._conn = http.client.HTTPSConnection("localhost", setup.port, context=client.context, timeout=5)
+    await asyncio.to_thread(client._conn.request, "POST", "/v1/card/events", body,
+                            {"Content-Type": "application/json"})
+    response = await asyncio.to_thread(client._conn.getresponse)
+    assert response.status == 400
+    response.read()
+
+
 async def test_oversized_event_is_rejected(setup: CardGateway):
     assert await send(setup.client(), {**event("agent_started"), "pad": "x" * 20000}) is Delivery.REJECTED
 
