@@ -27,6 +27,7 @@ from gateway.store.committer import GroupCommitter
 from gateway.store.events import now
 from gateway.store.mailstore import StoredMessage
 from gateway.store.models import Mailbox
+from gateway.tasks import Background
 from gateway.tlsctx import client_context
 
 log = structlog.get_logger("gateway.upstream")
@@ -47,27 +48,17 @@ class Counters:
     marked_only: int = 0
 
 
-class UpstreamConnector:
+class UpstreamConnector(Background):
     def __init__(self, config: Config, settings: UpstreamSettings, committer: GroupCommitter,
                  reads: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__()
+        self.name = f"upstream-{settings.name}"
         self.config = config
         self.settings = settings
         self._committer = committer
         self._reads = reads
-        self._task: asyncio.Task[None] | None = None
         self.counters = Counters()
         self.synced = asyncio.Event()  # set after each complete pass (tests wait on it)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"upstream-{self.settings.name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     def _tls(self) -> ssl.SSLContext:
         context = client_context(self.config.tls, self.settings.ca_file)
@@ -75,7 +66,7 @@ class UpstreamConnector:
             context.load_cert_chain(str(self.settings.client_certificate), str(self.settings.client_key))
         return context
 
-    async def _run(self) -> None:
+    async def main(self) -> None:
         delay = 1.0
         while True:
             try:

@@ -32,6 +32,7 @@ from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.events import now, record
 from gateway.store.mailstore import StoredMessage
 from gateway.store.models import Mailbox, Message
+from gateway.tasks import Background
 
 log = structlog.get_logger("gateway.filing")
 
@@ -45,28 +46,19 @@ class Filed:
     recorded: list[Recorded]
 
 
-class FilingWorker:
+class FilingWorker(Background):
+    name = "filing-worker"
+
     def __init__(self, config: Config, sessions: async_sessionmaker[AsyncSession],
                  reads: async_sessionmaker[AsyncSession], hub: ChangeHub) -> None:
+        super().__init__()
         self.config = config
         self._sessions = sessions
         self._reads = reads
         self._hub = hub
-        self._task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="filing-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _loop(self) -> None:
+    async def main(self) -> None:
         while True:
             try:
                 worked = await self.run_once()

@@ -21,34 +21,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.store import bulk
 from gateway.store.bulk import Plan
 from gateway.store.changes import ChangeHub, notify_database, take_changed
+from gateway.tasks import Background
 
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[Any]]
 log = structlog.get_logger("gateway.store")
 
 
-class GroupCommitter:
+class GroupCommitter(Background):
+    name = "group-committer"
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, max_batch: int = 128,
                  reads: async_sessionmaker[AsyncSession] | None = None) -> None:
+        super().__init__()
         self._sessions = sessions
         self._reads = reads or sessions
         self._hub = hub
         self._max_batch = max_batch
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-committer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     def reader(self) -> AsyncSession:
         """A session for the checks made before a unit of work (outside the shared transaction)."""
@@ -56,14 +47,14 @@ class GroupCommitter:
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         """Run ``work`` in a shared transaction; return its result once that transaction is committed."""
-        if self._task is None:
+        if not self.running:
             raise RuntimeError("the group committer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((work, future))
         self._wake.set()
         return await future
 
-    async def _loop(self) -> None:
+    async def main(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
