@@ -25,7 +25,7 @@ from gateway.store.models import Folder
 log = structlog.get_logger("gateway.imap")
 
 #: Poll interval when only polling can see other processes' writes (SQLite).
-SQLITE_POLL = 0.2
+SQLITE_POLL = 0.1
 #: Poll interval on PostgreSQL, where NOTIFY does the real work.
 POSTGRES_POLL = 5.0
 #: Pause before re-opening a lost LISTEN connection.

@@ -20,14 +20,13 @@ from typing import Any, TypeVar, cast
 
 import structlog
 from pymap.concurrent import Event
-from pymap.flags import FlagOp
+from pymap.flags import FlagOp, SessionFlags
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
-from pymap.message import BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Deleted, Flag, Recent, Seen, Wildcard, get_system_flags
+from pymap.parsing.specials.flag import Deleted, Flag, Recent, Wildcard, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -76,25 +75,56 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-class StoreMessage(BaseMessage):
-    """A delivery as pymap sees it; its bytes (``messages.raw``) are read only when a command needs them."""
+class StoreMessage:
+    """A delivery as pymap sees it (``CachedMessage`` and ``MessageInterface``); its bytes (``messages.raw``)
+    are read only when a command needs them.
 
-    __slots__ = ["_folder", "_raw", "message_id"]
+    Deliberately slim (no per-message object ids or timezone conversion until asked): SELECT of a large
+    folder builds one of these per message.
+    """
 
-    def __init__(self, uid: int, internal_date: datetime, permanent_flags: Iterable[Flag], *,
+    __slots__ = ["_date", "_flags", "_folder", "_raw", "expunged", "flags_key", "message_id", "uid"]
+
+    def __init__(self, uid: int, internal_date: datetime, permanent_flags: frozenset[Flag], *,
                  message_id: int, folder: FolderData, expunged: bool = False) -> None:
-        super().__init__(uid, internal_date, permanent_flags, expunged=expunged,
-                         email_id=ObjectId(b"M%d" % message_id))
+        self.uid = uid
+        self.expunged = expunged
         self.message_id = message_id
+        self.flags_key = (uid, permanent_flags)
+        self._date = internal_date
+        self._flags = permanent_flags
         self._folder = folder
         self._raw: bytes | None = None
 
+    @property
+    def internal_date(self) -> datetime:
+        return _utc(self._date)
+
+    @property
+    def permanent_flags(self) -> frozenset[Flag]:
+        return self._flags
+
+    @property
+    def email_id(self) -> ObjectId:
+        return ObjectId(b"M%d" % self.message_id)
+
+    @property
+    def thread_id(self) -> ObjectId:
+        return ObjectId(None)
+
+    def get_flags(self, session_flags: SessionFlags) -> frozenset[Flag]:
+        extra = session_flags.get(self.uid)
+        return self._flags | extra if extra else self._flags
+
     def with_flags(self, flags: frozenset[Flag]) -> StoreMessage:
-        return StoreMessage(self.uid, self.internal_date, flags, message_id=self.message_id, folder=self._folder)
+        return StoreMessage(self.uid, self._date, flags, message_id=self.message_id, folder=self._folder)
 
     def expunged_copy(self) -> StoreMessage:
-        return StoreMessage(self.uid, self.internal_date, self.permanent_flags, message_id=self.message_id,
-                            folder=self._folder, expunged=True)
+        return StoreMessage(self.uid, self._date, self._flags, message_id=self.message_id, folder=self._folder,
+                            expunged=True)
+
+    def __repr__(self) -> str:
+        return f"<StoreMessage uid={self.uid} flags={self._flags}>"
 
     async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         if requirement & FetchRequirement.CONTENT:
@@ -102,8 +132,8 @@ class StoreMessage(BaseMessage):
             if raw is None:
                 raw = await self._folder.load_raw(self.message_id)
             self._raw = None  # keep nothing after the response is written: memory stays per command
-            return LoadedMessage(self, requirement, MessageContent.parse(raw))
-        return LoadedMessage(self, requirement, None)
+            return LoadedMessage(self, requirement, MessageContent.parse(raw))  # type: ignore[arg-type]
+        return LoadedMessage(self, requirement, None)  # type: ignore[arg-type]
 
 
 def _requirement_of(command: Any) -> FetchRequirement:
@@ -142,6 +172,8 @@ class FolderData:
         self._uid_validity = uidvalidity
         self._mailbox_id = ObjectId(b"F%d" % folder_id)
         self._selected_set = selected_set
+        #: (unseen, first unseen sequence number) of the last initial load, for SELECT's untagged responses.
+        self.initial_counts: tuple[int, int | None] = (0, None)
 
     # --- pymap properties -----------------------------------------------------------------------------------
     @property
@@ -170,7 +202,7 @@ class FolderData:
 
     # --- reading --------------------------------------------------------------------------------------------
     def _message(self, uid: int, flags: str, internal_date: datetime, message_id: int) -> StoreMessage:
-        return StoreMessage(uid, _utc(internal_date), parse_flags(flags), message_id=message_id, folder=self)
+        return StoreMessage(uid, internal_date, parse_flags(flags), message_id=message_id, folder=self)
 
     async def load_raw(self, message_id: int) -> bytes:
         async with self.store.reads() as session:
@@ -210,18 +242,22 @@ class FolderData:
                 highest, _ = await self._counters(session)
                 last = selected.mod_sequence
                 if last is None:
-                    rows = await session.execute(
+                    rows = (await session.execute(
                         select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
-                        .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))
-                    selected.set_messages([self._message(*row) for row in rows])
+                        .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))).all()
+                    messages = [StoreMessage(uid, date, parse_flags(flags), message_id=mid, folder=self)
+                                for uid, flags, date, mid in rows]
+                    unseen = [seq for seq, row in enumerate(rows, 1) if "\\Seen" not in row[1]]
+                    self.initial_counts = (len(unseen), unseen[0] if unseen else None)
+                    selected.set_messages(messages)
                 elif highest != last:
-                    rows = await session.execute(
+                    changed = await session.execute(
                         select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
                         .where(Delivery.folder_id == self.folder_id, Delivery.modseq > last))
                     gone = (await session.execute(
                         select(ExpungedUid.uid).where(ExpungedUid.folder_id == self.folder_id,
                                                       ExpungedUid.modseq > last))).scalars().all()
-                    selected.add_updates([self._message(*row) for row in rows], frozenset(gone))
+                    selected.add_updates([self._message(*row) for row in changed], frozenset(gone))
         except KeyError:
             selected.set_deleted()
             return selected
@@ -259,18 +295,10 @@ class FolderData:
                                self.session_flags, exists, 0, exists - seen, None, uidnext)
 
     def snapshot_of(self, selected: SelectedMailbox, uidnext: int) -> MailboxSnapshot:
-        """SELECT counters from the messages just loaded into ``selected`` (no second pass over the folder)."""
-        messages = selected.messages
-        exists = messages.exists
-        unseen = 0
-        first_unseen: int | None = None
-        for seq, msg in messages.get_all(SequenceSet.all()):
-            if Seen not in msg.permanent_flags:
-                unseen += 1
-                if first_unseen is None:
-                    first_unseen = seq
+        """SELECT counters from the initial load of ``selected`` (no second pass over the folder)."""
+        unseen, first_unseen = self.initial_counts
         return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
-                               self.session_flags, exists, 0, unseen, first_unseen, uidnext)
+                               self.session_flags, selected.messages.exists, 0, unseen, first_unseen, uidnext)
 
     async def uidnext(self) -> int:
         async with self.store.reads() as session:
@@ -318,7 +346,7 @@ class FolderData:
             return message_id, uid
 
         message_id, uid = await self.store.transact(work)
-        return StoreMessage(uid, when, flags, message_id=message_id, folder=self)
+        return StoreMessage(uid, when, frozenset(flags), message_id=message_id, folder=self)
 
     async def copy_many(self, uids: Sequence[int], destination: FolderData, *,
                         move: bool) -> list[tuple[int, int]]:
