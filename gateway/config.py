@@ -64,6 +64,10 @@ class Rules:
     patients_may_write_first: frozenset[str] = frozenset()
     #: Accept test-OID INS (1.2.250.1.213.1.4.10/.11) as real identities (R8); never in production.
     allow_test_identities: bool = False
+    #: Patient domains of other operators (nationally patient.mssante.fr): their addresses are INS matricules,
+    #: our professionals writing there need a qualified identity (R4) and open a conversation (R1), and relayed
+    #: mail from them reaches our professionals only inside an open conversation (R1–R3).
+    remote_patient_domains: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -332,7 +336,11 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     first = rules_r.get("patients_may_write_first", list, [])
     rules_r.check("patients_may_write_first", all(isinstance(a, str) and "@" in a for a in first),
                   "must be a list of mailbox addresses")
-    rules = Rules(frozenset(a.lower() for a in first), rules_r.get("allow_test_identities", bool, False))
+    remote_patients = rules_r.get("remote_patient_domains", list, [])
+    rules_r.check("remote_patient_domains", all(isinstance(d, str) for d in remote_patients),
+                  "must be a list of domain names")
+    rules = Rules(frozenset(a.lower() for a in first), rules_r.get("allow_test_identities", bool, False),
+                  frozenset(_domain(rules_r, "remote_patient_domains", d) for d in remote_patients))
     rules_r.finish()
 
     insi = root.table("insi") or _Reader({}, "insi")

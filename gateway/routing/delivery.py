@@ -75,7 +75,7 @@ async def plan_submission(
         reply = refused[0][1].reply if len(refused) == 1 else replies.ALL_RECIPIENTS_REFUSED
         return Outcome(reply, refused=tuple(refused))
 
-    to_patient = [t for t in accepted if t.exchange == "pro-to-patient"]
+    to_patient = [t for t in accepted if t.exchange in ("pro-to-patient", "pro-to-remote-patient")]
     body = with_fin_header(raw, summary) if to_patient else raw
     message = StoredMessage(
         raw=body, mail_from=mail_from, rcpt_to=[t.address for t in accepted], sender_mailbox_id=sender.id,
@@ -169,6 +169,8 @@ async def plan_relayed(
     placements = [Placement(t.mailbox_id, "INBOX") for t in targets if t.mailbox_id is not None]
     events = [EventRow("relay.message", "accepted", None, mail_from or peer, None,
                        detail={"peer": peer, "recipients": len(targets), "size": len(body)})]
+    events += [EventRow("message.patient_reply", "delivered", "R1", mail_from, t.mailbox_id, t.conversation_id,
+                        detail={"peer": peer}) for t in targets if t.exchange == "patient-to-pro"]
 
     async def effects(db: AsyncSession, message_id: int) -> None:
         for target in to_patient:

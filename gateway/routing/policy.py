@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.auth.accounts import Account
 from gateway.config import Config
 from gateway.ins_matching import identities
+from gateway.ins_matching.nir import is_well_formed, key_ok
 from gateway.routing import conversations, remote, replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify
 from gateway.routing.directory import DIRECTORY, Directory
@@ -139,6 +140,8 @@ async def _to_remote(session: AsyncSession, config: Config, sender: Account, des
     """Another operator's address: only whitelisted domains, queued for outbound delivery over mutual TLS."""
     if config.outbound is None or destination.domain not in config.trusted:
         return _refuse(replies.NO_RELAY, None, "rcpt.refused.relay")
+    if destination.domain in config.rules.remote_patient_domains:
+        return await _to_remote_patient(session, sender, destination)
     if not sender.is_patient:
         return Decision(replies.RCPT_OK, None, "rcpt.accepted.remote",
                         Target(destination.address, None, "pro-to-remote"))
@@ -155,13 +158,51 @@ async def _to_remote(session: AsyncSession, config: Config, sender: Account, des
                     Target(destination.address, None, "patient-to-remote", sender.matricule, conversation.id))
 
 
-async def decide_relayed(session: AsyncSession, config: Config, address: str,
+async def _to_remote_patient(session: AsyncSession, sender: Account, destination: Remote) -> Decision:
+    """A patient hosted by another operator: the address is an INS matricule (R8), only professionals write to
+    it (R1), and only with the identity qualifiée in our repository (R4); the conversation opens here (R1, R5)."""
+    matricule = destination.address.partition("@")[0].upper()
+    if len(matricule) != 15 or not is_well_formed(matricule):
+        return _refuse(replies.BAD_INS_SHAPE, "R8", "rcpt.refused.address")
+    if not key_ok(matricule):
+        return _refuse(replies.BAD_INS_KEY, "R8", "rcpt.refused.address")
+    if sender.is_patient:
+        return _refuse(replies.PATIENT_TO_PATIENT, "R1", "rcpt.refused.patient_to_patient")
+    decision = await _to_patient(session, PatientAddress(destination.address, matricule), 0, "pro-to-remote-patient")
+    if decision.target is None:
+        return decision
+    return Decision(decision.reply, decision.rule, "rcpt.accepted.remote_patient",
+                    Target(destination.address, None, "pro-to-remote-patient", matricule))
+
+
+async def _from_remote_patient(session: AsyncSession, config: Config, sender: str, mailbox_id: int,
+                               address: str) -> Decision:
+    """Relayed mail from another operator's patient to our professional: only inside an open conversation."""
+    matricule = sender.partition("@")[0].upper()
+    if address in config.rules.patients_may_write_first:
+        return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.patient_first_exception",
+                        Target(address, mailbox_id, "patient-to-pro", matricule))
+    conversation = await conversations.find(session, mailbox_id, matricule)
+    if conversation is None:
+        return _refuse(replies.PATIENT_FIRST, "R1", "rcpt.refused.no_conversation")
+    if conversation.state != conversations.OPEN:
+        return _refuse(replies.CONVERSATION_CLOSED, "R2", "rcpt.refused.conversation_closed")
+    if conversation.replies_blocked:
+        return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
+    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
+                    Target(address, mailbox_id, "patient-to-pro", matricule, conversation.id))
+
+
+async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "",
                          directory: Directory = DIRECTORY) -> Decision:
     """Whether mail relayed by another operator may be delivered to ``address`` (ours only; R4 for patients).
 
-    The sender is a professional of the trust space: mail to our patients needs a qualified identity (R4) and
-    opens the conversation keyed by the remote sender's address (see :mod:`gateway.routing.remote`).
+    A professional of the trust space writing to our patient needs a qualified identity (R4) and opens the
+    conversation keyed by the remote sender's address (see :mod:`gateway.routing.remote`). A patient of another
+    operator (``rules.remote_patient_domains``) reaches our professionals only inside an open conversation
+    (R1–R3) and never our patients.
     """
+    remote_patient = sender.rpartition("@")[2] in config.rules.remote_patient_domains
     destination = classify(address, config)
     if isinstance(destination, Reply):
         rule = "R8" if destination in (replies.BAD_INS_KEY, replies.BAD_INS_SHAPE) else None
@@ -174,8 +215,12 @@ async def decide_relayed(session: AsyncSession, config: Config, address: str,
     if not mailbox.active:
         return _refuse(replies.DISABLED_MAILBOX, None, "rcpt.refused.disabled")
     if isinstance(destination, PatientAddress):
+        if remote_patient:
+            return _refuse(replies.PATIENT_TO_PATIENT, "R1", "rcpt.refused.patient_to_patient")
         return await _to_patient(session, destination, mailbox.id, "remote-to-patient")
     if mailbox.kind == "PAT":
         return _refuse(replies.UNKNOWN_MAILBOX, None, "rcpt.refused.unknown")
+    if remote_patient:
+        return await _from_remote_patient(session, config, sender, mailbox.id, destination.address)
     return Decision(replies.RCPT_OK, None, "rcpt.accepted.relayed",
                     Target(destination.address, mailbox.id, "remote-to-pro"))

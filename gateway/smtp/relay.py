@@ -146,7 +146,7 @@ class RelayHandler:
         if len(targets) >= self.config.limits.recipients_per_message:
             return str(replies.TOO_MANY_RECIPIENTS)
         async with self.committer.reader() as db:
-            decision = await decide_relayed(db, self.config, address)
+            decision = await decide_relayed(db, self.config, address, envelope.mail_from or "")
         if decision.target is None:
             sender = envelope.mail_from or None
             await self.committer.run(lambda s: record_relay_refusal(s, peer, sender, decision))

@@ -44,6 +44,8 @@ def test_r4_remote_professional_writes_to_patient_only_if_receiver_rules_allow(p
     dr_a = pair.a.address("dr.alpha")
     qualified, unqualified = pair.b.patient(TEST_PATIENT.matricule), pair.b.patient(HOMONYM_A.matricule)
     pair.store_a.add_mailbox(dr_a)
+    pair.store_a.add_identity()  # A's own repository: R4 is checked by the sending structure too
+    pair.store_a.add_identity(HOMONYM_A.matricule, traits=HOMONYM_A.traits)
     pair.store_b.add_mailbox(qualified, "PAT")
     pair.store_b.add_mailbox(unqualified, "PAT")
     pair.store_b.add_identity()  # qualifiée at B
@@ -70,6 +72,7 @@ def test_r1_r2_patient_answers_a_remote_professional_only_inside_the_conversatio
     dr_a = pair.a.address("dr.alpha")
     patient = pair.b.patient(TEST_PATIENT.matricule)
     pair.store_a.add_mailbox(dr_a)
+    pair.store_a.add_identity()
     pair.store_b.add_mailbox(patient, "PAT")
     pair.store_b.add_identity()
 
@@ -103,3 +106,37 @@ def test_notify_success_returns_a_dsn_to_the_sender(pair: Pair):
     status = report.get_payload()[1].as_string()
     assert "Action: relayed" in status and f"Original-Recipient: rfc822;{dr_b}" in status
     assert [e.outcome for e in pair.store_a.events("outbound.dsn")] == ["relayed"]
+
+
+def test_r4_the_sending_structure_needs_the_identity_qualified_too(pair: Pair):
+    dr_a, patient = pair.a.address("dr.alpha"), pair.b.patient(TEST_PATIENT.matricule)
+    pair.store_a.add_mailbox(dr_a)
+    pair.store_a.add_identity(insi=False)  # only validée in A's repository
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(pair.a, dr_a, patient, message(dr_a, patient))
+    assert b"(R4)" in refused.value.recipients[patient][1]
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        send(pair.a, dr_a, "27903512151898@patient.b.test", message(dr_a, patient))
+    assert b"(R8)" in refused.value.recipients["27903512151898@patient.b.test"][1]
+    assert queue_rows(pair.store_a) == []
+
+
+def test_r1_relayed_mail_from_a_remote_patient_needs_the_conversation_here(pair: Pair, tmp_path):
+    """Defence in depth: A checks R1 for B's patients even if B let their message out."""
+    dr_a, patient = pair.a.address("dr.alpha"), pair.b.patient(TEST_PATIENT.matricule)
+    pair.store_a.add_mailbox(dr_a)
+    pair.store_a.add_identity()
+    with pair.a.relay_client(pair.b.certificate, tmp_path) as client:
+        assert client.mail(patient)[0] == 250
+        code, text = client.rcpt(dr_a)
+        assert code == 550 and b"(R1)" in text
+    assert [(e.kind, e.rule) for e in pair.store_a.events("rcpt.refused")] == [("rcpt.refused.no_conversation", "R1")]
+
+    pair.store_b.add_mailbox(patient, "PAT")
+    pair.store_b.add_identity()
+    send(pair.a, dr_a, patient, message(dr_a, patient, "Suivi"))  # opens the conversation at A (and at B)
+    assert [e.rule for e in pair.store_a.events("conversation.opened")] == ["R1"]
+    wait_for(lambda: pair.store_b.messages_in(patient))
+    with pair.a.relay_client(pair.b.certificate, tmp_path) as client:
+        client.sendmail(patient, [dr_a], message(patient, dr_a, "Re: Suivi"))
+    assert [e.rule for e in pair.store_a.events("message.patient_reply")] == ["R1"]

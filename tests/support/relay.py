@@ -55,6 +55,7 @@ failed_logins = 5
 
 [rules]
 allow_test_identities = true
+remote_patient_domains = [{remote_patients}]
 
 [relay]
 listen = "127.0.0.1:{relay}"
@@ -118,7 +119,9 @@ class OperatorProcess(GatewayProcess):
             name=name, log_level=log_level, url=store_url, cert=cert, key=key, ca=pki.ca_bundle,
             smtp=self.smtp_port, smtps=self.smtps_port, relay=relay_port,
             crl=f'crl = "{crl}"' if crl else "", whitelist=whitelist, refresh=refresh,
-            routes=", ".join(route_lines), retry=retry, max_age=max_age, lease=lease, concurrency=concurrency,
+            routes=", ".join(route_lines),
+            remote_patients=", ".join(f'"{operator_domains(peer)[1]}"' for peer in routes),
+            retry=retry, max_age=max_age, lease=lease, concurrency=concurrency,
             extra=extra), encoding="utf-8")
 
     def start(self) -> OperatorProcess:
