@@ -37,6 +37,7 @@ from gateway.imap.models import ExpungedUid
 from gateway.store import mailstore
 from gateway.store.changes import ChangeHub, mark_changed
 from gateway.store.committer import GroupCommitter
+from gateway.store.events import record
 from gateway.store.models import Delivery, Folder, Message
 
 log = structlog.get_logger("gateway.imap")
@@ -165,8 +166,9 @@ class FolderData:
     """One folder of the account (pymap's ``MailboxDataInterface``)."""
 
     def __init__(self, store: Store, folder_id: int, name: str, uidvalidity: int,
-                 selected_set: SelectedSet) -> None:
+                 selected_set: SelectedSet, account_id: int) -> None:
         self.store = store
+        self.account_id = account_id
         self.folder_id = folder_id
         self.name = name
         self._uid_validity = uidvalidity
@@ -369,6 +371,9 @@ class FolderData:
                 pairs.append((row.uid, dest_uid))
             if move and rows:
                 await self._expunge_rows(session, [(row.id, row.uid) for row in rows], modseq)
+                # R18: removing mail from a folder is traced (how many, from where to where; never content).
+                await record(session, "imap.moved", "ok", rule="R18", mailbox_id=self.account_id,
+                             folder_id=self.folder_id, to_folder_id=destination.folder_id, count=len(rows))
             return pairs
 
         return list(await self.store.transact(work))
@@ -395,6 +400,8 @@ class FolderData:
                 rows.extend((row.id, row.uid) for row in result)
             if rows:
                 await self._expunge_rows(session, rows, modseq)
+                await record(session, "imap.expunged", "ok", rule="R18", mailbox_id=self.account_id,
+                             folder_id=self.folder_id, count=len(rows))
 
         await self.store.transact(work)
 
@@ -504,7 +511,7 @@ class FolderSet:
         if row is None:
             raise KeyError(name)
         selected_set = self._selected_sets.setdefault(row.id, SelectedSet())
-        return FolderData(self.store, row.id, name, int(row.uidvalidity), selected_set)
+        return FolderData(self.store, row.id, name, int(row.uidvalidity), selected_set, self.account_id)
 
     async def add_mailbox(self, name: str) -> ObjectId:
         name = self.canonical(name)
@@ -538,9 +545,12 @@ class FolderSet:
                 Folder.mailbox_id == self.account_id, Folder.name == name))).scalar_one_or_none()
             if folder is None:
                 raise KeyError(name)
+            removed = (await session.execute(select(func.count()).where(Delivery.folder_id == folder))).scalar_one()
             await session.execute(delete(Delivery).where(Delivery.folder_id == folder))
             await session.execute(delete(ExpungedUid).where(ExpungedUid.folder_id == folder))
             await session.execute(delete(Folder).where(Folder.id == folder))
+            await record(session, "imap.folder_deleted", "ok", rule="R18", mailbox_id=self.account_id,
+                         folder_id=folder, count=removed)
             mark_changed(session, folder)
 
         await self.store.transact(work)

@@ -144,6 +144,18 @@ class ImapHarness:
                 await engine.dispose()
         return asyncio.run(main())
 
+    def events(self, kind_prefix: str) -> list[tuple[str, int | None, dict[str, Any]]]:
+        """(kind, mailbox id, detail) of the trail's events whose kind starts with ``kind_prefix`` (R18)."""
+        from sqlalchemy import select
+
+        from gateway.store.models import Event
+
+        async def work(session: Any) -> list[tuple[str, int | None, dict[str, Any]]]:
+            rows = await session.execute(select(Event.kind, Event.mailbox_id, Event.detail)
+                                         .where(Event.kind.startswith(kind_prefix)).order_by(Event.id))
+            return [(row.kind, row.mailbox_id, dict(row.detail)) for row in rows]
+        return self.run(work)
+
     # --- clients --------------------------------------------------------------------------------------------
     def client_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.pki.ca_bundle))

@@ -78,7 +78,7 @@ def test_flags_and_keywords_persist_and_search_uses_them(imap: ImapHarness):
         assert uids_of(client.uid("SEARCH", None, "KEYWORD", "$Urgent")[1]) == []
 
 
-def test_move_then_expunge(imap: ImapHarness):
+def test_move_then_expunge_and_r18_trail(imap: ImapHarness):
     for n in range(3):
         imap.deliver(ALICE, message(f"Message {n}"))
     with imap.imaps() as client:
@@ -100,6 +100,10 @@ def test_move_then_expunge(imap: ImapHarness):
     with imap.imaps() as client:
         assert client.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 1)")  # type: ignore[union-attr]
         assert client.status("Trash", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 1)")  # type: ignore[union-attr]
+    trail = imap.events("imap.")
+    alice = imap.accounts[ALICE]
+    assert [(kind, mailbox, detail["count"]) for kind, mailbox, detail in trail] == [
+        ("imap.moved", alice, 1), ("imap.expunged", alice, 1)]
 
 
 def test_append_a_draft_is_stored_byte_exact_with_appenduid(imap: ImapHarness):
