@@ -21,9 +21,10 @@ from gateway.documents.pipeline import process_message
 from gateway.documents.xdm import read_xdm
 from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching.matching import FileTo, IdentityRecord, match
+from gateway.samples import samples_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "samples" / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
+SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 TARGET = 200.0
 PATIENT = IdentityRecord("279035121518989", "1.2.250.1.213.1.4.10", "PAT-TROIS", "DOMINIQUE MARIE-LOUISE",
                          "DOMINIQUE", "1979-03-28", "F", "51215", "qualifiée")

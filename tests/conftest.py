@@ -13,8 +13,10 @@ from support.pki import PKIFiles, make_pki
 from support.process import GatewayProcess
 from support.store import Store
 
+from gateway.samples import samples_dir
+
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = samples_dir()
 
 
 @pytest.fixture(scope="session")

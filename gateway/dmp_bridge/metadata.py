@@ -23,6 +23,7 @@ from lxml import etree
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.cda_header import CdaHeader, Code
 from gateway.dmp_bridge.rules import DEFAULT_CONTENT_TYPE, DepositPlan, DepositPolicy, Professional, Structure
+from gateway.samples import samples_dir
 
 #: UUIDs derived from a document's uniqueId: re-sending the same document yields the same entryUUID, and a
 #: replacement can name its predecessor's entryUUID without a query.
@@ -277,7 +278,7 @@ def default_schema_dir() -> Path | None:
 
     configured = os.environ.get("GATEWAY_XDS_SCHEMA_DIR")
     candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "samples" / "xds-schema")
+    candidates.append(samples_dir() / "xds-schema")
     return next((p for p in candidates if (p / "IHE" / "XDS.b_DocumentRepository.xsd").is_file()), None)
 
 

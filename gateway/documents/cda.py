@@ -20,6 +20,7 @@ from lxml import etree
 from gateway.documents.errors import CdaRefused, DocumentRefused
 from gateway.documents.limits import CDA, CdaLimits
 from gateway.ins_matching.nir import INS_OIDS
+from gateway.samples import samples_dir
 
 HL7 = "urn:hl7-org:v3"
 NS = {"h": HL7}
@@ -35,7 +36,7 @@ FORMAT_VSM = "urn:asip:ci-sis:vsm:2012"
 FORMAT_GENERIC = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 
 #: Where the ANS extended CDA schema is looked for when no path is given (GATEWAY_CDA_SCHEMA overrides).
-_DEFAULT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda-schema" / "CDA_extended.xsd"
+_DEFAULT_SCHEMA = samples_dir() / "cda-schema" / "CDA_extended.xsd"
 _MAX_SCHEMA_ERRORS = 20
 _ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional, Structure
 from gateway.dmp_bridge.soap import Endpoint, client_ssl_context
 from gateway.pki import DevelopmentPKI, Issued
+from gateway.samples import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = samples_dir()
 CDA = SAMPLES / "cda"
 SCHEMA_DIR = SAMPLES / "xds-schema"
 MATRICULE = "279035121518989"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 
 from gateway.ins_matching.matching import IdentityRecord
+from gateway.samples import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = samples_dir()
 CDA_DIR = SAMPLES / "cda"
 BIO = CDA_DIR / "BIO-CR-BIO_2024.01_TSH_1.xml"
 TEST_MATRICULE = "279035121518989"

@@ -23,8 +23,9 @@ from support.store import Store
 from gateway.documents.cda import read_header
 from gateway.documents.record import PatientDocument, list_reviews
 from gateway.documents.xdm_writer import build_xdm
+from gateway.samples import samples_dir
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda"
+SAMPLES = samples_dir() / "cda"
 LAB = "laboratoire@pro.gateway.test"
 RESULTS = "resultats@pro.gateway.test"
 FILING = '\n[documents]\nfiling_mailboxes = ["resultats@pro.gateway.test"]\n'

@@ -20,9 +20,10 @@ from support.store import Store
 
 from gateway.documents.record import PatientDocument
 from gateway.filing.models import UpstreamMessage
+from gateway.samples import samples_dir
 from gateway.store.models import Delivery, Folder, Mailbox
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
+SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 LAB = "laboratoire@pro.gateway.test"
 UPSTREAM = "boite-operateur@pro.gateway.test"
 RESULTS = "resultats@pro.gateway.test"

@@ -9,12 +9,13 @@ import re
 import zipfile
 from email.message import EmailMessage
 from email.policy import SMTP
-from pathlib import Path
 
 import aioimaplib
 from imap.imap_support import ALICE, BOB, PASSWORD, ImapHarness, message
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "cda"
+from gateway.samples import samples_dir
+
+SAMPLES = samples_dir() / "cda"
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 
 
