@@ -12,7 +12,13 @@ from typing import Protocol
 
 from gateway.ins_matching.identities import Traits
 from gateway.ins_matching.nir import OID_NIR_TEST
-from gateway.ins_matching.normalise_traits import same_traits
+from gateway.ins_matching.normalise import normalise
+
+
+def same_traits(a: Traits, b: Traits) -> bool:
+    """INSi's comparison: the R10 traits after normalisation, and the birth place."""
+    left, right = normalise(a), normalise(b)
+    return not left.differences(right) and left.birth_place == right.birth_place
 
 
 @dataclass(frozen=True)
