@@ -16,7 +16,7 @@ import structlog
 
 from gateway.auth.accounts import Authenticator
 from gateway.auth.throttle import LoginThrottle
-from gateway.config import Config, Listen
+from gateway.config import Config, ConfigError, Listen
 from gateway.smtp.handler import SubmissionHandler
 from gateway.smtp.protocol import GatewaySMTP
 from gateway.store import db
@@ -79,8 +79,17 @@ class Gateway:
         """Issue 4: file the documents of delivered messages, and import from upstream operator mailboxes."""
         if self.config.documents is None and not self.config.upstreams:
             return
+        from gateway.documents.cda import SchemaUnavailable, load_schema, use_schema
         from gateway.filing.upstream import UpstreamConnector
         from gateway.filing.worker import FilingWorker
+
+        if self.config.documents is not None and self.config.documents.cda_schema is not None:
+            use_schema(self.config.documents.cda_schema)
+        try:
+            load_schema()  # compile once now: a broken schema stops the start, not the first filing
+        except SchemaUnavailable as exc:
+            raise ConfigError(f"Configuration key 'documents.cda_schema' names a schema that cannot be used: {exc}") \
+                from None
 
         worker = FilingWorker(self.config, self.sessions, self.reads, self.hub)
         worker.start()

@@ -166,6 +166,8 @@ class DocumentSettings:
 
     filing_mailboxes: frozenset[str] = frozenset()
     file_all_inboxes: bool = False
+    #: The CDA schema documents are validated against (CDA_extended.xsd); development copies when absent.
+    cda_schema: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,11 @@ def _documents_sections(
         listed = docs.get("filing_mailboxes", list, [])
         docs.check("filing_mailboxes", all(isinstance(a, str) and "@" in a for a in listed),
                    "must be a list of mailbox addresses")
-        documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False))
+        schema = path(docs, "cda_schema", required=False)
+        if schema is not None:
+            docs.check("cda_schema", schema.is_file(), f"names {str(schema)!r}, which is not a readable file")
+        documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False),
+                                     schema)
         docs.finish()
     raw = root._data.get("upstream", [])
     root._seen.add("upstream")
