@@ -133,8 +133,20 @@ class StoreMessage:
             if raw is None:
                 raw = await self._folder.load_raw(self.message_id)
             self._raw = None  # keep nothing after the response is written: memory stays per command
+            if not requirement & FetchRequirement.BODY:
+                # Headers only (ENVELOPE, BODY[HEADER...], SEARCH FROM/SUBJECT): do not walk the body.
+                raw = header_block(raw)
             return LoadedMessage(self, requirement, MessageContent.parse(raw))  # type: ignore[arg-type]
         return LoadedMessage(self, requirement, None)  # type: ignore[arg-type]
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header section of a message, with the blank line that ends it (all of it if there is no body)."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(separator)
+        if end >= 0:
+            return raw[:end + len(separator)]
+    return raw
 
 
 def _requirement_of(command: Any) -> FetchRequirement:

@@ -51,3 +51,11 @@ def test_text_that_only_looks_like_a_literal_is_not_one():
     assert _LITERAL.search(b'a SEARCH SUBJECT "{5}" x\r\n') is None
     assert _APPEND.match(b"a APPEND Drafts {10}\r\n") and _APPEND.match(b"a uid append Drafts {1}\r\n")
     assert not _APPEND.match(b"a SEARCH APPEND {1}\r\n")
+
+
+def test_header_block_stops_at_the_first_blank_line():
+    from gateway.imap.store import header_block
+
+    assert header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore") == b"A: 1\r\nB: 2\r\n\r\n"
+    assert header_block(b"A: 1\n\nbody") == b"A: 1\n\n"
+    assert header_block(b"A: 1\r\n") == b"A: 1\r\n"
