@@ -1,8 +1,10 @@
 # Smart-card stack for tests/card (issue 7): pcscd, the virtual reader driver (vsmartcard-vpcd) and the virtual
-# card (python3-virtualsmartcard, vicc), plus what pyscard needs to build from PyPI (libpcsclite-dev, swig).
+# card (python3-virtualsmartcard, vicc), plus what pyscard needs to build from PyPI (libpcsclite-dev, swig,
+# a C compiler and the Python headers).
 # The tests start their own pcscd and card in a private network namespace (loopback only); the system pcscd
 # is kept stopped so that the virtual reader's TCP port is never opened on a real interface.
-PCSC_PACKAGES="pcscd libpcsclite-dev swig vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome iproute2 util-linux gcc"
+PCSC_PACKAGES="pcscd libpcsclite-dev swig gcc python3-dev vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome
+  iproute2 util-linux"
 if ! dpkg -s $PCSC_PACKAGES >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q --no-install-recommends $PCSC_PACKAGES >/dev/null
 fi
