@@ -14,3 +14,6 @@ fi
 if [ -f /run/pcscd/pcscd.pid ]; then
   kill "$(cat /run/pcscd/pcscd.pid)" 2>/dev/null || true
 fi
+# The tests mount their own folder on /run/pcscd inside a private mount namespace; the mount point must exist
+# (a test run without root cannot create it).
+mkdir -p /run/pcscd
