@@ -140,6 +140,31 @@ class StoreMessage:
         return LoadedMessage(self, requirement, None)  # type: ignore[arg-type]
 
 
+_VIEW_FIELDS = ("_uids", "_sorted", "_seqs_cache", "_cache", "_flags_key_map", "_flags_key_set", "_pending_remove")
+
+
+def fill_view(selected: SelectedMailbox, messages: list[StoreMessage]) -> None:
+    """Load a fresh selected view with ``messages`` (in UID order) in bulk.
+
+    pymap's ``set_messages`` inserts message by message (bisect, list insert, dict and set updates): a third of
+    the time of SELECT on a 100,000-message folder. For a view that is still empty, the same structures are
+    built here with a few C-level calls; any other case, or another pymap layout, goes through pymap.
+    """
+    view = selected.messages
+    if messages and all(hasattr(view, name) for name in _VIEW_FIELDS) and not view._uids \
+            and not view._pending_remove:
+        uids = [msg.uid for msg in messages]
+        keys = [msg.flags_key for msg in messages]
+        view._uids = set(uids)
+        view._sorted = uids
+        view._seqs_cache = dict(zip(uids, range(1, len(uids) + 1), strict=True))
+        view._cache = dict(zip(uids, messages, strict=True))  # type: ignore[arg-type]
+        view._flags_key_map = dict(zip(uids, keys, strict=True))
+        view._flags_key_set = set(keys)
+        return
+    selected.set_messages(messages)  # type: ignore[arg-type]
+
+
 def header_block(raw: bytes) -> bytes:
     """The header section of a message, with the blank line that ends it (all of it if there is no body)."""
     for separator in (b"\r\n\r\n", b"\n\n"):
@@ -263,7 +288,7 @@ class FolderData:
                                 for uid, flags, date, mid in rows]
                     unseen = [seq for seq, row in enumerate(rows, 1) if "\\Seen" not in row[1]]
                     self.initial_counts = (len(unseen), unseen[0] if unseen else None)
-                    selected.set_messages(messages)
+                    fill_view(selected, messages)
                 elif highest != last:
                     changed = await session.execute(
                         select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
