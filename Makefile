@@ -9,7 +9,7 @@ CONFIG ?= data/gateway.toml
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,card]'
 	touch $(BIN)/gateway
 
 install: $(BIN)/gateway

@@ -73,7 +73,22 @@ class Gateway:
         await self._start_imap()
         await self._start_operator_exchange()
         self._start_filing()
+        await self._start_card_endpoint()
         self.ready.set()
+
+    async def _start_card_endpoint(self) -> None:
+        """Issue 7: card agents report Vitale and professional card presence (R14)."""
+        if self.config.card is None:
+            return
+        from gateway.card.endpoint import endpoint_ssl_context, start_card_endpoint
+        from gateway.card.presence import PresenceSettings
+
+        card, tls = self.config.card, self.config.tls
+        context = endpoint_ssl_context(tls.certificate, tls.private_key, card.client_ca, tls.minimum_version)
+        endpoint = await start_card_endpoint(card.listen.host, card.listen.port, context, self.sessions,
+                                             PresenceSettings(card.presence_timeout))
+        self._closers.append(endpoint.close)
+        log.info("listening", service="card", address=str(card.listen))
 
     def _start_filing(self) -> None:
         """Issue 4: file the documents of delivered messages, and import from upstream operator mailboxes."""

@@ -436,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.commands import documents
 
     documents.register(sub, with_config)
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_text}; see 'gateway {name} --help'", add_help=False)
     return parser
 
 
@@ -450,7 +452,20 @@ _REQUIRED: dict[tuple[str, str | None], list[str]] = {
 }
 
 
+#: Command groups with their own parser, handed the rest of the command line as is.
+DELEGATED = {
+    "card-agent": ("gateway.card.agent", "the workstation's smart-card agent (issue 7)"),
+    "card": ("gateway.card.admin", "register, list, deactivate card agents"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        return int(module.main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command != "serve":

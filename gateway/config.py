@@ -151,6 +151,7 @@ class Config:
     outbound: OutboundSettings | None = None
     documents: DocumentSettings | None = None
     upstreams: tuple[UpstreamSettings, ...] = ()
+    card: CardSettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -158,6 +159,15 @@ class Config:
         """Whether mail for ``domain`` is ours (a professional domain or the patient domain)."""
         domain = domain.lower()
         return domain in self.domains or domain == self.patient_domain
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """The endpoint card agents report to (issue 7), over mutual TLS with the agents' certificates."""
+
+    listen: Listen
+    client_ca: Path
+    presence_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -351,10 +361,29 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     insi.finish()
     relay, whitelist, outbound = _relay_sections(root, tls, path)
     documents, upstreams = _documents_sections(root, path, domains)
+    card = _card_section(root, path, tls)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
-                  documents=documents, upstreams=upstreams)
+                  documents=documents, upstreams=upstreams, card=card)
+
+
+def _card_section(root: _Reader, path: Callable[..., Path | None], tls: TLSSettings) -> CardSettings | None:
+    """[card]: where smart-card agents report insertions and removals (R14's "patient present" signal)."""
+    card = root.table("card")
+    if card is None:
+        return None
+    listen = _listen(card, "listen")
+    if listen is None:
+        raise ConfigError("Configuration key 'card.listen' is missing; it must look like 'host:port'.")
+    client_ca = path(card, "client_ca", required=False) or tls.client_ca
+    if client_ca is None:
+        raise ConfigError("Configuration key 'card.client_ca' is missing (and tls.client_ca is not set); "
+                          "card agents authenticate with certificates.")
+    card.check("client_ca", client_ca.is_file(), f"names {str(client_ca)!r}, which is not a readable file")
+    timeout = _positive(card, "presence_timeout", 3600.0, float)
+    card.finish()
+    return CardSettings(listen, client_ca, timeout)
 
 
 def _documents_sections(

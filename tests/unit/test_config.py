@@ -55,6 +55,10 @@ def test_a_good_file_loads_with_paths_resolved(folder: Path):
     (("[tls]", '[tls]\nminimum_version = "1.0"'), "tls.minimum_version"),
     (("[smtp]", "[limits]\nmessage_size = -1\n[smtp]"), "limits.message_size"),
     (("[smtp]", "[rules]\nallow_test_identities = \"yes\"\n[smtp]"), "rules.allow_test_identities"),
+    (("[smtp]", '[card]\nlisten = "127.0.0.1"\n[smtp]'), "card.listen"),
+    (("[smtp]", '[card]\nlisten = "127.0.0.1:8443"\n[smtp]'), "card.client_ca"),
+    (("[smtp]", '[documents]\nfiling_mailboxes = ["nobody"]\n[smtp]'), "documents.filing_mailboxes"),
+    (("[smtp]", '[[upstream]]\nname = "x"\n[smtp]'), "upstream[0].host"),
 ])
 def test_each_bad_key_is_named_in_one_sentence(folder: Path, change: tuple[str, str], key: str):
     with pytest.raises(ConfigError) as info:
