@@ -163,7 +163,8 @@ class StoreSession(BaseSession[StoreMessage]):
         except LookupError:
             requirement = FetchRequirement.NONE
         if requirement & FetchRequirement.CONTENT:
-            await mbx.prefetch([msg for _, msg in found if not msg.expunged])
+            loaded = await mbx.prefetch([msg for _, msg in found])
+            found = [(seq, msg) for (seq, _), msg in zip(found, loaded, strict=True)]
         return found, await mbx.update_selected(selected)
 
     async def search_mailbox(self, selected: SelectedMailbox, keys: frozenset[SearchKey]
@@ -179,12 +180,13 @@ class StoreSession(BaseSession[StoreMessage]):
         step = 200
         for start in range(0, len(candidates), step):
             batch = candidates[start:start + step]
+            loaded = [msg for _, msg in batch]
             if requirement & FetchRequirement.CONTENT:
-                await mbx.prefetch([msg for _, msg in batch])
-            for seq, msg in batch:
-                content = await msg.load_content(requirement)
-                if search.matches(seq, msg, content):
-                    matches.append((seq, msg))
+                loaded = await mbx.prefetch(loaded)
+            for (seq, msg), copy in zip(batch, loaded, strict=True):
+                content = await copy.load_content(requirement)
+                if search.matches(seq, copy, content):
+                    matches.append((seq, msg))  # the view's message, not the copy holding the bytes
         return matches, await mbx.update_selected(selected)
 
     async def update_flags(self, selected: SelectedMailbox, sequence_set: SequenceSet, flag_set: frozenset[Flag],

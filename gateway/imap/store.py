@@ -26,7 +26,7 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Deleted, Flag, Recent, Wildcard, get_system_flags
+from pymap.parsing.specials.flag import Deleted, Flag, Recent, Seen, Wildcard, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,6 +53,10 @@ MAX_FOLDERS = 1000
 CHUNK = 500
 #: Message bytes loaded ahead for one FETCH or SEARCH, in messages; the rest load one by one while written.
 PREFETCH = 200
+#: Folders smaller than this are read in full at each SELECT; larger ones are cached per process.
+CACHE_MIN_MESSAGES = 2000
+#: Messages kept in the per-process cache of selected folders, all folders together (about 150 bytes each).
+CACHE_MAX_MESSAGES = 400_000
 #: Folders the account cannot delete or rename: clients and SMTP rely on them.
 PROTECTED = frozenset(name for name, _ in mailstore.DEFAULT_FOLDERS)
 
@@ -120,6 +124,13 @@ class StoreMessage:
     def with_flags(self, flags: frozenset[Flag]) -> StoreMessage:
         return StoreMessage(self.uid, self._date, flags, message_id=self.message_id, folder=self._folder)
 
+    def with_raw(self, raw: bytes | None) -> StoreMessage:
+        """A copy carrying its bytes for one command (views and the cache never hold message bytes)."""
+        copy = StoreMessage(self.uid, self._date, self._flags, message_id=self.message_id, folder=self._folder,
+                            expunged=self.expunged)
+        copy._raw = raw
+        return copy
+
     def expunged_copy(self) -> StoreMessage:
         return StoreMessage(self.uid, self._date, self._flags, message_id=self.message_id, folder=self._folder,
                             expunged=True)
@@ -132,7 +143,6 @@ class StoreMessage:
             raw = self._raw
             if raw is None:
                 raw = await self._folder.load_raw(self.message_id)
-            self._raw = None  # keep nothing after the response is written: memory stays per command
             if not requirement & FetchRequirement.BODY:
                 # Headers only (ENVELOPE, BODY[HEADER...], SEARCH FROM/SUBJECT): do not walk the body.
                 raw = header_block(raw)
@@ -179,6 +189,35 @@ def _requirement_of(command: Any) -> FetchRequirement:
     return FetchRequirement.reduce(getattr(attr, "requirement", FetchRequirement.NONE) for attr in attributes)
 
 
+class ViewCache:
+    """The message lists of recently selected large folders, by folder id, with the MODSEQ they reflect.
+
+    Bounded by a total number of messages (least recently used folders go first); folders under
+    :data:`CACHE_MIN_MESSAGES` are cheap to read and not kept. Entries are immutable lists: a session copies
+    the structure it needs, and the messages themselves are shared read-only.
+    """
+
+    def __init__(self, max_messages: int) -> None:
+        self.max_messages = max_messages
+        self._entries: dict[int, tuple[int, list[StoreMessage]]] = {}
+
+    def get(self, folder_id: int) -> tuple[int, list[StoreMessage]] | None:
+        entry = self._entries.pop(folder_id, None)
+        if entry is not None:
+            self._entries[folder_id] = entry  # most recently used last
+        return entry
+
+    def put(self, folder_id: int, modseq: int, messages: list[StoreMessage]) -> None:
+        self._entries.pop(folder_id, None)
+        if len(messages) < CACHE_MIN_MESSAGES or len(messages) > self.max_messages:
+            return
+        self._entries[folder_id] = (modseq, messages)
+        total = sum(len(m) for _, m in self._entries.values())
+        while total > self.max_messages:
+            oldest = next(iter(self._entries))
+            total -= len(self._entries.pop(oldest)[1])
+
+
 class Store:
     """Sessions and change signalling shared by every IMAP connection of the process."""
 
@@ -189,6 +228,7 @@ class Store:
         self.hub = hub
         self.watcher = watcher
         self.committer = GroupCommitter(writes, hub, reads=reads)
+        self.views = ViewCache(CACHE_MAX_MESSAGES)
 
     async def transact(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in a write transaction shared with concurrent IMAP writers (one commit, one fsync).
@@ -248,18 +288,18 @@ class FolderData:
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         return bytes(raw)
 
-    async def prefetch(self, messages: Sequence[StoreMessage]) -> None:
-        """Load the bytes of the first messages of a command in one query per chunk."""
+    async def prefetch(self, messages: Sequence[StoreMessage]) -> list[StoreMessage]:
+        """Copies of ``messages`` of which the first :data:`PREFETCH` carry their bytes, read in a few queries."""
         wanted = [msg.message_id for msg in messages[:PREFETCH]]
         if not wanted:
-            return
+            return list(messages)
         raws: dict[int, bytes] = {}
         async with self.store.reads() as session:
             for chunk in _chunks(wanted):
                 rows = await session.execute(select(Message.id, Message.raw).where(Message.id.in_(chunk)))
                 raws.update((row.id, bytes(row.raw)) for row in rows)
-        for msg in messages[:PREFETCH]:
-            msg._raw = raws.get(msg.message_id)
+        head = [msg.with_raw(raws.get(msg.message_id)) for msg in messages[:PREFETCH]]
+        return head + list(messages[PREFETCH:])
 
     async def _counters(self, session: AsyncSession) -> tuple[int, int]:
         row = (await session.execute(
@@ -281,12 +321,8 @@ class FolderData:
                 highest, _ = await self._counters(session)
                 last = selected.mod_sequence
                 if last is None:
-                    rows = (await session.execute(
-                        select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
-                        .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))).all()
-                    messages = [StoreMessage(uid, date, parse_flags(flags), message_id=mid, folder=self)
-                                for uid, flags, date, mid in rows]
-                    unseen = [seq for seq, row in enumerate(rows, 1) if "\\Seen" not in row[1]]
+                    messages = await self._initial_view(session, highest)
+                    unseen = [seq for seq, msg in enumerate(messages, 1) if Seen not in msg._flags]
                     self.initial_counts = (len(unseen), unseen[0] if unseen else None)
                     fill_view(selected, messages)
                 elif highest != last:
@@ -302,6 +338,37 @@ class FolderData:
             return selected
         selected.mod_sequence = highest
         return selected
+
+    async def _initial_view(self, session: AsyncSession, highest: int) -> list[StoreMessage]:
+        """Every message of the folder in UID order, as of MODSEQ ``highest``.
+
+        Large folders are kept in a per-process cache (:class:`ViewCache`): the next SELECT of the folder, by
+        any session, reads only the rows changed since the cached MODSEQ through the (folder_id, modseq) index.
+        """
+        cached = self.store.views.get(self.folder_id)
+        if cached is not None and cached[0] <= highest:
+            since, messages = cached
+            if since == highest:
+                return messages
+            changed = await session.execute(
+                select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+                .where(Delivery.folder_id == self.folder_id, Delivery.modseq > since))
+            gone = (await session.execute(select(ExpungedUid.uid).where(
+                ExpungedUid.folder_id == self.folder_id, ExpungedUid.modseq > since))).scalars().all()
+            by_uid = {msg.uid: msg for msg in messages}
+            for uid in gone:
+                by_uid.pop(uid, None)
+            for row in changed:
+                by_uid[row.uid] = self._message(*row)
+            messages = [by_uid[uid] for uid in sorted(by_uid)]
+        else:
+            rows = await session.execute(
+                select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+                .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))
+            messages = [StoreMessage(uid, date, parse_flags(flags), message_id=mid, folder=self)
+                        for uid, flags, date, mid in rows]
+        self.store.views.put(self.folder_id, highest, messages)
+        return messages
 
     async def _wait(self, selected: SelectedMailbox, done: Event) -> None:
         """IDLE: return when this folder changes (this process, NOTIFY or poll), when DONE arrives, or after 30 s."""

@@ -202,3 +202,26 @@ async def test_aioimaplib_reads_flags_and_moves(imap: ImapHarness):
     search = await client.uid_search("ALL")
     assert search.result == "OK" and search.lines[0].split() == [b"2"]
     await client.logout()
+
+
+def test_cached_view_of_a_large_folder_follows_changes_between_selects(imap: ImapHarness, monkeypatch):
+    """The per-process view cache (large folders) must show deliveries, flag changes and expunges made since."""
+    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 2)
+    for n in range(4):
+        imap.deliver(ALICE, message(f"Cache {n}"))
+    with imap.imaps() as client:
+        assert client.select("INBOX")[1] == [b"4"]  # loads and caches the view
+        client.close()
+        imap.deliver_elsewhere(ALICE, message("Cache 4"))  # another process: no in-process signal
+        client.select("INBOX")
+        client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        client.uid("STORE", "3", "+FLAGS", "(\\Seen)")
+        client.close()
+    with imap.imaps() as client:
+        _typ, data = client.select("INBOX")
+        assert data == [b"4"]
+        assert uids_of(client.uid("SEARCH", None, "ALL")[1]) == [1, 3, 4, 5]
+        assert uids_of(client.uid("SEARCH", None, "SEEN")[1]) == [3]
+        _typ, fetched = client.uid("FETCH", "5", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"Cache 4" in fetched[0][1]  # type: ignore[index]
