@@ -206,8 +206,8 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
 
 
 async def bench_select(port: int, context: ssl.SSLContext, user: str, count: int, rounds: int
-                       ) -> tuple[float, float]:
-    """Median SELECT latency, and median FETCH of the last 50 messages' headers (a client's first page)."""
+                       ) -> tuple[float, float, float]:
+    """First SELECT (cold: nothing cached), median SELECT, and median FETCH of the last 50 messages' headers."""
     client = await Client.connect(port, context, user)
     selects, pages = [], []
     for _ in range(rounds):
@@ -220,7 +220,7 @@ async def bench_select(port: int, context: ssl.SSLContext, user: str, count: int
         pages.append(time.perf_counter() - start)
         await client.command("CLOSE")
     await client.close()
-    return statistics.median(selects), statistics.median(pages)
+    return selects[0], statistics.median(selects[1:]), statistics.median(pages)
 
 
 async def bench_idle(port: int, smtp_port: int, context: ssl.SSLContext, cafile: str, rounds: int) -> list[float]:
@@ -319,12 +319,14 @@ async def main() -> None:
                                          20 if args.quick else 100)
             print(f"IDLE wake-up after SMTP 250: p50 {percentile(latencies, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(latencies, 99) * 1000:.1f} ms (target p99 < 1000 ms)")
-            small = await bench_select(port, context, "small", 100, 5)
-            big = await bench_select(port, context, "big", args.messages, 5)
-            print(f"SELECT INBOX: 100 messages {small[0] * 1000:.1f} ms, {args.messages} messages "
-                  f"{big[0] * 1000:.1f} ms")
-            print(f"FETCH last 50 headers: 100 messages {small[1] * 1000:.1f} ms, {args.messages} messages "
-                  f"{big[1] * 1000:.1f} ms")
+            small = await bench_select(port, context, "small", 100, 6)
+            big = await bench_select(port, context, "big", args.messages, 6)
+            print(f"SELECT INBOX, first after start: 100 messages {small[0] * 1000:.1f} ms, {args.messages} "
+                  f"messages {big[0] * 1000:.1f} ms")
+            print(f"SELECT INBOX, median of next 5: 100 messages {small[1] * 1000:.1f} ms, {args.messages} "
+                  f"messages {big[1] * 1000:.1f} ms")
+            print(f"FETCH last 50 headers: 100 messages {small[2] * 1000:.1f} ms, {args.messages} messages "
+                  f"{big[2] * 1000:.1f} ms")
             before, loaded = await bench_connections(port, context, args.connections, server.pid)
             print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.connections} idle "
                   f"authenticated IMAP connections (target < 200 MB)")
