@@ -108,7 +108,7 @@ class GatewayProcess:
                 return self.process is not None and self.process.poll() is None
             if self.process is not None and self.process.poll() is not None:
                 return False
-            if all(_accepts(port) for port in (self.smtp_port, self.smtps_port)):
+            if all(_accepts(port) for port in (self.smtp_port, self.smtps_port, self.imap_port, self.imaps_port)):
                 return True
         return False
 
