@@ -121,10 +121,8 @@ def build_assertion(ctx: VihfContext, signer: Issued, now: datetime | None = Non
                _ce("Role", pro.specialty.code, pro.specialty.system, pro.specialty.display))
     signer_ = XMLSigner(signature_algorithm=SignatureMethod.RSA_SHA256, digest_algorithm=DigestAlgorithm.SHA256,
                         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
-    key_pem = signer.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption())
     cert_pem = signer.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
-    signed: etree._Element = signer_.sign(a, key=key_pem, cert=cert_pem, reference_uri=f"#{assertion_id}",
+    signed: etree._Element = signer_.sign(a, key=signer.key, cert=cert_pem, reference_uri=f"#{assertion_id}",
                                           id_attribute="ID")
     return signed
 
