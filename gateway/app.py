@@ -92,7 +92,7 @@ class Gateway:
 
     def _start_filing(self) -> None:
         """Issue 4: file the documents of delivered messages, and import from upstream operator mailboxes."""
-        if self.config.documents is None and not self.config.upstreams:
+        if self.config.documents is None and not self.config.upstreams and self.config.dmp is None:
             return
         from gateway.documents.cda import SchemaUnavailable, load_schema, use_schema
         from gateway.filing.upstream import UpstreamConnector
@@ -109,6 +109,12 @@ class Gateway:
         worker = FilingWorker(self.config, self.sessions, self.reads, self.hub)
         worker.start()
         self._closers.append(worker.stop)
+        if self.config.dmp is not None:  # issue 6: deposits considered by the worker are sent by the outbox
+            from gateway.dmp_bridge.daemon import DmpBridge
+
+            bridge = DmpBridge(self.config.dmp, self.sessions)
+            bridge.start()
+            self._closers.append(bridge.stop)
         for settings in self.config.upstreams:
             connector = UpstreamConnector(self.config, settings, self.committer, self.reads)
             connector.start()

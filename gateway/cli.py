@@ -456,6 +456,7 @@ _REQUIRED: dict[tuple[str, str | None], list[str]] = {
 DELEGATED = {
     "card-agent": ("gateway.card.agent", "the workstation's smart-card agent (issue 7)"),
     "card": ("gateway.card.admin", "register, list, deactivate card agents"),
+    "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
 }
 
 

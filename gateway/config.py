@@ -152,6 +152,7 @@ class Config:
     documents: DocumentSettings | None = None
     upstreams: tuple[UpstreamSettings, ...] = ()
     card: CardSettings | None = None
+    dmp: DmpSettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -159,6 +160,37 @@ class Config:
         """Whether mail for ``domain`` is ours (a professional domain or the patient domain)."""
         domain = domain.lower()
         return domain in self.domains or domain == self.patient_domain
+
+
+@dataclass(frozen=True)
+class DmpProfessional:
+    """A professional of the structure as the DMP knows them (author of deposits, VIHF subject)."""
+
+    national_id: str  # "8" + RPPS
+    family: str
+    given: str
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class DmpSettings:
+    """The DMP bridge (issue 6): where the DMP is, who the structure is, and its deposit policy (R12–R16)."""
+
+    repository_url: str
+    registry_url: str
+    ca_file: Path
+    client_certificate: Path
+    client_key: Path
+    signing_certificate: Path
+    signing_key: Path
+    structure_id: str
+    structure_name: str
+    source_id: str
+    default_mode: str = "systematic"
+    modes: tuple[tuple[str, str], ...] = ()
+    default_visibility: frozenset[str] = frozenset()
+    professionals: tuple[DmpProfessional, ...] = ()
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -362,10 +394,63 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     relay, whitelist, outbound = _relay_sections(root, tls, path)
     documents, upstreams = _documents_sections(root, path, domains)
     card = _card_section(root, path, tls)
+    dmp = _dmp_section(root, path)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
-                  documents=documents, upstreams=upstreams, card=card)
+                  documents=documents, upstreams=upstreams, card=card, dmp=dmp)
+
+
+_ACCESS_MODES = ("manual", "presence", "systematic")
+_VISIBILITY = ("INVISIBLE_PATIENT", "MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX")
+
+
+def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings | None:
+    """[dmp] and [[dmp.professional]]: the DMP endpoint, the structure's certificates and its deposit policy."""
+    dmp = root.table("dmp")
+    if dmp is None:
+        return None
+    urls = {}
+    for name in ("repository_url", "registry_url"):
+        urls[name] = dmp.get(name, str, required=True)
+        dmp.check(name, urls[name].startswith("https://"), "must be an https:// URL (the DMP is reached over TLS)")
+    files: dict[str, Path] = {}
+    for name in ("ca_file", "client_certificate", "client_key", "signing_certificate", "signing_key"):
+        p = path(dmp, name)
+        assert p is not None
+        dmp.check(name, p.is_file(), f"names {str(p)!r}, which is not a readable file")
+        files[name] = p
+    mode = dmp.get("default_mode", str, "systematic")
+    dmp.check("default_mode", mode in _ACCESS_MODES, f"must be one of {', '.join(_ACCESS_MODES)} (R14)")
+    modes = dmp.get("modes", dict, {})
+    dmp.check("modes", all(isinstance(v, str) and v in _ACCESS_MODES for v in modes.values()),
+              f"must map mailbox addresses to one of {', '.join(_ACCESS_MODES)} (R14)")
+    visibility = dmp.get("default_visibility", list, [])
+    dmp.check("default_visibility", all(v in _VISIBILITY for v in visibility),
+              f"must list codes among {', '.join(_VISIBILITY)} (R16)")
+    concurrency = _positive(dmp, "concurrency", 8, int)
+    raw = dmp._data.get("professional", [])
+    dmp._seen.add("professional")
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError("Configuration key 'dmp.professional' must be an array of tables ([[dmp.professional]]).")
+    professionals = []
+    for index, table in enumerate(raw):
+        pro = _Reader(table, f"dmp.professional[{index}]")
+        national_id = pro.get("national_id", str, required=True)
+        pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
+                  "must be '8' followed by the 11-digit RPPS number")
+        professionals.append(DmpProfessional(national_id, pro.get("family", str, required=True),
+                                             pro.get("given", str, required=True),
+                                             pro.get("mailbox", str, required=True).lower()))
+        pro.finish()
+    settings = DmpSettings(
+        urls["repository_url"], urls["registry_url"], files["ca_file"], files["client_certificate"],
+        files["client_key"], files["signing_certificate"], files["signing_key"],
+        dmp.get("structure_id", str, required=True), dmp.get("structure_name", str, required=True),
+        dmp.get("source_id", str, required=True), mode,
+        tuple((k.lower(), v) for k, v in modes.items()), frozenset(visibility), tuple(professionals), concurrency)
+    dmp.finish()
+    return settings
 
 
 def _card_section(root: _Reader, path: Callable[..., Path | None], tls: TLSSettings) -> CardSettings | None:

@@ -13,19 +13,31 @@ from gateway.filing.models import FilingJob
 from gateway.store.events import now
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
+FILE, DEPOSIT = "file", "deposit"
 
 
-def job_rows(message_id: int, mailbox_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Filing jobs for a message just delivered to these mailboxes (insert them in the same transaction)."""
+def job_rows(message_id: int, mailbox_ids: Iterable[int], kind: str = FILE) -> list[dict[str, Any]]:
+    """Jobs for a message just stored (insert them in the same transaction, so none is ever missed)."""
     at = now()
-    return [dict(message_id=message_id, mailbox_id=m, state=PENDING, attempts=0, next_attempt_at=at,
+    return [dict(kind=kind, message_id=message_id, mailbox_id=m, state=PENDING, attempts=0, next_attempt_at=at,
                  created_at=at) for m in dict.fromkeys(mailbox_ids)]
 
 
-async def enqueue(session: AsyncSession, message_id: int, mailbox_ids: Iterable[int]) -> None:
-    rows = job_rows(message_id, mailbox_ids)
+async def enqueue(session: AsyncSession, message_id: int, mailbox_ids: Iterable[int], kind: str = FILE) -> None:
+    rows = job_rows(message_id, mailbox_ids, kind)
     if rows:
         await session.execute(insert(FilingJob), rows)
+
+
+def may_carry_documents(raw: bytes) -> bool:
+    """A cheap look at the header section and part headers: could this message carry a CDA, a PDF or an XDM?"""
+    lowered = raw[:65536].lower()
+    return any(marker in lowered for marker in (b"application/", b"text/xml", b"multipart/"))
+
+
+def wants_deposit(config: Config, sender_is_patient: bool, raw: bytes) -> bool:
+    """R12: only what the structure's professionals send is considered for the DMP."""
+    return config.dmp is not None and not sender_is_patient and may_carry_documents(raw)
 
 
 def wants_filing(config: Config, address: str) -> bool:

@@ -11,14 +11,19 @@ from gateway.store.models import Base, Id
 
 
 class FilingJob(Base):
-    """One delivered message to file: ``pending`` → ``done`` (or ``failed`` after repeated errors)."""
+    """Work on a stored message after its delivery: ``pending`` → ``done`` (or ``failed`` after repeated errors).
+
+    ``kind`` is ``file`` (file the documents it carries, R10) or ``deposit`` (consider its documents for the
+    DMP, R12–R16; ``mailbox_id`` is then the sending professional's mailbox).
+    """
 
     __tablename__ = "filing_jobs"
     __table_args__ = (
-        UniqueConstraint("message_id", "mailbox_id"),
+        UniqueConstraint("message_id", "mailbox_id", "kind"),
         Index("ix_filing_jobs_state_next", "state", "next_attempt_at"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), default="file")
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
     state: Mapped[str] = mapped_column(String(10))

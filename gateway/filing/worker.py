@@ -24,7 +24,7 @@ from gateway.config import Config
 from gateway.documents.pipeline import ExtractedDocument, Outcome, decide, extract
 from gateway.documents.record import Recorded, filed_versions, identities_for, record_outcomes
 from gateway.filing import mdn
-from gateway.filing.jobs import DONE, FAILED, PENDING
+from gateway.filing.jobs import DEPOSIT, DONE, FAILED, PENDING
 from gateway.filing.models import FilingJob
 from gateway.routing.headers import header_block
 from gateway.store import bulk
@@ -72,27 +72,30 @@ class FilingWorker(Background):
                 except TimeoutError:
                     pass
 
-    async def _due(self) -> list[tuple[int, int, int]]:
+    async def _due(self) -> list[tuple[int, str, int, int]]:
         async with self._reads() as session:
             rows = (await session.execute(
-                select(FilingJob.id, FilingJob.message_id, FilingJob.mailbox_id)
+                select(FilingJob.id, FilingJob.kind, FilingJob.message_id, FilingJob.mailbox_id)
                 .where(FilingJob.state == PENDING, FilingJob.next_attempt_at <= now())
                 .order_by(FilingJob.id).limit(20))).all()
-            return [(r.id, r.message_id, r.mailbox_id) for r in rows]
+            return [(r.id, r.kind, r.message_id, r.mailbox_id) for r in rows]
 
     async def run_once(self) -> bool:
         """Process the jobs due now; returns whether there was any."""
         due = await self._due()
-        for job_id, message_id, mailbox_id in due:
-            await self._process(job_id, message_id, mailbox_id)
+        for job_id, kind, message_id, mailbox_id in due:
+            await self._process(job_id, kind, message_id, mailbox_id)
         return bool(due)
 
-    async def _process(self, job_id: int, message_id: int, mailbox_id: int) -> None:
+    async def _process(self, job_id: int, kind: str, message_id: int, mailbox_id: int) -> None:
         async with self._reads() as session:
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         try:
-            documents = await asyncio.to_thread(extract, raw)
-            await self._file(job_id, message_id, mailbox_id, raw, documents)
+            if kind == DEPOSIT:
+                await self._consider_deposit(job_id, message_id, mailbox_id, raw)
+            else:
+                documents = await asyncio.to_thread(extract, raw)
+                await self._file(job_id, message_id, mailbox_id, raw, documents)
         except Exception as exc:
             log.warning("filing.job_error", job_id=job_id, message_id=message_id, error=type(exc).__name__)
             await self._failed(job_id, message_id, mailbox_id, exc)
@@ -101,9 +104,7 @@ class FilingWorker(Background):
                     documents: list[ExtractedDocument]) -> None:
         async with self._sessions() as session:
             async with session.begin():
-                job = (await session.execute(
-                    select(FilingJob).where(FilingJob.id == job_id, FilingJob.state == PENDING)
-                    .with_for_update(skip_locked=True))).scalar_one_or_none()
+                job = await self._claim(session, job_id)
                 if job is None:
                     return  # another process took it, or it is done
                 matricules = [d.header.patient.matricule for d in documents
@@ -124,6 +125,31 @@ class FilingWorker(Background):
                     await self._acknowledge(session, raw, mailbox_id, message_id, min(codes) if codes else None)
                 await notify_database(session)
             self._hub.publish(take_changed(session))
+
+    async def _claim(self, session: AsyncSession, job_id: int) -> FilingJob | None:
+        return (await session.execute(
+            select(FilingJob).where(FilingJob.id == job_id, FilingJob.state == PENDING)
+            .with_for_update(skip_locked=True))).scalar_one_or_none()
+
+    async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes) -> None:
+        """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued)."""
+        from gateway.dmp_bridge.bridge import consider_message
+        from gateway.dmp_bridge.daemon import policy_from
+        from gateway.dmp_bridge.presence import card_presence
+
+        assert self.config.dmp is not None
+        async with self._sessions() as session, session.begin():
+            job = await self._claim(session, job_id)
+            if job is None:
+                return
+            message = await session.get(Message, message_id)
+            assert message is not None
+            considered = await consider_message(
+                session, message_id, raw, message.mail_from, list(message.rcpt_to),
+                policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence())
+            job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
+            await record(session, "dmp.considered", "done", rule="R12", mailbox_id=mailbox_id,
+                         message_id=message_id, documents=len(considered))
 
     async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
                            error_code: int | None) -> None:

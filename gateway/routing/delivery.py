@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.accounts import Account
 from gateway.config import Config
+from gateway.filing.jobs import DEPOSIT, wants_deposit, wants_filing
 from gateway.filing.jobs import enqueue as enqueue_filing
-from gateway.filing.jobs import wants_filing
 from gateway.routing import conversations, remote, replies
 from gateway.routing.headers import MSS_MES, Summary
 from gateway.routing.policy import Decision, DsnRequest, Target, recheck
@@ -91,6 +91,7 @@ async def plan_submission(
                            detail={"recipients": len(accepted), "refused": len(refused), "size": len(body)}))
 
     filing = [t.mailbox_id for t in accepted if t.mailbox_id is not None and wants_filing(config, t.address)]
+    deposit = wants_deposit(config, sender.is_patient, body)
 
     async def effects(db: AsyncSession, message_id: int) -> None:
         for target in to_patient:
@@ -98,12 +99,14 @@ async def plan_submission(
         if outgoing:
             await enqueue_outbound(db, message_id, sender.id, mail_from, outgoing)
         await enqueue_filing(db, message_id, filing)  # R10: documents are read after delivery, exactly once
+        if deposit:  # R12: what our professionals send is considered for their patients' DMP
+            await enqueue_filing(db, message_id, [sender.id], DEPOSIT)
 
     def result(message_id: int) -> Outcome:
         return Outcome(replies.ACCEPTED.with_text(f"Message accepted as {message_id}"), message_id,
                        tuple(t.address for t in accepted), tuple(refused))
 
-    return Plan(message, placements, events, effects if to_patient or outgoing or filing else None, result)
+    return Plan(message, placements, events, effects if to_patient or outgoing or filing or deposit else None, result)
 
 
 async def _professional_to_patient(session: AsyncSession, sender: Account, target: Target, summary: Summary,

@@ -21,6 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "filing_jobs",
         sa.Column("id", Id, primary_key=True),
+        sa.Column("kind", sa.String(10), nullable=False),
         sa.Column("message_id", Id, sa.ForeignKey("messages.id"), nullable=False),
         sa.Column("mailbox_id", Id, sa.ForeignKey("mailboxes.id"), nullable=False),
         sa.Column("state", sa.String(10), nullable=False),
@@ -29,7 +30,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
-        sa.UniqueConstraint("message_id", "mailbox_id"),
+        sa.UniqueConstraint("message_id", "mailbox_id", "kind"),
     )
     op.create_index("ix_filing_jobs_state_next", "filing_jobs", ["state", "next_attempt_at"])
     op.create_table(

@@ -1,0 +1,66 @@
+"""The DMP bridge as the daemon runs it: the deposit policy from configuration, the ITI-41 client, the outbox.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.config import DmpSettings
+from gateway.dmp_bridge.deposit import Depositor
+from gateway.dmp_bridge.outbox import OutboxWorker
+from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional, Structure
+from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
+from gateway.pki import Issued
+from gateway.tasks import Background
+
+
+def load_issued(certificate: str, key: str) -> Issued:
+    """A certificate (with its chain) and its private key, from PEM files."""
+    with open(certificate, "rb") as cert_file, open(key, "rb") as key_file:
+        chain = x509.load_pem_x509_certificates(cert_file.read())
+        private = serialization.load_pem_private_key(key_file.read(), None)
+    if not isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("the private key must be RSA or EC")
+    return Issued(chain[0], private, tuple(chain[1:]))
+
+
+def policy_from(settings: DmpSettings) -> DepositPolicy:
+    """R13, R14, R16 as configured: the structure, its professionals, access modes and default visibility."""
+    structure = Structure(settings.structure_id, settings.structure_name, settings.source_id)
+    professionals = tuple(Professional(p.national_id, p.family, p.given, p.mailbox) for p in settings.professionals)
+    return DepositPolicy(structure, professionals, AccessMode(settings.default_mode),
+                         {address: AccessMode(mode) for address, mode in settings.modes},
+                         default_visibility=settings.default_visibility)
+
+
+class DmpBridge(Background):
+    """The outbox worker sending deposits to the configured DMP endpoint."""
+
+    name = "dmp-outbox"
+
+    def __init__(self, settings: DmpSettings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__()
+        self.settings = settings
+        self.policy = policy_from(settings)
+        client_cert = load_issued(str(settings.client_certificate), str(settings.client_key))
+        signer = load_issued(str(settings.signing_certificate), str(settings.signing_key))
+        endpoint = Endpoint(settings.repository_url, settings.registry_url,
+                            client_ssl_context(client_cert, str(settings.ca_file)))
+        self.client = DmpClient(endpoint, client_cert)
+        self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy),
+                                   self.policy, concurrency=settings.concurrency)
+
+    async def main(self) -> None:
+        stop = asyncio.Event()
+        try:
+            await self.worker.run(stop)
+        finally:
+            stop.set()
+            await self.client.close()
