@@ -433,9 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("ids", nargs="*", type=int, help="retry: only these queue ids")
     queue.add_argument("--state", choices=["queued", "sent", "failed"], help="list: only this state")
     queue.set_defaults(func=cmd_queue)
-    from gateway.commands import documents
+    from gateway.commands import dmp, documents
 
     documents.register(sub, with_config)
+    dmp.register(sub, with_config)
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=f"{help_text}; see 'gateway {name} --help'", add_help=False)
     return parser

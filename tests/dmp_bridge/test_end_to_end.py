@@ -123,6 +123,12 @@ def test_r12_a_submitted_lab_report_reaches_the_dmp_and_iti18_finds_it(
         jobs = deposits(store)
         assert [d.state for d in jobs] == [ACCEPTED], ([(d.state, d.last_error) for d in jobs],
                                                        "\n".join(gateway.log_lines[-20:]))
+        listing = subprocess.run([sys.executable, "-m", "gateway.cli", "dmp", "list", "--json", "--config",
+                                  str(gateway.config_path)], capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0 and '"accepted"' in listing.stdout, listing.stderr
+        refused = subprocess.run([sys.executable, "-m", "gateway.cli", "dmp", "cancel", str(jobs[0].id),
+                                  "--config", str(gateway.config_path)], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "accepted" in refused.stderr  # an accepted deposit cannot be cancelled
     finally:
         gateway.stop()
 
