@@ -86,11 +86,13 @@ async def backlog(store_url: str, depositor: Depositor, base: bytes, old_id: byt
     sessions = db.sessionmaker(engine)
     header = read_header(base)
     start = time.perf_counter()
-    async with sessions() as session, session.begin():
-        for n in range(count):
-            cda = document(base, old_id, n, 2)
-            await outbox.enqueue(session, cda=cda, unique_id=f"1.2.250.1.999.42.2.{n}", matricule=MATRICULE,
-                                 author_id=BIOLOGIST.national_id, title=header.title, type_code=header.type_code.code)
+    for first in range(0, count, 100):
+        async with sessions() as session, session.begin():
+            for n in range(first, min(count, first + 100)):
+                cda = document(base, old_id, n, 2)
+                await outbox.enqueue(session, cda=cda, unique_id=f"1.2.250.1.999.42.2.{n}", matricule=MATRICULE,
+                                     author_id=BIOLOGIST.national_id, title=header.title,
+                                     type_code=header.type_code.code)
     print(f"outbox: {count} jobs enqueued in {time.perf_counter() - start:.1f} s")
     worker = OutboxWorker(sessions, depositor, policy(), concurrency=in_flight, poll_interval=0.05)
     stop = asyncio.Event()

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, or_, select, update
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -165,12 +165,19 @@ class OutboxWorker:
     async def claim(self, limit: int) -> list[Claimed]:
         """Move up to ``limit`` due jobs to ``sent`` under a new lease, in one transaction."""
         moment = now()
-        due = or_(DmpDeposit.state.in_((PENDING, RETRY)), DmpDeposit.state == SENT)
         async with self.sessions() as session, session.begin():
-            query = (select(DmpDeposit).where(due, DmpDeposit.next_attempt_at <= moment)
-                     .order_by(DmpDeposit.next_attempt_at, DmpDeposit.id).limit(limit)
-                     .with_for_update(skip_locked=True))
-            jobs = list((await session.execute(query)).scalars().all())
+            # Ids first, from the (state, next_attempt_at) index alone: the rows hold the documents, and neither
+            # the sort nor SQLite's column walk should have to read them. A "sent" row whose lease ran out is due
+            # again (its worker died).
+            ids_query = (select(DmpDeposit.id)
+                         .where(DmpDeposit.state.in_((PENDING, RETRY, SENT)), DmpDeposit.next_attempt_at <= moment)
+                         .order_by(DmpDeposit.next_attempt_at, DmpDeposit.id).limit(limit)
+                         .with_for_update(skip_locked=True))
+            ids = list((await session.execute(ids_query)).scalars().all())
+            if not ids:
+                return []
+            rows = await session.execute(select(DmpDeposit).where(DmpDeposit.id.in_(ids)))
+            jobs = sorted(rows.scalars().all(), key=lambda j: (j.next_attempt_at, j.id))
             claimed = []
             for job in jobs:
                 token = str(uuid.uuid4())
