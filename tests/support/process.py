@@ -100,6 +100,12 @@ class GatewayProcess:
             raise RuntimeError("gateway did not become ready:\n" + "\n".join(self.log_lines[-30:]))
         return self
 
+    def _listening_ports(self) -> list[int]:
+        """The ports the written configuration asks the gateway to listen on (subclasses may omit IMAP)."""
+        text = self.config_path.read_text(encoding="utf-8")
+        ports = (self.smtp_port, self.smtps_port, self.imap_port, self.imaps_port)
+        return [port for port in ports if f":{port}\"" in text]
+
     def _wait_ready(self) -> bool:
         """Ready = the "ready" log line, or (quieter log levels) every SMTP port accepting connections."""
         deadline = time.monotonic() + READY_TIMEOUT
@@ -108,7 +114,7 @@ class GatewayProcess:
                 return self.process is not None and self.process.poll() is None
             if self.process is not None and self.process.poll() is not None:
                 return False
-            if all(_accepts(port) for port in (self.smtp_port, self.smtps_port, self.imap_port, self.imaps_port)):
+            if all(_accepts(port) for port in self._listening_ports()):
                 return True
         return False
 
