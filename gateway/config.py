@@ -210,6 +210,8 @@ class DocumentSettings:
     file_all_inboxes: bool = False
     #: The CDA schema documents are validated against (CDA_extended.xsd); development copies when absent.
     cda_schema: Path | None = None
+    #: Package bare CDA of submitted messages in an IHE XDM zip and add X-MSS-CODECDA / X-MSS-INS (ANS spec).
+    package_outgoing: bool = True
 
 
 @dataclass(frozen=True)
@@ -485,7 +487,7 @@ def _documents_sections(
         if schema is not None:
             docs.check("cda_schema", schema.is_file(), f"names {str(schema)!r}, which is not a readable file")
         documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False),
-                                     schema)
+                                     schema, docs.get("package_outgoing", bool, True))
         docs.finish()
     raw = root._data.get("upstream", [])
     root._seen.add("upstream")

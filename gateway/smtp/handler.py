@@ -7,15 +7,18 @@ then hands the delivery to the group committer and answers only once it is commi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from sqlalchemy import select
 
 from gateway.auth.accounts import Account, Authenticator, LoginOutcome
 from gateway.config import Config
+from gateway.ins_matching import identities
 from gateway.routing import replies
 from gateway.routing.addresses import parse
 from gateway.routing.delivery import Outcome, plan_submission, record_refusal
@@ -24,6 +27,7 @@ from gateway.routing.policy import Decision, Target, decide
 from gateway.routing.replies import Reply
 from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
+from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -140,6 +144,20 @@ class SubmissionHandler:
             envelope.targets.append(decision.target)  # type: ignore[attr-defined]
         return str(decision.reply)
 
+    async def _package(self, raw: bytes) -> bytes:
+        """Bare CDA get an IHE XDM zip and the X-MSS headers (ANS client spec); X-MSS-INS says O only for
+        matricules that are qualifiée here (R7)."""
+        from gateway.documents.packaging import matricules, package
+
+        found = await asyncio.to_thread(matricules, raw)
+        qualified: set[str] = set()
+        if found:
+            async with self.committer.reader() as db:
+                query = select(Identity.matricule).where(Identity.matricule.in_(found),
+                                                         Identity.status == identities.QUALIFIEE)
+                qualified = set((await db.execute(query)).scalars())
+        return await asyncio.to_thread(package, raw, qualified.__contains__) or raw
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         account = _account(session)
         assert account is not None and envelope.mail_from is not None
@@ -154,6 +172,8 @@ class SubmissionHandler:
         if summary.from_addresses != (account.address,):
             log.info("smtp.data", outcome="refused", reason="header_from", mailbox_id=account.id)
             return str(replies.HEADER_FROM_SPOOFED)
+        if self.config.documents is not None and self.config.documents.package_outgoing:
+            raw = await self._package(raw)
         targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
         mail_from = envelope.mail_from
 

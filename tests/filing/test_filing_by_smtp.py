@@ -166,3 +166,25 @@ def test_r10_review_queue_from_the_command_line(filing_gateway):  # type: ignore
     assert "resolved" in cli("review", "list", "--all").stdout
     documents = cli("documents", "list", "1", "--json")
     assert '"type": "11502-2"' in documents.stdout
+
+
+def test_bare_cda_leaves_packaged_in_xdm_with_the_mss_headers(filing_gateway):  # type: ignore[no-untyped-def]
+    """ANS client specification: CDA travel in IHE_XDM.ZIP, announced by X-MSS-CODECDA and X-MSS-INS."""
+    from gateway.documents.xdm import read_xdm
+
+    gateway, store = filing_gateway
+    cda = (SAMPLES / "BIO-CR-BIO_2024.01_TSH_1.xml").read_bytes()
+    unknown = cda.replace(b"279035121518989", b"180077511200168")  # not a qualified identity here
+    with gateway.smtp(LAB) as client:
+        client.sendmail(LAB, [RESULTS], mail_with([("cr.xml", "text/xml", cda)]))
+        client.sendmail(LAB, [RESULTS], mail_with([("cr.xml", "text/xml", unknown)]))
+    first, second = [email.message_from_bytes(raw, policy=email.policy.default) for raw in store.messages_in(RESULTS)]
+    assert (first["X-MSS-CODECDA"], first["X-MSS-INS"]) == ("11502-2", "O")
+    assert second["X-MSS-INS"] == "N"
+    attachments = {part.get_filename(): part.get_payload(decode=True) for part in first.iter_attachments()}
+    assert attachments["cr.xml"] == cda  # the bare document stays for receivers without XDM
+    archive = read_xdm(attachments["IHE_XDM.ZIP"])
+    assert [d.content for d in archive.documents] == [cda]
+    assert store.messages_in(LAB, "Sent")[0] == store.messages_in(RESULTS)[0]
+    wait_for(lambda: len(store.events("filing.done")) >= 2)
+    assert len(filed(store)) == 1  # the CDA beside the XDM and inside it is filed once
