@@ -7,7 +7,8 @@ transaction (so that a conversation closed in between is honoured atomically).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +20,14 @@ from gateway.routing import conversations, remote, replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify
 from gateway.routing.directory import DIRECTORY, Directory
 from gateway.routing.replies import Reply
+
+
+class ConversationState(Protocol):
+    """What R1–R3 read of a conversation, local (professional mailbox) or with a remote professional."""
+
+    id: int
+    state: str
+    replies_blocked: bool
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,18 @@ def _refuse(reply: Reply, rule: str | None, kind: str) -> Decision:
     return Decision(reply, rule, kind)
 
 
+def patient_reply(conversation: ConversationState | None, target: Target, stage: str = "rcpt") -> Decision:
+    """R1–R3 for a patient's message: only inside the conversation the professional opened, still open, with
+    replies allowed. ``stage`` names the SMTP step in the event ("rcpt", or "data" when re-checked)."""
+    if conversation is None:
+        return _refuse(replies.PATIENT_FIRST, "R1", f"{stage}.refused.no_conversation")
+    if conversation.state != conversations.OPEN:
+        return _refuse(replies.CONVERSATION_CLOSED, "R2", f"{stage}.refused.conversation_closed")
+    if conversation.replies_blocked:
+        return _refuse(replies.REPLIES_BLOCKED, "R3", f"{stage}.refused.replies_blocked")
+    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply", replace(target, conversation_id=conversation.id))
+
+
 async def recheck(session: AsyncSession, sender: Account, target: Target) -> Decision:
     """Inside the delivery transaction: re-check what can change between RCPT and DATA.
 
@@ -77,11 +98,7 @@ async def recheck(session: AsyncSession, sender: Account, target: Target) -> Dec
         conversation = await remote.find(session, target.address, target.matricule)
     else:
         conversation = await conversations.find(session, target.mailbox_id, target.matricule)
-    if conversation is None or conversation.state != conversations.OPEN:
-        return _refuse(replies.CONVERSATION_CLOSED, "R2", "data.refused.conversation_closed")
-    if conversation.replies_blocked:
-        return _refuse(replies.REPLIES_BLOCKED, "R3", "data.refused.replies_blocked")
-    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply", target)
+    return patient_reply(conversation, target, "data")
 
 
 async def decide(session: AsyncSession, config: Config, sender: Account, address: str,
@@ -115,14 +132,7 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
         return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.patient_first_exception",
                         Target(destination.address, mailbox.id, "patient-to-pro", sender.matricule))
     conversation = await conversations.find(session, mailbox.id, sender.matricule)
-    if conversation is None:
-        return _refuse(replies.PATIENT_FIRST, "R1", "rcpt.refused.no_conversation")
-    if conversation.state != conversations.OPEN:
-        return _refuse(replies.CONVERSATION_CLOSED, "R2", "rcpt.refused.conversation_closed")
-    if conversation.replies_blocked:
-        return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
-    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
-                    Target(destination.address, mailbox.id, "patient-to-pro", sender.matricule, conversation.id))
+    return patient_reply(conversation, Target(destination.address, mailbox.id, "patient-to-pro", sender.matricule))
 
 
 async def _to_patient(session: AsyncSession, destination: PatientAddress, mailbox_id: int, exchange: str) -> Decision:
@@ -148,14 +158,7 @@ async def _to_remote(session: AsyncSession, config: Config, sender: Account, des
     # Our patient answering a remote professional: only inside the conversation that professional opened (R1-R3).
     assert sender.matricule is not None
     conversation = await remote.find(session, destination.address, sender.matricule)
-    if conversation is None:
-        return _refuse(replies.PATIENT_FIRST, "R1", "rcpt.refused.no_conversation")
-    if conversation.state != conversations.OPEN:
-        return _refuse(replies.CONVERSATION_CLOSED, "R2", "rcpt.refused.conversation_closed")
-    if conversation.replies_blocked:
-        return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
-    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
-                    Target(destination.address, None, "patient-to-remote", sender.matricule, conversation.id))
+    return patient_reply(conversation, Target(destination.address, None, "patient-to-remote", sender.matricule))
 
 
 async def _to_remote_patient(session: AsyncSession, sender: Account, destination: Remote) -> Decision:
@@ -183,14 +186,7 @@ async def _from_remote_patient(session: AsyncSession, config: Config, sender: st
         return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.patient_first_exception",
                         Target(address, mailbox_id, "patient-to-pro", matricule))
     conversation = await conversations.find(session, mailbox_id, matricule)
-    if conversation is None:
-        return _refuse(replies.PATIENT_FIRST, "R1", "rcpt.refused.no_conversation")
-    if conversation.state != conversations.OPEN:
-        return _refuse(replies.CONVERSATION_CLOSED, "R2", "rcpt.refused.conversation_closed")
-    if conversation.replies_blocked:
-        return _refuse(replies.REPLIES_BLOCKED, "R3", "rcpt.refused.replies_blocked")
-    return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply",
-                    Target(address, mailbox_id, "patient-to-pro", matricule, conversation.id))
+    return patient_reply(conversation, Target(address, mailbox_id, "patient-to-pro", matricule))
 
 
 async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "",
