@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from pymap.context import socket_info
@@ -75,6 +77,10 @@ class GatewayState(ConnectionState):
         return ResponseOk(b"*", self.config.greeting, self.capability)
 
 
+#: The connection's writer, for what only the TLS layer knows (the client certificate of SASL EXTERNAL).
+CURRENT_WRITER: ContextVar[Any] = ContextVar("gateway_imap_writer", default=None)
+
+
 class GuardedConnection(IMAPConnection):
     """pymap's connection loop, with literal caps, line and time limits, and the STARTTLS buffer check."""
 
@@ -82,6 +88,7 @@ class GuardedConnection(IMAPConnection):
 
     def __init__(self, *args: object, guards: Guards) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
+        CURRENT_WRITER.set(self.writer)  # this connection's task: read back by SASL EXTERNAL
         self.guards = guards
         self._first: bytes | None = None
         self._used = 0

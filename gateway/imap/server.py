@@ -55,7 +55,7 @@ def tls_context(config: Config) -> ssl.SSLContext:
     """The gateway's server TLS context (TLS 1.2 at least, ANS ciphers); see gateway/tlsctx.py."""
     from gateway.tlsctx import server_context
 
-    return server_context(config.tls)
+    return server_context(config.tls, request_client_cert=True)  # software accounts log in with EXTERNAL
 
 
 class GatewayIMAPConfig(IMAPConfig):
@@ -77,8 +77,8 @@ class GatewayIMAPConfig(IMAPConfig):
 
     @property
     def tls_auth(self) -> SASLAuth:
-        # Password mechanisms our store can check: PLAIN (and the LOGIN command). No CRAM: hashes only.
-        return SASLAuth.named([b"PLAIN"])
+        # PLAIN (and the LOGIN command) against our hashes, no CRAM; EXTERNAL for certificate-bound software.
+        return SASLAuth.named([b"PLAIN", b"EXTERNAL"])
 
     @property
     def greeting(self) -> bytes:

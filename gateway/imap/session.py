@@ -36,6 +36,7 @@ from pymap.search import SearchCriteriaSet, SearchParams
 from pymap.selected import SelectedMailbox
 from pymap.token import AllTokens
 from pymap.user import UserMetadata
+from pysasl.creds.external import ExternalCredentials
 from pysasl.creds.server import ServerCredentials
 
 from gateway.auth.accounts import Account, Authenticator, LoginOutcome
@@ -301,6 +302,8 @@ class StoreLogin(LoginInterface):
         return self._tokens
 
     async def authenticate(self, credentials: ServerCredentials) -> StoreIdentity:
+        if isinstance(credentials, ExternalCredentials):
+            return await self._external(credentials)
         capture = _SecretCapture(credentials.authcid)
         credentials.verify(capture)
         secret = capture.secret
@@ -316,6 +319,24 @@ class StoreLogin(LoginInterface):
         if result.outcome is not LoginOutcome.OK or result.account is None:
             raise InvalidAuth("Wrong user name or password.")
         return StoreIdentity(result.account, self._config, self._store)
+
+    async def _external(self, credentials: ExternalCredentials) -> StoreIdentity:
+        """SASL EXTERNAL: the mailbox bound to the TLS client certificate (software accounts, issue 5)."""
+        from gateway.imap.connection import CURRENT_WRITER
+        from gateway.trust.certificates import login_external
+
+        writer = CURRENT_WRITER.get()
+        ssl_object = writer.get_extra_info("ssl_object") if writer is not None else None
+        try:
+            client = str(socket_info.get().peername_ip or "unknown")
+        except LookupError:
+            client = "unknown"
+        result = await login_external(self._authenticator, ssl_object, credentials.authzid, client, "imap")
+        if not isinstance(result, Account):
+            if result.code == 454:
+                raise Throttled()
+            raise InvalidAuth(result.text)
+        return StoreIdentity(result, self._config, self._store)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> StoreIdentity:
         assert isinstance(authenticated, StoreIdentity)
