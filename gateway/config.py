@@ -343,13 +343,13 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     key = path(tls_r, "private_key")
     assert cert is not None and key is not None
     for name, p in (("certificate", cert), ("private_key", key)):
-        tls_r.check(name, p.is_file(), f"names {str(p)!r}, which is not a readable file")
+        _readable(tls_r, name, p)
     minimum = tls_r.get("minimum_version", str, "1.2")
     tls_r.check("minimum_version", minimum in {"1.2", "1.3"}, "must be '1.2' or '1.3' (older TLS is refused)")
     ciphers = tls_r.get("ciphers", str, ANS_TLS12_CIPHERS)
     client_ca = path(tls_r, "client_ca", required=False)
     if client_ca is not None:
-        tls_r.check("client_ca", client_ca.is_file(), f"names {str(client_ca)!r}, which is not a readable file")
+        _readable(tls_r, "client_ca", client_ca)
     tls_r.finish()
     tls = TLSSettings(cert, key, minimum, ciphers, client_ca)
 
@@ -420,7 +420,7 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
     for name in ("ca_file", "client_certificate", "client_key", "signing_certificate", "signing_key"):
         p = path(dmp, name)
         assert p is not None
-        dmp.check(name, p.is_file(), f"names {str(p)!r}, which is not a readable file")
+        _readable(dmp, name, p)
         files[name] = p
     mode = dmp.get("default_mode", str, "systematic")
     dmp.check("default_mode", mode in _ACCESS_MODES, f"must be one of {', '.join(_ACCESS_MODES)} (R14)")
@@ -467,7 +467,7 @@ def _card_section(root: _Reader, path: Callable[..., Path | None], tls: TLSSetti
     if client_ca is None:
         raise ConfigError("Configuration key 'card.client_ca' is missing (and tls.client_ca is not set); "
                           "card agents authenticate with certificates.")
-    card.check("client_ca", client_ca.is_file(), f"names {str(client_ca)!r}, which is not a readable file")
+    _readable(card, "client_ca", client_ca)
     timeout = _positive(card, "presence_timeout", 3600.0, float)
     card.finish()
     return CardSettings(listen, client_ca, timeout)
@@ -485,7 +485,7 @@ def _documents_sections(
                    "must be a list of mailbox addresses")
         schema = path(docs, "cda_schema", required=False)
         if schema is not None:
-            docs.check("cda_schema", schema.is_file(), f"names {str(schema)!r}, which is not a readable file")
+            _readable(docs, "cda_schema", schema)
         documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False),
                                      schema, docs.get("package_outgoing", bool, True))
         docs.finish()
@@ -508,7 +508,7 @@ def _documents_sections(
         for key_name, p in (("password_file", password_file), ("client_certificate", certificate),
                             ("client_key", key), ("ca_file", ca_file)):
             if p is not None:
-                up.check(key_name, p.is_file(), f"names {str(p)!r}, which is not a readable file")
+                _readable(up, key_name, p)
         up.check("password_file", password_file is not None or certificate is not None,
                  "is missing; give a password_file or a client_certificate")
         up.check("client_key", (certificate is None) == (key is None), "must be given with client_certificate")
