@@ -109,7 +109,8 @@ async def populate(url: str, big: int) -> None:
                     message_ids = list(result.scalars())
                     await session.execute(insert(Delivery), [
                         dict(folder_id=folder, message_id=mid, uid=start + i + 1,
-                             flags="\\Seen" if (start + i) % 3 else "", modseq=start + i + 1, internal_date=now)
+                             flags="\\Seen" if (start + i) % 3 else "", seen=bool((start + i) % 3),
+                             modseq=start + i + 1, internal_date=now)
                         for i, mid in enumerate(message_ids)])
                 await session.execute(update(Folder).where(Folder.id == folder).values(
                     uidnext=count + 1, highestmodseq=count + 1))

@@ -40,6 +40,7 @@ from pysasl.creds.external import ExternalCredentials
 from pysasl.creds.server import ServerCredentials
 
 from gateway.auth.accounts import Account, Authenticator, LoginOutcome
+from gateway.imap.selected import StoreSelected
 from gateway.imap.store import FolderData, FolderSet, Store, StoreMessage, _requirement_of
 
 log = structlog.get_logger("gateway.imap")
@@ -140,25 +141,29 @@ class StoreSession(BaseSession[StoreMessage]):
         return await mbx.snapshot(), await self._load_updates(selected, mbx)  # type: ignore[arg-type]
 
     async def select_mailbox(self, name: str, readonly: bool = False) -> tuple[MailboxSnapshot, SelectedMailbox]:
-        """SELECT/EXAMINE: one pass over the folder's (uid, flags) index builds both the view and the counters."""
+        """SELECT/EXAMINE: the folder's UIDs (cached per process for large folders) and its first unseen message."""
         mbx = await self._get_mailbox(name)
-        selected = SelectedMailbox(mbx.mailbox_id, readonly, PermanentFlags(mbx.permanent_flags),
-                                   SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name)
+        selected = StoreSelected(mbx.mailbox_id, readonly, PermanentFlags(mbx.permanent_flags),
+                                 SessionFlags(mbx.session_flags), selected_set=mbx.selected_set, lookup=name)
         uidnext = await mbx.uidnext()
         await mbx.update_selected(selected)
         return mbx.snapshot_of(selected, uidnext), selected
 
     # --- messages -------------------------------------------------------------------------------------------
+    async def _named(self, mbx: FolderData, selected: SelectedMailbox,
+                     sequence_set: SequenceSet) -> list[tuple[int, StoreMessage]]:
+        """The messages a command names that are still in the store, with their current flags."""
+        return [pair async for pair in mbx.find(sequence_set, selected)]
+
     async def fetch_messages(self, selected: SelectedMailbox, sequence_set: SequenceSet,
                              set_seen: bool) -> tuple[Iterable[tuple[int, StoreMessage]], SelectedMailbox]:
         mbx = await self._get_selected(selected)
-        found = [(seq, msg) for seq, msg in selected.messages.get_all(sequence_set)
-                 if isinstance(msg, StoreMessage)]
+        found = await self._named(mbx, selected, sequence_set)
         if set_seen:
-            unseen = [msg for _, msg in found if Seen not in msg.permanent_flags]
+            unseen = [msg.uid for _, msg in found if Seen not in msg.permanent_flags]
             if unseen:
                 flags = await mbx.update_flags(unseen, frozenset({Seen}), FlagOp.ADD)
-                found = [(seq, _updated(msg, flags)) for seq, msg in found]
+                found = [(seq, flags.get(msg.uid) or msg) for seq, msg in found]
         try:
             requirement = _requirement_of(current_command.get())
         except LookupError:
@@ -170,13 +175,12 @@ class StoreSession(BaseSession[StoreMessage]):
 
     async def search_mailbox(self, selected: SelectedMailbox, keys: frozenset[SearchKey]
                              ) -> tuple[Iterable[tuple[int, StoreMessage]], SelectedMailbox]:
-        """SEARCH on flags, UIDs and dates from the selected view; headers and bodies loaded in batches."""
+        """SEARCH: flags, UIDs and dates read from the store in UID ranges; headers and bodies in batches."""
         mbx = await self._get_selected(selected)
         requirement = FetchRequirement.reduce(key.requirement for key in keys)
         params = SearchParams(selected, disabled=self.config.disable_search_keys)
         search = SearchCriteriaSet(keys, params)
-        candidates = [(seq, msg) for seq, msg in selected.messages.get_all(search.sequence_set)
-                      if isinstance(msg, StoreMessage)]
+        candidates = await self._named(mbx, selected, search.sequence_set)
         matches: list[tuple[int, StoreMessage]] = []
         step = 200
         for start in range(0, len(candidates), step):
@@ -187,7 +191,7 @@ class StoreSession(BaseSession[StoreMessage]):
             for (seq, msg), copy in zip(batch, loaded, strict=True):
                 content = await copy.load_content(requirement)
                 if search.matches(seq, copy, content):
-                    matches.append((seq, msg))  # the view's message, not the copy holding the bytes
+                    matches.append((seq, msg))  # not the copy holding the bytes
         return matches, await mbx.update_selected(selected)
 
     async def update_flags(self, selected: SelectedMailbox, sequence_set: SequenceSet, flag_set: frozenset[Flag],
@@ -195,17 +199,20 @@ class StoreSession(BaseSession[StoreMessage]):
                            ) -> tuple[Iterable[tuple[int, StoreMessage]], SelectedMailbox]:
         if selected.readonly:
             raise MailboxReadOnly()
+        assert isinstance(selected, StoreSelected)
         mbx = await self._get_selected(selected)
-        found = [(seq, msg) for seq, msg in selected.messages.get_all(sequence_set)
-                 if isinstance(msg, StoreMessage)]
+        pairs = selected.messages.get_uids(sequence_set)
         permanent = selected.permanent_flags & flag_set
-        flags = await mbx.update_flags([msg for _, msg in found], permanent, mode)
+        updated = await mbx.update_flags([uid for _, uid in pairs], permanent, mode)
+        selected.own_flags({uid: msg.permanent_flags for uid, msg in updated.items() if msg is not None})
         result = []
-        for seq, msg in found:
-            updated = _updated(msg, flags)
-            if not updated.expunged:
-                selected.session_flags.update(msg.uid, flag_set, mode)
-            result.append((seq, updated))
+        for seq, uid in pairs:
+            msg = updated.get(uid)
+            if msg is None:
+                result.append((seq, StoreMessage.gone(uid, mbx)))
+                continue
+            selected.session_flags.update(uid, flag_set, mode)
+            result.append((seq, msg))
         return result, await mbx.update_selected(selected)
 
     async def _copy(self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str,
@@ -228,13 +235,6 @@ class StoreSession(BaseSession[StoreMessage]):
     async def move_messages(self, selected: SelectedMailbox, sequence_set: SequenceSet,
                             mailbox: str) -> tuple[CopyUid | None, SelectedMailbox]:
         return await self._copy(selected, sequence_set, mailbox, move=True)
-
-
-def _updated(msg: StoreMessage, flags: dict[int, frozenset[Flag] | None]) -> StoreMessage:
-    if msg.uid not in flags:
-        return msg
-    new = flags[msg.uid]
-    return msg.expunged_copy() if new is None else msg.with_flags(new)
 
 
 class StoreIdentity(IdentityInterface):

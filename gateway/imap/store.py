@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from array import array
+from bisect import bisect_right
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -26,7 +28,7 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Deleted, Flag, Recent, Seen, Wildcard, get_system_flags
+from pymap.parsing.specials.flag import Deleted, Flag, Recent, Wildcard, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.imap.changes import FolderWatcher
 from gateway.imap.mime import LoadedMessage
 from gateway.imap.models import ExpungedUid
+from gateway.imap.selected import StoreSelected, UidList, index_ranges, new_uids
 from gateway.store import mailstore
 from gateway.store.changes import ChangeHub, mark_changed
 from gateway.store.committer import GroupCommitter
@@ -55,8 +58,8 @@ CHUNK = 500
 PREFETCH = 200
 #: Folders smaller than this are read in full at each SELECT; larger ones are cached per process.
 CACHE_MIN_MESSAGES = 2000
-#: Messages kept in the per-process cache of selected folders, all folders together (about 150 bytes each).
-CACHE_MAX_MESSAGES = 400_000
+#: UIDs kept in the per-process cache of selected folders, all folders together (8 bytes each: 16 MB).
+CACHE_MAX_MESSAGES = 2_000_000
 #: Folders the account cannot delete or rename: clients and SMTP rely on them.
 PROTECTED = frozenset(name for name, _ in mailstore.DEFAULT_FOLDERS)
 
@@ -131,6 +134,11 @@ class StoreMessage:
         copy._raw = raw
         return copy
 
+    @classmethod
+    def gone(cls, uid: int, folder: FolderData) -> StoreMessage:
+        """A message a command named but another session expunged meanwhile (``NO [EXPUNGEISSUED]``)."""
+        return cls(uid, datetime.now(UTC), frozenset(), message_id=0, folder=folder, expunged=True)
+
     def expunged_copy(self) -> StoreMessage:
         return StoreMessage(self.uid, self._date, self._flags, message_id=self.message_id, folder=self._folder,
                             expunged=True)
@@ -150,31 +158,6 @@ class StoreMessage:
         return LoadedMessage(self, requirement, None)  # type: ignore[arg-type]
 
 
-_VIEW_FIELDS = ("_uids", "_sorted", "_seqs_cache", "_cache", "_flags_key_map", "_flags_key_set", "_pending_remove")
-
-
-def fill_view(selected: SelectedMailbox, messages: list[StoreMessage]) -> None:
-    """Load a fresh selected view with ``messages`` (in UID order) in bulk.
-
-    pymap's ``set_messages`` inserts message by message (bisect, list insert, dict and set updates): a third of
-    the time of SELECT on a 100,000-message folder. For a view that is still empty, the same structures are
-    built here with a few C-level calls; any other case, or another pymap layout, goes through pymap.
-    """
-    view = selected.messages
-    if messages and all(hasattr(view, name) for name in _VIEW_FIELDS) and not view._uids \
-            and not view._pending_remove:
-        uids = [msg.uid for msg in messages]
-        keys = [msg.flags_key for msg in messages]
-        view._uids = set(uids)
-        view._sorted = uids
-        view._seqs_cache = dict(zip(uids, range(1, len(uids) + 1), strict=True))
-        view._cache = dict(zip(uids, messages, strict=True))  # type: ignore[arg-type]
-        view._flags_key_map = dict(zip(uids, keys, strict=True))
-        view._flags_key_set = set(keys)
-        return
-    selected.set_messages(messages)  # type: ignore[arg-type]
-
-
 def header_block(raw: bytes) -> bytes:
     """The header section of a message, with the blank line that ends it (all of it if there is no body)."""
     for separator in (b"\r\n\r\n", b"\n\n"):
@@ -190,29 +173,30 @@ def _requirement_of(command: Any) -> FetchRequirement:
 
 
 class ViewCache:
-    """The message lists of recently selected large folders, by folder id, with the MODSEQ they reflect.
+    """The UID lists of recently selected large folders, by folder id, with the MODSEQ they reflect.
 
-    Bounded by a total number of messages (least recently used folders go first); folders under
-    :data:`CACHE_MIN_MESSAGES` are cheap to read and not kept. Entries are immutable lists: a session copies
-    the structure it needs, and the messages themselves are shared read-only.
+    Bounded by a total number of UIDs (least recently used folders go first); folders under
+    :data:`CACHE_MIN_MESSAGES` are cheap to read and not kept. A session gets its own copy of the array (a
+    memory copy, 8 bytes a message), so the next SELECT of a folder reads only what changed since.
     """
 
     def __init__(self, max_messages: int) -> None:
         self.max_messages = max_messages
-        self._entries: dict[int, tuple[int, list[StoreMessage]]] = {}
+        self._entries: dict[int, tuple[int, array[int]]] = {}
 
-    def get(self, folder_id: int) -> tuple[int, list[StoreMessage]] | None:
+    def get(self, folder_id: int) -> tuple[int, array[int]] | None:
         entry = self._entries.pop(folder_id, None)
-        if entry is not None:
-            self._entries[folder_id] = entry  # most recently used last
-        return entry
+        if entry is None:
+            return None
+        self._entries[folder_id] = entry  # most recently used last
+        return entry[0], array(entry[1].typecode, entry[1])
 
-    def put(self, folder_id: int, modseq: int, messages: list[StoreMessage]) -> None:
+    def put(self, folder_id: int, modseq: int, uids: array[int]) -> None:
         self._entries.pop(folder_id, None)
-        if len(messages) < CACHE_MIN_MESSAGES or len(messages) > self.max_messages:
+        if len(uids) < CACHE_MIN_MESSAGES or len(uids) > self.max_messages:
             return
-        self._entries[folder_id] = (modseq, messages)
-        total = sum(len(m) for _, m in self._entries.values())
+        self._entries[folder_id] = (modseq, array(uids.typecode, uids))
+        total = sum(len(entry) for _, entry in self._entries.values())
         while total > self.max_messages:
             oldest = next(iter(self._entries))
             total -= len(self._entries.pop(oldest)[1])
@@ -288,6 +272,25 @@ class FolderData:
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         return bytes(raw)
 
+    async def load_messages(self, uids: Sequence[int]) -> dict[int, StoreMessage]:
+        """The deliveries of ``uids`` (sorted) still in the folder, by UID: flags, date and message id.
+
+        Runs of close UIDs are read as one UID range of the (folder_id, uid) index, scattered ones by ``IN``
+        lists: a page of a large folder costs one small query whatever the folder's size.
+        """
+        found: dict[int, StoreMessage] = {}
+        columns = (Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+        async with self.store.reads() as session:
+            for chunk in _chunks(uids):
+                where = Delivery.folder_id == self.folder_id
+                if chunk[-1] - chunk[0] < 2 * len(chunk):
+                    query = select(*columns).where(where, Delivery.uid.between(chunk[0], chunk[-1]))
+                else:
+                    query = select(*columns).where(where, Delivery.uid.in_(chunk))
+                for row in await session.execute(query):
+                    found[row.uid] = self._message(*row)
+        return found
+
     async def prefetch(self, messages: Sequence[StoreMessage]) -> list[StoreMessage]:
         """Copies of ``messages`` of which the first :data:`PREFETCH` carry their bytes, read in a few queries."""
         wanted = [msg.message_id for msg in messages[:PREFETCH]]
@@ -308,12 +311,22 @@ class FolderData:
             raise KeyError(self.name)
         return int(row.highestmodseq), int(row.uidnext)
 
+    async def _changes(self, session: AsyncSession, since: int) -> tuple[list[tuple[int, frozenset[Flag]]],
+                                                                          list[int]]:
+        """Rows added or re-flagged, and UIDs expunged, after MODSEQ ``since`` (the two (folder, modseq) indexes)."""
+        changed = await session.execute(select(Delivery.uid, Delivery.flags).where(
+            Delivery.folder_id == self.folder_id, Delivery.modseq > since))
+        gone = await session.execute(select(ExpungedUid.uid).where(
+            ExpungedUid.folder_id == self.folder_id, ExpungedUid.modseq > since))
+        return [(uid, parse_flags(flags)) for uid, flags in changed], list(gone.scalars())
+
     async def update_selected(self, selected: SelectedMailbox, *, wait_on: Event | None = None) -> SelectedMailbox:
-        """Bring ``selected`` up to date: everything at first, afterwards only what changed since its MODSEQ.
+        """Bring ``selected`` up to date: its UIDs at first, afterwards only what changed since its MODSEQ.
 
         The folder's MODSEQ is read before the changed rows, so a change committed in between is seen again
         next time rather than missed.
         """
+        assert isinstance(selected, StoreSelected)
         if wait_on is not None:
             await self._wait(selected, wait_on)
         try:
@@ -321,54 +334,39 @@ class FolderData:
                 highest, _ = await self._counters(session)
                 last = selected.mod_sequence
                 if last is None:
-                    messages = await self._initial_view(session, highest)
-                    unseen = [seq for seq, msg in enumerate(messages, 1) if Seen not in msg._flags]
-                    self.initial_counts = (len(unseen), unseen[0] if unseen else None)
-                    fill_view(selected, messages)
+                    uids = await self._initial_uids(session, highest)
+                    first_unseen = (await session.execute(select(func.min(Delivery.uid)).where(
+                        Delivery.folder_id == self.folder_id, Delivery.seen.is_(False)))).scalar_one_or_none()
+                    selected.load(uids, first_unseen)
                 elif highest != last:
-                    changed = await session.execute(
-                        select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
-                        .where(Delivery.folder_id == self.folder_id, Delivery.modseq > last))
-                    gone = (await session.execute(
-                        select(ExpungedUid.uid).where(ExpungedUid.folder_id == self.folder_id,
-                                                      ExpungedUid.modseq > last))).scalars().all()
-                    selected.add_updates([self._message(*row) for row in changed], frozenset(gone))
+                    selected.learn(*await self._changes(session, last))
         except KeyError:
             selected.set_deleted()
             return selected
         selected.mod_sequence = highest
         return selected
 
-    async def _initial_view(self, session: AsyncSession, highest: int) -> list[StoreMessage]:
-        """Every message of the folder in UID order, as of MODSEQ ``highest``.
+    async def _initial_uids(self, session: AsyncSession, highest: int) -> array[int]:
+        """Every UID of the folder in order, as of MODSEQ ``highest``.
 
         Large folders are kept in a per-process cache (:class:`ViewCache`): the next SELECT of the folder, by
         any session, reads only the rows changed since the cached MODSEQ through the (folder_id, modseq) index.
         """
         cached = self.store.views.get(self.folder_id)
         if cached is not None and cached[0] <= highest:
-            since, messages = cached
-            if since == highest:
-                return messages
-            changed = await session.execute(
-                select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
-                .where(Delivery.folder_id == self.folder_id, Delivery.modseq > since))
-            gone = (await session.execute(select(ExpungedUid.uid).where(
-                ExpungedUid.folder_id == self.folder_id, ExpungedUid.modseq > since))).scalars().all()
-            by_uid = {msg.uid: msg for msg in messages}
-            for uid in gone:
-                by_uid.pop(uid, None)
-            for row in changed:
-                by_uid[row.uid] = self._message(*row)
-            messages = [by_uid[uid] for uid in sorted(by_uid)]
+            since, uids = cached
+            if since != highest:
+                changed, gone = await self._changes(session, since)
+                known = UidList(uids)
+                known.remove(gone)
+                known.add(uid for uid, _ in changed)
+                uids = known.uids
         else:
-            rows = await session.execute(
-                select(Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
-                .where(Delivery.folder_id == self.folder_id).order_by(Delivery.uid))
-            messages = [StoreMessage(uid, date, parse_flags(flags), message_id=mid, folder=self)
-                        for uid, flags, date, mid in rows]
-        self.store.views.put(self.folder_id, highest, messages)
-        return messages
+            rows = await session.execute(select(Delivery.uid).where(Delivery.folder_id == self.folder_id)
+                                         .order_by(Delivery.uid))
+            uids = new_uids(rows.scalars())
+        self.store.views.put(self.folder_id, highest, uids)
+        return uids
 
     async def _wait(self, selected: SelectedMailbox, done: Event) -> None:
         """IDLE: return when this folder changes (this process, NOTIFY or poll), when DONE arrives, or after 30 s."""
@@ -390,40 +388,60 @@ class FolderData:
             self.store.watcher.unwatch(self.folder_id, changed)
 
     async def snapshot(self) -> MailboxSnapshot:
-        """STATUS counters from indexed aggregates (no message bytes)."""
+        """STATUS counters from the indexes (no message bytes, no scan of the flags)."""
         async with self.store.reads() as session:
             _, uidnext = await self._counters(session)
             exists = (await session.execute(
                 select(func.count()).where(Delivery.folder_id == self.folder_id))).scalar_one()
-            seen = (await session.execute(select(func.count()).where(
-                Delivery.folder_id == self.folder_id, Delivery.flags.like("%\\Seen%")))).scalar_one()
+            unseen = (await session.execute(select(func.count()).where(
+                Delivery.folder_id == self.folder_id, Delivery.seen.is_(False)))).scalar_one()
         return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
-                               self.session_flags, exists, 0, exists - seen, None, uidnext)
+                               self.session_flags, exists, 0, unseen, None, uidnext)
 
-    def snapshot_of(self, selected: SelectedMailbox, uidnext: int) -> MailboxSnapshot:
-        """SELECT counters from the initial load of ``selected`` (no second pass over the folder)."""
-        unseen, first_unseen = self.initial_counts
+    def snapshot_of(self, selected: StoreSelected, uidnext: int) -> MailboxSnapshot:
+        """SELECT's counters from the initial load of ``selected``.
+
+        The unseen count is not part of a SELECT response (only the first unseen message is), so it is not
+        counted here; STATUS counts it.
+        """
         return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity, self.permanent_flags,
-                               self.session_flags, selected.messages.exists, 0, unseen, first_unseen, uidnext)
+                               self.session_flags, selected.messages.exists, 0, 0, selected.first_unseen, uidnext)
 
     async def uidnext(self) -> int:
         async with self.store.reads() as session:
             return (await self._counters(session))[1]
 
     async def find(self, seq_set: SequenceSet, selected: SelectedMailbox) -> AsyncIterable[tuple[int, StoreMessage]]:
-        for seq, cached in selected.messages.get_all(seq_set):
-            assert isinstance(cached, StoreMessage)
-            yield seq, cached
+        assert isinstance(selected, StoreSelected)
+        pairs = selected.messages.get_uids(seq_set)
+        for start in range(0, len(pairs), CHUNK):
+            batch = pairs[start:start + CHUNK]
+            found = await self.load_messages([uid for _, uid in batch])
+            for seq, uid in batch:
+                if uid in found:
+                    yield seq, found[uid]
 
     async def find_deleted(self, seq_set: SequenceSet, selected: SelectedMailbox) -> Sequence[int]:
-        """UIDs flagged \\Deleted in the store (not only in this session's view) within ``seq_set``."""
-        uids = [uid for _, uid in selected.messages.get_uids(seq_set)]
-        found: list[int] = []
+        """UIDs flagged \\Deleted in the store (not only in this session's view) within ``seq_set``.
+
+        The store is asked for the folder's \\Deleted messages (few, whatever the folder's size) and those are
+        kept that the session knows and ``seq_set`` names.
+        """
+        assert isinstance(selected, StoreSelected)
         async with self.store.reads() as session:
-            for chunk in _chunks(uids):
-                rows = await session.execute(select(Delivery.uid, Delivery.flags).where(
-                    Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
-                found.extend(row.uid for row in rows if Deleted in parse_flags(row.flags))
+            rows = await session.execute(select(Delivery.uid, Delivery.flags).where(
+                Delivery.folder_id == self.folder_id, Delivery.flags.like("%Deleted%")))
+            deleted = sorted(row.uid for row in rows if Deleted in parse_flags(row.flags))
+        ranges = index_ranges(seq_set, selected.messages.uids)
+        starts = [start for start, _ in ranges]
+        found = []
+        for uid in deleted:
+            seq = selected.messages.seq_of(uid)
+            if seq is None:
+                continue
+            at = bisect_right(starts, seq - 1) - 1
+            if at >= 0 and seq - 1 < ranges[at][1]:
+                found.append(uid)
         return found
 
     # --- writing --------------------------------------------------------------------------------------------
@@ -509,31 +527,36 @@ class FolderData:
 
         await self.store.transact(work)
 
-    async def update_flags(self, messages: Sequence[StoreMessage], flag_set: frozenset[Flag],
-                           mode: FlagOp) -> dict[int, frozenset[Flag] | None]:
-        """STORE on many messages in one transaction; returns each UID's new flags (None: expunged meanwhile)."""
-        if not messages:
+    async def update_flags(self, uids: Sequence[int], flag_set: frozenset[Flag],
+                           mode: FlagOp) -> dict[int, StoreMessage | None]:
+        """STORE on many messages in one transaction; each UID's message with its new flags (None: expunged)."""
+        if not uids:
             return {}
         flag_set = frozenset(flag_set) - {Recent}
 
-        async def work(session: AsyncSession) -> dict[int, frozenset[Flag] | None]:
-            result: dict[int, frozenset[Flag] | None] = {msg.uid: None for msg in messages}
+        async def work(session: AsyncSession) -> dict[int, StoreMessage | None]:
+            result: dict[int, StoreMessage | None] = dict.fromkeys(uids)
             modseq = await self._bump(session)
             changes: list[dict[str, Any]] = []
             for chunk in _chunks(sorted(result)):
-                rows = await session.execute(select(Delivery.id, Delivery.uid, Delivery.flags).where(
-                    Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
+                rows = await session.execute(
+                    select(Delivery.id, Delivery.uid, Delivery.flags, Delivery.internal_date, Delivery.message_id)
+                    .where(Delivery.folder_id == self.folder_id, Delivery.uid.in_(chunk)))
                 for row in rows:
                     before = parse_flags(row.flags)
-                    after = mode.apply(before, flag_set)
-                    result[row.uid] = after
+                    after = frozenset(mode.apply(before, flag_set))
+                    result[row.uid] = StoreMessage(row.uid, row.internal_date, after, message_id=row.message_id,
+                                                   folder=self)
                     if after != before:
-                        changes.append({"b_id": row.id, "b_flags": format_flags(after), "b_modseq": modseq})
+                        text = format_flags(after)
+                        changes.append({"b_id": row.id, "b_flags": text, "b_seen": mailstore.is_seen(text),
+                                        "b_modseq": modseq})
             if changes:
                 table = cast(Table, Delivery.__table__)
                 await session.execute(
                     update(table).where(table.c.id == bindparam("b_id"))
-                    .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq")), changes)
+                    .values(flags=bindparam("b_flags"), seen=bindparam("b_seen"), modseq=bindparam("b_modseq")),
+                    changes)
             return result
 
         return dict(await self.store.transact(work))

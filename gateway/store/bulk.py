@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store.changes import mark_changed
 from gateway.store.events import log_event, now
-from gateway.store.mailstore import StoredMessage
+from gateway.store.mailstore import StoredMessage, is_seen
 from gateway.store.models import Delivery, Event, Folder, Message
 
 
@@ -105,7 +105,8 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
         count = len(items)
         for offset, (message_id, flags) in enumerate(items):
             deliveries.append(dict(folder_id=folder_id, message_id=message_id, uid=uidnext - count + offset,
-                                   flags=flags, modseq=highest - count + 1 + offset, internal_date=at))
+                                   flags=flags, seen=is_seen(flags), modseq=highest - count + 1 + offset,
+                                   internal_date=at))
     if deliveries:
         await session.execute(insert(Delivery), deliveries)
 

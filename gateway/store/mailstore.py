@@ -101,13 +101,18 @@ async def allocate_uid(session: AsyncSession, folder: int) -> tuple[int, int]:
     return uidnext - 1, modseq
 
 
+def is_seen(flags: str) -> bool:
+    """Whether a flags column value ("\\Seen $Label1") has ``\\Seen``: the ``seen`` column written beside it."""
+    return "\\seen" in flags.lower().split()
+
+
 async def deliver(
     session: AsyncSession, message_id: int, folder: int, flags: str = "", internal_date: datetime | None = None
 ) -> int:
     """Put a stored message into a folder; returns its UID there."""
     uid, modseq = await allocate_uid(session, folder)
     await session.execute(insert(Delivery).values(
-        folder_id=folder, message_id=message_id, uid=uid, flags=flags, modseq=modseq,
+        folder_id=folder, message_id=message_id, uid=uid, flags=flags, seen=is_seen(flags), modseq=modseq,
         internal_date=internal_date or now(),
     ))
     mark_changed(session, folder)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
@@ -88,6 +89,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("folder_id", "uid"),
         Index("ix_deliveries_folder_modseq", "folder_id", "modseq"),
+        Index("ix_deliveries_folder_seen_uid", "folder_id", "seen", "uid"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
@@ -95,6 +97,9 @@ class Delivery(Base):
     uid: Mapped[int] = mapped_column(BigInteger)
     #: System flags and keywords, space separated, e.g. "\\Seen $Label1".
     flags: Mapped[str] = mapped_column(String(1000), default="")
+    #: ``\\Seen`` is among ``flags`` (migration imap_0002): the first unseen message and the unseen count come
+    #: from the (folder_id, seen, uid) index instead of a scan of the folder. Written with ``flags``, always.
+    seen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     modseq: Mapped[int] = mapped_column(BigInteger)
     internal_date: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

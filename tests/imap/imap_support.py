@@ -126,6 +126,19 @@ class ImapHarness:
             return await mailstore.deliver(session, message_id, folder_id, flags)
         return self.run(work)
 
+    def deliver_many(self, address: str, raws: list[bytes], folder: str = "INBOX") -> list[int]:
+        """Deliver many messages in one transaction (a large folder, quickly), each through ``mailstore.deliver``."""
+        async def work(session: Any) -> list[int]:
+            folder_id = await mailstore.folder_id(session, self.accounts[address], folder)
+            uids = []
+            for raw in raws:
+                message_id = await mailstore.store_message(session, mailstore.StoredMessage(
+                    raw=raw, mail_from=BOB, rcpt_to=[address], sender_mailbox_id=None, message_id_header=None,
+                    subject=None, header_from=None))
+                uids.append(await mailstore.deliver(session, message_id, folder_id))
+            return uids
+        return self.run(work)
+
     def deliver_elsewhere(self, address: str, raw: bytes, folder: str = "INBOX") -> int:
         """Deliver as another gateway process would: its own engine, NOTIFY on PostgreSQL, no in-process hub."""
         async def main() -> int:

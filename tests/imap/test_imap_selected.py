@@ -1,0 +1,160 @@
+"""The selected-folder state: sequence numbers, and what a session is told of other sessions' changes (RFC 9051 7).
+
+Unit tests of the UID list and of the untagged responses it produces, then the same behaviour seen by real
+clients over TLS on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from imap.imap_support import ALICE, ImapHarness, message
+from pymap.flags import PermanentFlags, SessionFlags
+from pymap.parsing.command.any import NoOpCommand
+from pymap.parsing.specials import ObjectId, SequenceSet
+from pymap.parsing.specials.flag import Flagged, Recent, Seen
+from pymap.parsing.specials.sequenceset import MaxValue
+
+from gateway.imap.selected import StoreSelected, UidList, index_ranges, new_uids
+
+STAR = MaxValue()
+
+
+def seqs(*elems: object, uid: bool = False) -> SequenceSet:
+    return SequenceSet(list(elems), uid=uid)  # type: ignore[arg-type]
+
+
+def folder(*uids: int) -> UidList:
+    return UidList(new_uids(uids))
+
+
+def test_sequence_numbers_index_the_uid_list():
+    known = folder(3, 5, 8, 13, 21)
+    assert known.get_uids(seqs((2, 3))) == [(2, 5), (3, 8)]
+    assert known.get_uids(seqs((4, STAR))) == [(4, 13), (5, 21)]
+    assert known.get_uids(seqs(STAR)) == [(5, 21)]
+    assert known.get_uids(seqs(9)) == []  # beyond the last message
+    assert known.get_uids(seqs(5, (1, 2), (2, 3))) == [(1, 3), (2, 5), (3, 8), (5, 21)]  # sorted, each once
+
+
+def test_uid_sets_find_existing_uids_only():
+    known = folder(3, 5, 8, 13, 21)
+    assert known.get_uids(seqs((4, 13), uid=True)) == [(2, 5), (3, 8), (4, 13)]
+    assert known.get_uids(seqs(7, uid=True)) == []
+    assert known.get_uids(seqs((30, STAR), uid=True)) == [(5, 21)]  # n:* names the highest UID (RFC 9051 6.4.8)
+    assert known.get_uids(seqs((100, 200), uid=True)) == []
+    assert index_ranges(seqs((1, STAR), uid=True), new_uids()) == []
+
+
+def test_new_uids_append_and_removal_gives_expunge_order():
+    known = folder(1, 2, 3, 4)
+    assert known.add([6, 5, 4]) == 2
+    assert list(known.uids) == [1, 2, 3, 4, 5, 6]
+    assert known.remove([2, 5, 99]) == [5, 2]  # highest sequence number first, as EXPUNGE responses go
+    assert list(known.uids) == [1, 3, 4, 6]
+    many = folder(*range(1, 1001))
+    assert many.remove(range(1, 1001, 2))[:2] == [999, 997]
+    assert list(many.uids) == list(range(2, 1001, 2))
+
+
+def selected(*uids: int) -> StoreSelected:
+    state = StoreSelected(ObjectId(b"F1"), False, PermanentFlags([Seen, Flagged]), SessionFlags([Recent]))
+    state.load(new_uids(uids), None)
+    state, untagged = state.fork(NoOpCommand(b"a"))
+    assert list(untagged) == []  # SELECT's own response gave the state
+    return state
+
+
+def lines(untagged: object) -> list[bytes]:
+    return [bytes(response).strip() for response in untagged]  # type: ignore[attr-defined]
+
+
+def test_expunges_wait_while_sequence_numbers_are_in_use():
+    state = selected(10, 11, 12)
+    state.learn([], [11])
+    state.hide_expunged = True  # FETCH, STORE or SEARCH by sequence number
+    state, untagged = state.fork(NoOpCommand(b"a"))
+    assert lines(untagged) == [] and state.messages.exists == 3
+    state, untagged = state.fork(NoOpCommand(b"b"))
+    assert lines(untagged) == [b"* 2 EXPUNGE"]
+    assert list(state.messages.uids) == [10, 12]
+
+
+def test_new_mail_and_other_sessions_flags_are_told_but_not_our_own():
+    state = selected(10, 11)
+    state.own_flags({10: frozenset({Seen})})
+    state.learn([(10, frozenset({Seen})), (11, frozenset({Flagged})), (12, frozenset())], [])
+    state, untagged = state.fork(NoOpCommand(b"a"))
+    assert lines(untagged) == [b"* 3 EXISTS", b"* 2 FETCH (FLAGS (\\Flagged))"]
+    state, untagged = state.fork(NoOpCommand(b"b"))
+    assert lines(untagged) == []
+
+
+def test_a_message_expunged_and_delivered_in_one_step_keeps_exists_right():
+    state = selected(10, 11)
+    state.learn([(12, frozenset()), (13, frozenset())], [10])
+    _, untagged = state.fork(NoOpCommand(b"a"))
+    assert lines(untagged) == [b"* 1 EXPUNGE", b"* 3 EXISTS"]
+
+
+def untagged_of(client: object, kind: str) -> list[bytes]:
+    return [item for item in client.response(kind)[1] if item is not None]  # type: ignore[attr-defined]
+
+
+def test_other_sessions_changes_reach_a_selected_client_at_the_right_time(imap: ImapHarness):
+    """RFC 9051 7.5.1: no EXPUNGE during FETCH/STORE/SEARCH; EXPUNGE, EXISTS and FLAGS at the next NOOP."""
+    for n in range(3):
+        imap.deliver(ALICE, message(f"Message {n}"))
+    with imap.imaps() as reader, imap.imaps() as writer:
+        reader.select("INBOX")
+        untagged_of(reader, "EXISTS")  # imaplib keeps SELECT's
+        writer.select("INBOX")
+        writer.uid("STORE", "2", "+FLAGS.SILENT", "(\\Deleted)")
+        writer.expunge()
+        _typ, fetched = reader.fetch("1:3", "(UID)")  # sequence numbers still as the reader knows them
+        # The expunged message is left out (RFC 2180 4.1.3); message 3 keeps its number until the reader is told.
+        assert [re.match(rb"(\d+) \(UID (\d+)\)", f).groups() for f in fetched] == [  # type: ignore[union-attr,arg-type]
+            (b"1", b"1"), (b"3", b"3")]
+        assert untagged_of(reader, "EXPUNGE") == []
+        reader.noop()
+        assert untagged_of(reader, "EXPUNGE") == [b"2"]
+        imap.deliver_elsewhere(ALICE, message("Nouveau"))
+        writer.uid("STORE", "3", "+FLAGS.SILENT", "(\\Flagged)")
+        reader.noop()
+        assert untagged_of(reader, "EXISTS") == [b"3"]
+        assert any(b"\\Flagged" in line for line in untagged_of(reader, "FETCH"))
+        _typ, stored = reader.store("1", "+FLAGS", "(\\Answered)")
+        assert len(stored) == 1  # our own change is answered once, not repeated by the next update
+        reader.noop()
+        assert untagged_of(reader, "FETCH") == []
+
+
+def test_select_reports_the_first_unseen_and_status_counts_unseen(imap: ImapHarness):
+    imap.deliver(ALICE, message("Lu"), flags="\\Seen")
+    imap.deliver(ALICE, message("Non lu"))
+    imap.deliver(ALICE, message("Non lu 2"))
+    with imap.imaps() as client:
+        client.select("INBOX")
+        assert untagged_of(client, "UNSEEN") == [b"2"]
+        client.store("2", "+FLAGS", "(\\Seen)")
+        client.store("1", "-FLAGS", "(\\Seen)")
+        _typ, status = client.status("INBOX", "(MESSAGES UNSEEN)")
+        assert b"UNSEEN 2" in status[0]  # type: ignore[operator]
+        client.close()
+        client.select("INBOX")
+        assert untagged_of(client, "UNSEEN") == [b"1"]
+
+
+@pytest.mark.parametrize("big", [3000])
+def test_paging_a_large_folder_reads_the_right_messages(imap: ImapHarness, big: int, monkeypatch):
+    """The last page of a folder larger than the cache threshold: sequence numbers map to the right UIDs."""
+    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 100)
+    imap.deliver_many(ALICE, [message(f"Page {n}") for n in range(big)])
+    with imap.imaps() as client:
+        assert client.select("INBOX")[1] == [str(big).encode()]
+        _typ, page = client.fetch(f"{big - 1}:{big}", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = [part[1] for part in page if isinstance(part, tuple)]
+        assert [s.strip() for s in subjects] == [f"Subject: Page {n}".encode() for n in (big - 2, big - 1)]
+        _typ, found = client.uid("SEARCH", None, f"UID {big - 10}:*")
+        assert len(found[0].split()) == 11  # type: ignore[union-attr]
