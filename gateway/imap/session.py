@@ -190,6 +190,7 @@ class StoreSession(BaseSession[StoreMessage]):
                 loaded = await mbx.prefetch(loaded)
             for (seq, msg), copy in zip(batch, loaded, strict=True):
                 content = await copy.load_content(requirement)
+                content.for_search = True
                 if search.matches(seq, copy, content):
                     matches.append((seq, msg))  # not the copy holding the bytes
         return matches, await mbx.update_selected(selected)

@@ -158,3 +158,18 @@ def test_paging_a_large_folder_reads_the_right_messages(imap: ImapHarness, big: 
         assert [s.strip() for s in subjects] == [f"Subject: Page {n}".encode() for n in (big - 2, big - 1)]
         _typ, found = client.uid("SEARCH", None, f"UID {big - 10}:*")
         assert len(found[0].split()) == 11  # type: ignore[union-attr]
+
+
+def test_header_search_decodes_encoded_words_and_utf8(imap: ImapHarness):
+    encoded = message("x").replace(b"Subject: x", b"Subject: =?utf-8?q?R=C3=A9sultat_de_biologie?=")
+    raw = message("x").replace(b"Subject: x", "Subject: Résultat d'imagerie".encode())
+    imap.deliver(ALICE, encoded)
+    imap.deliver(ALICE, raw)
+    imap.deliver(ALICE, message("Autre chose"))
+    with imap.imaps() as client:
+        client.select("INBOX")
+        client.literal = "résultat".encode()  # type: ignore[attr-defined]
+        _typ, found = client.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+        assert found[0].split() == [b"1", b"2"]  # type: ignore[union-attr]
+        _typ, found = client.uid("SEARCH", None, "FROM", "bob@pro")
+        assert found[0].split() == [b"1", b"2", b"3"]  # type: ignore[union-attr]
