@@ -31,6 +31,7 @@ from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Recent, Wildcard, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.imap.changes import FolderWatcher
@@ -362,11 +363,18 @@ class FolderData:
                 known.add(uid for uid, _ in changed)
                 uids = known.uids
         else:
-            rows = await session.execute(select(Delivery.uid).where(Delivery.folder_id == self.folder_id)
-                                         .order_by(Delivery.uid))
-            uids = new_uids(rows.scalars())
+            uids = await self._all_uids(session)
         self.store.views.put(self.folder_id, highest, uids)
         return uids
+
+    async def _all_uids(self, session: AsyncSession) -> array[int]:
+        """The folder's UIDs in one aggregated value: a row per message costs three times as much to read."""
+        of_folder = Delivery.folder_id == self.folder_id
+        if session.get_bind().dialect.name == "postgresql":
+            query = select(func.array_agg(aggregate_order_by(Delivery.uid, Delivery.uid))).where(of_folder)
+            return new_uids((await session.execute(query)).scalar_one() or ())
+        text = (await session.execute(select(func.group_concat(Delivery.uid)).where(of_folder))).scalar_one()
+        return new_uids(sorted(map(int, text.split(","))) if text else ())
 
     async def _wait(self, selected: SelectedMailbox, done: Event) -> None:
         """IDLE: return when this folder changes (this process, NOTIFY or poll), when DONE arrives, or after 30 s."""
