@@ -207,21 +207,34 @@ async def bench_mix(port: int, context: ssl.SSLContext, seconds: float) -> tuple
 
 
 async def bench_select(port: int, context: ssl.SSLContext, user: str, count: int, rounds: int
-                       ) -> tuple[float, float, float]:
-    """First SELECT (cold: nothing cached), median SELECT, and median FETCH of the last 50 messages' headers."""
+                       ) -> dict[str, float]:
+    """Milliseconds: first SELECT (cold: nothing cached), then medians of SELECT and of commands on one page.
+
+    The page is the last 50 messages, what a mail client shows first: their headers, a flag change on one of
+    them, a search for unseen mail among them, and a search for unseen mail in the whole folder.
+    """
     client = await Client.connect(port, context, user)
-    selects, pages = [], []
+    page = f"{max(1, count - 49)}:{count}"
+    commands = {
+        "fetch": f"FETCH {page} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])",
+        "store": f"STORE {count} +FLAGS.SILENT (\\Flagged)",
+        "search_page": f"SEARCH {page} UNSEEN",
+        "search_all": "UID SEARCH UNSEEN",
+    }
+    timings: dict[str, list[float]] = {"select": [], **{name: [] for name in commands}}
     for _ in range(rounds):
         start = time.perf_counter()
         await client.command("SELECT INBOX")
-        selects.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        await client.command(f"FETCH {max(1, count - 49)}:{count} (UID FLAGS RFC822.SIZE "
-                             "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])")
-        pages.append(time.perf_counter() - start)
+        timings["select"].append(time.perf_counter() - start)
+        for name, command in commands.items():
+            start = time.perf_counter()
+            await client.command(command)
+            timings[name].append(time.perf_counter() - start)
         await client.command("CLOSE")
     await client.close()
-    return selects[0], statistics.median(selects[1:]), statistics.median(pages)
+    figures = {name: statistics.median(values[1:]) * 1000 for name, values in timings.items()}
+    figures["first_select"] = timings["select"][0] * 1000
+    return figures
 
 
 async def bench_idle(port: int, smtp_port: int, context: ssl.SSLContext, cafile: str, rounds: int) -> list[float]:
@@ -322,12 +335,11 @@ async def main() -> None:
                   f"p99 {percentile(latencies, 99) * 1000:.1f} ms (target p99 < 1000 ms)")
             small = await bench_select(port, context, "small", 100, 6)
             big = await bench_select(port, context, "big", args.messages, 6)
-            print(f"SELECT INBOX, first after start: 100 messages {small[0] * 1000:.1f} ms, {args.messages} "
-                  f"messages {big[0] * 1000:.1f} ms")
-            print(f"SELECT INBOX, median of next 5: 100 messages {small[1] * 1000:.1f} ms, {args.messages} "
-                  f"messages {big[1] * 1000:.1f} ms")
-            print(f"FETCH last 50 headers: 100 messages {small[2] * 1000:.1f} ms, {args.messages} messages "
-                  f"{big[2] * 1000:.1f} ms")
+            labels = {"first_select": "SELECT INBOX, first after start", "select": "SELECT INBOX, median of next 5",
+                      "fetch": "FETCH last 50 headers", "store": "STORE a flag on the last message",
+                      "search_page": "SEARCH UNSEEN in the last 50", "search_all": "UID SEARCH UNSEEN, whole folder"}
+            for key, label in labels.items():
+                print(f"{label}: 100 messages {small[key]:.1f} ms, {args.messages} messages {big[key]:.1f} ms")
             before, loaded = await bench_connections(port, context, args.connections, server.pid)
             print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.connections} idle "
                   f"authenticated IMAP connections (target < 200 MB)")

@@ -108,6 +108,24 @@ class UidList:
         return [(index + 1, uids[index]) for start, stop in index_ranges(seq_set, uids)
                 for index in range(start, stop)]
 
+    def select_named(self, seq_set: SequenceSet, candidates: Iterable[int]) -> list[tuple[int, int]]:
+        """``(sequence number, UID)`` of those ``candidates`` the client knows and ``seq_set`` names, in order.
+
+        For UIDs the store found by a query of its own (a search, the \\Deleted messages): the cost follows the
+        candidates, not the folder.
+        """
+        ranges = index_ranges(seq_set, self.uids)
+        starts = [start for start, _ in ranges]
+        named = []
+        for uid in sorted(set(candidates)):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            at = bisect_right(starts, seq - 1) - 1
+            if at >= 0 and seq - 1 < ranges[at][1]:
+                named.append((seq, uid))
+        return named
+
     def add(self, added: Iterable[int]) -> int:
         """Add UIDs not known yet (new mail: normally above every known UID); returns how many were added."""
         fresh = sorted(uid for uid in set(added) if self.seq_of(uid) is None)

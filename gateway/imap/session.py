@@ -40,6 +40,7 @@ from pysasl.creds.external import ExternalCredentials
 from pysasl.creds.server import ServerCredentials
 
 from gateway.auth.accounts import Account, Authenticator, LoginOutcome
+from gateway.imap.search import prefilter
 from gateway.imap.selected import StoreSelected
 from gateway.imap.store import FolderData, FolderSet, Store, StoreMessage, _requirement_of
 
@@ -180,7 +181,14 @@ class StoreSession(BaseSession[StoreMessage]):
         requirement = FetchRequirement.reduce(key.requirement for key in keys)
         params = SearchParams(selected, disabled=self.config.disable_search_keys)
         search = SearchCriteriaSet(keys, params)
-        candidates = await self._named(mbx, selected, search.sequence_set)
+        conditions, exact = prefilter(keys)
+        if exact:
+            found = await mbx.find_uids_where(search.sequence_set, selected, conditions)
+            return found, await mbx.update_selected(selected)
+        if conditions:
+            candidates = await mbx.find_where(search.sequence_set, selected, conditions)
+        else:
+            candidates = await self._named(mbx, selected, search.sequence_set)
         matches: list[tuple[int, StoreMessage]] = []
         step = 200
         for start in range(0, len(candidates), step):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 from array import array
-from bisect import bisect_right
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -30,7 +29,7 @@ from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Recent, Wildcard, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -134,6 +133,11 @@ class StoreMessage:
                             expunged=self.expunged)
         copy._raw = raw
         return copy
+
+    @classmethod
+    def bare(cls, uid: int, folder: FolderData) -> StoreMessage:
+        """A message known by its UID only: a SEARCH result the store decided, answered by number."""
+        return cls(uid, datetime.now(UTC), frozenset(), message_id=0, folder=folder)
 
     @classmethod
     def gone(cls, uid: int, folder: FolderData) -> StoreMessage:
@@ -429,28 +433,44 @@ class FolderData:
                 if uid in found:
                     yield seq, found[uid]
 
+    async def _uids_where(self, seq_set: SequenceSet, selected: StoreSelected,
+                          conditions: Sequence[ColumnElement[bool]], *columns: Any) -> tuple[list[tuple[int, int]],
+                                                                                              dict[int, Any]]:
+        """``(seq, uid)`` of the messages ``seq_set`` names that the store finds with ``conditions``, and the rows."""
+        uids = selected.messages.uids
+        ranges = index_ranges(seq_set, uids)
+        if not ranges:
+            return [], {}
+        within = Delivery.uid.between(uids[ranges[0][0]], uids[ranges[-1][1] - 1])
+        async with self.store.reads() as session:
+            rows = await session.execute(select(Delivery.uid, *columns).where(
+                Delivery.folder_id == self.folder_id, within, *conditions))
+            found = {row[0]: row for row in rows}
+        return selected.messages.select_named(seq_set, found), found
+
+    async def find_where(self, seq_set: SequenceSet, selected: SelectedMailbox,
+                         conditions: Sequence[ColumnElement[bool]]) -> list[tuple[int, StoreMessage]]:
+        """The messages ``seq_set`` names that the store finds with ``conditions`` (SEARCH's prefilter)."""
+        assert isinstance(selected, StoreSelected)
+        named, rows = await self._uids_where(seq_set, selected, conditions, Delivery.flags, Delivery.internal_date,
+                                             Delivery.message_id)
+        return [(seq, self._message(*rows[uid])) for seq, uid in named]
+
+    async def find_uids_where(self, seq_set: SequenceSet, selected: SelectedMailbox,
+                              conditions: Sequence[ColumnElement[bool]]) -> list[tuple[int, StoreMessage]]:
+        """Like :meth:`find_where` when only the UIDs matter (a search the conditions decide alone)."""
+        assert isinstance(selected, StoreSelected)
+        named, _ = await self._uids_where(seq_set, selected, conditions)
+        return [(seq, StoreMessage.bare(uid, self)) for seq, uid in named]
+
     async def find_deleted(self, seq_set: SequenceSet, selected: SelectedMailbox) -> Sequence[int]:
         """UIDs flagged \\Deleted in the store (not only in this session's view) within ``seq_set``.
 
         The store is asked for the folder's \\Deleted messages (few, whatever the folder's size) and those are
         kept that the session knows and ``seq_set`` names.
         """
-        assert isinstance(selected, StoreSelected)
-        async with self.store.reads() as session:
-            rows = await session.execute(select(Delivery.uid, Delivery.flags).where(
-                Delivery.folder_id == self.folder_id, Delivery.flags.like("%Deleted%")))
-            deleted = sorted(row.uid for row in rows if Deleted in parse_flags(row.flags))
-        ranges = index_ranges(seq_set, selected.messages.uids)
-        starts = [start for start, _ in ranges]
-        found = []
-        for uid in deleted:
-            seq = selected.messages.seq_of(uid)
-            if seq is None:
-                continue
-            at = bisect_right(starts, seq - 1) - 1
-            if at >= 0 and seq - 1 < ranges[at][1]:
-                found.append(uid)
-        return found
+        found = await self.find_where(seq_set, selected, [Delivery.flags.like("%Deleted%")])
+        return [msg.uid for _, msg in found if Deleted in msg.permanent_flags]
 
     # --- writing --------------------------------------------------------------------------------------------
     async def _bump(self, session: AsyncSession) -> int:

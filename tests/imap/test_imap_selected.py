@@ -173,3 +173,31 @@ def test_header_search_decodes_encoded_words_and_utf8(imap: ImapHarness):
         assert found[0].split() == [b"1", b"2"]  # type: ignore[union-attr]
         _typ, found = client.uid("SEARCH", None, "FROM", "bob@pro")
         assert found[0].split() == [b"1", b"2", b"3"]  # type: ignore[union-attr]
+
+
+def test_flag_searches_answered_by_the_store_match_the_flags(imap: ImapHarness):
+    """UNSEEN/SEEN (indexed column), FLAGGED and keywords (SQL prefilter) give exactly the messages with them."""
+    flags = ["\\Seen", "", "\\Seen \\Flagged", "$Label1", "\\Flagged", "\\Seen $Label1_x"]
+    for n, flag in enumerate(flags):
+        imap.deliver(ALICE, message(f"Message {n}"), flags=flag)
+    with imap.imaps() as client:
+        client.select("INBOX")
+
+        def search(*criteria: str) -> list[int]:
+            _typ, found = client.uid("SEARCH", None, *criteria)
+            return [int(uid) for uid in found[0].split()]  # type: ignore[union-attr]
+
+        assert search("UNSEEN") == [2, 4, 5]
+        assert search("NOT", "SEEN") == [2, 4, 5]
+        assert search("SEEN") == [1, 3, 6]
+        assert search("NOT", "UNSEEN") == [1, 3, 6]
+        assert search("FLAGGED") == [3, 5]
+        assert search("UNFLAGGED") == [1, 2, 4, 6]
+        assert search("KEYWORD", "$Label1") == [4]  # not $Label1_x
+        assert search("UNSEEN", "FLAGGED") == [5]
+        assert search("UID", "3:5", "UNSEEN") == [4, 5]
+        assert client.search(None, "2:3", "SEEN")[1][0].split() == [b"3"]
+        assert client.search(None, "NOT", "2:3", "SEEN")[1][0].split() == [b"1", b"6"]
+        assert client.search(None, "1:4", "2:6", "UNSEEN")[1][0].split() == [b"2", b"4"]
+        client.store("2", "+FLAGS", "(\\Seen)")
+        assert search("UNSEEN") == [4, 5]
