@@ -30,6 +30,7 @@ from gateway.auth.accounts import Authenticator
 from gateway.config import Config, Listen
 from gateway.imap.changes import FolderWatcher
 from gateway.imap.connection import MAX_LINE, GatewayState, GuardedConnection, Guards
+from gateway.imap.housekeeping import ExpungePruner
 from gateway.imap.session import StoreLogin
 from gateway.imap.store import Store
 from gateway.store import db
@@ -88,9 +89,10 @@ class GatewayIMAPConfig(IMAPConfig):
 class ImapService:
     """The running IMAP listeners and their connections."""
 
-    def __init__(self, store: Store, watcher: FolderWatcher) -> None:
+    def __init__(self, store: Store, watcher: FolderWatcher, pruner: ExpungePruner) -> None:
         self.store = store
         self.watcher = watcher
+        self.pruner = pruner
         self.servers: list[asyncio.AbstractServer] = []
         self.ports: dict[str, int] = {}
         self._connections: set[asyncio.Task[Any]] = set()
@@ -143,6 +145,7 @@ class ImapService:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5.0)
+        await self.pruner.stop()
         await self.store.committer.stop()
         await self.watcher.close()
 
@@ -157,7 +160,9 @@ async def start_imap(config: Config, sessions: async_sessionmaker[AsyncSession],
     await watcher.start()
     store = Store(sessions, reads, hub, watcher)
     store.committer.start()
-    service = ImapService(store, watcher)
+    pruner = ExpungePruner(sessions)
+    pruner.start()
+    service = ImapService(store, watcher, pruner)
     limits = config.limits
     guards = Guards(limits.imap_literal_unauthenticated, limits.imap_literal_authenticated, limits.message_size)
     context = tls_context(config)

@@ -316,14 +316,22 @@ class FolderData:
             raise KeyError(self.name)
         return int(row.highestmodseq), int(row.uidnext)
 
-    async def _changes(self, session: AsyncSession, since: int) -> tuple[list[tuple[int, frozenset[Flag]]],
-                                                                          list[int]]:
-        """Rows added or re-flagged, and UIDs expunged, after MODSEQ ``since`` (the two (folder, modseq) indexes)."""
+    async def _changes(self, session: AsyncSession, since: int, known: Sequence[int]
+                       ) -> tuple[list[tuple[int, frozenset[Flag]]], list[int]]:
+        """Rows added or re-flagged, and UIDs expunged, after MODSEQ ``since`` (the two (folder, modseq) indexes).
+
+        When expunge records after ``since`` may have been pruned (the folder's floor, read after them so that a
+        concurrent pruning is noticed), the UIDs gone are found by comparing ``known`` with the folder instead.
+        """
         changed = await session.execute(select(Delivery.uid, Delivery.flags).where(
             Delivery.folder_id == self.folder_id, Delivery.modseq > since))
-        gone = await session.execute(select(ExpungedUid.uid).where(
-            ExpungedUid.folder_id == self.folder_id, ExpungedUid.modseq > since))
-        return [(uid, parse_flags(flags)) for uid, flags in changed], list(gone.scalars())
+        gone = list((await session.execute(select(ExpungedUid.uid).where(
+            ExpungedUid.folder_id == self.folder_id, ExpungedUid.modseq > since))).scalars())
+        floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == self.folder_id))).scalar()
+        if floor is not None and since < floor:
+            current = set(await self._all_uids(session))
+            gone = [uid for uid in known if uid not in current]
+        return [(uid, parse_flags(flags)) for uid, flags in changed], gone
 
     async def update_selected(self, selected: SelectedMailbox, *, wait_on: Event | None = None) -> SelectedMailbox:
         """Bring ``selected`` up to date: its UIDs at first, afterwards only what changed since its MODSEQ.
@@ -344,7 +352,7 @@ class FolderData:
                         Delivery.folder_id == self.folder_id, Delivery.seen.is_(False)))).scalar_one_or_none()
                     selected.load(uids, first_unseen)
                 elif highest != last:
-                    selected.learn(*await self._changes(session, last))
+                    selected.learn(*await self._changes(session, last, selected.messages.uids))
         except KeyError:
             selected.set_deleted()
             return selected
@@ -361,7 +369,7 @@ class FolderData:
         if cached is not None and cached[0] <= highest:
             since, uids = cached
             if since != highest:
-                changed, gone = await self._changes(session, since)
+                changed, gone = await self._changes(session, since, uids)
                 known = UidList(uids)
                 known.remove(gone)
                 known.add(uid for uid, _ in changed)
@@ -532,8 +540,9 @@ class FolderData:
         ids = [delivery_id for delivery_id, _ in rows]
         for chunk in _chunks(ids):
             await session.execute(delete(Delivery).where(Delivery.id.in_(chunk)))
+        at = datetime.now(UTC)
         await session.execute(insert(ExpungedUid), [
-            {"folder_id": self.folder_id, "uid": uid, "modseq": modseq} for _, uid in rows])
+            {"folder_id": self.folder_id, "uid": uid, "modseq": modseq, "expunged_at": at} for _, uid in rows])
 
     async def delete(self, uids: Iterable[int]) -> None:
         """EXPUNGE: remove the deliveries (the message bytes stay for other recipients and the trail)."""

@@ -62,6 +62,9 @@ class Folder(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
     highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    #: Expunge records up to this MODSEQ were pruned (migration imap_0003): a session that last looked at the
+    #: folder before it compares UID lists instead of reading expunges it can no longer find.
+    expunged_floor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
 
 

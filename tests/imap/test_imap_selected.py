@@ -201,3 +201,34 @@ def test_flag_searches_answered_by_the_store_match_the_flags(imap: ImapHarness):
         assert client.search(None, "1:4", "2:6", "UNSEEN")[1][0].split() == [b"2", b"4"]
         client.store("2", "+FLAGS", "(\\Seen)")
         assert search("UNSEEN") == [4, 5]
+
+
+def test_pruned_expunge_records_never_hide_an_expunge_from_a_late_session(imap: ImapHarness, monkeypatch):
+    """After pruning (floor raised), a session and the large-folder cache older than it compare UID lists."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from gateway.imap.housekeeping import prune_expunged
+    from gateway.imap.models import ExpungedUid
+
+    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 2)
+    imap.deliver_many(ALICE, [message(f"Message {n}") for n in range(5)])
+    with imap.imaps() as late, imap.imaps() as writer:
+        late.select("INBOX")  # also caches the folder's UID list at this MODSEQ
+        untagged_of(late, "EXISTS")
+        writer.select("INBOX")
+        writer.uid("STORE", "2,4", "+FLAGS.SILENT", "(\\Deleted)")
+        writer.expunge()
+        pruned = imap.run(lambda session: prune_expunged(session, datetime.now(UTC) + timedelta(seconds=1)))
+        assert pruned == 2
+        assert imap.run(lambda session: _scalar(session, select(func.count()).select_from(ExpungedUid))) == 0
+        late.noop()
+        assert untagged_of(late, "EXPUNGE") == [b"4", b"2"]
+        with imap.imaps() as fresh:  # the cached UID list is older than the floor too
+            assert fresh.select("INBOX")[1] == [b"3"]
+            assert [int(u) for u in fresh.uid("SEARCH", None, "ALL")[1][0].split()] == [1, 3, 5]  # type: ignore[union-attr]
+
+
+async def _scalar(session: object, query: object) -> object:
+    return (await session.execute(query)).scalar_one()  # type: ignore[attr-defined]
