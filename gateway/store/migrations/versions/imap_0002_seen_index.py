@@ -22,8 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("deliveries", sa.Column("seen", sa.Boolean(), nullable=False, server_default=sa.false()))
-    # Flags are space separated; "\Seen" is written with that case by the gateway.
-    op.execute("UPDATE deliveries SET seen = (' ' || flags || ' ' LIKE '% _Seen %')")
+    # Flags are space separated and system flags case-insensitive; with ESCAPE the backslash is literal on both
+    # PostgreSQL and SQLite.
+    op.execute(r"UPDATE deliveries SET seen = (lower(' ' || flags || ' ') LIKE '% \seen %' ESCAPE '!')")
     op.create_index("ix_deliveries_folder_seen_uid", "deliveries", ["folder_id", "seen", "uid"])
 
 
