@@ -8,6 +8,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
@@ -17,14 +18,27 @@ from email import policy as email_policy
 from email.parser import BytesParser
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.cda_header import CdaError, CdaHeader, read_header
+from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, find_attachments
+from gateway.dmp_bridge.cda_header import CdaError, CdaHeader, Code, read_header
+from gateway.dmp_bridge.metadata import WrappedPatient, wrap_document
 from gateway.dmp_bridge.outbox import enqueue
 from gateway.dmp_bridge.presence import PresenceSource, nobody_present
-from gateway.dmp_bridge.rules import DepositPlan, DepositPolicy, evaluate
+from gateway.dmp_bridge.rules import (
+    Decision,
+    DepositPlan,
+    DepositPolicy,
+    Professional,
+    depositing_author,
+    evaluate,
+    r7_identity,
+    refuse,
+)
 from gateway.store.events import record
+from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.dmp_bridge.bridge")
 
@@ -91,54 +105,154 @@ def find_cdas(raw: bytes) -> list[tuple[bytes, CdaHeader]]:
     return list(found.values())
 
 
-async def _identity(session: AsyncSession, matricule: str) -> tuple[int | None, str | None]:
+async def _identity(session: AsyncSession, matricule: str) -> Identity | None:
     from gateway.ins_matching import identities
 
-    identity = await identities.find(session, matricule)
-    if identity is None:
-        return None, None
-    return identity.id, identity.status
+    return await identities.find(session, matricule)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every document of one message is considered with."""
+
+    message_id: int | None
+    sender: str
+    sender_mailbox_id: int | None
+    policy: DepositPolicy
+    presence: PresenceSource
+    now: datetime
+    visibility: str | None
+    title: str | None
+    manual_request: bool
+    confirmed_by: str | None
 
 
 async def consider_message(session: AsyncSession, message_id: int | None, raw: bytes, sender: str,
                            recipients: list[str], *, policy: DepositPolicy, sender_mailbox_id: int | None = None,
                            presence: PresenceSource = nobody_present, now: datetime | None = None,
                            manual_request: bool = False, confirmed_by: str | None = None) -> list[Considered]:
-    """Apply R7 and R12–R16 to every CDA of a submitted message and enqueue the deposits they allow.
+    """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
     Runs in the caller's transaction; records one event per rule decision (R18). The ``X-DMP-Visibility`` and
-    ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title.
+    ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
+    the type code of its attached documents.
     """
-    now = now or datetime.now(UTC)
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
-    visibility = str(headers.get(c.VISIBILITY_HEADER) or "") or None
-    title = str(headers.get(c.TITLE_HEADER) or "") or None
-    results = []
-    for cda, header in find_cdas(raw):
-        matricule = header.patient.matricule if header.patient else ""
-        identity_id, status = await _identity(session, matricule) if matricule else (None, None)
-        present = None
-        if header.patient is not None and sender_mailbox_id is not None:
-            present = await presence(session, sender_mailbox_id, matricule)
-        plan = evaluate(header, size=len(cda), policy=policy, sender_address=sender, identity_status=status,
-                        patient_present=present, now=now, visibility_header=visibility, title=title,
-                        manual_request=manual_request, confirmed_by=confirmed_by)
-        for decision in plan.decisions:
-            await record(session, "dmp.rule", "allowed" if decision.allowed else "refused", rule=decision.rule,
-                         actor=sender, message_id=message_id, mailbox_id=sender_mailbox_id, identity_id=identity_id,
-                         code=decision.code, reason_text=decision.reason, unique_id=header.unique_id)
-        job_id = None
-        if plan.allowed and plan.author is not None:
-            job_id = await enqueue(session, cda=cda, unique_id=header.unique_id, matricule=matricule,
-                                   author_id=plan.author.national_id, title=plan.title,
-                                   type_code=header.type_code.code, visibility=sorted(plan.visibility),
-                                   replaces=header.replaces, message_id=message_id,
-                                   sender_mailbox_id=sender_mailbox_id, identity_id=identity_id,
-                                   submission_root=policy.structure.source_id, actor=sender)
-        else:
-            refusal = plan.refusal
-            await record(session, "dmp.deposit.not_deposited", "filed_locally", rule=refusal.rule if refusal else None,
-                         actor=sender, message_id=message_id, identity_id=identity_id, unique_id=header.unique_id,
-                         code=refusal.code if refusal else "no_author")
-        results.append(Considered(header.unique_id, plan, job_id))
+    ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
+                   str(headers.get(c.VISIBILITY_HEADER) or "") or None, str(headers.get(c.TITLE_HEADER) or "") or None,
+                   manual_request, confirmed_by)
+    cdas = find_cdas(raw)
+    results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas]
+    attached = find_attachments(raw)
+    if attached:
+        type_code = str(headers.get(TYPE_HEADER) or "").strip() or None
+        message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
+        results += await _consider_attachments(session, ctx, attached, [h for _, h in cdas], recipients,
+                                               type_code, message_key)
     return results
+
+
+async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: CdaHeader, size: int,
+                    title: str | None) -> Considered:
+    """R7, R12–R16 for one document, each decision recorded; the deposit queued when all allow it.
+
+    ``size`` is the document's (a wrapped PDF's, not its wrapper's, R15); ``title`` the sender's, if any.
+    """
+    matricule = header.patient.matricule if header.patient else ""
+    identity = await _identity(session, matricule) if matricule else None
+    identity_id, status = (identity.id, identity.status) if identity is not None else (None, None)
+    present = None
+    if header.patient is not None and ctx.sender_mailbox_id is not None:
+        present = await ctx.presence(session, ctx.sender_mailbox_id, matricule)
+    plan = evaluate(header, size=size, policy=ctx.policy, sender_address=ctx.sender, identity_status=status,
+                    patient_present=present, now=ctx.now, visibility_header=ctx.visibility,
+                    title=title,
+                    manual_request=ctx.manual_request, confirmed_by=ctx.confirmed_by)
+    for decision in plan.decisions:
+        await record(session, "dmp.rule", "allowed" if decision.allowed else "refused", rule=decision.rule,
+                     actor=ctx.sender, message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
+                     identity_id=identity_id, code=decision.code, reason_text=decision.reason,
+                     unique_id=header.unique_id)
+    job_id = None
+    if plan.allowed and plan.author is not None:
+        job_id = await enqueue(session, cda=cda, unique_id=header.unique_id, matricule=matricule,
+                               author_id=plan.author.national_id, title=plan.title,
+                               type_code=header.type_code.code, visibility=sorted(plan.visibility),
+                               replaces=header.replaces, message_id=ctx.message_id,
+                               sender_mailbox_id=ctx.sender_mailbox_id, identity_id=identity_id,
+                               submission_root=ctx.policy.structure.source_id, actor=ctx.sender)
+    else:
+        await _not_deposited(session, ctx, header.unique_id, plan.refusal, identity_id)
+    return Considered(header.unique_id, plan, job_id)
+
+
+async def _not_deposited(session: AsyncSession, ctx: _Context, unique_id: str, refusal: Decision | None,
+                         identity_id: int | None) -> None:
+    await record(session, "dmp.deposit.not_deposited", "filed_locally", rule=refusal.rule if refusal else None,
+                 actor=ctx.sender, message_id=ctx.message_id, identity_id=identity_id, unique_id=unique_id,
+                 code=refusal.code if refusal else "no_author")
+
+
+async def _patient_recipient(session: AsyncSession, recipients: list[str]) -> str | None:
+    """The matricule of the message's one patient recipient (None for none or several: never guess, R10)."""
+    from gateway.store.models import Mailbox
+
+    addresses = [address.lower() for address in recipients][:100]
+    found = set((await session.execute(select(Mailbox.matricule).where(
+        Mailbox.address.in_(addresses), Mailbox.kind == "PAT", Mailbox.matricule.is_not(None)))).scalars())
+    return found.pop() if len(found) == 1 else None
+
+
+async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: list[Attachment],
+                                cdas: list[CdaHeader], recipients: list[str], type_code: str | None,
+                                message_key: str) -> list[Considered]:
+    """Attached documents, each wrapped in a level-1 CDA for the message's patient and author, then considered.
+
+    The patient is the one of the message's CDA (a letter and its attachments), else its one patient recipient;
+    the author is the sending professional, else the structure's author of the CDA (software sending for them).
+    """
+    policy = ctx.policy
+    patients = {h.patient.matricule for h in cdas if h.patient is not None and h.patient.matricule}
+    matricule = (patients.pop() if len(patients) == 1 else None) if cdas else await _patient_recipient(
+        session, recipients)
+    author = policy.professional_by_mailbox(ctx.sender) or next(
+        (a for a in (depositing_author(h, policy) for h in cdas) if a is not None), None)
+    code = type_code or (cdas[0].type_code.code if cdas else DEFAULT_ATTACHMENT_TYPE)
+    identity = await _identity(session, matricule) if matricule else None
+    results = []
+    for attachment in attached:
+        unique_id = attachment.unique_id(policy.structure.source_id, message_key)
+        refusal = _attachment_refusal(matricule, identity, author)
+        if refusal is not None or identity is None or author is None:
+            decision = refusal or refuse("R12", "no_author", "The document names no author.")
+            await record(session, "dmp.rule", "refused", rule=decision.rule, actor=ctx.sender,
+                         message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
+                         identity_id=identity.id if identity else None, code=decision.code,
+                         reason_text=decision.reason, unique_id=unique_id)
+            await _not_deposited(session, ctx, unique_id, decision, identity.id if identity else None)
+            results.append(Considered(unique_id, DepositPlan((decision,)), None))
+            continue
+        wrapped = wrap_document(
+            attachment.content, attachment.media_type, unique_id=unique_id, title=attachment.title,
+            type_code=Code(code, c.OID_CISIS_TYPE if code == c.TYPE_SUMMARY else c.OID_LOINC),
+            patient=WrappedPatient(identity.matricule, identity.oid, identity.birth_name, identity.first_names,
+                                   identity.first_name, identity.birth_date, identity.sex, identity.birth_place),
+            author=author, structure=policy.structure, created=ctx.now)
+        # A message's title names its main document; attachments keep their file names unless a person asks.
+        results.append(await _consider(session, ctx, wrapped, read_header(wrapped), len(attachment.content),
+                                       ctx.title if ctx.manual_request else None))
+    return results
+
+
+def _attachment_refusal(matricule: str | None, identity: Identity | None,
+                        author: Professional | None) -> Decision | None:
+    """R7 and R12 before wrapping: the wrapper needs a qualified patient's traits and an author."""
+    if matricule is None:
+        return refuse("R7", "no_patient", "The attached document is for no single patient: the message has no "
+                      "CDA naming one and not exactly one patient recipient; it is not deposited.")
+    if identity is None or identity.status != "qualifiée":
+        return r7_identity(identity.status if identity is not None else None)
+    if author is None:
+        return refuse("R12", "no_author", "The sender is not one of the structure's professionals and no CDA of "
+                      "the message names one: only a document's author may deposit it.")
+    return None

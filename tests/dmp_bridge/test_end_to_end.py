@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dmp_bridge.dmp_support import BIOLOGIST, MATRICULE, TEST_OID, policy
+from dmp_bridge.dmp_support import BIOLOGIST, GP, MATRICULE, TEST_OID, policy
 from sqlalchemy import select
 from support.pki import PKIFiles
 from support.process import GatewayProcess, free_port
@@ -66,7 +66,7 @@ def dmp(tmp_path: Path, pki: PKIFiles) -> Iterator[dict[str, Any]]:
     process.wait(10)
 
 
-def dmp_config(dmp: dict[str, Any], ca: Path) -> str:
+def dmp_config(dmp: dict[str, Any], ca: Path, professional: Any = BIOLOGIST, mailbox: str = SENDER) -> str:
     folder = dmp["folder"]
     return f"""
 [dmp]
@@ -83,10 +83,10 @@ source_id = "1.2.250.1.999.42"
 default_mode = "systematic"
 
 [[dmp.professional]]
-national_id = "{BIOLOGIST.national_id}"
-family = "{BIOLOGIST.family}"
-given = "{BIOLOGIST.given}"
-mailbox = "{SENDER}"
+national_id = "{professional.national_id}"
+family = "{professional.family}"
+given = "{professional.given}"
+mailbox = "{mailbox}"
 """
 
 
@@ -150,3 +150,113 @@ def test_r12_a_submitted_lab_report_reaches_the_dmp_and_iti18_finds_it(
     assert entry["confidentialityCode"] == ["N"]  # visible: no visibility code asked (R16)
     assert entry["title"] == "Compte rendu d'examens biologiques"
     assert [e.rule for e in store.events("dmp.considered")] == ["R12"]
+
+
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+GP_ADDRESS = "jean.medecin@pro.gateway.test"
+LAB = "labo.externe@pro.gateway.test"
+
+
+def with_attachments(message: EmailMessage, *names: str) -> bytes:
+    for n, name in enumerate(names):
+        message.add_attachment(PDF + f"% {name} {n}\n".encode(), maintype="application", subtype="pdf",
+                               filename=name)
+    return message.as_bytes()
+
+
+def registry(dmp: dict[str, Any], pki: PKIFiles) -> list[dict[str, Any]]:
+    """ITI-18 FindDocuments for the test patient, as the biologist (approved documents)."""
+    async def query() -> list[dict[str, Any]]:
+        endpoint = Endpoint(f"{dmp['url']}/repository", f"{dmp['url']}/registry",
+                            client_ssl_context(dmp["client"], pki.ca_bundle.read_bytes()))
+        async with DmpClient(endpoint, dmp["client"]) as client:
+            return await Depositor(client, dmp["signer"], policy()).find(BIOLOGIST, MATRICULE, TEST_OID)
+    return asyncio.run(query())
+
+
+def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def started(tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any], extra: str = "",
+            professional: Any = BIOLOGIST, mailbox: str = SENDER) -> tuple[Store, GatewayProcess]:
+    store = Store(store_url)
+    store.add_mailbox(SENDER, "PER")
+    store.add_mailbox(PATIENT, "PAT")
+    store.add_identity()  # qualifiée (R4, R7)
+    gateway = GatewayProcess(tmp_path / "gw", pki, store_url, message_size=5_000_000,
+                             extra_config=dmp_config(dmp, pki.ca_bundle, professional, mailbox) + extra)
+    gateway.start()
+    return store, gateway
+
+
+def test_r13_r15_an_attached_pdf_is_deposited_wrapped_as_cda_level_1(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    store, gateway = started(tmp_path, pki, store_url, dmp)
+    try:
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"], message["To"], message["Subject"] = SENDER, PATIENT, "Votre ordonnance scannée"
+        message["X-DMP-Visibility"] = "MASQUE_PS"
+        message.set_content("Bonjour, voici le document.")
+        with gateway.smtp(SENDER) as client:
+            client.sendmail(SENDER, [PATIENT], with_attachments(message, "Ordonnance scannée.pdf"))
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the PDF was not deposited")
+    finally:
+        gateway.stop()
+    (entry,) = registry(dmp, pki)
+    assert entry["formatCode"] == "urn:ihe:iti:xds-sd:pdf:2008"  # CDA level 1 wrapping a PDF (XDS-SD)
+    assert entry["mimeType"] == "text/xml"
+    assert entry["typeCode"] == "11488-4"  # no CDA, no X-DMP-Type: the default type of an attached document
+    assert entry["patientId"] == f"{MATRICULE}^^^&{TEST_OID}&ISO^NH"
+    assert entry["authorPerson"][0].startswith(f"{BIOLOGIST.national_id}^CAMPARINI")  # the sender wrote it
+    assert entry["title"] == "Ordonnance scannée"
+    assert sorted(entry["confidentialityCode"]) == ["MASQUE_PS", "N"]  # R16, the sender's choice
+
+
+def test_r13_a_letter_with_two_attachments_gives_three_deposits_and_the_pdf_copy_none(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    store, gateway = started(tmp_path, pki, store_url, dmp)
+    try:
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"], message["To"], message["Subject"] = SENDER, PATIENT, "Compte rendu et annexes"
+        message.set_content("Bonjour, voici le compte rendu et ses annexes.")
+        message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
+        raw = with_attachments(message, "CR-BIO.pdf", "Annexe 1.pdf", "Annexe 2.pdf")  # CR-BIO.pdf: the copy
+        with gateway.smtp(SENDER) as client:
+            client.sendmail(SENDER, [PATIENT], raw)
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED] * 3, "three deposits were expected")
+    finally:
+        gateway.stop()
+    found = registry(dmp, pki)
+    assert sorted(e["title"] for e in found) == ["Annexe 1", "Annexe 2", "Compte rendu d'examens biologiques"]
+    assert sorted(e["formatCode"] for e in found) == ["urn:ihe:iti:xds-sd:pdf:2008"] * 2 + ["urn:ihe:lab:xd-lab:2008"]
+    assert {e["patientId"] for e in found} == {f"{MATRICULE}^^^&{TEST_OID}&ISO^NH"}
+
+
+def test_r12_a_lab_report_received_from_another_structure_is_filed_but_not_deposited(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    """A GP's structure; the lab and its biologist are not of it: the report is filed to the patient (R10) from
+    the GP's INBOX, and the DMP bridge refuses it (R12) — nothing reaches the DMP."""
+    store, gateway = started(tmp_path, pki, store_url, dmp, "\n[documents]\nfile_all_inboxes = true\n",
+                             professional=GP, mailbox=GP_ADDRESS)
+    store.add_mailbox(GP_ADDRESS, "PER")
+    store.add_mailbox(LAB, "PER")
+    try:
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"], message["To"], message["Subject"] = LAB, GP_ADDRESS, "Résultats de votre patient"
+        message.set_content("Bonjour, voici les résultats.")
+        message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
+        with gateway.smtp(LAB) as client:
+            client.sendmail(LAB, [GP_ADDRESS], message.as_bytes())
+        wait_for(lambda: store.events("dmp.considered") and store.events("filing.done"),
+                 "the message was not considered and filed")
+    finally:
+        gateway.stop()
+    assert [e.outcome for e in store.events("filing.done")] == ["filed"]
+    refused = [e for e in store.events("dmp.rule") if e.outcome == "refused"]
+    assert [(e.rule, e.detail["code"]) for e in refused] == [("R12", "not_author")]
+    assert deposits(store) == []
+    assert registry(dmp, pki) == []

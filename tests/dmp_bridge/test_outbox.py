@@ -310,3 +310,42 @@ async def test_commands_list_show_cancel_and_retry(sessions: Sessions) -> None:
         assert await outbox.enqueue(session, cda=sample(PDF_CDA), unique_id="1.3.6.1.4.1.19376.1.2.20.12345.1.1",
                                     matricule=MATRICULE, author_id=BIOLOGIST.national_id, title="x",
                                     type_code="11502-2") is None  # the uniqueId is the idempotency key
+
+
+async def test_r13_attachments_get_stable_unique_ids_so_a_message_considered_twice_deposits_once(
+        sessions: Sessions) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, f"{MATRICULE}@patient.gw.test", "CR"
+    message.set_content("Compte rendu et annexe.")
+    message.add_attachment(sample(PDF_CDA), maintype="application", subtype="xml", filename="CR.xml")
+    message.add_attachment(b"%PDF-1.4 copy", maintype="application", subtype="pdf", filename="CR.pdf")  # copy
+    message.add_attachment(b"%PDF-1.4 annex", maintype="application", subtype="pdf", filename="Annexe.pdf")
+    message.add_attachment(b"GIF89a", maintype="image", subtype="gif", filename="logo.gif")  # not R15's format
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    for attempt in range(2):
+        async with sessions() as session, session.begin():
+            results = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [], policy=policy(),
+                                             sender_mailbox_id=mailbox_id)
+        assert len(results) == 2 and all(r.plan.allowed for r in results)
+        assert [r.job_id is not None for r in results] == [attempt == 0] * 2  # the second time: duplicates
+    async with sessions() as session:
+        jobs = list((await session.execute(select(DmpDeposit))).scalars())
+    assert len(jobs) == 2
+    wrapped = read_header(next(j.cda for j in jobs if j.title == "Annexe"))
+    assert wrapped.body_media_type == "application/pdf" and wrapped.patient is not None
+    assert wrapped.patient.matricule == MATRICULE  # the patient of the message's CDA
+
+
+async def test_r7_an_attachment_for_no_single_patient_is_not_deposited(sessions: Sessions) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Annexe"
+    message.set_content("Une annexe sans patient.")
+    message.add_attachment(b"%PDF-1.4 annex", maintype="application", subtype="pdf", filename="Annexe.pdf")
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
+                                              policy=policy(), sender_mailbox_id=mailbox_id)
+    assert considered.job_id is None and considered.plan.refusal is not None
+    assert (considered.plan.refusal.rule, considered.plan.refusal.code) == ("R7", "no_patient")
