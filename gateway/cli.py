@@ -488,4 +488,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The importable module's main: command modules raise gateway.cli.CommandError, which is not the class
+    # of this __main__ module when run with ``python -m gateway.cli``.
+    from gateway import cli
+
+    sys.exit(cli.main())

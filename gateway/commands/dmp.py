@@ -1,4 +1,6 @@
-"""``gateway dmp``: the deposit outbox (issue 6) — list, show, retry, cancel; every action is traced (R18)."""
+"""``gateway dmp``: the deposit outbox (issue 6) — list, show, retry, cancel — and the deposits a person asks for:
+``deposit`` a file (R14 manual mode, a title required) and ``confirm`` the authorship of a message's documents
+(R12). Every action is traced (R18) with ``--actor``."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     dmp = with_config(sub.add_parser("dmp", help="DMP deposits: the outbox (R12-R18)"))
-    dmp.add_argument("action", choices=["list", "show", "retry", "cancel", "counts"])
-    dmp.add_argument("id", nargs="?", type=int)
+    dmp.add_argument("action", choices=["list", "show", "retry", "cancel", "counts", "deposit", "confirm"])
+    dmp.add_argument("id", nargs="?", type=int, help="the deposit job (show, retry, cancel) or message (confirm)")
     dmp.add_argument("--state", help="list: only jobs in this state (pending, sent, accepted, refused, retry, ...)")
+    dmp.add_argument("--file", help="deposit: a CDA, or a pdf/jpeg/tiff/txt/rtf file to wrap in a CDA level 1")
+    dmp.add_argument("--patient", help="deposit: the patient's INS matricule (a qualifiée identity, R7)")
+    dmp.add_argument("--author", help="deposit, confirm: national id of the structure's professional who wrote it")
+    dmp.add_argument("--title", help="deposit, confirm: the document's title (required, R14)")
+    dmp.add_argument("--type", dest="type_code", help="deposit: LOINC type code of a wrapped file (default 11488-4)")
+    dmp.add_argument("--visibility", help="deposit, confirm: R16 codes, e.g. INVISIBLE_PATIENT,MASQUE_PS")
+    dmp.add_argument("--confirm-authorship", action="store_true",
+                     help="deposit: --actor confirms the structure wrote a CDA whose author is not listed (R12)")
     dmp.set_defaults(func=cmd_dmp)
 
 
@@ -23,8 +33,11 @@ def cmd_dmp(args: argparse.Namespace) -> int:
     from gateway.dmp_bridge import outbox
 
     cfg = load_config(args)
-    if args.action in ("show", "retry", "cancel") and args.id is None:
-        raise CommandError(f"'dmp {args.action}' needs the deposit job's id.")
+    if args.action in ("show", "retry", "cancel", "confirm") and args.id is None:
+        what = "message" if args.action == "confirm" else "deposit job"
+        raise CommandError(f"'dmp {args.action}' needs the {what}'s id.")
+    if args.action in ("deposit", "confirm"):
+        return _ask_deposit(args, cfg)
 
     async def work(session: AsyncSession) -> str | None:
         if args.action == "list":
@@ -48,3 +61,62 @@ def cmd_dmp(args: argparse.Namespace) -> int:
     if message:
         print(message)
     return 0
+
+
+def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
+    """``deposit`` and ``confirm``: the rules decide as for automatic deposits; each refusal is one sentence."""
+    from gateway.cli import CommandError, run_in_store
+    from gateway.dmp_bridge.bridge import Considered, consider_manual, consider_message
+    from gateway.dmp_bridge.daemon import policy_from
+    from gateway.store.models import Message
+
+    if cfg.dmp is None:
+        raise CommandError("The [dmp] section is not configured: there is no DMP to deposit to.")
+    if not (args.title or "").strip():
+        raise CommandError("A deposit a person asks for needs a title (R14): give --title.")
+    policy = policy_from(cfg.dmp)
+    author = policy.professional(args.author) if args.author else None
+    if args.author and author is None:
+        raise CommandError(f"{args.author} is not one of the structure's professionals ([[dmp.professional]]).")
+    content = b""
+    if args.action == "deposit":
+        if not args.file:
+            raise CommandError("'dmp deposit' needs the document: give --file.")
+        try:
+            with open(args.file, "rb") as handle:
+                content = handle.read(policy.max_size * 2 + 1)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {args.file}: {exc.strerror}.") from None
+
+    async def work(session: AsyncSession) -> list[Considered]:
+        if args.action == "deposit":
+            return [await consider_manual(
+                session, content, args.file, policy=policy, person=args.actor, title=args.title,
+                matricule=args.patient, author_id=args.author, type_code=args.type_code,
+                visibility=args.visibility, confirm_authorship=args.confirm_authorship)]
+        message = await session.get(Message, args.id)
+        if message is None:
+            raise LookupError(f"There is no message {args.id}.")
+        return await consider_message(session, message.id, bytes(message.raw), message.mail_from,
+                                      list(message.rcpt_to), policy=policy, sender_mailbox_id=message.sender_mailbox_id,
+                                      manual_request=True, confirmed_by=args.actor, author=author,
+                                      title=args.title, visibility=args.visibility)
+
+    try:
+        results = run_in_store(cfg, work)
+    except (LookupError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    if not results:
+        raise CommandError("The message carries no document to deposit.")
+    failed = False
+    for considered in results:
+        refusal = considered.plan.refusal
+        if considered.job_id is not None:
+            print(f"{considered.unique_id}: queued for the DMP as deposit job {considered.job_id}.")
+        elif refusal is None:
+            print(f"{considered.unique_id}: already in the outbox; nothing queued again.")
+        else:
+            failed = True
+            print(f"{considered.unique_id}: not deposited ({refusal.rule}): {refusal.reason}")
+    return 1 if failed else 0
+

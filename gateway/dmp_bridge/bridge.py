@@ -12,7 +12,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.parser import BytesParser
@@ -125,22 +125,33 @@ class _Context:
     title: str | None
     manual_request: bool
     confirmed_by: str | None
+    #: The professional a person names as the author when the document's own authors are not ours (R12).
+    author: Professional | None = None
+    #: The person who asked for the deposit (manual deposit, confirmation): the actor of the trail (R18).
+    person: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.person or self.sender
 
 
 async def consider_message(session: AsyncSession, message_id: int | None, raw: bytes, sender: str,
                            recipients: list[str], *, policy: DepositPolicy, sender_mailbox_id: int | None = None,
                            presence: PresenceSource = nobody_present, now: datetime | None = None,
-                           manual_request: bool = False, confirmed_by: str | None = None) -> list[Considered]:
+                           manual_request: bool = False, confirmed_by: str | None = None,
+                           author: Professional | None = None, title: str | None = None,
+                           visibility: str | None = None) -> list[Considered]:
     """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
     Runs in the caller's transaction; records one event per rule decision (R18). The ``X-DMP-Visibility`` and
     ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
-    the type code of its attached documents.
+    the type code of its attached documents; ``title`` and ``visibility`` given by a person replace them.
     """
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
     ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
-                   str(headers.get(c.VISIBILITY_HEADER) or "") or None, str(headers.get(c.TITLE_HEADER) or "") or None,
-                   manual_request, confirmed_by)
+                   visibility or str(headers.get(c.VISIBILITY_HEADER) or "") or None,
+                   title or str(headers.get(c.TITLE_HEADER) or "") or None, manual_request, confirmed_by, author,
+                   confirmed_by if manual_request else None)
     cdas = find_cdas(raw)
     results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas]
     attached = find_attachments(raw)
@@ -168,9 +179,11 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
                     patient_present=present, now=ctx.now, visibility_header=ctx.visibility,
                     title=title,
                     manual_request=ctx.manual_request, confirmed_by=ctx.confirmed_by)
+    if plan.author is None and ctx.confirmed_by and ctx.author is not None:
+        plan = replace(plan, author=ctx.author)  # R12: the person confirmed that this professional wrote it
     for decision in plan.decisions:
         await record(session, "dmp.rule", "allowed" if decision.allowed else "refused", rule=decision.rule,
-                     actor=ctx.sender, message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
+                     actor=ctx.actor, message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
                      identity_id=identity_id, code=decision.code, reason_text=decision.reason,
                      unique_id=header.unique_id)
     job_id = None
@@ -180,7 +193,7 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
                                type_code=header.type_code.code, visibility=sorted(plan.visibility),
                                replaces=header.replaces, message_id=ctx.message_id,
                                sender_mailbox_id=ctx.sender_mailbox_id, identity_id=identity_id,
-                               submission_root=ctx.policy.structure.source_id, actor=ctx.sender)
+                               submission_root=ctx.policy.structure.source_id, actor=ctx.actor)
     else:
         await _not_deposited(session, ctx, header.unique_id, plan.refusal, identity_id)
     return Considered(header.unique_id, plan, job_id)
@@ -189,7 +202,7 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
 async def _not_deposited(session: AsyncSession, ctx: _Context, unique_id: str, refusal: Decision | None,
                          identity_id: int | None) -> None:
     await record(session, "dmp.deposit.not_deposited", "filed_locally", rule=refusal.rule if refusal else None,
-                 actor=ctx.sender, message_id=ctx.message_id, identity_id=identity_id, unique_id=unique_id,
+                 actor=ctx.actor, message_id=ctx.message_id, identity_id=identity_id, unique_id=unique_id,
                  code=refusal.code if refusal else "no_author")
 
 
@@ -205,17 +218,19 @@ async def _patient_recipient(session: AsyncSession, recipients: list[str]) -> st
 
 async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: list[Attachment],
                                 cdas: list[CdaHeader], recipients: list[str], type_code: str | None,
-                                message_key: str) -> list[Considered]:
+                                message_key: str, *, patient: str | None = None,
+                                author: Professional | None = None) -> list[Considered]:
     """Attached documents, each wrapped in a level-1 CDA for the message's patient and author, then considered.
 
     The patient is the one of the message's CDA (a letter and its attachments), else its one patient recipient;
     the author is the sending professional, else the structure's author of the CDA (software sending for them).
+    A manual deposit names both (``patient``, ``author``).
     """
     policy = ctx.policy
     patients = {h.patient.matricule for h in cdas if h.patient is not None and h.patient.matricule}
-    matricule = (patients.pop() if len(patients) == 1 else None) if cdas else await _patient_recipient(
-        session, recipients)
-    author = policy.professional_by_mailbox(ctx.sender) or next(
+    matricule = patient or ((patients.pop() if len(patients) == 1 else None) if cdas else await _patient_recipient(
+        session, recipients))
+    author = author or ctx.author or policy.professional_by_mailbox(ctx.sender) or next(
         (a for a in (depositing_author(h, policy) for h in cdas) if a is not None), None)
     code = type_code or (cdas[0].type_code.code if cdas else DEFAULT_ATTACHMENT_TYPE)
     identity = await _identity(session, matricule) if matricule else None
@@ -225,7 +240,7 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
         refusal = _attachment_refusal(matricule, identity, author)
         if refusal is not None or identity is None or author is None:
             decision = refusal or refuse("R12", "no_author", "The document names no author.")
-            await record(session, "dmp.rule", "refused", rule=decision.rule, actor=ctx.sender,
+            await record(session, "dmp.rule", "refused", rule=decision.rule, actor=ctx.actor,
                          message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
                          identity_id=identity.id if identity else None, code=decision.code,
                          reason_text=decision.reason, unique_id=unique_id)
@@ -256,3 +271,42 @@ def _attachment_refusal(matricule: str | None, identity: Identity | None,
         return refuse("R12", "no_author", "The sender is not one of the structure's professionals and no CDA of "
                       "the message names one: only a document's author may deposit it.")
     return None
+
+
+#: File name extensions of the raw formats a person may deposit (R15), and their media types.
+MEDIA_TYPES = {"pdf": "application/pdf", "jpg": "image/jpeg", "jpeg": "image/jpeg", "tif": "image/tiff",
+               "tiff": "image/tiff", "txt": "text/plain", "rtf": "application/rtf"}
+
+
+async def consider_manual(session: AsyncSession, content: bytes, filename: str, *, policy: DepositPolicy,
+                          person: str, title: str, matricule: str | None = None, author_id: str | None = None,
+                          type_code: str | None = None, visibility: str | None = None,
+                          confirm_authorship: bool = False, now: datetime | None = None) -> Considered:
+    """A deposit a person asks for (R14 manual: a title is required), through the same rules and outbox.
+
+    A CDA is deposited as it is; a PDF, image, text or RTF file is wrapped in a level-1 CDA for ``matricule``
+    and the professional ``author_id``. ``confirm_authorship``: the person confirms that the structure wrote a
+    document the automatic check cannot attribute (R12); the confirmation is recorded with their name.
+    """
+    author = policy.professional(author_id) if author_id else None
+    ctx = _Context(None, author.mailbox if author else "", None, policy, nobody_present, now or datetime.now(UTC),
+                   visibility, title, True, person if confirm_authorship else None, author, person)
+    try:
+        header = read_header(content)
+    except CdaError:
+        header = None
+    if header is not None:
+        return await _consider(session, ctx, content, header, len(content), title)
+    media_type = MEDIA_TYPES.get(filename.rsplit(".", 1)[-1].lower())
+    if media_type is None:
+        raise ValueError(f"{filename} is neither a CDA nor a format the DMP accepts (pdf, jpeg, tiff, txt, rtf).")
+    if author is None:
+        raise ValueError("A document that is not a CDA needs its author: give --author, the national id of one of "
+                         "the structure's professionals ([[dmp.professional]]).")
+    if not matricule:
+        raise ValueError("A document that is not a CDA needs its patient: give --patient with the INS matricule.")
+    attachment = Attachment("manual", filename, media_type, content)
+    digest = hashlib.sha256(f"{matricule}|{author.national_id}|".encode() + content).hexdigest()
+    [considered] = await _consider_attachments(session, ctx, [attachment], [], [], type_code, digest,
+                                               patient=matricule, author=author)
+    return considered

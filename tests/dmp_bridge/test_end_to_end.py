@@ -260,3 +260,64 @@ def test_r12_a_lab_report_received_from_another_structure_is_filed_but_not_depos
     assert [(e.rule, e.detail["code"]) for e in refused] == [("R12", "not_author")]
     assert deposits(store) == []
     assert registry(dmp, pki) == []
+
+
+def gateway_command(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(gateway.config_path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_r14_a_person_deposits_a_file_from_the_command_line_with_a_title(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    store, gateway = started(tmp_path, pki, store_url, dmp)
+    scan = tmp_path / "radio.pdf"
+    scan.write_bytes(PDF)
+    try:
+        untitled = gateway_command(gateway, "dmp", "deposit", "--file", str(scan), "--patient", MATRICULE,
+                                   "--author", BIOLOGIST.national_id)
+        assert untitled.returncode == 1 and "title" in untitled.stderr and "Traceback" not in untitled.stderr
+        asked = gateway_command(gateway, "dmp", "deposit", "--file", str(scan), "--patient", MATRICULE,
+                                "--author", BIOLOGIST.national_id, "--title", "Radiographie du thorax",
+                                "--type", "18748-4", "--actor", "Marcel Camparini")
+        assert asked.returncode == 0 and "queued" in asked.stdout, asked.stderr
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the manual deposit was not accepted")
+    finally:
+        gateway.stop()
+    (entry,) = registry(dmp, pki)
+    assert (entry["title"], entry["typeCode"]) == ("Radiographie du thorax", "18748-4")
+    assert entry["formatCode"] == "urn:ihe:iti:xds-sd:pdf:2008"
+    manual = [e for e in store.events("dmp.rule") if e.rule == "R14"]
+    assert [(e.detail["code"], e.actor) for e in manual] == [("manual", "Marcel Camparini")]  # the person (R18)
+
+
+def test_r12_a_person_confirms_authorship_of_a_received_document_and_it_is_deposited(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    store, gateway = started(tmp_path, pki, store_url, dmp, professional=GP, mailbox=GP_ADDRESS)
+    store.add_mailbox(GP_ADDRESS, "PER")
+    store.add_mailbox(LAB, "PER")
+    try:
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"], message["To"], message["Subject"] = LAB, GP_ADDRESS, "Résultats"
+        message.set_content("Bonjour.")
+        message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
+        with gateway.smtp(LAB) as client:
+            client.sendmail(LAB, [GP_ADDRESS], message.as_bytes())
+        wait_for(lambda: store.events("dmp.considered"), "the message was not considered")
+        assert deposits(store) == []  # R12: not the structure's document
+        message_id = str(store.events("dmp.considered")[0].message_id)
+        confirmed = gateway_command(gateway, "dmp", "confirm", message_id, "--author", GP.national_id,
+                                    "--title", "Bilan thyroïdien", "--actor", "Dr Jean Medecin")
+        assert confirmed.returncode == 0 and "queued" in confirmed.stdout, (confirmed.stdout, confirmed.stderr)
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the confirmed deposit was not accepted")
+        again = gateway_command(gateway, "dmp", "confirm", message_id, "--author", GP.national_id,
+                                "--title", "Bilan thyroïdien")
+        assert again.returncode == 0 and "already in the outbox" in again.stdout
+    finally:
+        gateway.stop()
+    (entry,) = registry(dmp, pki)
+    assert entry["title"] == "Bilan thyroïdien"
+    assert entry["authorPerson"][0].startswith(f"{GP.national_id}^MEDECIN")
+    confirmations = [e for e in store.events("dmp.rule") if e.rule == "R12" and e.outcome == "allowed"]
+    assert [e.detail["code"] for e in confirmations] == ["confirmed"] * 2  # each request traced (R18) ...
+    assert confirmations[0].actor == "Dr Jean Medecin"  # ... with the person who confirmed
+    assert "Dr Jean Medecin" in confirmations[0].detail["reason_text"]
