@@ -191,6 +191,11 @@ class DmpSettings:
     default_visibility: frozenset[str] = frozenset()
     professionals: tuple[DmpProfessional, ...] = ()
     concurrency: int = 8
+    #: Seconds before the first retry of a deposit after a transport error, doubling up to ``retry_ceiling``.
+    retry_base: float = 30.0
+    retry_ceiling: float = 3600.0
+    #: Seconds a sent deposit belongs to the process that sent it; after that (the process died) another resends.
+    lease: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -431,6 +436,10 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
     dmp.check("default_visibility", all(v in _VISIBILITY for v in visibility),
               f"must list codes among {', '.join(_VISIBILITY)} (R16)")
     concurrency = _positive(dmp, "concurrency", 8, int)
+    retry_base = _positive(dmp, "retry_base", 30.0, float)
+    retry_ceiling = _positive(dmp, "retry_ceiling", 3600.0, float)
+    dmp.check("retry_ceiling", retry_ceiling >= retry_base, "must not be below retry_base")
+    lease = _positive(dmp, "lease", 300.0, float)
     raw = dmp._data.get("professional", [])
     dmp._seen.add("professional")
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
@@ -450,7 +459,8 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
         files["client_key"], files["signing_certificate"], files["signing_key"],
         dmp.get("structure_id", str, required=True), dmp.get("structure_name", str, required=True),
         dmp.get("source_id", str, required=True), mode,
-        tuple((k.lower(), v) for k, v in modes.items()), frozenset(visibility), tuple(professionals), concurrency)
+        tuple((k.lower(), v) for k, v in modes.items()), frozenset(visibility), tuple(professionals), concurrency,
+        retry_base, retry_ceiling, lease)
     dmp.finish()
     return settings
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import DmpSettings
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import OutboxWorker
+from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
 from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional, Structure
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.pki import Issued
@@ -55,7 +55,8 @@ class DmpBridge(Background):
                             client_ssl_context(client_cert, str(settings.ca_file)))
         self.client = DmpClient(endpoint, client_cert)
         self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy),
-                                   self.policy, concurrency=settings.concurrency)
+                                   self.policy, concurrency=settings.concurrency, lease=settings.lease,
+                                   backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling))
 
     async def main(self) -> None:
         stop = asyncio.Event()

@@ -93,6 +93,10 @@ class Fault:
     delay: float = 0.0
 
 
+#: The failures the simulator can be told to inject (``inject``, ``--fault``).
+FAULT_MODES = ("unavailable", "hang", "slow", "lost_answer", "store_then_hang")
+
+
 class Rejected(Exception):
     def __init__(self, *errors: RegistryError) -> None:
         super().__init__("; ".join(f"{e.code}: {e.context}" for e in errors))
@@ -144,7 +148,7 @@ class Simulator:
         self._save()
 
     def inject(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
-        if mode not in ("unavailable", "hang", "slow", "lost_answer", "store_then_hang", "none"):
+        if mode not in (*FAULT_MODES, "none"):
             raise ValueError(f"Unknown fault mode {mode}.")
         if mode == "none":
             self.faults.clear()
@@ -572,7 +576,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schema-dir", type=Path, default=None, help="folder holding IHE/XDS.b_DocumentRepository.xsd")
     parser.add_argument("--state-file", type=Path, default=None, help="JSON file keeping accepted documents")
     parser.add_argument("--closed", action="append", default=[], help="matricule whose DMP is closed")
+    parser.add_argument("--fault", action="append", default=[], metavar="MODE[:COUNT[:DELAY]]",
+                        help="fail the next COUNT ITI-41 requests (unavailable, hang, slow, lost_answer, "
+                             "store_then_hang), e.g. slow:5:3")
     args = parser.parse_args(argv)
+    faults = []
+    for text in args.fault:
+        mode, _, rest = text.partition(":")
+        count, _, delay = rest.partition(":")
+        try:
+            faults.append((mode, int(count or 1), float(delay or 0)))
+        except ValueError:
+            parser.error(f"--fault {text}: expected MODE[:COUNT[:DELAY]]")
+        if mode not in FAULT_MODES:
+            parser.error(f"--fault {text}: the mode is one of {', '.join(FAULT_MODES)}")
     host, _, port = args.listen.rpartition(":")
 
     async def run() -> None:
@@ -580,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 ca_bundle=args.ca, schema_dir=args.schema_dir, state_file=args.state_file)
         for matricule in args.closed:
             simulator.set_patient(matricule, state=DmpState.CLOSED)
+        for mode, count, delay in faults:
+            simulator.inject(mode, count, delay)
         print(f"DMP simulator listening on {simulator.url} (repository /repository, registry /registry)",
               flush=True)
         try:

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dmp_bridge.dmp_support import BIOLOGIST, GP, MATRICULE, TEST_OID, policy
+from dmp_bridge.dmp_support import BIOLOGIST, GP, MATRICULE, TEST_OID, policy, variant
 from sqlalchemy import select
 from support.pki import PKIFiles
 from support.process import GatewayProcess, free_port
 from support.store import Store
 
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import ACCEPTED, DmpDeposit
+from gateway.dmp_bridge.outbox import ACCEPTED, RETRY, SENT, DmpDeposit
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.samples import samples_dir
 
@@ -43,6 +43,31 @@ def _accepts(port: int) -> bool:
         return False
 
 
+class SimulatorProcess:
+    """A `gateway dmp-simulator` process that can be stopped and started again on the same port and state."""
+
+    def __init__(self, folder: Path, ca: Path) -> None:
+        self.folder, self.ca, self.port = folder, ca, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *faults: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "dmp-simulator", "--listen", f"127.0.0.1:{self.port}",
+             "--certificate", str(self.folder / "dmp.crt"), "--key", str(self.folder / "dmp.key"),
+             "--ca", str(self.ca), "--state-file", str(self.folder / "state.json"),
+             *(f"--fault={fault}" for fault in faults)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not _accepts(self.port) and time.monotonic() < deadline and self.process.poll() is None:
+            time.sleep(0.05)
+        assert _accepts(self.port), "the DMP simulator did not start"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
 @pytest.fixture
 def dmp(tmp_path: Path, pki: PKIFiles) -> Iterator[dict[str, Any]]:
     """A `gateway dmp-simulator` process with certificates of the test PKI."""
@@ -52,21 +77,15 @@ def dmp(tmp_path: Path, pki: PKIFiles) -> Iterator[dict[str, Any]]:
     client, signer = pki.pki.software("structure-tls"), pki.pki.signing("structure-signing")
     client.write(folder / "client.crt", folder / "client.key")
     signer.write(folder / "signing.crt", folder / "signing.key")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "dmp-simulator", "--listen", f"127.0.0.1:{port}",
-         "--certificate", str(folder / "dmp.crt"), "--key", str(folder / "dmp.key"), "--ca", str(pki.ca_bundle)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not _accepts(port) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert _accepts(port), "the DMP simulator did not start"
-    yield {"url": f"https://localhost:{port}", "folder": folder, "client": client, "signer": signer}
-    process.terminate()
-    process.wait(10)
+    simulator = SimulatorProcess(folder, pki.ca_bundle)
+    simulator.start()
+    yield {"url": f"https://localhost:{simulator.port}", "folder": folder, "client": client, "signer": signer,
+           "simulator": simulator}
+    simulator.stop()
 
 
-def dmp_config(dmp: dict[str, Any], ca: Path, professional: Any = BIOLOGIST, mailbox: str = SENDER) -> str:
+def dmp_config(dmp: dict[str, Any], ca: Path, professional: Any = BIOLOGIST, mailbox: str = SENDER,
+               retries: str = "") -> str:
     folder = dmp["folder"]
     return f"""
 [dmp]
@@ -81,7 +100,7 @@ structure_id = "1120459876"
 structure_name = "Laboratoire des charmes"
 source_id = "1.2.250.1.999.42"
 default_mode = "systematic"
-
+{retries}
 [[dmp.professional]]
 national_id = "{professional.national_id}"
 family = "{professional.family}"
@@ -182,13 +201,13 @@ def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
 
 
 def started(tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any], extra: str = "",
-            professional: Any = BIOLOGIST, mailbox: str = SENDER) -> tuple[Store, GatewayProcess]:
+            professional: Any = BIOLOGIST, mailbox: str = SENDER, retries: str = "") -> tuple[Store, GatewayProcess]:
     store = Store(store_url)
     store.add_mailbox(SENDER, "PER")
     store.add_mailbox(PATIENT, "PAT")
     store.add_identity()  # qualifiée (R4, R7)
     gateway = GatewayProcess(tmp_path / "gw", pki, store_url, message_size=5_000_000,
-                             extra_config=dmp_config(dmp, pki.ca_bundle, professional, mailbox) + extra)
+                             extra_config=dmp_config(dmp, pki.ca_bundle, professional, mailbox, retries) + extra)
     gateway.start()
     return store, gateway
 
@@ -321,3 +340,60 @@ def test_r12_a_person_confirms_authorship_of_a_received_document_and_it_is_depos
     assert [e.detail["code"] for e in confirmations] == ["confirmed"] * 2  # each request traced (R18) ...
     assert confirmations[0].actor == "Dr Jean Medecin"  # ... with the person who confirmed
     assert "Dr Jean Medecin" in confirmations[0].detail["reason_text"]
+
+
+FAST_RETRIES = "retry_base = 1.0\nretry_ceiling = 2.0\nlease = 8.0\n"
+
+
+def lab_reports(count: int) -> list[bytes]:
+    """``count`` submissions, each with its own lab report (another document id)."""
+    return [submission(variant(BIO.read_bytes(), unique_id=f"1.2.250.1.999.42.77.{n}")) for n in range(count)]
+
+
+def test_the_dmp_down_for_30_seconds_then_every_deposit_is_accepted_once(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    simulator: SimulatorProcess = dmp["simulator"]
+    simulator.stop()
+    down_since = time.monotonic()
+    store, gateway = started(tmp_path, pki, store_url, dmp.copy(), extra="", retries=FAST_RETRIES)
+    try:
+        with gateway.smtp(SENDER) as client:
+            for raw in lab_reports(5):
+                client.sendmail(SENDER, [PATIENT], raw)
+        wait_for(lambda: len(deposits(store)) == 5 and all(d.attempts >= 1 and d.state in (RETRY, SENT)
+                                                            for d in deposits(store)),
+                 "the deposits were not waiting for a retry while the DMP was down")
+        while time.monotonic() - down_since < 30:  # the outage itself: jobs keep being retried, none is lost
+            assert all(d.state in (RETRY, SENT) for d in deposits(store))
+            time.sleep(0.5)
+        attempts_during_outage = max(d.attempts for d in deposits(store))
+        simulator.start()
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED] * 5, "not every deposit was accepted")
+    finally:
+        gateway.stop()
+    assert attempts_during_outage >= 2  # retried with backoff during the outage
+    found = registry(dmp, pki)
+    assert sorted(e["uniqueId"] for e in found) == [f"1.2.250.1.999.42.77.{n}" for n in range(5)]  # each once
+
+
+def test_sigkill_of_the_gateway_with_deposits_in_flight_loses_and_duplicates_nothing(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    simulator: SimulatorProcess = dmp["simulator"]
+    simulator.stop()
+    simulator.start("slow:5:3")  # the first five ITI-41 requests are answered after 3 s
+    store, gateway = started(tmp_path, pki, store_url, dmp, retries=FAST_RETRIES)
+    try:
+        with gateway.smtp(SENDER) as client:
+            for raw in lab_reports(5):
+                client.sendmail(SENDER, [PATIENT], raw)
+        wait_for(lambda: len(deposits(store)) == 5 and all(d.state == SENT for d in deposits(store)),
+                 "the deposits were not in flight")
+        gateway.kill()  # SIGKILL while the five requests wait for their answers
+        assert all(d.state == SENT for d in deposits(store))
+        gateway.start()  # the lease of the dead process runs out; the jobs are sent again
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED] * 5, "not every deposit was accepted")
+    finally:
+        gateway.stop()
+    assert all(d.attempts >= 2 for d in deposits(store))
+    found = registry(dmp, pki)
+    assert sorted(e["uniqueId"] for e in found) == [f"1.2.250.1.999.42.77.{n}" for n in range(5)]  # each once

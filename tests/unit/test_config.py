@@ -74,3 +74,54 @@ def test_the_daemon_refuses_to_start_on_a_bad_file(folder: Path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "gateway: Configuration key 'gateway.hostname' must be a str, not int."]
+
+
+def test_dmp_retry_settings_are_checked_by_name(tmp_path):
+    """[dmp] retry_base, retry_ceiling and lease: positive seconds, the ceiling not below the base."""
+    import pytest as _pytest
+
+    from gateway.config import ConfigError, load
+
+    files = {}
+    for name in ("ca.pem", "client.pem", "client.key", "signing.pem", "signing.key"):
+        files[name] = tmp_path / name
+        files[name].write_text("x")
+    base = f"""
+[gateway]
+hostname = "mail.gateway.test"
+domains = ["pro.gateway.test"]
+patient_domain = "patient.gateway.test"
+
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / 'g.sqlite3'}"
+
+[tls]
+certificate = "{files['client.pem']}"
+private_key = "{files['client.key']}"
+
+[smtp]
+submission = "127.0.0.1:2587"
+
+[dmp]
+repository_url = "https://dmp.test/repository"
+registry_url = "https://dmp.test/registry"
+ca_file = "{files['ca.pem']}"
+client_certificate = "{files['client.pem']}"
+client_key = "{files['client.key']}"
+signing_certificate = "{files['signing.pem']}"
+signing_key = "{files['signing.key']}"
+structure_id = "1120459876"
+structure_name = "Cabinet"
+source_id = "1.2.250.1.999.42"
+"""
+    path = tmp_path / "gateway.toml"
+    path.write_text(base + "retry_base = 5\nlease = 60\n")
+    settings = load(path).dmp
+    assert settings is not None
+    assert (settings.retry_base, settings.retry_ceiling, settings.lease) == (5.0, 3600.0, 60.0)
+    path.write_text(base + "retry_base = 10\nretry_ceiling = 5\n")
+    with _pytest.raises(ConfigError, match=r"'dmp\.retry_ceiling'"):
+        load(path)
+    path.write_text(base + "lease = 0\n")
+    with _pytest.raises(ConfigError, match=r"'dmp\.lease' must be greater than zero"):
+        load(path)
