@@ -1,6 +1,8 @@
-"""The few CDA header fields the DMP bridge needs, behind one function so that gateway.documents can replace it.
+"""The DMP's view of a CDA header: the fields XDS metadata and the deposit rules need, typed as they use them.
 
-Bounded and safe: size limit before parsing, no entities, no DTD, no network, lxml's default depth limit.
+There is one CDA reader in the gateway, :mod:`gateway.documents.cda` (bounded; no entities, DTD or network);
+this module only converts what it reads (dates parsed, ids as XDS writes them) and turns its refusals into
+:class:`CdaError`. :func:`parse_xml` is the same safe parser for the SOAP and SAML documents of the protocol.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -12,9 +14,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
-from gateway.dmp_bridge.constants import INS_OIDS, MAX_CDA_SIZE, NS_HL7
+from gateway.dmp_bridge.constants import MAX_CDA_SIZE
+from gateway.documents import cda as documents_cda
+from gateway.documents.errors import DocumentRefused
+from gateway.documents.limits import CdaLimits
 
-_NS = {"h": NS_HL7}
+_LIMITS = CdaLimits(max_bytes=MAX_CDA_SIZE)
 
 
 class CdaError(ValueError):
@@ -77,28 +82,12 @@ class CdaHeader:
     local_patient_ids: tuple[str, ...] = field(default_factory=tuple)
 
 
-def parser() -> etree.XMLParser:
-    """The only way this package parses XML: no entities, no DTD, no network, bounded tree."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                           remove_comments=False)
-
-
 def parse_xml(data: bytes, limit: int) -> etree._Element:
-    if len(data) > limit:
-        raise CdaError(f"The XML is {len(data)} bytes; the limit is {limit}.")
+    """A SOAP, SAML or CDA document parsed by the gateway's one safe XML parser; :class:`CdaError` if refused."""
     try:
-        return etree.fromstring(data, parser())
-    except etree.XMLSyntaxError as exc:
-        raise CdaError(f"The XML is not well formed: {exc}.") from exc
-
-
-def ii(element: etree._Element | None) -> str:
-    """An HL7 instance identifier as XDS writes it: ``root`` or ``root^extension``."""
-    if element is None:
-        return ""
-    root = element.get("root", "")
-    ext = element.get("extension")
-    return f"{root}^{ext}" if ext else root
+        return documents_cda.parse_xml(data, limit, "XML document")
+    except DocumentRefused as refused:
+        raise CdaError(str(refused)) from None
 
 
 def parse_ts(value: str | None) -> datetime | None:
@@ -126,104 +115,57 @@ def parse_ts(value: str | None) -> datetime | None:
         return None
 
 
-def _code(element: etree._Element | None) -> Code | None:
-    if element is None or not element.get("code"):
+def _code(code: documents_cda.Code | None) -> Code | None:
+    return Code(code.code, code.code_system or "", code.display_name or "") if code is not None else None
+
+
+def _person(person: documents_cda.Person | None) -> Person | None:
+    if person is None or person.id is None:
         return None
-    return Code(element.get("code", ""), element.get("codeSystem", ""), element.get("displayName", ""))
-
-
-def _text(element: etree._Element, path: str) -> str:
-    found = element.find(path, _NS)
-    return (found.text or "").strip() if found is not None else ""
-
-
-def _person(entity: etree._Element | None) -> Person | None:
-    if entity is None:
-        return None
-    pid = entity.find("h:id", _NS)
-    if pid is None:
-        return None
-    person = entity.find("h:assignedPerson", _NS)
-    org = entity.find("h:representedOrganization", _NS)
+    organisation = person.organisation
     return Person(
-        id_root=pid.get("root", ""), id_extension=pid.get("extension", ""),
-        family=_text(person, "h:name/h:family") if person is not None else "",
-        given=_text(person, "h:name/h:given") if person is not None else "",
-        role=_code(entity.find("h:code", _NS)),
-        organisation_id=(org.find("h:id", _NS).get("extension", "") if org is not None
-                         and org.find("h:id", _NS) is not None else ""),
-        organisation_name=_text(org, "h:name") if org is not None else "",
-    )
+        id_root=person.id.root, id_extension=person.id.extension or "", family=person.family or "",
+        given=person.given or "", role=_code(person.role),
+        organisation_id=(organisation.id.extension or "") if organisation and organisation.id else "",
+        organisation_name=(organisation.name or "") if organisation else "")
+
+
+def _patient(patient: documents_cda.Patient) -> Patient | None:
+    if not patient.matricule:
+        return None
+    return Patient(matricule=patient.matricule, oid=patient.oid or "", birth_name=patient.birth_name or "",
+                   given=patient.first_name or "", birth_date=(patient.birth_date or "").replace("-", ""),
+                   sex=patient.sex or "", birth_place=patient.birth_place or "")
 
 
 def read_header(data: bytes) -> CdaHeader:
     """Read the header of a CDA R2 document (bounded, safe); raise :class:`CdaError` when it is not one."""
-    root = parse_xml(data, MAX_CDA_SIZE)
-    if root.tag != f"{{{NS_HL7}}}ClinicalDocument":
-        raise CdaError("The document is not a CDA R2 ClinicalDocument.")
-    type_code = _code(root.find("h:code", _NS))
+    try:
+        header = documents_cda.read_header(data, validate=False, limits=_LIMITS)
+    except DocumentRefused as refused:
+        raise CdaError(str(refused)) from None
+    type_code = _code(header.code)
     if type_code is None:
         raise CdaError("The CDA header has no document type code.")
-    patient = None
-    local_ids: list[str] = []
-    role = root.find("h:recordTarget/h:patientRole", _NS)
-    if role is not None:
-        for pid in role.findall("h:id", _NS):
-            if pid.get("root") in INS_OIDS and pid.get("extension") and patient is None:
-                p = role.find("h:patient", _NS)
-                given_br = p.find("h:name/h:given[@qualifier='BR']", _NS) if p is not None else None
-                given = p.find("h:name/h:given", _NS) if p is not None else None
-                chosen = given_br if given_br is not None else given
-                patient = Patient(
-                    matricule=pid.get("extension", ""), oid=pid.get("root", ""),
-                    birth_name=_text(p, "h:name/h:family[@qualifier='BR']") if p is not None else "",
-                    given=(chosen.text or "").strip() if chosen is not None else "",
-                    birth_date=(p.find("h:birthTime", _NS).get("value", "")
-                                if p is not None and p.find("h:birthTime", _NS) is not None else ""),
-                    sex=(p.find("h:administrativeGenderCode", _NS).get("code", "")
-                         if p is not None and p.find("h:administrativeGenderCode", _NS) is not None else ""),
-                    birth_place=_text(p, "h:birthplace/h:place/h:addr/h:county") if p is not None else "",
-                )
-            else:
-                local_ids.append(ii(pid))
-    authors = tuple(a for a in (_person(e) for e in root.findall("h:author/h:assignedAuthor", _NS)) if a)
-    service = root.find("h:documentationOf/h:serviceEvent/h:effectiveTime", _NS)
-    practice = None
-    for candidate in root.iterfind(".//h:standardIndustryClassCode", _NS):
-        if candidate.getparent() is not None:
-            practice = _code(candidate)
-            break
-    facility = _code(root.find("h:componentOf/h:encompassingEncounter/h:location/h:healthCareFacility/h:code", _NS))
-    body = root.find("h:component/h:nonXMLBody/h:text", _NS)
-    replaced = root.find("h:relatedDocument[@typeCode='RPLC']/h:parentDocument/h:id", _NS)
-    version_el = root.find("h:versionNumber", _NS)
-    try:
-        version = int(version_el.get("value", "1")) if version_el is not None else 1
-    except ValueError:
-        version = 1
-    confidentiality = root.find("h:confidentialityCode", _NS)
-    language = root.find("h:languageCode", _NS)
+    replaced = header.replaces
     return CdaHeader(
-        unique_id=ii(root.find("h:id", _NS)),
+        unique_id=header.unique_id,
         type_code=type_code,
-        title=_text(root, "h:title"),
-        effective_time=parse_ts(root.find("h:effectiveTime", _NS).get("value")
-                                if root.find("h:effectiveTime", _NS) is not None else None),
-        confidentiality=confidentiality.get("code", "N") if confidentiality is not None else "N",
-        language=language.get("code", "fr-FR") if language is not None else "fr-FR",
-        patient=patient,
-        authors=authors,
-        legal_authenticator=_person(root.find("h:legalAuthenticator/h:assignedEntity", _NS)),
-        service_start=parse_ts(service.find("h:low", _NS).get("value") if service is not None
-                               and service.find("h:low", _NS) is not None else None),
-        service_stop=parse_ts(service.find("h:high", _NS).get("value") if service is not None
-                              and service.find("h:high", _NS) is not None else None),
-        practice_setting=practice,
-        facility_type=facility,
-        template_ids=frozenset(t.get("root", "") for t in root.findall("h:templateId", _NS)),
-        body_media_type=body.get("mediaType") if body is not None else None,
-        replaces=ii(replaced) or None,
-        set_id=ii(root.find("h:setId", _NS)),
-        version=version,
-        local_patient_ids=tuple(local_ids),
+        title=header.title or "",
+        effective_time=parse_ts(header.effective_time),
+        confidentiality=header.confidentiality.code if header.confidentiality else "N",
+        language=header.language or "fr-FR",
+        patient=_patient(header.patient),
+        authors=tuple(a for a in (_person(p) for p in header.authors) if a is not None),
+        legal_authenticator=_person(header.legal_authenticator),
+        service_start=parse_ts(header.service_start),
+        service_stop=parse_ts(header.service_stop),
+        practice_setting=_code(header.practice_setting),
+        facility_type=_code(header.healthcare_facility),
+        template_ids=frozenset(header.template_ids),
+        body_media_type=header.body_media_type,
+        replaces=str(replaced) if replaced is not None else None,
+        set_id=str(header.set_id) if header.set_id is not None else "",
+        version=header.version or 1,
+        local_patient_ids=tuple(str(i) for i in header.patient.local_ids),
     )
