@@ -212,14 +212,21 @@ def started(tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any], 
     return store, gateway
 
 
+def to_patient(subject: str, **headers: str) -> EmailMessage:
+    """A message from the biologist to the test patient, attachments to be added."""
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"], message["To"], message["Subject"] = SENDER, PATIENT, subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("Bonjour, voici les documents.")
+    return message
+
+
 def test_r13_r15_an_attached_pdf_is_deposited_wrapped_as_cda_level_1(
         tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
     store, gateway = started(tmp_path, pki, store_url, dmp)
     try:
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"], message["To"], message["Subject"] = SENDER, PATIENT, "Votre ordonnance scannée"
-        message["X-DMP-Visibility"] = "MASQUE_PS"
-        message.set_content("Bonjour, voici le document.")
+        message = to_patient("Votre ordonnance scannée", X_DMP_Visibility="MASQUE_PS")
         with gateway.smtp(SENDER) as client:
             client.sendmail(SENDER, [PATIENT], with_attachments(message, "Ordonnance scannée.pdf"))
         wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the PDF was not deposited")
@@ -239,9 +246,7 @@ def test_r13_a_letter_with_two_attachments_gives_three_deposits_and_the_pdf_copy
         tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
     store, gateway = started(tmp_path, pki, store_url, dmp)
     try:
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"], message["To"], message["Subject"] = SENDER, PATIENT, "Compte rendu et annexes"
-        message.set_content("Bonjour, voici le compte rendu et ses annexes.")
+        message = to_patient("Compte rendu et annexes")
         message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
         raw = with_attachments(message, "CR-BIO.pdf", "Annexe 1.pdf", "Annexe 2.pdf")  # CR-BIO.pdf: the copy
         with gateway.smtp(SENDER) as client:
@@ -255,21 +260,26 @@ def test_r13_a_letter_with_two_attachments_gives_three_deposits_and_the_pdf_copy
     assert {e["patientId"] for e in found} == {f"{MATRICULE}^^^&{TEST_OID}&ISO^NH"}
 
 
+def report_from_the_lab(store: Store, gateway: GatewayProcess) -> None:
+    """The lab (not of the structure) sends the GP the biologist's report on the test patient."""
+    store.add_mailbox(GP_ADDRESS, "PER")
+    store.add_mailbox(LAB, "PER")
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"], message["To"], message["Subject"] = LAB, GP_ADDRESS, "Résultats de votre patient"
+    message.set_content("Bonjour, voici les résultats.")
+    message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
+    with gateway.smtp(LAB) as client:
+        client.sendmail(LAB, [GP_ADDRESS], message.as_bytes())
+
+
 def test_r12_a_lab_report_received_from_another_structure_is_filed_but_not_deposited(
         tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
     """A GP's structure; the lab and its biologist are not of it: the report is filed to the patient (R10) from
     the GP's INBOX, and the DMP bridge refuses it (R12) — nothing reaches the DMP."""
     store, gateway = started(tmp_path, pki, store_url, dmp, "\n[documents]\nfile_all_inboxes = true\n",
                              professional=GP, mailbox=GP_ADDRESS)
-    store.add_mailbox(GP_ADDRESS, "PER")
-    store.add_mailbox(LAB, "PER")
     try:
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"], message["To"], message["Subject"] = LAB, GP_ADDRESS, "Résultats de votre patient"
-        message.set_content("Bonjour, voici les résultats.")
-        message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
-        with gateway.smtp(LAB) as client:
-            client.sendmail(LAB, [GP_ADDRESS], message.as_bytes())
+        report_from_the_lab(store, gateway)
         wait_for(lambda: store.events("dmp.considered") and store.events("filing.done"),
                  "the message was not considered and filed")
     finally:
@@ -312,15 +322,8 @@ def test_r14_a_person_deposits_a_file_from_the_command_line_with_a_title(
 def test_r12_a_person_confirms_authorship_of_a_received_document_and_it_is_deposited(
         tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
     store, gateway = started(tmp_path, pki, store_url, dmp, professional=GP, mailbox=GP_ADDRESS)
-    store.add_mailbox(GP_ADDRESS, "PER")
-    store.add_mailbox(LAB, "PER")
     try:
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"], message["To"], message["Subject"] = LAB, GP_ADDRESS, "Résultats"
-        message.set_content("Bonjour.")
-        message.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR-BIO.xml")
-        with gateway.smtp(LAB) as client:
-            client.sendmail(LAB, [GP_ADDRESS], message.as_bytes())
+        report_from_the_lab(store, gateway)
         wait_for(lambda: store.events("dmp.considered"), "the message was not considered")
         assert deposits(store) == []  # R12: not the structure's document
         message_id = str(store.events("dmp.considered")[0].message_id)
