@@ -40,6 +40,14 @@ def document(base: bytes, old_id: bytes, n: int, run: int) -> bytes:
     return base.replace(old_id, f'<id root="1.2.250.1.999.42.{run}.{n}"/>'.encode(), 1)
 
 
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
 async def start_simulator(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
     pki = folder / "pki"
     code = ("import sys; from gateway.dmp_bridge.simulator import main; sys.exit(main(sys.argv[1:]))")
@@ -53,6 +61,9 @@ async def start_simulator(folder: Path) -> tuple[asyncio.subprocess.Process, str
         if not line:
             raise RuntimeError("the simulator did not start")
         if "listening on" in line:
+            # Keep reading what it prints: a full pipe would stall the simulator and, once its reader pauses,
+            # keep proc.wait() from ever seeing the pipe close.
+            _DRAINS.add(asyncio.create_task(_drain(proc.stdout)))
             return proc, line.split("listening on ", 1)[1].split()[0]
 
 
