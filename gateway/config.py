@@ -294,6 +294,16 @@ def _listen(reader: _Reader, name: str) -> Listen | None:
     return Listen(host.strip("[]"), int(port))
 
 
+def _array_of_tables(reader: _Reader, name: str) -> list[_Reader]:
+    """The tables of ``[[name]]`` (none when absent), each read with its own key prefix (``name[0]``)."""
+    raw = reader._data.get(name, [])
+    reader._seen.add(name)
+    key = reader.key(name)
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"Configuration key '{key}' must be an array of tables ([[{key}]]).")
+    return [_Reader(table, f"{key}[{index}]") for index, table in enumerate(raw)]
+
+
 def _positive(reader: _Reader, name: str, default: T, convert: Callable[[Any], T]) -> T:
     value = reader.get(name, type(default), default)
     reader.check(name, value > 0, "must be greater than zero")  # type: ignore[operator]
@@ -440,13 +450,8 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
     retry_ceiling = _positive(dmp, "retry_ceiling", 3600.0, float)
     dmp.check("retry_ceiling", retry_ceiling >= retry_base, "must not be below retry_base")
     lease = _positive(dmp, "lease", 300.0, float)
-    raw = dmp._data.get("professional", [])
-    dmp._seen.add("professional")
-    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
-        raise ConfigError("Configuration key 'dmp.professional' must be an array of tables ([[dmp.professional]]).")
     professionals = []
-    for index, table in enumerate(raw):
-        pro = _Reader(table, f"dmp.professional[{index}]")
+    for pro in _array_of_tables(dmp, "professional"):
         national_id = pro.get("national_id", str, required=True)
         pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
                   "must be '8' followed by the 11-digit RPPS number")
@@ -499,13 +504,8 @@ def _documents_sections(
         documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False),
                                      schema, docs.get("package_outgoing", bool, True))
         docs.finish()
-    raw = root._data.get("upstream", [])
-    root._seen.add("upstream")
-    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
-        raise ConfigError("Configuration key 'upstream' must be an array of tables ([[upstream]]).")
     upstreams = []
-    for index, table in enumerate(raw):
-        up = _Reader(table, f"upstream[{index}]")
+    for up in _array_of_tables(root, "upstream"):
         name = up.get("name", str, required=True)
         host = up.get("host", str, required=True)
         port = up.get("port", int, 993)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 from dmp_bridge.dmp_support import BIOLOGIST, GP, MATRICULE, TEST_OID, policy, variant
 from sqlalchemy import select
 from support.pki import PKIFiles
-from support.process import GatewayProcess, free_port
+from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
 
 from gateway.dmp_bridge.deposit import Depositor
@@ -34,13 +33,6 @@ BIO = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 SENDER = "marcel.camparini@pro.gateway.test"
 PATIENT = f"{MATRICULE}@patient.gateway.test"
 
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class SimulatorProcess:
@@ -58,9 +50,9 @@ class SimulatorProcess:
              *(f"--fault={fault}" for fault in faults)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
-        while not _accepts(self.port) and time.monotonic() < deadline and self.process.poll() is None:
+        while not accepts(self.port) and time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.05)
-        assert _accepts(self.port), "the DMP simulator did not start"
+        assert accepts(self.port), "the DMP simulator did not start"
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -18,7 +18,8 @@ from support.pki import HOSTNAME, PKIFiles
 READY_TIMEOUT = 60.0
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Whether something listens on ``port`` of the loopback address."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -114,7 +115,7 @@ class GatewayProcess:
                 return self.process is not None and self.process.poll() is None
             if self.process is not None and self.process.poll() is not None:
                 return False
-            if all(_accepts(port) for port in self._listening_ports()):
+            if all(accepts(port) for port in self._listening_ports()):
                 return True
         return False
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 import ssl
 import time
 import uuid
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.pki import Issued
 from gateway.store.models import OutboundRecipient
 from support.pki import PKIFiles
-from support.process import GatewayProcess, free_port
+from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
 
 T = TypeVar("T")
@@ -79,13 +78,6 @@ concurrency = {concurrency}
 """
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
 
 def whitelist_xml(domains: list[str]) -> bytes:
     items = "".join(f"<Domaine><Nom>{d}</Nom><Operateur>Test</Operateur></Domaine>" for d in domains)
@@ -127,7 +119,7 @@ class OperatorProcess(GatewayProcess):
     def start(self) -> OperatorProcess:
         """Start, then wait for the relay port too (the base class may see only the submission ports)."""
         super().start()
-        wait_for(lambda: _accepts(self.relay_port), timeout=30, interval=0.05)
+        wait_for(lambda: accepts(self.relay_port), timeout=30, interval=0.05)
         return self
 
     def address(self, local: str) -> str:
