@@ -27,11 +27,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from dmp_bridge.dmp_support import BIOLOGIST, CDA, MATRICULE, SCHEMA_DIR, endpoint, make_dmp_pki, policy  # noqa: E402
 
 from gateway import logs  # noqa: E402
+from gateway.dmp_bridge import constants as c  # noqa: E402
 from gateway.dmp_bridge import outbox  # noqa: E402
-from gateway.dmp_bridge.cda_header import read_header  # noqa: E402
 from gateway.dmp_bridge.deposit import Depositor, prepare  # noqa: E402
 from gateway.dmp_bridge.outbox import OutboxWorker  # noqa: E402
 from gateway.dmp_bridge.soap import DmpClient  # noqa: E402
+from gateway.documents.cda import read_header  # noqa: E402
 from gateway.store import db  # noqa: E402
 
 
@@ -95,7 +96,7 @@ async def backlog(store_url: str, depositor: Depositor, base: bytes, old_id: byt
     await db.migrate(store_url)
     engine = db.create_engine(store_url)
     sessions = db.sessionmaker(engine)
-    header = read_header(base)
+    header = read_header(base, validate=False, limits=c.CDA_LIMITS)
     start = time.perf_counter()
     for first in range(0, count, 100):
         async with sessions() as session, session.begin():
@@ -103,7 +104,7 @@ async def backlog(store_url: str, depositor: Depositor, base: bytes, old_id: byt
                 cda = document(base, old_id, n, 2)
                 await outbox.enqueue(session, cda=cda, unique_id=f"1.2.250.1.999.42.2.{n}", matricule=MATRICULE,
                                      author_id=BIOLOGIST.national_id, title=header.title,
-                                     type_code=header.type_code.code)
+                                     type_code=header.type_code)
     print(f"outbox: {count} jobs enqueued in {time.perf_counter() - start:.1f} s")
     worker = OutboxWorker(sessions, depositor, policy(), concurrency=in_flight, poll_interval=0.05)
     stop = asyncio.Event()
@@ -133,7 +134,7 @@ async def main() -> None:
     args = parser.parse_args()
     logs.configure("warning")
     base = (CDA / args.sample).read_bytes()
-    unique = read_header(base).unique_id
+    unique = read_header(base, validate=False, limits=c.CDA_LIMITS).unique_id
     old_id = f'<id root="{unique}"/>'.encode()
     assert old_id in base, "the sample's id must be a plain root"
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, find_attachments
-from gateway.dmp_bridge.cda_header import CdaError, CdaHeader, Code, read_header
 from gateway.dmp_bridge.metadata import WrappedPatient, wrap_document
 from gateway.dmp_bridge.outbox import enqueue
 from gateway.dmp_bridge.presence import PresenceSource, nobody_present
@@ -37,6 +36,8 @@ from gateway.dmp_bridge.rules import (
     r7_identity,
     refuse,
 )
+from gateway.documents.cda import CdaHeader, Code, read_header
+from gateway.documents.errors import CdaRefused
 from gateway.store.events import record
 from gateway.store.models import Identity
 
@@ -98,8 +99,8 @@ def find_cdas(raw: bytes) -> list[tuple[bytes, CdaHeader]]:
             candidates = list(_cdas_in_zip(payload))
         for candidate in candidates:
             try:
-                header = read_header(candidate)
-            except CdaError:
+                header = read_header(candidate, validate=False, limits=c.CDA_LIMITS)
+            except CdaRefused:
                 continue
             found.setdefault(header.unique_id, (candidate, header))
     return list(found.values())
@@ -169,11 +170,11 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
 
     ``size`` is the document's (a wrapped PDF's, not its wrapper's, R15); ``title`` the sender's, if any.
     """
-    matricule = header.patient.matricule if header.patient else ""
+    matricule = header.patient.matricule or ""
     identity = await _identity(session, matricule) if matricule else None
     identity_id, status = (identity.id, identity.status) if identity is not None else (None, None)
     present = None
-    if header.patient is not None and ctx.sender_mailbox_id is not None:
+    if matricule and ctx.sender_mailbox_id is not None:
         present = await ctx.presence(session, ctx.sender_mailbox_id, matricule)
     plan = evaluate(header, size=size, policy=ctx.policy, sender_address=ctx.sender, identity_status=status,
                     patient_present=present, now=ctx.now, visibility_header=ctx.visibility,
@@ -190,8 +191,9 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
     if plan.allowed and plan.author is not None:
         job_id = await enqueue(session, cda=cda, unique_id=header.unique_id, matricule=matricule,
                                author_id=plan.author.national_id, title=plan.title,
-                               type_code=header.type_code.code, visibility=sorted(plan.visibility),
-                               replaces=header.replaces, message_id=ctx.message_id,
+                               type_code=header.type_code, visibility=sorted(plan.visibility),
+                               replaces=str(header.replaces) if header.replaces else None,
+                               message_id=ctx.message_id,
                                sender_mailbox_id=ctx.sender_mailbox_id, identity_id=identity_id,
                                submission_root=ctx.policy.structure.source_id, actor=ctx.actor)
     else:
@@ -227,12 +229,12 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
     A manual deposit names both (``patient``, ``author``).
     """
     policy = ctx.policy
-    patients = {h.patient.matricule for h in cdas if h.patient is not None and h.patient.matricule}
+    patients = {h.patient.matricule for h in cdas if h.patient.matricule}
     matricule = patient or ((patients.pop() if len(patients) == 1 else None) if cdas else await _patient_recipient(
         session, recipients))
     author = author or ctx.author or policy.professional_by_mailbox(ctx.sender) or next(
         (a for a in (depositing_author(h, policy) for h in cdas) if a is not None), None)
-    code = type_code or (cdas[0].type_code.code if cdas else DEFAULT_ATTACHMENT_TYPE)
+    code = type_code or (cdas[0].type_code if cdas else DEFAULT_ATTACHMENT_TYPE)
     identity = await _identity(session, matricule) if matricule else None
     results = []
     for attachment in attached:
@@ -254,7 +256,8 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
                                    identity.first_name, identity.birth_date, identity.sex, identity.birth_place),
             author=author, structure=policy.structure, created=ctx.now)
         # A message's title names its main document; attachments keep their file names unless a person asks.
-        results.append(await _consider(session, ctx, wrapped, read_header(wrapped), len(attachment.content),
+        header = read_header(wrapped, validate=False, limits=c.CDA_LIMITS)
+        results.append(await _consider(session, ctx, wrapped, header, len(attachment.content),
                                        ctx.title if ctx.manual_request else None))
     return results
 
@@ -292,8 +295,8 @@ async def consider_manual(session: AsyncSession, content: bytes, filename: str, 
     ctx = _Context(None, author.mailbox if author else "", None, policy, nobody_present, now or datetime.now(UTC),
                    visibility, title, True, person if confirm_authorship else None, author, person)
     try:
-        header = read_header(content)
-    except CdaError:
+        header: CdaHeader | None = read_header(content, validate=False, limits=c.CDA_LIMITS)
+    except CdaRefused:
         header = None
     if header is not None:
         return await _consider(session, ctx, content, header, len(content), title)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from gateway.documents.limits import CdaLimits
+
 # --- Namespaces --------------------------------------------------------------------------------------------
 NS_SOAP: Final = "http://www.w3.org/2003/05/soap-envelope"
 NS_WSA: Final = "http://www.w3.org/2005/08/addressing"
@@ -113,6 +115,8 @@ MAX_DOCUMENT_SIZE: Final = 5 * 1024 * 1024
 ALLOWED_MEDIA_TYPES: Final = frozenset({"application/pdf", "image/jpeg", "image/tiff", "text/plain", "text/rtf",
                                         "application/rtf"})
 MAX_CDA_SIZE: Final = 8 * 1024 * 1024  # a CDA wrapping a 5 MB PDF in base64 is about 6.7 MB
+#: The bound gateway.documents.cda reads a CDA for the DMP with (schema validation is the filing's business).
+CDA_LIMITS: Final = CdaLimits(max_bytes=MAX_CDA_SIZE)
 MAX_SOAP_SIZE: Final = 12 * 1024 * 1024
 MAX_MIME_PARTS: Final = 20
 MAX_DOCUMENTS_PER_SUBMISSION: Final = 10

@@ -15,9 +15,9 @@ from typing import Any
 
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import metadata, saml
-from gateway.dmp_bridge.cda_header import read_header
 from gateway.dmp_bridge.rules import DepositPlan, DepositPolicy, Professional
 from gateway.dmp_bridge.soap import DmpClient, RegistryResult
+from gateway.documents.cda import read_header
 from gateway.pki import Issued
 
 
@@ -36,7 +36,7 @@ class Prepared:
 def prepare(cda: bytes, *, title: str, visibility: Iterable[str], author: Professional, submission_uid: str,
             policy: DepositPolicy, now: datetime | None = None) -> Prepared:
     """The submission set and document entry for a CDA the rules allowed."""
-    header = read_header(cda)
+    header = read_header(cda, validate=False, limits=c.CDA_LIMITS)
     plan = DepositPlan((), title or header.title or policy.default_title, frozenset(visibility), author)
     entry = metadata.entry_from_cda(cda, header, plan, policy)
     submission = metadata.SubmissionSet(submission_uid, policy.structure.source_id, author, policy.structure,

@@ -21,8 +21,8 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.cda_header import CdaHeader, Code
 from gateway.dmp_bridge.rules import DEFAULT_CONTENT_TYPE, DepositPlan, DepositPolicy, Professional, Structure
+from gateway.documents.cda import CdaHeader, Code, Person
 from gateway.samples import samples_dir
 
 #: UUIDs derived from a document's uniqueId: re-sending the same document yields the same entryUUID, and a
@@ -59,7 +59,7 @@ def format_code(header: CdaHeader) -> Code:
         return Code(c.FORMAT_PDF_WRAPPED, c.OID_FORMAT_CODE, "Document à corps non structuré en Pdf/A-1")
     if header.body_media_type is not None:
         return Code(c.FORMAT_TEXT_WRAPPED, c.OID_FORMAT_CODE, "Document à corps non structuré")
-    if header.type_code.code == c.TYPE_SUMMARY:
+    if header.type_code == c.TYPE_SUMMARY:
         return Code(c.FORMAT_VSM, c.OID_FORMAT_CODE, "Volet de synthèse médicale")
     if c.TEMPLATE_XD_LAB in header.template_ids:
         return Code(c.FORMAT_LAB, c.OID_FORMAT_CODE, "CR d'examens biologiques")
@@ -119,28 +119,35 @@ class SubmissionSet:
 
 def entry_from_cda(content: bytes, header: CdaHeader, plan: DepositPlan, policy: DepositPolicy) -> DocumentEntry:
     """The document entry for a CDA that passed the rules (``plan.allowed``)."""
-    assert header.patient is not None and plan.author is not None and header.effective_time is not None
-    assert header.service_start is not None
-    klass = CLASS_CODES.get(header.type_code.code, ("10", "Compte rendu"))
-    system = header.type_code.system or (c.OID_CISIS_TYPE if header.type_code.code == c.TYPE_SUMMARY
-                                         else c.OID_LOINC)
-    legal = ""
-    if header.legal_authenticator is not None:
-        la = header.legal_authenticator
-        legal = f"{la.id_extension}^{la.family}^{la.given}^^^^^^&{la.id_root or c.OID_RPPS}&ISO^D^^^IDNPS"
+    matricule, oid = header.patient.matricule, header.patient.oid
+    created, started = header.created_at, header.service_start_at
+    assert matricule and oid and plan.author is not None and header.code is not None  # the rules allowed it
+    assert created is not None and started is not None
+    code = header.code
+    klass = CLASS_CODES.get(code.code, ("10", "Compte rendu"))
+    system = code.system or (c.OID_CISIS_TYPE if code.code == c.TYPE_SUMMARY else c.OID_LOINC)
     return DocumentEntry(
-        unique_id=header.unique_id, content=content, matricule=header.patient.matricule,
-        patient_oid=header.patient.oid, title=plan.title,
-        type_code=Code(header.type_code.code, system, header.type_code.display or plan.title),
+        unique_id=header.unique_id, content=content, matricule=matricule,
+        patient_oid=oid, title=plan.title,
+        type_code=Code(code.code, system, code.display or plan.title),
         class_code=Code(klass[0], c.OID_CLASS_CODE, klass[1]), format_code=format_code(header),
-        creation_time=header.effective_time, service_start=header.service_start, service_stop=header.service_stop,
+        creation_time=created, service_start=started, service_stop=header.service_stop_at,
         author=plan.author, structure=policy.structure,
         practice_setting=header.practice_setting or policy.structure.practice_setting,
-        facility_type=header.facility_type or policy.structure.facility_type,
-        legal_authenticator=legal, language=header.language, confidentiality=header.confidentiality or "N",
-        visibility=plan.visibility, replaces=header.replaces,
-        source_patient_id=patient_cx(header.patient.matricule, header.patient.oid),
+        facility_type=header.healthcare_facility or policy.structure.facility_type,
+        legal_authenticator=_xcn(header.legal_authenticator), language=header.language or "fr-FR",
+        confidentiality=header.confidentiality.code if header.confidentiality else "N",
+        visibility=plan.visibility, replaces=str(header.replaces) if header.replaces else None,
+        source_patient_id=patient_cx(matricule, oid),
     )
+
+
+def _xcn(person: Person | None) -> str:
+    """A CDA professional as an XDS XCN (legalAuthenticator); empty when the header names none with an id."""
+    if person is None or person.id is None or not person.id.extension:
+        return ""
+    return (f"{person.id.extension}^{person.family or ''}^{person.given or ''}^^^^^^&{person.id.root}&ISO"
+            "^D^^^IDNPS")
 
 
 # --- ebRIM building -------------------------------------------------------------------------------------------

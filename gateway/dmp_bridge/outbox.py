@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.cda_header import CdaError
 from gateway.dmp_bridge.deposit import Depositor, prepare
 from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
+from gateway.documents.errors import CdaRefused
 from gateway.store.events import record
 from gateway.store.models import Base, Event, Id
 
@@ -203,7 +203,7 @@ class OutboxWorker:
         try:
             prepared = prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
                                submission_uid=job.submission_uid, policy=self.policy)
-        except (CdaError, AssertionError, ValueError) as exc:
+        except (CdaRefused, AssertionError, ValueError) as exc:
             return await self._finish(job, REFUSED, "R15", "unreadable", f"The document cannot be deposited: {exc}")
         try:
             result = await self.depositor.send(prepared)

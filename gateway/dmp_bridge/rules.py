@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.cda_header import CdaHeader, Code
+from gateway.documents.cda import CdaHeader, Code
 
 #: Clock skew tolerated when checking that a document date is not in the future (R15).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -153,9 +153,9 @@ def r12_author(header: CdaHeader, policy: DepositPolicy, sender: Professional | 
     mailbox sending on behalf of the structure's professionals). ``confirmed_by`` names the person who
     confirmed authorship when the automatic check cannot.
     """
-    author_ids = [a.id_extension for a in header.authors]
-    ours = [a for a in author_ids if policy.professional(a) is not None]
-    if not author_ids:
+    author_ids = [a.national_id for a in header.authors]
+    ours = [a for a in author_ids if a and policy.professional(a) is not None]
+    if not header.authors:
         return refuse("R12", "no_author", "The document names no author; only its author may deposit it.")
     if not ours:
         if confirmed_by:
@@ -173,7 +173,7 @@ def r12_author(header: CdaHeader, policy: DepositPolicy, sender: Professional | 
 def depositing_author(header: CdaHeader, policy: DepositPolicy) -> Professional | None:
     """The structure's professional who wrote the document (first matching author)."""
     for author in header.authors:
-        found = policy.professional(author.id_extension)
+        found = policy.professional(author.national_id) if author.national_id else None
         if found is not None:
             return found
     return None
@@ -224,26 +224,27 @@ def r15_document(header: CdaHeader, size: int, now: datetime, policy: DepositPol
         return refuse("R15", "format", f"The DMP does not accept {header.body_media_type} documents "
                       "(pdf, jpeg, tiff, txt, rtf or structured CDA).")
     missing = []
-    if not header.type_code.code:
+    if not header.type_code:
         missing.append("document type")
     if not title:
         missing.append("title")
-    if header.effective_time is None:
+    created = header.created_at
+    if created is None:
         missing.append("document date")
-    if header.service_start is None:
+    if header.service_start_at is None:
         missing.append("start date of the act")
     if not header.authors:
         missing.append("author")
-    elif not any(a.organisation_id or a.organisation_name for a in header.authors) and not policy.structure.name:
+    elif not any(a.has_structure for a in header.authors) and not policy.structure.name:
         missing.append("author's structure")
     if header.practice_setting is None and not policy.structure.practice_setting.code:
         missing.append("practice setting")
-    if header.patient is None:
+    if not header.patient.matricule:
         missing.append("patient INS")
     if missing:
         return refuse("R15", "missing_metadata", "Mandatory deposit metadata missing: " + ", ".join(missing) + ".")
-    assert header.effective_time is not None
-    if header.effective_time > now + CLOCK_SKEW:
+    assert created is not None
+    if created > now + CLOCK_SKEW:
         return refuse("R15", "future_date", "The document date is in the future.")
     return allow("R15", "document_ok", "Size, format and mandatory metadata are acceptable.")
 
@@ -330,13 +331,13 @@ def evaluate(header: CdaHeader, *, size: int, policy: DepositPolicy, sender_addr
     """Apply R7, R12–R16 in order; every rule is evaluated so that the trail shows them all."""
     sender = policy.professional_by_mailbox(sender_address)
     decisions = [r7_identity(identity_status), r12_author(header, policy, sender, confirmed_by),
-                 r13_kind(header.type_code.code, policy)]
+                 r13_kind(header.type_code, policy)]
     access, chosen_title = r14_access(policy.mode_for(sender_address), manual_request=manual_request,
                                       patient_present=patient_present, title=title or header.title or None,
                                       policy=policy)
     decisions.append(access)
     decisions.append(r15_document(header, size, now, policy, chosen_title))
     visibility, codes = r16_visibility(parse_visibility(visibility_header), policy,
-                                       header.patient.birth_date if header.patient else "", now.date())
+                                       (header.patient.birth_date or "").replace("-", ""), now.date())
     decisions.append(visibility)
     return DepositPlan(tuple(decisions), chosen_title, codes, depositing_author(header, policy))

@@ -32,9 +32,10 @@ from lxml import etree
 
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import metadata, soap
-from gateway.dmp_bridge.cda_header import CdaError, read_header
 from gateway.dmp_bridge.saml import AssertionError_, VerifiedAssertion, verify_assertion
 from gateway.dmp_bridge.soap import RegistryError
+from gateway.documents.cda import read_header
+from gateway.documents.errors import CdaRefused
 
 log = structlog.get_logger("gateway.dmp_bridge.simulator")
 
@@ -277,8 +278,8 @@ class Simulator:
             raise Rejected(_err(c.ERR_FORMAT, f"Le format {entry.get('mimeType')} n'est pas accepté (CDA attendu).",
                                 where))
         try:
-            header = read_header(content)
-        except CdaError as exc:
+            header = read_header(content, validate=False, limits=c.CDA_LIMITS)
+        except CdaRefused as exc:
             raise Rejected(_err(c.ERR_FORMAT, f"Le document n'est pas un CDA lisible : {exc}", where)) from exc
         if header.body_media_type is not None and header.body_media_type not in c.ALLOWED_MEDIA_TYPES:
             raise Rejected(_err(c.ERR_FORMAT, f"Le format {header.body_media_type} n'est pas accepté.", where))

@@ -22,7 +22,8 @@ import structlog
 from lxml import etree
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.cda_header import CdaError, parse_xml
+from gateway.documents.cda import parse_xml
+from gateway.documents.errors import DocumentRefused
 from gateway.pki import Issued
 
 log = structlog.get_logger("gateway.dmp_bridge.soap")
@@ -167,8 +168,8 @@ def mtom_decode(content_type: str, body: bytes, *, max_size: int = c.MAX_SOAP_SI
 
 def _xml(data: bytes) -> etree._Element:
     try:
-        return parse_xml(data.strip(), c.MAX_SOAP_SIZE)
-    except CdaError as exc:
+        return parse_xml(data.strip(), c.MAX_SOAP_SIZE, "XML document")
+    except DocumentRefused as exc:
         raise SoapError(str(exc)) from exc
 
 

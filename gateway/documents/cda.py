@@ -12,6 +12,7 @@ import os
 import re
 import threading
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,30 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
+def hl7_time(value: str | None) -> datetime | None:
+    """An HL7 TS (``YYYYMMDD[HHMM[SS]][.fff][+ZZZZ]``) as an aware datetime (UTC when no offset is given); None
+    when absent or unreadable, so that a rule can say which mandatory date is missing rather than fail."""
+    if not value or len(value) > 40:
+        return None
+    zone, text = UTC, value
+    for sign in ("+", "-"):
+        cut = text.find(sign, 8)
+        if cut >= 0:
+            offset = text[cut + 1:]
+            if len(offset) == 4 and offset.isdigit():
+                delta = timedelta(hours=int(offset[:2]), minutes=int(offset[2:]))
+                zone = timezone(delta if sign == "+" else -delta)
+            text = text[:cut]
+            break
+    text = text.split(".", 1)[0]
+    if len(text) < 8 or not text.isdigit():
+        return None
+    try:
+        return datetime.strptime((text + "000000")[:14], "%Y%m%d%H%M%S").replace(tzinfo=zone)
+    except ValueError:
+        return None
+
+
 def parse_xml(data: bytes, max_bytes: int, what: str,
               error: type[DocumentRefused] = CdaRefused) -> etree._Element:
     """Parse ``data`` safely; refuse oversize input, DOCTYPEs and malformed XML with a sentence."""
@@ -92,9 +117,21 @@ class InstanceId:
 
 @dataclass(frozen=True)
 class Code:
+    """A coded value (CE/CD): a CDA header's, or one of the XDS value sets the DMP bridge fills in."""
+
     code: str
     code_system: str | None = None
     display_name: str | None = None
+
+    @property
+    def system(self) -> str:
+        """The code system, empty when the document gave none (XDS slots want a string)."""
+        return self.code_system or ""
+
+    @property
+    def display(self) -> str:
+        """The display name, empty when the document gave none."""
+        return self.display_name or ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +162,11 @@ class Person:
     def rpps(self) -> str | None:
         nid = self.national_id
         return nid[1:] if nid and nid.startswith("8") and len(nid) == 12 else None
+
+    @property
+    def has_structure(self) -> bool:
+        """Whether the header names the structure the professional practises in (R15: practice situation)."""
+        return self.organisation is not None and bool(self.organisation.id or self.organisation.name)
 
 
 @dataclass(frozen=True)
@@ -188,6 +230,25 @@ class CdaHeader:
     @property
     def unique_id(self) -> str:
         return str(self.id)
+
+    @property
+    def type_code(self) -> str:
+        """The document's type code (LOINC or CI-SIS), empty when the header has none (R15 refuses it)."""
+        return self.code.code if self.code is not None else ""
+
+    @property
+    def created_at(self) -> datetime | None:
+        """The document date (``effectiveTime``), for XDS creationTime and R15's "not in the future"."""
+        return hl7_time(self.effective_time)
+
+    @property
+    def service_start_at(self) -> datetime | None:
+        """Start of the act (``serviceEvent/effectiveTime/low``), mandatory for a deposit (R15)."""
+        return hl7_time(self.service_start)
+
+    @property
+    def service_stop_at(self) -> datetime | None:
+        return hl7_time(self.service_stop)
 
     @property
     def replaces(self) -> InstanceId | None:

@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import outbox
 from gateway.dmp_bridge.bridge import consider_message
-from gateway.dmp_bridge.cda_header import read_header
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import Backoff, DmpDeposit, OutboxWorker
 from gateway.dmp_bridge.presence import CommandPresence
 from gateway.dmp_bridge.rules import AccessMode
 from gateway.dmp_bridge.simulator import DmpState, Simulator
 from gateway.dmp_bridge.soap import DmpClient
+from gateway.documents.cda import read_header
 from gateway.ins_matching import identities
 from gateway.store import db, mailstore
 from gateway.store.models import Event, Message
@@ -63,10 +63,10 @@ async def make_worker(dmp_pki: DmpPKI, simulator: Simulator,
 
 
 async def _enqueue(sessions: Sessions, cda: bytes, author: str = BIOLOGIST.national_id) -> int:
-    header = read_header(cda)
+    header = read_header(cda, validate=False, limits=c.CDA_LIMITS)
     async with sessions() as session, session.begin():
         job_id = await outbox.enqueue(session, cda=cda, unique_id=header.unique_id, matricule=MATRICULE,
-                                      author_id=author, title=header.title, type_code=header.type_code.code)
+                                      author_id=author, title=header.title, type_code=header.type_code)
     assert job_id is not None
     return job_id
 
@@ -332,8 +332,8 @@ async def test_r13_attachments_get_stable_unique_ids_so_a_message_considered_twi
     async with sessions() as session:
         jobs = list((await session.execute(select(DmpDeposit))).scalars())
     assert len(jobs) == 2
-    wrapped = read_header(next(j.cda for j in jobs if j.title == "Annexe"))
-    assert wrapped.body_media_type == "application/pdf" and wrapped.patient is not None
+    wrapped = read_header(next(j.cda for j in jobs if j.title == "Annexe"), validate=False, limits=c.CDA_LIMITS)
+    assert wrapped.body_media_type == "application/pdf"
     assert wrapped.patient.matricule == MATRICULE  # the patient of the message's CDA
 
 

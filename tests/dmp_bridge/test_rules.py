@@ -9,14 +9,14 @@ from dmp_bridge.dmp_support import BIOLOGIST, GP, policy, sample
 
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import rules
-from gateway.dmp_bridge.cda_header import CdaHeader, read_header
 from gateway.dmp_bridge.rules import AccessMode
+from gateway.documents.cda import CdaHeader, read_header
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 def header() -> CdaHeader:
-    return read_header(sample("DOC_NON_STRUCTURE_CDA-R2-N1.xml"))
+    return read_header(sample("DOC_NON_STRUCTURE_CDA-R2-N1.xml"), validate=False, limits=c.CDA_LIMITS)
 
 
 def plan(**kwargs: object) -> rules.DepositPlan:
@@ -94,7 +94,7 @@ def test_r14_automatic_deposit_gets_the_default_title() -> None:
 def test_r15_size_format_dates_and_mandatory_fields() -> None:
     assert rules.r15_document(header(), c.MAX_DOCUMENT_SIZE + 1, NOW, policy(), "t").code == "too_large"
     assert rules.r15_document(header(), 10, NOW, policy(), "t").allowed
-    future = dataclasses.replace(header(), effective_time=NOW + timedelta(days=1))
+    future = dataclasses.replace(header(), effective_time=(NOW + timedelta(days=1)).strftime("%Y%m%d%H%M%S+0000"))
     assert rules.r15_document(future, 10, NOW, policy(), "t").code == "future_date"
     no_start = dataclasses.replace(header(), service_start=None)
     decision = rules.r15_document(no_start, 10, NOW, policy(), "t")
