@@ -4,8 +4,9 @@ rules and outbox as any CDA.
 
 Which attachments: PDF, JPEG, TIFF, plain text and RTF parts marked as attachments (R15's formats), at most
 :data:`MAX_ATTACHMENTS`. Not the readable copy of a structured document: a part whose file name (without its
-extension) is the name of an XML or XDM zip part of the same message (``CR-BIO.xml`` and ``CR-BIO.pdf``) is the
-rendering of that document; PDFs inside an XDM zip are never looked at.
+extension) is the name of an XML or XDM zip part of the same message (``CR-BIO.xml`` and ``CR-BIO.pdf``), or whose
+bytes are those a level-1 CDA of the message wraps, is the rendering of that document; PDFs inside an XDM zip are
+never looked at.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -57,8 +58,15 @@ def _stem(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).stem.lower()
 
 
-def find_attachments(raw: bytes) -> list[Attachment]:
-    """The attachments of ``raw`` to deposit as their own documents (bounded MIME walk; none if unreadable)."""
+def digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def find_attachments(raw: bytes, renderings: frozenset[str] = frozenset()) -> list[Attachment]:
+    """The attachments of ``raw`` to deposit as their own documents (bounded MIME walk; none if unreadable).
+
+    ``renderings``: :func:`digest` of the contents the message's level-1 CDAs wrap, which are not deposited twice.
+    """
     try:
         parts = walk(raw)
     except MimeRefused:
@@ -69,6 +77,8 @@ def find_attachments(raw: bytes) -> list[Attachment]:
     for part in parts:
         media_type = _ALIASES.get(part.content_type, part.content_type)
         if not _is_document(part, media_type) or _stem(part.filename or "") in structured:
+            continue
+        if renderings and digest(part.data) in renderings:
             continue
         found.append(Attachment(part.path, part.filename or f"document-{part.path}", media_type, part.data))
         if len(found) == MAX_ATTACHMENTS:

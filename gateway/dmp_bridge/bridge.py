@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, find_attachments
+from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, digest, find_attachments
 from gateway.dmp_bridge.metadata import WrappedPatient, wrap_document
-from gateway.dmp_bridge.outbox import enqueue
+from gateway.dmp_bridge.outbox import enqueue, link
 from gateway.dmp_bridge.presence import PresenceSource, nobody_present
 from gateway.dmp_bridge.rules import (
     Decision,
@@ -36,7 +36,7 @@ from gateway.dmp_bridge.rules import (
     r7_identity,
     refuse,
 )
-from gateway.documents.cda import CdaHeader, Code, read_header
+from gateway.documents.cda import CdaHeader, Code, non_xml_body, read_header
 from gateway.documents.errors import CdaRefused
 from gateway.store.events import record
 from gateway.store.models import Identity
@@ -144,9 +144,11 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
                            visibility: str | None = None) -> list[Considered]:
     """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
-    Runs in the caller's transaction; records one event per rule decision (R18). The ``X-DMP-Visibility`` and
+    Runs in the caller's transaction; records one event per rule decision (R18). The documents queued together
+    are linked (R15: one submission set per patient and author, :func:`outbox.link`). The ``X-DMP-Visibility`` and
     ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
-    the type code of its attached documents; ``title`` and ``visibility`` given by a person replace them.
+    the type code of its attached documents and ``X-DMP-Patient`` their patient when no CDA names one; ``title``
+    and ``visibility`` given by a person replace them.
     """
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
     ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
@@ -155,12 +157,17 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
                    confirmed_by if manual_request else None)
     cdas = find_cdas(raw)
     results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas]
-    attached = find_attachments(raw)
+    renderings = frozenset(digest(body) for body in (non_xml_body(cda, c.CDA_LIMITS) for cda, header in cdas
+                                                     if header.body == "nonXML") if body)
+    attached = find_attachments(raw, renderings)
     if attached:
-        type_code = str(headers.get(TYPE_HEADER) or "").strip() or None
+        type_code = str(headers.get(TYPE_HEADER) or "").strip()[:40] or None
+        named = str(headers.get(c.PATIENT_HEADER) or "").strip().upper()[:32] or None
         message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
         results += await _consider_attachments(session, ctx, attached, [h for _, h in cdas], recipients,
-                                               type_code, message_key)
+                                               type_code, message_key, named=named)
+    await link(session, (r.job_id for r in results if r.job_id is not None), root=policy.structure.source_id,
+               actor=ctx.actor, message_id=message_id)
     return results
 
 
@@ -208,30 +215,34 @@ async def _not_deposited(session: AsyncSession, ctx: _Context, unique_id: str, r
                  code=refusal.code if refusal else "no_author")
 
 
-async def _patient_recipient(session: AsyncSession, recipients: list[str]) -> str | None:
-    """The matricule of the message's one patient recipient (None for none or several: never guess, R10)."""
+async def _addressed_patient(session: AsyncSession, recipients: list[str], named: str | None) -> str | None:
+    """Without a CDA: the patient the sender names (``X-DMP-Patient``) and the message's patient recipients, when
+    they are one and the same (None for none, several or a disagreement: never guess, R10)."""
     from gateway.store.models import Mailbox
 
     addresses = [address.lower() for address in recipients][:100]
     found = set((await session.execute(select(Mailbox.matricule).where(
         Mailbox.address.in_(addresses), Mailbox.kind == "PAT", Mailbox.matricule.is_not(None)))).scalars())
+    if named:
+        found.add(named)
     return found.pop() if len(found) == 1 else None
 
 
 async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: list[Attachment],
                                 cdas: list[CdaHeader], recipients: list[str], type_code: str | None,
-                                message_key: str, *, patient: str | None = None,
+                                message_key: str, *, patient: str | None = None, named: str | None = None,
                                 author: Professional | None = None) -> list[Considered]:
     """Attached documents, each wrapped in a level-1 CDA for the message's patient and author, then considered.
 
-    The patient is the one of the message's CDA (a letter and its attachments), else its one patient recipient;
-    the author is the sending professional, else the structure's author of the CDA (software sending for them).
-    A manual deposit names both (``patient``, ``author``).
+    The patient is the one of the message's CDA (a letter and its attachments), else the one the sender names
+    (``named``, X-DMP-Patient) and/or the message's patient recipient; the author is the sending professional,
+    else the structure's author of the CDA (software sending for them). A manual deposit names both (``patient``,
+    ``author``).
     """
     policy = ctx.policy
     patients = {h.patient.matricule for h in cdas if h.patient.matricule}
-    matricule = patient or ((patients.pop() if len(patients) == 1 else None) if cdas else await _patient_recipient(
-        session, recipients))
+    matricule = patient or ((patients.pop() if len(patients) == 1 else None) if cdas else await _addressed_patient(
+        session, recipients, named))
     author = author or ctx.author or policy.professional_by_mailbox(ctx.sender) or next(
         (a for a in (depositing_author(h, policy) for h in cdas) if a is not None), None)
     code = type_code or (cdas[0].type_code if cdas else DEFAULT_ATTACHMENT_TYPE)
@@ -267,7 +278,8 @@ def _attachment_refusal(matricule: str | None, identity: Identity | None,
     """R7 and R12 before wrapping: the wrapper needs a qualified patient's traits and an author."""
     if matricule is None:
         return refuse("R7", "no_patient", "The attached document is for no single patient: the message has no "
-                      "CDA naming one and not exactly one patient recipient; it is not deposited.")
+                      "CDA naming one, and its patient recipient and X-DMP-Patient header name none or different "
+                      "patients; it is not deposited.")
     if identity is None or identity.status != "qualifiée":
         return r7_identity(identity.status if identity is not None else None)
     if author is None:

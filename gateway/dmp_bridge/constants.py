@@ -108,6 +108,8 @@ VISIBILITY_CODES: Final = {
 VISIBILITY_HEADER: Final = "X-DMP-Visibility"
 #: The sender header carrying the deposit title for manual deposits (R14).
 TITLE_HEADER: Final = "X-DMP-Title"
+#: The sender header naming the patient (INS matricule) of attached documents when the message has no CDA (R7).
+PATIENT_HEADER: Final = "X-DMP-Patient"
 
 # --- Limits (R15 and parser bounds) ------------------------------------------------------------------------------
 MAX_DOCUMENT_SIZE: Final = 5 * 1024 * 1024
@@ -120,6 +122,8 @@ CDA_LIMITS: Final = CdaLimits(max_bytes=MAX_CDA_SIZE)
 MAX_SOAP_SIZE: Final = 12 * 1024 * 1024
 MAX_MIME_PARTS: Final = 20
 MAX_DOCUMENTS_PER_SUBMISSION: Final = 10
+#: The documents of one submission together, so that the request stays under MAX_SOAP_SIZE.
+MAX_SUBMISSION_BYTES: Final = 10 * 1024 * 1024
 
 # --- Registry error codes ----------------------------------------------------------------------------------------
 ERR_DUPLICATE_UNIQUE_ID: Final = "XDSDuplicateUniqueIdInRegistry"

@@ -1,15 +1,17 @@
 """One deposit, end to end on the wire: from a CDA and the rules' choices to an ITI-41 answer.
 
 The outbox stores only what this module needs (the CDA, title, visibility, author and submission uniqueId), so
-that a re-send after a crash builds the same submission with a fresh assertion.
+that a re-send after a crash builds the same submission with a fresh assertion. Documents deposited together (a
+letter and its attachments, R15) travel as the entries of one submission set: :func:`together`.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,14 +25,41 @@ from gateway.pki import Issued
 
 @dataclass(frozen=True)
 class Prepared:
+    """One submission set and its document entries (one patient, one author: one VIHF assertion)."""
+
     submission: metadata.SubmissionSet
-    entry: metadata.DocumentEntry
+    entries: tuple[metadata.DocumentEntry, ...]
+
+    @property
+    def entry(self) -> metadata.DocumentEntry:
+        """The first (for a single deposit, the only) document entry."""
+        return self.entries[0]
 
     def request(self, inline: bool = False) -> Any:
-        return metadata.build_request(self.submission, [self.entry], inline=inline)
+        return metadata.build_request(self.submission, self.entries, inline=inline)
 
     def parts(self) -> list[tuple[str, bytes]]:
-        return [(metadata.document_cid(self.entry), self.entry.content)]
+        return [(metadata.document_cid(entry), entry.content) for entry in self.entries]
+
+
+def submission_uid_for(root: str, unique_ids: Iterable[str]) -> str:
+    """The submission set uniqueId of exactly these documents: an OID under the structure's ``root``, the same for
+    the same documents (a re-send after a crash is the same submission), another for any other set."""
+    digest = hashlib.sha256("|".join(sorted(unique_ids)).encode()).hexdigest()
+    return f"{root}.{int(digest[:30], 16)}"[:64]
+
+
+def together(prepared: Sequence[Prepared], root: str) -> Prepared:
+    """R15: documents deposited together are linked, as the entries of one submission set.
+
+    The caller gives documents of one patient by one author (what one assertion covers); the submission set is
+    the first one's, renamed after the set of documents it carries (:func:`submission_uid_for`).
+    """
+    entries = tuple(entry for p in prepared for entry in p.entries)
+    if len({(e.matricule, e.author.national_id) for e in entries}) != 1:
+        raise ValueError("Documents deposited together must be for one patient by one author.")
+    uid = submission_uid_for(root, (e.unique_id for e in entries))
+    return Prepared(replace(prepared[0].submission, unique_id=uid), entries)
 
 
 def prepare(cda: bytes, *, title: str, visibility: Iterable[str], author: Professional, submission_uid: str,
@@ -42,7 +71,7 @@ def prepare(cda: bytes, *, title: str, visibility: Iterable[str], author: Profes
     submission = metadata.SubmissionSet(submission_uid, policy.structure.source_id, author, policy.structure,
                                         now or datetime.now(UTC), title=plan.title,
                                         content_type=policy.structure.content_type)
-    return Prepared(submission, entry)
+    return Prepared(submission, (entry,))
 
 
 class Depositor:
@@ -64,12 +93,18 @@ class Depositor:
         assertion = self.assertion(entry.author, entry.matricule, entry.patient_oid)
         return await self.client.provide_and_register(prepared.request(), prepared.parts(), assertion)
 
-    async def already_deposited(self, prepared: Prepared) -> bool:
-        """ITI-18 GetDocuments: is this exact document (same uniqueId and hash) already in the DMP?"""
+    async def deposited(self, prepared: Prepared) -> set[str]:
+        """ITI-18 GetDocuments: the uniqueIds of the entries already in the DMP as these exact documents (same
+        uniqueId and hash)."""
         entry = prepared.entry
         assertion = self.assertion(entry.author, entry.matricule, entry.patient_oid)
-        found = await self.client.get_documents([entry.unique_id], assertion)
-        return any(f.get("uniqueId") == entry.unique_id and f.get("hash") == entry.hash for f in found)
+        found = await self.client.get_documents([e.unique_id for e in prepared.entries], assertion)
+        stored = {(f.get("uniqueId"), f.get("hash")) for f in found}
+        return {e.unique_id for e in prepared.entries if (e.unique_id, e.hash) in stored}
+
+    async def already_deposited(self, prepared: Prepared) -> bool:
+        """Is every document of ``prepared`` already in the DMP, as it is?"""
+        return len(await self.deposited(prepared)) == len(prepared.entries)
 
     async def find(self, author: Professional, matricule: str, oid: str,
                    statuses: Iterable[str] = (c.STATUS_APPROVED,)) -> list[dict[str, Any]]:

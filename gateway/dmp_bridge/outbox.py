@@ -9,6 +9,10 @@ Exactly once, with the document's uniqueId as idempotency key:
   claim re-sends it, and the DMP's duplicate-uniqueId answer, confirmed by an ITI-18 query that finds the same
   document (uniqueId and hash), counts as accepted. The DMP therefore holds each document once.
 
+Documents deposited together are linked (R15): :func:`link` gives the jobs of one message (one patient, one
+author) one ``submission_uid``; the worker claims them together and sends them as one submission set, whose
+uniqueId is derived from the documents it carries (the same documents, the same submission).
+
 Every step is an event of the trail (R18).
 
 SPDX-License-Identifier: GPL-3.0-or-later
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge.deposit import Depositor, prepare
+from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare, submission_uid_for, together
 from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
 from gateway.documents.errors import CdaRefused
@@ -57,6 +61,7 @@ class DmpDeposit(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     #: XDSDocumentEntry.uniqueId (the CDA id): the idempotency key.
     unique_id: Mapped[str] = mapped_column(String(128), unique=True)
+    #: Shared by the jobs deposited together (R15, :func:`link`); the submission set's uniqueId when all go.
     submission_uid: Mapped[str] = mapped_column(String(128))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True, index=True)
     sender_mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True)
@@ -98,7 +103,7 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
                      identity_id=identity_id, job_id=existing.id, state=existing.state, unique_id=unique_id)
         return None
     moment = now()
-    submission_uid = f"{submission_root}.{uuid.uuid4().int}"[:64]
+    submission_uid = submission_uid_for(submission_root, [unique_id])
     job = DmpDeposit(unique_id=unique_id, submission_uid=submission_uid, message_id=message_id,
                      sender_mailbox_id=sender_mailbox_id, matricule=matricule, author_id=author_id, title=title,
                      type_code=type_code, visibility=sorted(visibility), replaces=replaces, cda=cda, size=len(cda),
@@ -109,6 +114,40 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
                  identity_id=identity_id, mailbox_id=sender_mailbox_id, job_id=job.id, unique_id=unique_id,
                  type_code=type_code, visibility=sorted(visibility), replaces=replaces, matricule=matricule)
     return job.id
+
+
+async def link(session: AsyncSession, job_ids: Iterable[int], *, root: str, actor: str | None = None,
+               message_id: int | None = None) -> list[list[int]]:
+    """R15: the jobs just queued for one message are deposited together, as one submission set per patient and
+    author (what one assertion covers), at most MAX_DOCUMENTS_PER_SUBMISSION documents and MAX_SUBMISSION_BYTES.
+
+    Runs in the caller's transaction, before any worker can claim the jobs; returns the linked groups.
+    """
+    wanted = sorted(set(job_ids))
+    if len(wanted) < 2:
+        return []
+    rows = (await session.execute(select(DmpDeposit.id, DmpDeposit.unique_id, DmpDeposit.matricule,
+                                         DmpDeposit.author_id, DmpDeposit.size)
+                                  .where(DmpDeposit.id.in_(wanted)).order_by(DmpDeposit.id))).all()
+    groups: list[list[Any]] = []
+    open_group: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        key = (row.matricule, row.author_id)
+        group = open_group.get(key)
+        if (group is None or len(group) == c.MAX_DOCUMENTS_PER_SUBMISSION
+                or sum(r.size for r in group) + row.size > c.MAX_SUBMISSION_BYTES):
+            group = open_group[key] = []
+            groups.append(group)
+        group.append(row)
+    linked = []
+    for group in (g for g in groups if len(g) > 1):
+        uid = submission_uid_for(root, (r.unique_id for r in group))
+        ids = [r.id for r in group]
+        await session.execute(update(DmpDeposit).where(DmpDeposit.id.in_(ids)).values(submission_uid=uid))
+        await record(session, "dmp.deposit.linked", "linked", rule="R15", actor=actor, message_id=message_id,
+                     job_ids=ids, submission_uid=uid, documents=len(ids))
+        linked.append(ids)
+    return linked
 
 
 # --- The worker ------------------------------------------------------------------------------------------------
@@ -162,8 +201,9 @@ class OutboxWorker:
         """New jobs were committed: look now rather than at the next poll."""
         self._wake.set()
 
-    async def claim(self, limit: int) -> list[Claimed]:
-        """Move up to ``limit`` due jobs to ``sent`` under a new lease, in one transaction."""
+    async def claim(self, limit: int) -> list[list[Claimed]]:
+        """Move up to ``limit`` due deposits to ``sent`` under a new lease, in one transaction; each comes with
+        the due jobs linked to it (R15), as one group to send together."""
         moment = now()
         async with self.sessions() as session, session.begin():
             # Ids first, from the (state, next_attempt_at) index alone: the rows hold the documents, and neither
@@ -176,9 +216,16 @@ class OutboxWorker:
             ids = list((await session.execute(ids_query)).scalars().all())
             if not ids:
                 return []
+            linked = (select(DmpDeposit.id)
+                      .where(DmpDeposit.state.in_((PENDING, RETRY, SENT)), DmpDeposit.next_attempt_at <= moment,
+                             DmpDeposit.submission_uid.in_(select(DmpDeposit.submission_uid)
+                                                           .where(DmpDeposit.id.in_(ids))),
+                             DmpDeposit.id.not_in(ids))
+                      .with_for_update(skip_locked=True))
+            ids += list((await session.execute(linked)).scalars().all())
             rows = await session.execute(select(DmpDeposit).where(DmpDeposit.id.in_(ids)))
             jobs = sorted(rows.scalars().all(), key=lambda j: (j.next_attempt_at, j.id))
-            claimed = []
+            claimed: dict[str, list[Claimed]] = {}
             for job in jobs:
                 token = str(uuid.uuid4())
                 resend = job.state == SENT
@@ -189,35 +236,63 @@ class OutboxWorker:
                 job.next_attempt_at = moment + timedelta(seconds=self.lease)
                 await record(session, "dmp.deposit.sent", SENT, rule="R18", actor=self.worker_id,
                              message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
-                claimed.append(Claimed(job.id, token, job.attempts, job.unique_id, job.submission_uid, job.cda,
-                                       job.title, tuple(job.visibility or ()), job.author_id, job.message_id,
-                                       resend))
-        return claimed
+                claimed.setdefault(job.submission_uid, []).append(
+                    Claimed(job.id, token, job.attempts, job.unique_id, job.submission_uid, job.cda, job.title,
+                            tuple(job.visibility or ()), job.author_id, job.message_id, resend))
+        return list(claimed.values())
 
     async def process(self, job: Claimed) -> str:
         """Send one claimed job and record the outcome; returns the new state."""
+        return (await self.process_group([job]))[0]
+
+    async def process_group(self, group: Sequence[Claimed]) -> list[str]:
+        """Send claimed jobs linked together (R15) as one submission set; the new state of each, in order."""
+        states: dict[int, str] = {}
+        ready: list[tuple[Claimed, Prepared]] = []
+        for job in group:
+            prepared = await self._prepare(job)
+            if isinstance(prepared, str):
+                states[job.id] = prepared
+            else:
+                ready.append((job, prepared))
+        if ready:
+            jobs = [job for job, _ in ready]
+            sent = together([p for _, p in ready], self.policy.structure.source_id)
+            states.update(zip((j.id for j in jobs), await self._send(jobs, sent), strict=True))
+        return [states[job.id] for job in group]
+
+    async def _prepare(self, job: Claimed) -> Prepared | str:
+        """The job's submission, or the state it was finished in when it cannot be deposited at all."""
         author = self.policy.professional(job.author_id)
         if author is None:
             return await self._finish(job, REFUSED, "R12", "not_a_professional",
                                       f"The author {job.author_id} is no longer a professional of the structure.")
         try:
-            prepared = prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
-                               submission_uid=job.submission_uid, policy=self.policy)
+            return prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
+                           submission_uid=job.submission_uid, policy=self.policy)
         except (CdaRefused, AssertionError, ValueError) as exc:
             return await self._finish(job, REFUSED, "R15", "unreadable", f"The document cannot be deposited: {exc}")
+
+    async def _send(self, jobs: Sequence[Claimed], prepared: Prepared) -> list[str]:
+        """One ITI-41 request for ``jobs``; its answer recorded on each of them."""
         try:
             result = await self.depositor.send(prepared)
+            stored = set()
             if not result.success and result.has(c.ERR_DUPLICATE_UNIQUE_ID):
-                if await self.depositor.already_deposited(prepared):
-                    return await self._finish(job, ACCEPTED, "R18", c.ERR_DUPLICATE_UNIQUE_ID,
-                                              "Already in the DMP (an earlier send was stored before its answer "
-                                              "was lost).")
+                stored = await self.depositor.deposited(prepared)
         except DmpTransportError as exc:
-            return await self._retry(job, str(exc))
+            return [await self._retry(job, str(exc)) for job in jobs]
+        if stored:  # an earlier send was stored before its answer was lost; the others go again on their own
+            return [await self._finish(job, ACCEPTED, "R18", c.ERR_DUPLICATE_UNIQUE_ID, "Already in the DMP (an "
+                                       "earlier send was stored before its answer was lost).")
+                    if job.unique_id in stored else
+                    await self._retry(job, "Sent again without the documents already in the DMP.")
+                    for job in jobs]
         if result.success:
-            return await self._finish(job, ACCEPTED, "R18", "Success", "Deposited.")
-        return await self._finish(job, REFUSED, _rule_of(result), result.errors[0].code if result.errors else
-                                  "Failure", result.message or "The DMP refused the deposit.")
+            return [await self._finish(job, ACCEPTED, "R18", "Success", "Deposited.") for job in jobs]
+        code = result.errors[0].code if result.errors else "Failure"
+        text = result.message or "The DMP refused the deposit."
+        return [await self._finish(job, REFUSED, _rule_of(result), code, text) for job in jobs]
 
     async def _finish(self, job: Claimed, state: str, rule: str, code: str, text: str) -> str:
         async with self.sessions() as session, session.begin():
@@ -251,24 +326,24 @@ class OutboxWorker:
 
     async def run_once(self) -> int:
         """Claim and process one batch; the number of jobs processed."""
-        jobs = await self.claim(self.concurrency)
-        if jobs:
-            await asyncio.gather(*(self.process(job) for job in jobs))
-        return len(jobs)
+        groups = await self.claim(self.concurrency)
+        if groups:
+            await asyncio.gather(*(self.process_group(group) for group in groups))
+        return sum(len(group) for group in groups)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep ``concurrency`` deposits in flight until ``stop`` is set."""
-        tasks: set[asyncio.Task[str]] = set()
+        tasks: set[asyncio.Task[list[str]]] = set()
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 free = self.concurrency - len(tasks)
-                jobs = await self.claim(free) if free > 0 else []
-                for job in jobs:
-                    task = asyncio.create_task(self.process(job))
+                groups = await self.claim(free) if free > 0 else []
+                for group in groups:
+                    task = asyncio.create_task(self.process_group(group))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                if jobs and free == len(jobs):
+                if groups and free == len(groups):
                     continue  # there may be more due right now
                 self._wake.clear()
                 waker = asyncio.ensure_future(self._wake.wait())

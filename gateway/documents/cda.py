@@ -8,6 +8,7 @@ not stop filing when the header is readable (the receiving structure still wants
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -290,6 +291,22 @@ def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
         return header
     valid, errors = validate_tree(root, schema)
     return _replace(header, schema_valid=valid, schema_errors=errors)
+
+
+def non_xml_body(data: bytes, limits: CdaLimits = CDA) -> bytes | None:
+    """The content a level-1 CDA wraps (``nonXMLBody/text``, base64), None when it wraps nothing readable; the
+    DMP bridge compares it with a message's attachments to leave out the rendering of a CDA."""
+    try:
+        root = parse_xml(data, limits.max_bytes, "CDA document")
+    except DocumentRefused:
+        return None
+    text = root.find("h:component/h:nonXMLBody/h:text", NS)
+    if text is None or text.get("representation") != "B64":
+        return None
+    try:
+        return base64.b64decode("".join((text.text or "").split()), validate=True)
+    except ValueError:
+        return None
 
 
 def _replace(header: CdaHeader, **changes: Any) -> CdaHeader:

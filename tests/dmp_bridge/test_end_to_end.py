@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import json
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from support.store import Store
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import ACCEPTED, RETRY, SENT, DmpDeposit
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
+from gateway.documents.record import PatientDocument
 from gateway.samples import samples_dir
 
 BIO = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
@@ -185,6 +187,13 @@ def registry(dmp: dict[str, Any], pki: PKIFiles) -> list[dict[str, Any]]:
     return asyncio.run(query())
 
 
+def submission_sets(dmp: dict[str, Any]) -> dict[str, str]:
+    """The submission set each document the simulator holds came in, by uniqueId (what the DMP links, R15)."""
+    path = dmp["folder"] / "state.json"
+    state = json.loads(path.read_text()) if path.exists() else {"documents": []}
+    return {d["unique_id"]: d["submission_set"] for d in state["documents"]}
+
+
 def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -234,7 +243,7 @@ def test_r13_r15_an_attached_pdf_is_deposited_wrapped_as_cda_level_1(
     assert sorted(entry["confidentialityCode"]) == ["MASQUE_PS", "N"]  # R16, the sender's choice
 
 
-def test_r13_a_letter_with_two_attachments_gives_three_deposits_and_the_pdf_copy_none(
+def test_r13_r15_a_letter_with_two_attachments_gives_three_linked_deposits_and_the_pdf_copy_none(
         tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
     store, gateway = started(tmp_path, pki, store_url, dmp)
     try:
@@ -250,6 +259,18 @@ def test_r13_a_letter_with_two_attachments_gives_three_deposits_and_the_pdf_copy
     assert sorted(e["title"] for e in found) == ["Annexe 1", "Annexe 2", "Compte rendu d'examens biologiques"]
     assert sorted(e["formatCode"] for e in found) == ["urn:ihe:iti:xds-sd:pdf:2008"] * 2 + ["urn:ihe:lab:xd-lab:2008"]
     assert {e["patientId"] for e in found} == {f"{MATRICULE}^^^&{TEST_OID}&ISO^NH"}
+    assert {e["authorPerson"][0].split("^")[0] for e in found} == {BIOLOGIST.national_id}
+    linked = submission_sets(dmp)
+    assert sorted(linked) == sorted(e["uniqueId"] for e in found)
+    assert len(set(linked.values())) == 1  # R15: deposited together, in one submission set
+    assert [e.rule for e in store.events("dmp.deposit.linked")] == ["R15"]
+
+
+def record(store: Store) -> list[PatientDocument]:
+    """The documents filed into the patients' records (R10)."""
+    async def work(session: Any) -> list[PatientDocument]:
+        return list((await session.execute(select(PatientDocument).order_by(PatientDocument.id))).scalars())
+    return store.run(work)
 
 
 def report_from_the_lab(store: Store, gateway: GatewayProcess) -> None:
@@ -277,10 +298,12 @@ def test_r12_a_lab_report_received_from_another_structure_is_filed_but_not_depos
     finally:
         gateway.stop()
     assert [e.outcome for e in store.events("filing.done")] == ["filed"]
+    assert [(d.unique_id, d.type_code) for d in record(store)] == [("1.2.250.1.213.1.1.1.55.2024.9.1", "11502-2")]
     refused = [e for e in store.events("dmp.rule") if e.outcome == "refused"]
     assert [(e.rule, e.detail["code"]) for e in refused] == [("R12", "not_author")]
+    assert [(e.rule, e.detail["code"]) for e in store.events("dmp.deposit.not_deposited")] == [("R12", "not_author")]
     assert deposits(store) == []
-    assert registry(dmp, pki) == []
+    assert registry(dmp, pki) == [] and submission_sets(dmp) == {}  # the DMP holds nothing
 
 
 def gateway_command(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ from gateway.dmp_bridge.presence import CommandPresence
 from gateway.dmp_bridge.rules import AccessMode
 from gateway.dmp_bridge.simulator import DmpState, Simulator
 from gateway.dmp_bridge.soap import DmpClient
-from gateway.documents.cda import read_header
+from gateway.documents.cda import non_xml_body, read_header
 from gateway.ins_matching import identities
 from gateway.store import db, mailstore
 from gateway.store.models import Event, Message
@@ -349,3 +349,99 @@ async def test_r7_an_attachment_for_no_single_patient_is_not_deposited(sessions:
                                               policy=policy(), sender_mailbox_id=mailbox_id)
     assert considered.job_id is None and considered.plan.refusal is not None
     assert (considered.plan.refusal.rule, considered.plan.refusal.code) == ("R7", "no_patient")
+
+
+def _letter_with_annexes(*annexes: bytes) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, f"{MATRICULE}@patient.gw.test", "CR"
+    message.set_content("Compte rendu et annexes.")
+    message.add_attachment(sample(PDF_CDA), maintype="application", subtype="xml", filename="CR.xml")
+    for n, annex in enumerate(annexes):
+        message.add_attachment(annex, maintype="application", subtype="pdf", filename=f"Annexe {n + 1}.pdf")
+    return message.as_bytes()
+
+
+async def test_r15_a_letter_and_its_attachments_are_deposited_together_in_one_submission_set(
+        sessions: Sessions, simulator: Simulator, make_worker: Callable[..., OutboxWorker]) -> None:
+    raw = _letter_with_annexes(b"%PDF-1.4 annex one", b"%PDF-1.4 annex two")
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        results = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [], policy=policy(),
+                                         sender_mailbox_id=mailbox_id)
+    assert len(results) == 3 and all(r.job_id is not None for r in results)
+    async with sessions() as session:
+        jobs = list((await session.execute(select(DmpDeposit))).scalars())
+        linked = list((await session.execute(select(Event).where(Event.kind == "dmp.deposit.linked"))).scalars())
+    assert len({j.submission_uid for j in jobs}) == 1  # one link key for the three
+    assert [(e.rule, sorted(e.detail["job_ids"])) for e in linked] == [("R15", sorted(j.id for j in jobs))]
+    assert await make_worker(concurrency=1).run_once() == 3  # claimed together although one at a time is asked
+    assert simulator.requests == 1 and simulator.accepted == 3  # one ITI-41 request ...
+    sets = {d.submission_set for d in simulator.documents.values()}
+    assert sets == {jobs[0].submission_uid}  # ... one submission set: the documents are linked (R15)
+    assert [(await _job(sessions, j.id)).state for j in jobs] == [outbox.ACCEPTED] * 3
+
+
+async def test_r15_a_message_considered_alone_is_not_linked_and_keeps_its_own_submission_set(
+        sessions: Sessions, simulator: Simulator, make_worker: Callable[..., OutboxWorker]) -> None:
+    first = _mail(sample(PDF_CDA), BIOLOGIST.mailbox)
+    mailbox_id, message_id = await _setup(sessions, raw=first)
+    for raw, key in ((first, message_id), (_letter_with_annexes(b"%PDF-1.4 alone"), None)):
+        async with sessions() as session, session.begin():
+            await consider_message(session, key, raw, BIOLOGIST.mailbox, [], policy=policy(),
+                                   sender_mailbox_id=mailbox_id)
+    async with sessions() as session:
+        jobs = list((await session.execute(select(DmpDeposit).order_by(DmpDeposit.id))).scalars())
+    assert len(jobs) == 2  # the letter once (its uniqueId is the idempotency key), the second message's annex
+    assert jobs[0].submission_uid != jobs[1].submission_uid  # not deposited together: not linked
+    assert await make_worker().run_once() == 2
+    assert simulator.requests == 2 and len({d.submission_set for d in simulator.documents.values()}) == 2
+
+
+async def test_r7_x_dmp_patient_names_the_patient_of_an_attachment_sent_to_a_colleague(sessions: Sessions) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Radio de votre patiente"
+    message["X-DMP-Patient"] = MATRICULE
+    message.set_content("Pour information.")
+    message.add_attachment(b"%PDF-1.4 radio", maintype="application", subtype="pdf", filename="Radio.pdf")
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
+                                              policy=policy(), sender_mailbox_id=mailbox_id)
+        [wrapped] = (await session.execute(select(DmpDeposit.cda))).scalars()
+    assert considered.job_id is not None and considered.plan.allowed
+    header = read_header(wrapped, validate=False, limits=c.CDA_LIMITS)
+    assert header.patient.matricule == MATRICULE and header.title == "Radio"
+    assert [a.national_id for a in header.authors] == [BIOLOGIST.national_id]  # the sending professional
+
+
+async def test_r7_x_dmp_patient_naming_an_unknown_patient_deposits_nothing(sessions: Sessions) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Radio"
+    message["X-DMP-Patient"] = "180012B01234558"
+    message.set_content("Pour information.")
+    message.add_attachment(b"%PDF-1.4 radio", maintype="application", subtype="pdf", filename="Radio.pdf")
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
+                                              policy=policy(), sender_mailbox_id=mailbox_id)
+    assert considered.job_id is None and considered.plan.refusal is not None
+    assert (considered.plan.refusal.rule, considered.plan.refusal.code) == ("R7", "unknown_identity")
+
+
+async def test_r13_the_pdf_a_level_1_cda_wraps_is_its_rendering_and_not_deposited_again(sessions: Sessions) -> None:
+    cda = sample(PDF_CDA)
+    body = non_xml_body(cda)
+    assert body is not None and body.startswith(b"%PDF")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, f"{MATRICULE}@patient.gw.test", "CR"
+    message.set_content("Compte rendu.")
+    message.add_attachment(cda, maintype="application", subtype="xml", filename="document.xml")
+    message.add_attachment(body, maintype="application", subtype="pdf", filename="Compte rendu lisible.pdf")
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        results = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [], policy=policy(),
+                                         sender_mailbox_id=mailbox_id)
+    assert [r.unique_id for r in results] == ["1.3.6.1.4.1.19376.1.2.20.12345.1.1"]  # the CDA alone
