@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     dmp = with_config(sub.add_parser("dmp", help="DMP deposits: the outbox (R12-R18)"))
     dmp.add_argument("action", choices=["list", "show", "retry", "cancel", "counts", "deposit", "confirm"])
-    dmp.add_argument("id", nargs="?", type=int, help="the deposit job (show, retry, cancel) or message (confirm)")
+    dmp.add_argument("id", nargs="?", help="the deposit job (show, retry, cancel); confirm: the message's number "
+                     "or the document's uniqueId")
     dmp.add_argument("--state", help="list: only jobs in this state (pending, sent, accepted, refused, retry, ...)")
     dmp.add_argument("--file", help="deposit: a CDA, or a pdf/jpeg/tiff/txt/rtf file to wrap in a CDA level 1")
     dmp.add_argument("--patient", help="deposit: the patient's INS matricule (a qualifiée identity, R7)")
@@ -34,8 +35,12 @@ def cmd_dmp(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     if args.action in ("show", "retry", "cancel", "confirm") and args.id is None:
-        what = "message" if args.action == "confirm" else "deposit job"
-        raise CommandError(f"'dmp {args.action}' needs the {what}'s id.")
+        what = "message's number or the document's uniqueId" if args.action == "confirm" else "deposit job's id"
+        raise CommandError(f"'dmp {args.action}' needs the {what}.")
+    if args.action in ("show", "retry", "cancel"):
+        if not args.id.isdigit():
+            raise CommandError(f"'{args.id}' is not a deposit job id; 'gateway dmp list' shows them.")
+        args.id = int(args.id)
     if args.action in ("deposit", "confirm"):
         return _ask_deposit(args, cfg)
 
@@ -94,20 +99,22 @@ def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
                 session, content, args.file, policy=policy, person=args.actor, title=args.title,
                 matricule=args.patient, author_id=args.author, type_code=args.type_code,
                 visibility=args.visibility, confirm_authorship=args.confirm_authorship)]
-        message = await session.get(Message, args.id)
+        message_id, only = await _confirmed(session, args.id)
+        message = await session.get(Message, message_id)
         if message is None:
-            raise LookupError(f"There is no message {args.id}.")
+            raise LookupError(f"There is no message {message_id}.")
         return await consider_message(session, message.id, bytes(message.raw), message.mail_from,
                                       list(message.rcpt_to), policy=policy, sender_mailbox_id=message.sender_mailbox_id,
                                       manual_request=True, confirmed_by=args.actor, author=author,
-                                      title=args.title, visibility=args.visibility)
+                                      title=args.title, visibility=args.visibility, only=only)
 
     try:
         results = run_in_store(cfg, work)
     except (LookupError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     if not results:
-        raise CommandError("The message carries no document to deposit.")
+        raise CommandError("The message carries no document to deposit." if args.action == "deposit" or
+                           str(args.id).isdigit() else f"The message of {args.id} no longer carries that document.")
     failed = False
     for considered in results:
         refusal = considered.plan.refusal
@@ -120,3 +127,28 @@ def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
             print(f"{considered.unique_id}: not deposited ({refusal.rule}): {refusal.reason}")
     return 1 if failed else 0
 
+
+
+async def _confirmed(session: AsyncSession, given: str) -> tuple[int, str | None]:
+    """``confirm``'s argument as (message, document): a message number (all its documents), or a document's
+    uniqueId, found in the patients' records (a received document filed, R10) or in the trail of documents the
+    bridge did not deposit (R12)."""
+    from sqlalchemy import select
+
+    from gateway.documents.record import PatientDocument
+    from gateway.store.models import Event
+
+    if given.isdigit():
+        return int(given), None
+    unique_id = given.strip()[:128]
+    filed = (await session.execute(select(PatientDocument.message_id).where(
+        PatientDocument.unique_id == unique_id, PatientDocument.message_id.is_not(None)).limit(1))).scalar()
+    if filed is not None:
+        return int(filed), unique_id
+    trail = await session.execute(select(Event.message_id, Event.detail).where(
+        Event.kind == "dmp.deposit.not_deposited", Event.message_id.is_not(None)).order_by(Event.id.desc()).limit(5000))
+    for message_id, detail in trail.all():
+        if message_id is not None and (detail or {}).get("unique_id") == unique_id:
+            return int(message_id), unique_id
+    raise LookupError(f"No received or undeposited document has the uniqueId {unique_id}; give the message's "
+                      "number instead.")

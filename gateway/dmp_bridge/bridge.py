@@ -141,14 +141,15 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
                            presence: PresenceSource = nobody_present, now: datetime | None = None,
                            manual_request: bool = False, confirmed_by: str | None = None,
                            author: Professional | None = None, title: str | None = None,
-                           visibility: str | None = None) -> list[Considered]:
+                           visibility: str | None = None, only: str | None = None) -> list[Considered]:
     """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
     Runs in the caller's transaction; records one event per rule decision (R18). The documents queued together
     are linked (R15: one submission set per patient and author, :func:`outbox.link`). The ``X-DMP-Visibility`` and
     ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
     the type code of its attached documents and ``X-DMP-Patient`` their patient when no CDA names one; ``title``
-    and ``visibility`` given by a person replace them.
+    and ``visibility`` given by a person replace them. ``only``: the uniqueId of the one document a person
+    confirms (R12), the message's other documents left as they are.
     """
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
     ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
@@ -156,14 +157,16 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
                    title or str(headers.get(c.TITLE_HEADER) or "") or None, manual_request, confirmed_by, author,
                    confirmed_by if manual_request else None)
     cdas = find_cdas(raw)
-    results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas]
+    results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas
+               if only is None or header.unique_id == only]
     renderings = frozenset(digest(body) for body in (non_xml_body(cda, c.CDA_LIMITS) for cda, header in cdas
                                                      if header.body == "nonXML") if body)
-    attached = find_attachments(raw, renderings)
+    message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
+    attached = [a for a in find_attachments(raw, renderings)
+                if only is None or a.unique_id(policy.structure.source_id, message_key) == only]
     if attached:
         type_code = str(headers.get(TYPE_HEADER) or "").strip()[:40] or None
         named = str(headers.get(c.PATIENT_HEADER) or "").strip().upper()[:32] or None
-        message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
         results += await _consider_attachments(session, ctx, attached, [h for _, h in cdas], recipients,
                                                type_code, message_key, named=named)
     await link(session, (r.job_id for r in results if r.job_id is not None), root=policy.structure.source_id,

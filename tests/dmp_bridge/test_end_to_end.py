@@ -360,6 +360,35 @@ def test_r12_a_person_confirms_authorship_of_a_received_document_and_it_is_depos
     assert "Dr Jean Medecin" in confirmations[0].detail["reason_text"]
 
 
+def test_r12_a_person_confirms_a_filed_document_by_its_unique_id_and_only_it_is_deposited(
+        tmp_path: Path, pki: PKIFiles, store_url: str, dmp: dict[str, Any]):
+    """The GP's structure files the lab's report (R10); a person confirms that the structure wrote it, naming the
+    document rather than the message; a wrong id or job number is one sentence, not a traceback."""
+    store, gateway = started(tmp_path, pki, store_url, dmp, "\n[documents]\nfile_all_inboxes = true\n",
+                             professional=GP, mailbox=GP_ADDRESS)
+    unique_id = "1.2.250.1.213.1.1.1.55.2024.9.1"
+    try:
+        report_from_the_lab(store, gateway)
+        wait_for(lambda: store.events("dmp.considered") and record(store), "the report was not filed")
+        assert deposits(store) == []  # R12
+        unknown = gateway_command(gateway, "dmp", "confirm", "1.2.3.4.5", "--author", GP.national_id,
+                                  "--title", "Bilan", "--actor", "Dr Jean Medecin")
+        assert unknown.returncode == 1 and "1.2.3.4.5" in unknown.stderr and "Traceback" not in unknown.stderr
+        not_a_job = gateway_command(gateway, "dmp", "show", unique_id)
+        assert not_a_job.returncode == 1 and "not a deposit job id" in not_a_job.stderr
+        confirmed = gateway_command(gateway, "dmp", "confirm", unique_id, "--author", GP.national_id,
+                                    "--title", "Bilan thyroïdien", "--actor", "Dr Jean Medecin")
+        assert confirmed.returncode == 0 and f"{unique_id}: queued" in confirmed.stdout, confirmed.stderr
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the confirmed deposit was not accepted")
+    finally:
+        gateway.stop()
+    (entry,) = registry(dmp, pki)
+    assert (entry["uniqueId"], entry["title"]) == (unique_id, "Bilan thyroïdien")
+    assert entry["authorPerson"][0].startswith(f"{GP.national_id}^MEDECIN")
+    confirmed_events = [e for e in store.events("dmp.rule") if e.rule == "R12" and e.outcome == "allowed"]
+    assert [(e.detail["code"], e.actor) for e in confirmed_events] == [("confirmed", "Dr Jean Medecin")]
+
+
 FAST_RETRIES = "retry_base = 1.0\nretry_ceiling = 2.0\nlease = 8.0\n"
 
 
