@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import outbox
-from gateway.dmp_bridge.bridge import consider_message
+from gateway.dmp_bridge.bridge import Considered, consider_message
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import Backoff, DmpDeposit, OutboxWorker
 from gateway.dmp_bridge.presence import CommandPresence
@@ -337,16 +337,28 @@ async def test_r13_attachments_get_stable_unique_ids_so_a_message_considered_twi
     assert wrapped.patient.matricule == MATRICULE  # the patient of the message's CDA
 
 
-async def test_r7_an_attachment_for_no_single_patient_is_not_deposited(sessions: Sessions) -> None:
+def _annex_to_colleague(**headers: str) -> bytes:
+    """The biologist sends the GP (not the patient) an attached PDF, with these headers."""
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Annexe"
-    message.set_content("Une annexe sans patient.")
-    message.add_attachment(b"%PDF-1.4 annex", maintype="application", subtype="pdf", filename="Annexe.pdf")
-    raw = message.as_bytes()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Radio"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("Pour information.")
+    message.add_attachment(b"%PDF-1.4 radio", maintype="application", subtype="pdf", filename="Radio.pdf")
+    return message.as_bytes()
+
+
+async def _considered_alone(sessions: Sessions, raw: bytes) -> Considered:
+    """Consider a message to the GP whose only document is its attachment."""
     mailbox_id, message_id = await _setup(sessions, raw=raw)
     async with sessions() as session, session.begin():
         [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
                                               policy=policy(), sender_mailbox_id=mailbox_id)
+    return considered
+
+
+async def test_r7_an_attachment_for_no_single_patient_is_not_deposited(sessions: Sessions) -> None:
+    considered = await _considered_alone(sessions, _annex_to_colleague())
     assert considered.job_id is None and considered.plan.refusal is not None
     assert (considered.plan.refusal.rule, considered.plan.refusal.code) == ("R7", "no_patient")
 
@@ -398,34 +410,17 @@ async def test_r15_a_message_considered_alone_is_not_linked_and_keeps_its_own_su
 
 
 async def test_r7_x_dmp_patient_names_the_patient_of_an_attachment_sent_to_a_colleague(sessions: Sessions) -> None:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Radio de votre patiente"
-    message["X-DMP-Patient"] = MATRICULE
-    message.set_content("Pour information.")
-    message.add_attachment(b"%PDF-1.4 radio", maintype="application", subtype="pdf", filename="Radio.pdf")
-    raw = message.as_bytes()
-    mailbox_id, message_id = await _setup(sessions, raw=raw)
-    async with sessions() as session, session.begin():
-        [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
-                                              policy=policy(), sender_mailbox_id=mailbox_id)
-        [wrapped] = (await session.execute(select(DmpDeposit.cda))).scalars()
+    considered = await _considered_alone(sessions, _annex_to_colleague(X_DMP_Patient=MATRICULE))
     assert considered.job_id is not None and considered.plan.allowed
+    async with sessions() as session:
+        [wrapped] = (await session.execute(select(DmpDeposit.cda))).scalars()
     header = read_header(wrapped, validate=False, limits=c.CDA_LIMITS)
     assert header.patient.matricule == MATRICULE and header.title == "Radio"
     assert [a.national_id for a in header.authors] == [BIOLOGIST.national_id]  # the sending professional
 
 
 async def test_r7_x_dmp_patient_naming_an_unknown_patient_deposits_nothing(sessions: Sessions) -> None:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, GP.mailbox, "Radio"
-    message["X-DMP-Patient"] = "180012B01234558"
-    message.set_content("Pour information.")
-    message.add_attachment(b"%PDF-1.4 radio", maintype="application", subtype="pdf", filename="Radio.pdf")
-    raw = message.as_bytes()
-    mailbox_id, message_id = await _setup(sessions, raw=raw)
-    async with sessions() as session, session.begin():
-        [considered] = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [GP.mailbox],
-                                              policy=policy(), sender_mailbox_id=mailbox_id)
+    considered = await _considered_alone(sessions, _annex_to_colleague(X_DMP_Patient="180012B01234558"))
     assert considered.job_id is None and considered.plan.refusal is not None
     assert (considered.plan.refusal.rule, considered.plan.refusal.code) == ("R7", "unknown_identity")
 
