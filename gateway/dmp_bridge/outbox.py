@@ -57,7 +57,8 @@ class DmpDeposit(Base):
     """One document to deposit in one patient's DMP: the outbox row (claimed with SKIP LOCKED)."""
 
     __tablename__ = "dmp_deposits"
-    __table_args__ = (Index("ix_dmp_deposits_due", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_dmp_deposits_due", "state", "next_attempt_at"),
+                      Index("ix_dmp_deposits_submission_uid", "submission_uid"))
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     #: XDSDocumentEntry.uniqueId (the CDA id): the idempotency key.
     unique_id: Mapped[str] = mapped_column(String(128), unique=True)
