@@ -4,9 +4,10 @@ rules and outbox as any CDA.
 
 Which attachments: PDF, JPEG, TIFF, plain text and RTF parts marked as attachments (R15's formats), at most
 :data:`MAX_ATTACHMENTS`. Not the readable copy of a structured document: a part whose file name (without its
-extension) is the name of an XML or XDM zip part of the same message (``CR-BIO.xml`` and ``CR-BIO.pdf``), or whose
-bytes are those a level-1 CDA of the message wraps, is the rendering of that document; PDFs inside an XDM zip are
-never looked at.
+extension) is the name of an XML or XDM zip part of the same message (``CR-BIO.xml`` and ``CR-BIO.pdf``) or of a
+file inside its XDM zip (``IHE_XDM/SUBSET01/CR-BIO.xml`` beside ``CR-BIO.pdf``), or whose bytes are those of a
+document of the zip or of what a level-1 CDA of the message wraps, is the rendering of that document; PDFs inside
+an XDM zip are never deposited.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gateway.dmp_bridge import constants as c
-from gateway.documents.errors import MimeRefused
+from gateway.documents.errors import MimeRefused, XdmRefused
 from gateway.documents.mime import Part, walk
+from gateway.documents.xdm import looks_like_zip, read_xdm
 
 #: Attachments considered in one message; the rest are left alone (recorded by the caller).
 MAX_ATTACHMENTS = 10
@@ -73,17 +75,34 @@ def find_attachments(raw: bytes, renderings: frozenset[str] = frozenset()) -> li
         return []
     structured = {_stem(p.filename) for p in parts
                   if p.filename and p.filename.lower().rsplit(".", 1)[-1] in _STRUCTURED}
+    copies = set(renderings)
+    for part in parts:
+        if looks_like_zip(part.data):
+            names, contents = _in_xdm(part.data)
+            structured |= names
+            copies |= contents
     found: list[Attachment] = []
     for part in parts:
         media_type = _ALIASES.get(part.content_type, part.content_type)
         if not _is_document(part, media_type) or _stem(part.filename or "") in structured:
             continue
-        if renderings and digest(part.data) in renderings:
+        if copies and digest(part.data) in copies:
             continue
         found.append(Attachment(part.path, part.filename or f"document-{part.path}", media_type, part.data))
         if len(found) == MAX_ATTACHMENTS:
             break
     return found
+
+
+def _in_xdm(data: bytes) -> tuple[set[str], set[str]]:
+    """The names (without extension) of an XDM zip's files and the digests of its documents: a part of the message
+    with such a name or content is a copy of what the zip carries (the zip is read by the bounded XDM reader)."""
+    try:
+        archive = read_xdm(data)
+    except XdmRefused:
+        return set(), set()
+    names = {_stem(name) for name in archive.entries} - {"metadata", "index", "readme"}
+    return names, {digest(document.content) for document in archive.documents}
 
 
 def _is_document(part: Part, media_type: str) -> bool:

@@ -256,9 +256,12 @@ class OutboxWorker:
                 states[job.id] = prepared
             else:
                 ready.append((job, prepared))
-        if ready:
-            jobs = [job for job, _ in ready]
-            sent = together([p for _, p in ready], self.policy.structure.source_id)
+        by_assertion: dict[tuple[str, str], list[tuple[Claimed, Prepared]]] = {}
+        for job, prepared in ready:  # one patient and one author per request (one VIHF assertion)
+            by_assertion.setdefault((prepared.entry.matricule, job.author_id), []).append((job, prepared))
+        for batch in by_assertion.values():
+            jobs = [job for job, _ in batch]
+            sent = together([p for _, p in batch], self.policy.structure.source_id)
             states.update(zip((j.id for j in jobs), await self._send(jobs, sent), strict=True))
         return [states[job.id] for job in group]
 

@@ -28,6 +28,7 @@ from gateway.dmp_bridge.rules import AccessMode
 from gateway.dmp_bridge.simulator import DmpState, Simulator
 from gateway.dmp_bridge.soap import DmpClient
 from gateway.documents.cda import non_xml_body, read_header
+from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching import identities
 from gateway.store import db, mailstore
 from gateway.store.models import Event, Message
@@ -440,3 +441,25 @@ async def test_r13_the_pdf_a_level_1_cda_wraps_is_its_rendering_and_not_deposite
         results = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [], policy=policy(),
                                          sender_mailbox_id=mailbox_id)
     assert [r.unique_id for r in results] == ["1.3.6.1.4.1.19376.1.2.20.12345.1.1"]  # the CDA alone
+
+
+async def test_r13_beside_an_xdm_zip_its_documents_copies_are_not_deposited_but_an_annex_is(
+        sessions: Sessions) -> None:
+    cda = sample(PDF_CDA)
+    archive, [written] = build_xdm([cda])
+    assert written.path.endswith("DOC0001.XML")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = BIOLOGIST.mailbox, f"{MATRICULE}@patient.gw.test", "CR"
+    message.set_content("Compte rendu.")
+    message.add_attachment(archive, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
+    message.add_attachment(b"%PDF-1.4 copy", maintype="application", subtype="pdf", filename="DOC0001.pdf")
+    message.add_attachment(non_xml_body(cda), maintype="application", subtype="pdf", filename="Lisible.pdf")
+    message.add_attachment(b"%PDF-1.4 annex", maintype="application", subtype="pdf", filename="Annexe.pdf")
+    raw = message.as_bytes()
+    mailbox_id, message_id = await _setup(sessions, raw=raw)
+    async with sessions() as session, session.begin():
+        results = await consider_message(session, message_id, raw, BIOLOGIST.mailbox, [], policy=policy(),
+                                         sender_mailbox_id=mailbox_id)
+        titles = sorted((await session.execute(select(DmpDeposit.title))).scalars())
+    assert len(results) == 2 and all(r.job_id is not None for r in results)  # the CDA and the annex
+    assert "Annexe" in titles
