@@ -54,6 +54,13 @@ class Limits:
     failed_logins: int = 5
     failed_login_window: float = 300.0
     smtp_idle_timeout: float = 300.0
+    #: SMTP DATA/BDAT must arrive at least this fast (bytes/s): the whole transfer may last
+    #: message_size / smtp_min_data_rate seconds (plus smtp_idle_timeout), never forever.
+    smtp_min_data_rate: int = 10_000
+    #: Errors (4xx/5xx replies) one SMTP session may collect before 421 4.7.0 and disconnect.
+    smtp_max_errors: int = 20
+    #: Unknown or refused commands allowed before STARTTLS on the submission port.
+    smtp_max_pre_tls_commands: int = 10
     imap_literal_unauthenticated: int = 4096
     imap_literal_authenticated: int = 65536
 
@@ -387,6 +394,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
         failed_logins=_positive(lim, "failed_logins", d.failed_logins, int),
         failed_login_window=_positive(lim, "failed_login_window", d.failed_login_window, float),
         smtp_idle_timeout=_positive(lim, "smtp_idle_timeout", d.smtp_idle_timeout, float),
+        smtp_min_data_rate=_positive(lim, "smtp_min_data_rate", d.smtp_min_data_rate, int),
+        smtp_max_errors=_positive(lim, "smtp_max_errors", d.smtp_max_errors, int),
+        smtp_max_pre_tls_commands=_positive(lim, "smtp_max_pre_tls_commands", d.smtp_max_pre_tls_commands, int),
         imap_literal_unauthenticated=_positive(
             lim, "imap_literal_unauthenticated", d.imap_literal_unauthenticated, int),
         imap_literal_authenticated=_positive(lim, "imap_literal_authenticated", d.imap_literal_authenticated, int),
