@@ -1,18 +1,28 @@
 # The two commands of the README: `make run` and `make test`.
+#   make run   the daemon's own dependencies, a development configuration, PKI, SQLite store, then serve
+#   make test  everything the suite needs (system packages included, through .ci/run), then the whole suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= data/gateway.toml
 
-.PHONY: run test lint install init clean
+.PHONY: run test test-fast check lint install install-test init clean
 
+# The daemon alone: no compiler, no smart-card headers (the card agent's extra is installed by `make test`).
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,card]'
+	$(BIN)/pip install -q -e .
 	touch $(BIN)/gateway
 
 install: $(BIN)/gateway
+
+# What the suite needs on top (test tools, the card agent's pyscard, built against libpcsclite-dev).
+$(VENV)/.test-installed: $(BIN)/gateway pyproject.toml
+	$(BIN)/pip install -q -e '.[test,card]'
+	touch $@
+
+install-test: $(VENV)/.test-installed
 
 $(CONFIG): | $(BIN)/gateway
 	$(BIN)/gateway init --data data
@@ -22,12 +32,21 @@ init: $(CONFIG)
 run: install init
 	$(BIN)/gateway serve --config $(CONFIG) --banner
 
-test: install
+# The same script CI runs: system packages (apt-get as root), a throw-away PostgreSQL on loopback, then `check`.
+test:
+	bash .ci/run
+
+# Lint, types and the suite, on what is already installed.
+check: install-test
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy gateway
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-lint: install
+# A local loop: no test marked slow.
+test-fast: install-test
+	$(BIN)/pytest -q -p no:cacheprovider -m 'not slow' $(PYTEST_ARGS)
+
+lint: install-test
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy gateway
 

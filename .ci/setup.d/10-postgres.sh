@@ -3,9 +3,7 @@
 PG_PORT=55432
 PG_DIR=/tmp/gateway-ci-pg
 export GATEWAY_TEST_POSTGRES_URL="postgresql+asyncpg://gateway@127.0.0.1:$PG_PORT/postgres"
-if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q postgresql >/dev/null
-fi
+ensure_packages postgresql postgresql-contrib
 PG_BIN=$(dirname "$(command -v pg_ctl 2>/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl | tail -n1)")
 if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null \
    || { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; }; then

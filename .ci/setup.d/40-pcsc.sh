@@ -5,9 +5,8 @@
 # is kept stopped so that the virtual reader's TCP port is never opened on a real interface.
 PCSC_PACKAGES="pcscd libpcsclite-dev swig gcc python3-dev vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome
   iproute2 util-linux"
-if ! dpkg -s $PCSC_PACKAGES >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q --no-install-recommends $PCSC_PACKAGES >/dev/null
-fi
+# shellcheck disable=SC2086
+ensure_packages $PCSC_PACKAGES
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now pcscd.socket pcscd.service >/dev/null 2>&1 || true
 fi
