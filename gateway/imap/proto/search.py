@@ -13,7 +13,7 @@ Key names and their ``arg``:
 * ``datetime.date``: BEFORE ON SINCE SENTBEFORE SENTON SENTSINCE
 * ``int``: LARGER SMALLER, MODSEQ (RFC 7162 3.1.5; the optional entry name and type are validated and dropped:
   the store keeps one mod-sequence per message)
-* ``tuple[str, str]``: HEADER (field name, text)
+* ``tuple[str, str]``: HEADER (field name upper case, text)
 * :class:`~gateway.imap.proto.sequence.SequenceSet`: UID, and SEQ for a bare sequence set or ``$``
 
 SPDX-License-Identifier: GPL-3.0-or-later
@@ -22,8 +22,11 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
+from gateway.imap.proto.lexer import Cursor
+from gateway.imap.proto.limits import MAX_DEPTH, MAX_ITEMS, MAX_NUMBER64
 from gateway.imap.proto.sequence import SequenceSet
 
 KeyArg = str | int | datetime.date | SequenceSet | tuple[str, str] | None
@@ -78,3 +81,94 @@ DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSIN
 NUMBER_KEYS = frozenset({"LARGER", "SMALLER"})
 #: Keys whose argument is an object identifier (RFC 8474 6).
 OBJECTID_KEYS = frozenset({"EMAILID", "THREADID"})
+
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
+_ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
+_TOP, _PAREN, _OR, _NOT = range(4)
+
+
+def _simple_key(cur: Cursor, name: str) -> Key:
+    """A key that is not OR, NOT or a parenthesised list; the name is already consumed."""
+    if name in FLAG_KEYS:
+        return Key(name)
+    cur.sp()
+    if name in TEXT_KEYS:
+        return Key(name, cur.astring_text("the text to search for"))
+    if name in DATE_KEYS:
+        return Key(name, cur.date())
+    if name in NUMBER_KEYS:
+        return Key(name, cur.number("a size in octets", limit=MAX_NUMBER64))
+    if name in KEYWORD_KEYS:
+        return Key(name, cur.flag(keyword_only=True))
+    if name == "HEADER":
+        field = cur.astring_text("a header field name")
+        cur.sp()
+        return Key(name, (field.upper(), cur.astring_text("the text to search for")))
+    if name == "UID":
+        return Key(name, cur.sequence_set())
+    if name == "MODSEQ":
+        # RFC 7162 3.1.5: [entry-name SP entry-type-req SP] mod-sequence-valzer
+        if cur.peek() == 0x22:
+            entry = cur.quoted()
+            if not entry.lower().startswith(b"/flags/"):
+                raise cur.error('A MODSEQ entry name is "/flags/<flag>" (RFC 7162 3.1.5).')
+            cur.sp()
+            if cur.atom("an entry type (priv, shared or all)") not in _ENTRY_TYPES:
+                raise cur.error("A MODSEQ entry type is priv, shared or all (RFC 7162 3.1.5).")
+            cur.sp()
+        return Key(name, cur.modseq())
+    if name in OBJECTID_KEYS:
+        return Key(name, cur.match(_OBJECTID, "an object identifier (RFC 8474)").group().decode("ascii"))
+    raise cur.error(f"Unknown search key {name}.")
+
+
+def parse_keys(cur: Cursor) -> SearchKey:
+    """``search-key *(SP search-key)`` up to the end of the command, built with an explicit stack.
+
+    Depth (parentheses, OR, NOT together) is bounded by MAX_DEPTH and the number of keys by MAX_ITEMS, so
+    hostile nesting costs one ``BAD`` (RFC 9051 6.4.4 grammar; bounds are ours).
+    """
+    # A frame is [kind, items]; OR needs two items, NOT one, a parenthesised list ends at ")".
+    stack: list[tuple[int, list[SearchKey]]] = [(_TOP, [])]
+    count = 0
+    while True:
+        kind, items = stack[-1]
+        if kind == _OR and len(items) == 2:
+            stack.pop()
+            stack[-1][1].append(Or(items[0], items[1]))
+            continue
+        if kind == _NOT and len(items) == 1:
+            stack.pop()
+            stack[-1][1].append(Not(items[0]))
+            continue
+        if kind == _PAREN and items and cur.skip(b")"):
+            stack.pop()
+            stack[-1][1].append(items[0] if len(items) == 1 else And(tuple(items)))
+            continue
+        if kind == _TOP and items and cur.at_end():
+            return items[0] if len(items) == 1 else And(tuple(items))
+        if items or kind in (_OR, _NOT):
+            cur.sp()
+        count += 1
+        if count > MAX_ITEMS:
+            raise cur.error(f"More than {MAX_ITEMS} search keys.")
+        byte = cur.peek()
+        if byte == 0x28:  # "("
+            cur.pos += 1
+            if len(stack) >= MAX_DEPTH:
+                raise cur.error(f"Search keys nested deeper than {MAX_DEPTH}.")
+            stack.append((_PAREN, []))
+            continue
+        if byte in _SEQUENCE_START:
+            items.append(Key("SEQ", cur.sequence_set()))
+            continue
+        name = cur.atom("a search key")
+        if name == "OR" or name == "NOT":
+            if len(stack) >= MAX_DEPTH:
+                raise cur.error(f"Search keys nested deeper than {MAX_DEPTH}.")
+            stack.append((_OR if name == "OR" else _NOT, []))
+            continue
+        items.append(_simple_key(cur, name))
+
+
+_SEQUENCE_START = frozenset(b"0123456789*$")
