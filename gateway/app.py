@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 
 from gateway.auth.accounts import Authenticator
-from gateway.auth.throttle import LoginThrottle
 from gateway.config import Config, ConfigError, Listen
 from gateway.smtp.handler import SubmissionHandler
 from gateway.smtp.protocol import GatewaySMTP
@@ -37,8 +36,7 @@ class Gateway:
         self.reads = db.read_sessionmaker(self.engine)
         self.hub = ChangeHub()
         self.committer = GroupCommitter(self.sessions, self.hub, reads=self.reads)
-        self.authenticator = Authenticator(
-            self.reads, LoginThrottle(config.limits.failed_logins, config.limits.failed_login_window))
+        self.authenticator = Authenticator.from_config(config, self.reads, self.sessions)
         self._servers: list[asyncio.AbstractServer] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         self.ready = asyncio.Event()
@@ -65,6 +63,7 @@ class Gateway:
 
     async def start(self) -> None:
         await db.migrate(self.config.database_url)
+        await self.authenticator.start()  # hashing workers, before the listeners
         self.committer.start()
         if self.config.submission:
             await self._smtp_listener(self.config.submission, implicit_tls=False)
@@ -156,6 +155,7 @@ class Gateway:
         for close in reversed(self._closers):
             await close()
         await self.committer.stop()
+        await self.authenticator.close()
         await self.engine.dispose()
 
 

@@ -63,6 +63,27 @@ class Limits:
     smtp_max_pre_tls_commands: int = 10
     imap_literal_unauthenticated: int = 4096
     imap_literal_authenticated: int = 65536
+    #: Failed logins from one address for all accounts together (``failed_logins`` counts per address and
+    #: account): one person's typos behind a shared NAT address do not lock the others out.
+    failed_logins_per_address: int = 30
+    #: Connections open at once from one address (Postfix anvil's default concurrency), and opened per minute.
+    connections_per_address: int = 50
+    connection_rate_per_address: int = 100
+    #: Messages and recipients per minute per account (gateway.auth.anvil).
+    messages_per_minute: int = 120
+    recipients_per_minute: int = 1000
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """``[auth]``: Argon2id cost (OWASP's recommendation by default) and the verified-credential cache."""
+
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    #: Seconds a verified (user name, password) pair is accepted again without hashing; 0 turns the cache off.
+    cache_ttl: float = 300.0
+    cache_size: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -160,6 +181,7 @@ class Config:
     upstreams: tuple[UpstreamSettings, ...] = ()
     card: CardSettings | None = None
     dmp: DmpSettings | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -400,8 +422,17 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
         imap_literal_unauthenticated=_positive(
             lim, "imap_literal_unauthenticated", d.imap_literal_unauthenticated, int),
         imap_literal_authenticated=_positive(lim, "imap_literal_authenticated", d.imap_literal_authenticated, int),
+        failed_logins_per_address=_positive(lim, "failed_logins_per_address", d.failed_logins_per_address, int),
+        connections_per_address=_positive(lim, "connections_per_address", d.connections_per_address, int),
+        connection_rate_per_address=_positive(
+            lim, "connection_rate_per_address", d.connection_rate_per_address, int),
+        messages_per_minute=_positive(lim, "messages_per_minute", d.messages_per_minute, int),
+        recipients_per_minute=_positive(lim, "recipients_per_minute", d.recipients_per_minute, int),
     )
+    lim.check("failed_logins_per_address", limits.failed_logins_per_address >= limits.failed_logins,
+              "must not be below failed_logins (it counts every account of the address together)")
     lim.finish()
+    auth = _auth_section(root)
 
     rules_r = root.table("rules") or _Reader({}, "rules")
     first = rules_r.get("patients_may_write_first", list, [])
@@ -425,7 +456,25 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
-                  documents=documents, upstreams=upstreams, card=card, dmp=dmp)
+                  documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth)
+
+
+def _auth_section(root: _Reader) -> AuthSettings:
+    """[auth]: Argon2id parameters (RFC 9106 section 3.1) and the verified-credential cache."""
+    auth = root.table("auth") or _Reader({}, "auth")
+    d = AuthSettings()
+    parallelism = _positive(auth, "argon2_parallelism", d.argon2_parallelism, int)
+    auth.check("argon2_parallelism", parallelism <= 64, "must be at most 64 lanes")
+    memory = _positive(auth, "argon2_memory_kib", d.argon2_memory_kib, int)
+    auth.check("argon2_memory_kib", 8 * parallelism <= memory <= 4 * 1024 * 1024,
+               "must be at least 8 KiB per lane (RFC 9106) and at most 4194304 (4 GiB)")
+    time_cost = _positive(auth, "argon2_time_cost", d.argon2_time_cost, int)
+    auth.check("argon2_time_cost", time_cost <= 100, "must be at most 100 passes")
+    ttl = auth.get("cache_ttl", float, d.cache_ttl)
+    auth.check("cache_ttl", 0 <= ttl <= 86400, "must be between 0 (no cache) and 86400 seconds")
+    size = _positive(auth, "cache_size", d.cache_size, int)
+    auth.finish()
+    return AuthSettings(memory, time_cost, parallelism, ttl, size)
 
 
 _ACCESS_MODES = ("manual", "presence", "systematic")

@@ -1,16 +1,33 @@
-"""Account authentication against the store, the one path both SMTP and IMAP log in through."""
+"""Account authentication against the store, the one path both SMTP and IMAP log in through.
+
+A password login goes: throttle slot reserved (no hash when refused, :mod:`.throttle`) → the mailbox's id,
+current hash and active flag read in one small query → the verified-credential cache (:mod:`.cache`) or an
+Argon2id verification in a worker process (:mod:`.hashing`) → failure recorded or slot released → a hash made
+with other parameters than ``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox
+id, never the user name (an address may hold an INS matricule).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.auth import hashing
+from gateway.auth.anvil import Anvil
+from gateway.auth.cache import CredentialCache
+from gateway.auth.hashing import Argon2Params
 from gateway.auth.passwords import verify_password
-from gateway.auth.throttle import LoginThrottle
+from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle
+from gateway.config import AuthSettings, Limits
 from gateway.store.models import Mailbox
 
 log = structlog.get_logger("gateway.auth")
@@ -40,44 +57,147 @@ class LoginOutcome(enum.Enum):
 class LoginResult:
     outcome: LoginOutcome
     account: Account | None = None
+    #: THROTTLED: seconds until a slot frees (for a "try again later" reply).
+    retry_after: float = 0.0
 
 
 def account_of(mailbox: Mailbox) -> Account:
     return Account(mailbox.id, mailbox.address, mailbox.kind, mailbox.matricule)
 
 
-class Authenticator:
-    """Checks credentials and certificate bindings; throttles failures per client address."""
+def normalise_username(username: str) -> str:
+    """Account names compare as mailbox addresses do: trimmed, lower case, bounded."""
+    return username.strip().lower()[:ACCOUNT_MAX]
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], throttle: LoginThrottle) -> None:
+
+def _writer_of(reads: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Write sessions on the engine of ``reads`` (those from :func:`gateway.store.db.read_sessionmaker` never
+    take SQLite's write lock, so they must not write)."""
+    from gateway.store.db import READ_ONLY
+
+    bind = reads.kw.get("bind")
+    if isinstance(bind, AsyncEngine):
+        return async_sessionmaker(bind.execution_options(**{READ_ONLY: False}), expire_on_commit=False)
+    return reads
+
+
+class Authenticator:
+    """Checks credentials and certificate bindings; throttles failures; holds the connection limits (``anvil``).
+
+    ``sessions`` reads the store; ``writes`` (derived from it when not given) records failures and rehashes.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], throttle: LoginThrottle | None = None, *,
+                 writes: async_sessionmaker[AsyncSession] | None = None, settings: AuthSettings | None = None,
+                 limits: Limits | None = None, anvil: Anvil | None = None) -> None:
+        limits = limits or Limits()
+        settings = settings or AuthSettings()
         self._sessions = sessions
-        self.throttle = throttle
+        self._writes = writes or _writer_of(sessions)
+        self.throttle = throttle or LoginThrottle(limits.failed_logins, limits.failed_login_window,
+                                                  limits.failed_logins_per_address)
+        self.params = Argon2Params(settings.argon2_memory_kib, settings.argon2_time_cost,
+                                   settings.argon2_parallelism)
+        self.cache = CredentialCache(settings.cache_ttl, settings.cache_size)
+        self.anvil = anvil or Anvil.from_limits(limits)
+
+    @classmethod
+    def from_config(cls, config: Any, reads: async_sessionmaker[AsyncSession],
+                    writes: async_sessionmaker[AsyncSession] | None = None) -> Authenticator:
+        """The daemon's authenticator: ``[limits]`` ceilings and ``[auth]`` settings of ``config``."""
+        limits: Limits = config.limits
+        throttle = LoginThrottle(limits.failed_logins, limits.failed_login_window, limits.failed_logins_per_address)
+        return cls(reads, throttle, writes=writes, settings=config.auth, limits=limits)
+
+    async def start(self) -> None:
+        """Start the hashing workers now rather than at the first login (see :func:`gateway.auth.hashing.start`)."""
+        await hashing.start()
+
+    async def close(self) -> None:
+        """Stop the hashing workers (daemon stop)."""
+        await asyncio.to_thread(hashing.shutdown)
 
     async def _mailbox(self, **where: str) -> Mailbox | None:
         async with self._sessions() as session:
             query = select(Mailbox).filter_by(active=True, **where)
             return (await session.execute(query)).scalar_one_or_none()
 
-    async def login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
-        """Verify a password login from ``client`` (an IP address)."""
-        if self.throttle.blocked(client):
-            log.warning("login", protocol=protocol, outcome="throttled")
-            return LoginResult(LoginOutcome.THROTTLED)
-        mailbox = await self._mailbox(address=username.strip().lower())
-        ok = await verify_password(mailbox.password_hash if mailbox else None, password)
-        if not ok or mailbox is None:
-            self.throttle.failed(client)
-            log.info("login", protocol=protocol, outcome="invalid")
-            return LoginResult(LoginOutcome.INVALID)
-        self.throttle.succeeded(client)
-        log.info("login", protocol=protocol, outcome="ok", mailbox_id=mailbox.id)
-        return LoginResult(LoginOutcome.OK, account_of(mailbox))
+    async def _credentials(self, address: str) -> Any:
+        """The mailbox's id, kind, matricule, current hash and active flag: one indexed query per login."""
+        query = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.password_hash,
+                       Mailbox.active).where(Mailbox.address == address)
+        async with self._sessions() as session:
+            return (await session.execute(query)).one_or_none()
 
-    async def login_certificate(self, fingerprint: str, authzid: str, protocol: str) -> Account | None:
+    async def login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
+        """Verify a password login from ``client`` (an IP address); never raises for wrong credentials."""
+        name = normalise_username(username)
+        row = await self._credentials(name)
+        mailbox_id = row.id if row is not None else None
+        slot = await self.throttle.reserve(self._sessions, client, name)
+        if isinstance(slot, Block):
+            log.warning("login", protocol=protocol, outcome="throttled", client=client, mailbox_id=mailbox_id,
+                        scope=slot.scope, failures=slot.failures, retry_after=round(slot.retry_after))
+            return LoginResult(LoginOutcome.THROTTLED, retry_after=slot.retry_after)
+        usable = row is not None and row.active and row.password_hash is not None
+        key = self.cache.key(name, password)
+        cached = False
+        try:
+            if usable and self.cache.lookup(key, row.id, row.password_hash):
+                ok = cached = True
+            else:
+                ok = await verify_password(row.password_hash if usable else None, password, self.params)
+        except BaseException:
+            self.throttle.release(slot)
+            raise
+        if not ok:
+            await self.throttle.failure(self._writes, slot)
+            reason = "no_mailbox" if row is None else "disabled" if not row.active else "password"
+            log.info("login", protocol=protocol, outcome="invalid", client=client, mailbox_id=mailbox_id,
+                     reason=reason)
+            return LoginResult(LoginOutcome.INVALID)
+        await self.throttle.success(self._writes, slot)
+        if not cached:
+            self.cache.store(key, row.id, row.password_hash)
+            if hashing.needs_rehash(row.password_hash, self.params):
+                await self._rehash(row.id, row.password_hash, name, password, client)
+        log.info("login", protocol=protocol, outcome="ok", client=client, mailbox_id=row.id, cached=cached)
+        return LoginResult(LoginOutcome.OK, Account(row.id, row.address, row.kind, row.matricule))
+
+    async def _rehash(self, mailbox_id: int, old: str, name: str, password: str, client: str) -> None:
+        """Rewrite a hash made with other Argon2 parameters; only if nobody changed it meanwhile."""
+        from gateway.store.events import record
+
+        try:
+            new = await hashing.hash_password(password, self.params)
+            async with self._writes() as session, session.begin():
+                result = await session.execute(
+                    update(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.password_hash == old)
+                    .values(password_hash=new))
+                changed = bool(getattr(result, "rowcount", 0))
+                if changed:
+                    await record(session, "mailbox.password", "rehashed", mailbox_id=mailbox_id,
+                                 memory_kib=self.params.memory_kib, time_cost=self.params.time_cost,
+                                 parallelism=self.params.parallelism)
+        except SQLAlchemyError as exc:  # the login stands; the next one tries again
+            log.warning("password_rehash", outcome="failed", client=client, mailbox_id=mailbox_id,
+                        error=type(exc).__name__)
+            return
+        if changed:
+            self.cache.store(self.cache.key(name, password), mailbox_id, new)
+
+    def forget(self, mailbox_id: int) -> None:
+        """Drop the cached logins of a mailbox whose password changed or that was disabled in this process."""
+        self.cache.forget_mailbox(mailbox_id)
+
+    async def login_certificate(self, fingerprint: str, authzid: str, protocol: str, *,
+                                client: str | None = None) -> Account | None:
         """SASL EXTERNAL: the mailbox bound to the client certificate's SHA-256 fingerprint."""
         mailbox = await self._mailbox(certificate_fingerprint=fingerprint.lower())
         if mailbox is None or (authzid and authzid.lower() != mailbox.address):
-            log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="invalid")
+            log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="invalid", client=client,
+                     mailbox_id=mailbox.id if mailbox else None)
             return None
-        log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="ok", mailbox_id=mailbox.id)
+        log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="ok", client=client,
+                 mailbox_id=mailbox.id)
         return account_of(mailbox)

@@ -1,29 +1,32 @@
-"""Password hashes from a memory-hard KDF (Argon2id), verified off the event loop."""
+"""Password hashes from a memory-hard KDF (Argon2id), verified off the event loop (see :mod:`.hashing`).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
-import asyncio
+from gateway.auth import hashing
+from gateway.auth.hashing import DEFAULT_PARAMS, Argon2Params
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
-# RFC 9106 second recommended option scaled to an interactive login: 64 MiB, 3 passes.
-_HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
-#: A hash to verify against when the account does not exist, so timing does not reveal which accounts exist.
-_DUMMY = _HASHER.hash("no such account")
+#: Verified when the account does not exist or has no password, so timing does not reveal which accounts exist.
+_DUMMIES: dict[Argon2Params, str] = {}
 
 
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+def hash_password(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
+    """Hash in this process: for administration commands and tests, not for the daemon's event loop."""
+    return hashing.hash_sync(password, params)
 
 
-def _verify(stored: str | None, password: str) -> bool:
-    try:
-        return _HASHER.verify(stored or _DUMMY, password) and stored is not None
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+async def _dummy(params: Argon2Params) -> str:
+    dummy = _DUMMIES.get(params)
+    if dummy is None:
+        dummy = _DUMMIES[params] = await hashing.hash_password("no such account", params)
+    return dummy
+
+
+async def verify_password(stored: str | None, password: str, params: Argon2Params = DEFAULT_PARAMS) -> bool:
+    """Check ``password`` against ``stored`` in a worker process; no hash (no account) costs the same and fails."""
+    if stored is None:
+        await hashing.verify(await _dummy(params), password)
         return False
-
-
-async def verify_password(stored: str | None, password: str) -> bool:
-    """Check ``password`` against ``stored`` in a worker thread (Argon2 takes tens of milliseconds)."""
-    return await asyncio.to_thread(_verify, stored, password)
+    return await hashing.verify(stored, password)

@@ -1,23 +1,223 @@
-"""Failed-login throttling per client address, shared by the SMTP and IMAP listeners of one process."""
+"""Failed-login throttling, counted before the password is hashed and shared through the store.
+
+Two ceilings, both over the sliding window ``[limits] failed_login_window``:
+
+- ``failed_logins`` per (client address, account name): one person's typos block that person's account from
+  that address, not everybody behind the same NAT address;
+- ``failed_logins_per_address`` per client address alone, higher: a guesser trying many accounts from one
+  address is stopped too.
+
+A login first *reserves* a slot: committed failures (table ``auth_failures``, so every process and instance
+sharing the store agrees) plus this process's logins still being verified must stay under both ceilings, or the
+login is refused at once without hashing. A refused login costs no Argon2 run, so 100 parallel wrong passwords
+give at most ``failed_logins`` answers "invalid" and the rest "throttled". The reservation becomes a failure row
+when the password was wrong and is released when it was right (which also forgets that account's failures from
+that address). The check and the reservation happen under a per-address lock, and a failure's in-flight slot is
+given back only after its row is committed, so no concurrent login slips between the two.
+
+:class:`LoginThrottle` also keeps the per-process, per-address counter that certificate logins (SASL EXTERNAL,
+:mod:`gateway.trust.certificates`) use through :meth:`blocked`, :meth:`failed` and :meth:`succeeded`.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth.models import AuthFailure
+
+#: Bound of the account name kept with a failure (the mailbox address column's size).
+ACCOUNT_MAX = 320
+#: Every this many recorded failures, rows older than the window are deleted for every address.
+_PRUNE_EVERY = 256
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were written in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A login refused before its password was checked."""
+
+    scope: str  # "account": this account from this address; "address": this address for every account
+    failures: int
+    retry_after: float
+
+
+@dataclass
+class Reservation:
+    """A login allowed to have its password checked; must end with :meth:`LoginThrottle.failure`,
+    :meth:`LoginThrottle.success` or :meth:`LoginThrottle.release`."""
+
+    client: str
+    account: str
+    #: Committed failures of this pair when the slot was reserved (a success deletes them only if there are some).
+    pair_failures: int
+    done: bool = field(default=False)
 
 
 class LoginThrottle:
-    """Counts failed logins per client address in a sliding window; past the limit, logins are refused.
+    """Failed-login ceilings per (address, account) and per address; see the module docstring."""
 
-    A refused address is told to come back later without its password even being checked, which caps the
-    guessing rate and keeps the KDF from being used to burn our CPU.
-    """
-
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, per_address: int | None = None) -> None:
         self.limit = limit
         self.window = window
+        self.per_address = per_address if per_address is not None else max(30, limit)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: Counter[str] = Counter()
+        self._inflight_pair: Counter[tuple[str, str]] = Counter()
+        self._inflight_address: Counter[str] = Counter()
+        self._recorded = 0
+        # Per-process counter for certificate logins (SASL EXTERNAL).
         self._failures: dict[str, deque[float]] = {}
 
+    # --- password logins, counted in the store ------------------------------------------------------------------
+    class _Locked:
+        def __init__(self, throttle: LoginThrottle, client: str) -> None:
+            self.throttle, self.client = throttle, client
+
+        async def __aenter__(self) -> None:
+            t = self.throttle
+            t._lock_users[self.client] += 1
+            self.lock = t._locks.setdefault(self.client, asyncio.Lock())
+            await self.lock.acquire()
+
+        async def __aexit__(self, *exc: object) -> None:
+            t = self.throttle
+            self.lock.release()
+            t._lock_users[self.client] -= 1
+            if t._lock_users[self.client] <= 0:
+                del t._lock_users[self.client]
+                t._locks.pop(self.client, None)
+
+    def _locked(self, client: str) -> LoginThrottle._Locked:
+        return LoginThrottle._Locked(self, client)
+
+    async def counts(self, session: AsyncSession, client: str) -> list[tuple[str, int, datetime]]:
+        """Committed failures from ``client`` within the window: (account, count, oldest) per account."""
+        cutoff = _now() - timedelta(seconds=self.window)
+        query = (select(AuthFailure.account, func.count(), func.min(AuthFailure.failed_at))
+                 .where(AuthFailure.client == client, AuthFailure.failed_at > cutoff)
+                 .group_by(AuthFailure.account))
+        return [(a, int(n), _aware(oldest)) for a, n, oldest in (await session.execute(query)).all()]
+
+    def _retry_after(self, oldest: datetime | None) -> float:
+        if oldest is None:  # only logins in flight hold the slots: they end within a hash's time
+            return 1.0
+        return max(1.0, (oldest + timedelta(seconds=self.window) - _now()).total_seconds())
+
+    async def reserve(self, reads: async_sessionmaker[AsyncSession], client: str,
+                      account: str) -> Reservation | Block:
+        """A slot to check one password, or why not (before any hashing)."""
+        account = account[:ACCOUNT_MAX]
+        async with self._locked(client):
+            async with reads() as session:
+                rows = await self.counts(session, client)
+            pair = next(((n, oldest) for a, n, oldest in rows if a == account), (0, None))
+            total = sum(n for _, n, _ in rows)
+            oldest_any = min((oldest for _, _, oldest in rows), default=None)
+            if pair[0] + self._inflight_pair[(client, account)] >= self.limit:
+                return Block("account", pair[0], self._retry_after(pair[1]))
+            if total + self._inflight_address[client] >= self.per_address:
+                return Block("address", total, self._retry_after(oldest_any))
+            self._inflight_pair[(client, account)] += 1
+            self._inflight_address[client] += 1
+            return Reservation(client, account, pair[0])
+
+    def _give_back(self, reservation: Reservation) -> None:
+        if reservation.done:
+            return
+        reservation.done = True
+        pair = (reservation.client, reservation.account)
+        self._inflight_pair[pair] -= 1
+        if self._inflight_pair[pair] <= 0:
+            del self._inflight_pair[pair]
+        self._inflight_address[reservation.client] -= 1
+        if self._inflight_address[reservation.client] <= 0:
+            del self._inflight_address[reservation.client]
+
+    def release(self, reservation: Reservation) -> None:
+        """The check did not happen (cancelled, store error): the slot is free again, nothing is counted."""
+        self._give_back(reservation)
+
+    async def failure(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
+        """The password was wrong: record it, then give the in-flight slot back (in that order, see above)."""
+        if reservation.done:
+            return
+        now = _now()
+        try:
+            async with writes() as session, session.begin():
+                session.add(AuthFailure(client=reservation.client, account=reservation.account, failed_at=now))
+                cutoff = now - timedelta(seconds=self.window)
+                self._recorded += 1
+                stale = AuthFailure.failed_at <= cutoff
+                if self._recorded % _PRUNE_EVERY:
+                    stale = stale & (AuthFailure.client == reservation.client)
+                await session.execute(delete(AuthFailure).where(stale))
+        finally:
+            async with self._locked(reservation.client):
+                self._give_back(reservation)
+
+    async def success(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
+        """The password was right: this account's failures from this address are forgotten."""
+        try:
+            if reservation.pair_failures and not reservation.done:
+                async with writes() as session, session.begin():
+                    await session.execute(delete(AuthFailure).where(
+                        AuthFailure.client == reservation.client, AuthFailure.account == reservation.account))
+        finally:
+            self._give_back(reservation)
+
+    # --- administration (``gateway throttle``) ----------------------------------------------------------------------
+    async def list_blocks(self, session: AsyncSession) -> list[dict[str, Any]]:
+        """Every (address, account) with failures in the window, and whether it is blocked now."""
+        cutoff = _now() - timedelta(seconds=self.window)
+        query = (select(AuthFailure.client, AuthFailure.account, func.count(), func.min(AuthFailure.failed_at),
+                        func.max(AuthFailure.failed_at))
+                 .where(AuthFailure.failed_at > cutoff)
+                 .group_by(AuthFailure.client, AuthFailure.account)
+                 .order_by(AuthFailure.client, AuthFailure.account))
+        rows = (await session.execute(query)).all()
+        per_address = Counter[str]()
+        for client, _, n, _, _ in rows:
+            per_address[client] += int(n)
+        listed = []
+        for client, account, n, oldest, newest in rows:
+            oldest = _aware(oldest)
+            blocked = "account" if n >= self.limit else "address" if per_address[client] >= self.per_address else ""
+            listed.append({
+                "client": client, "account": account, "failures": int(n),
+                "address_failures": per_address[client], "last_failure": _aware(newest).isoformat(),
+                "blocked": blocked,
+                "until": (oldest + timedelta(seconds=self.window)).isoformat() if blocked else "",
+            })
+        return listed
+
+    @staticmethod
+    async def clear(session: AsyncSession, client: str, account: str | None = None) -> int:
+        """Forget the failures of ``client`` (only those for ``account`` when given); how many were deleted."""
+        where = [AuthFailure.client == client]
+        if account is not None:
+            where.append(AuthFailure.account == account.strip().lower()[:ACCOUNT_MAX])
+        result = await session.execute(delete(AuthFailure).where(*where))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # --- certificate logins: per process, per address ----------------------------------------------------------
     def _recent(self, address: str, now: float) -> deque[float]:
         failures = self._failures.get(address)
         if failures is None:

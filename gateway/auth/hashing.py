@@ -1,0 +1,160 @@
+"""Argon2id hashing in worker processes, so every core serves logins and the event loop never runs the KDF.
+
+An Argon2id verification takes tens of milliseconds of one core. Threads would keep it on one core (the
+bindings hold the GIL for part of the work, and the process's heap grows by the hash's memory cost per
+concurrent hash); a :class:`~concurrent.futures.ProcessPoolExecutor` with one worker per core spreads logins over
+the machine. The pool is created once per process, on first use (or by :func:`start`), and shut down by
+:func:`shutdown` when the daemon stops. A broken pool (a worker killed) is replaced at the next call.
+
+Parameters are settings (``[auth] argon2_*``); the default is OWASP's recommendation for Argon2id (19 MiB,
+2 passes, 1 lane). Hashes made with other parameters are reported by :func:`needs_rehash` so the caller can
+rewrite them after a successful login.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    """Argon2id cost parameters (RFC 9106 section 3.1); the defaults are OWASP's recommendation."""
+
+    memory_kib: int = 19456
+    time_cost: int = 2
+    parallelism: int = 1
+
+    def hasher(self) -> PasswordHasher:
+        return PasswordHasher(time_cost=self.time_cost, memory_cost=self.memory_kib, parallelism=self.parallelism)
+
+
+DEFAULT_PARAMS = Argon2Params()
+_HASHERS: dict[Argon2Params, PasswordHasher] = {}
+
+
+def _hasher(params: Argon2Params) -> PasswordHasher:
+    hasher = _HASHERS.get(params)
+    if hasher is None:
+        hasher = _HASHERS[params] = params.hasher()
+    return hasher
+
+
+# --- what runs in a worker (plain functions: they are pickled by name) -----------------------------------------
+def hash_sync(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
+    """Hash ``password`` in the calling process (administration commands, tests)."""
+    return _hasher(params).hash(password)
+
+
+def verify_sync(stored: str, password: str) -> bool:
+    """Whether ``password`` matches ``stored``; the parameters are read from the hash itself."""
+    try:
+        return _hasher(DEFAULT_PARAMS).verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def needs_rehash(stored: str, params: Argon2Params) -> bool:
+    """Whether ``stored`` was made with other parameters (or another variant) than ``params``."""
+    try:
+        return _hasher(params).check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+# --- the per-process pool --------------------------------------------------------------------------------------
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # fork is cheap (the workers share the parent's pages) and the pool is started before the listeners; where
+    # it does not exist, spawn.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL_PID = 0
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_PID != os.getpid():  # a forked daemon worker does not own its parent's pool
+            _POOL = ProcessPoolExecutor(max_workers=workers(), mp_context=_context())
+            _POOL_PID = os.getpid()
+        return _POOL
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _run(function: object, *args: object) -> object:
+    """Run ``function(*args)`` in the pool; one retry on a fresh pool when a worker died."""
+    loop = asyncio.get_running_loop()
+    for attempt in (1, 2):
+        pool = _pool()
+        try:
+            return await loop.run_in_executor(pool, function, *args)  # type: ignore[arg-type]
+        except BrokenProcessPool:
+            _discard(pool)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def start() -> None:
+    """Start the workers now (at daemon start, before listeners and store threads), not at the first login."""
+    pool = _pool()
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(workers())))
+
+
+async def verify(stored: str, password: str) -> bool:
+    """Check ``password`` against ``stored`` in a worker process."""
+    return bool(await _run(verify_sync, stored, password))
+
+
+async def hash_password(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
+    """Hash ``password`` with ``params`` in a worker process."""
+    return str(await _run(hash_sync, password, params))
+
+
+def shutdown() -> None:
+    """Stop the workers (daemon stop); a later call starts a new pool."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None and _POOL_PID == os.getpid():
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def started() -> bool:
+    return _POOL is not None
