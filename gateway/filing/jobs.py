@@ -1,32 +1,28 @@
-"""Filing jobs: created in the transaction that delivers a message, for the mailboxes configured for filing."""
+"""Filing jobs: created in the transaction that delivers a message, for the mailboxes configured for filing.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Config
 from gateway.filing.models import FilingJob
+from gateway.store.changes import FILING
+from gateway.store.effects import Rows
 from gateway.store.events import now
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
 FILE, DEPOSIT = "file", "deposit"
 
 
-def job_rows(message_id: int, mailbox_ids: Iterable[int], kind: str = FILE) -> list[dict[str, Any]]:
-    """Jobs for a message just stored (insert them in the same transaction, so none is ever missed)."""
+def jobs(mailbox_ids: Iterable[int], kind: str = FILE) -> Rows:
+    """The jobs of a message being accepted, as an effect the store applies with the message (R10, R12);
+    the filing worker is woken at commit."""
     at = now()
-    return [dict(kind=kind, message_id=message_id, mailbox_id=m, state=PENDING, attempts=0, next_attempt_at=at,
-                 created_at=at) for m in dict.fromkeys(mailbox_ids)]
-
-
-async def enqueue(session: AsyncSession, message_id: int, mailbox_ids: Iterable[int], kind: str = FILE) -> None:
-    rows = job_rows(message_id, mailbox_ids, kind)
-    if rows:
-        await session.execute(insert(FilingJob), rows)
+    return Rows(FilingJob, tuple(dict(kind=kind, mailbox_id=m, state=PENDING, attempts=0, next_attempt_at=at,
+                                      created_at=at) for m in dict.fromkeys(mailbox_ids)), wake=FILING)
 
 
 def may_carry_documents(raw: bytes) -> bool:

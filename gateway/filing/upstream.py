@@ -3,7 +3,10 @@
 Each new upstream message is imported into a local mailbox (``deliver_to``) together with a record of its
 (UIDVALIDITY, UID) and a filing job, in one transaction; only then is it marked on the server with the
 keyword ``$GatewayImported``. After a restart — even between the commit and the mark — the record says it
-was imported, so it is only marked, never imported twice. IDLE wakes the connector when mail arrives.
+was imported, so it is only marked, never imported twice. IDLE wakes the connector when mail arrives. The
+import is accepted by the same planner as submitted and relayed mail, so it gets the same effects.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import Config, UpstreamSettings
-from gateway.filing.jobs import enqueue
 from gateway.filing.models import UpstreamMessage
-from gateway.routing.headers import HeaderError, summarise
-from gateway.store.bulk import EventRow, Placement, Plan
+from gateway.routing.delivery import Arrival, plan_acceptance
+from gateway.routing.headers import HeaderError, Summary, summarise
+from gateway.routing.policy import Target
+from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
+from gateway.store.effects import Rows
 from gateway.store.events import now
-from gateway.store.mailstore import StoredMessage
 from gateway.store.models import Mailbox
 from gateway.tasks import Background
 from gateway.tlsctx import client_context
@@ -147,28 +151,22 @@ class UpstreamConnector(Background):
         async def unit(session: AsyncSession) -> Plan:
             mailbox_id = (await session.execute(
                 select(Mailbox.id).where(Mailbox.address == settings.deliver_to))).scalar_one()
-            try:
-                summary = summarise(raw)
-                subject, message_id, header_from = summary.subject, summary.message_id, summary.header_from_raw
-            except HeaderError:
-                subject = message_id = header_from = None
-
-            async def effects(db: AsyncSession, stored_id: int) -> None:
-                db.add(UpstreamMessage(source=settings.name, uidvalidity=uidvalidity, uid=uid,
-                                       message_id=stored_id, imported_at=now()))
-                await db.flush()
-                await enqueue(db, stored_id, [mailbox_id])
-
-            return Plan(
-                StoredMessage(raw=raw, mail_from=header_from or "", rcpt_to=[settings.deliver_to],
-                              sender_mailbox_id=None, message_id_header=message_id, subject=subject,
-                              header_from=header_from),
-                [Placement(mailbox_id, "INBOX")],
-                [EventRow("upstream.imported", "delivered", "R10", settings.name, mailbox_id,
-                          detail={"uid": uid, "uidvalidity": uidvalidity})],
-                effects)
+            return plan_import(settings.name, settings.deliver_to, mailbox_id, uidvalidity, uid, raw)
 
         await self._committer.run(unit)
+
+
+def plan_import(source: str, deliver_to: str, mailbox_id: int, uidvalidity: int, uid: int, raw: bytes) -> Plan:
+    """One transaction: the message, the record of its (UIDVALIDITY, UID), and the effects any message to
+    ``deliver_to`` gets from :func:`gateway.routing.delivery.plan_acceptance` (filed, R10)."""
+    try:
+        summary: Summary | None = summarise(raw)
+    except HeaderError:
+        summary = None
+    arrival = Arrival.imported(source, uidvalidity, uid, summary.header_from_raw or "" if summary else "")
+    seen = Rows(UpstreamMessage, (dict(source=source, uidvalidity=uidvalidity, uid=uid, imported_at=now()),))
+    target = Target(deliver_to, mailbox_id, "remote-to-pro", files=True)
+    return plan_acceptance(arrival, [target], raw, summary, extra=[seen])
 
 
 def _uidvalidity(lines: list[bytes | bytearray]) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.accounts import Account
 from gateway.config import Config
+from gateway.filing.jobs import wants_filing
 from gateway.ins_matching import identities
 from gateway.ins_matching.nir import is_well_formed, key_ok
 from gateway.routing import conversations, remote, replies
@@ -55,6 +56,8 @@ class Target:
     conversation_id: int | None = None
     #: Outbound recipients only: the sender's DSN request, carried to the queue.
     dsn: DsnRequest | None = None
+    #: The documents delivered to this mailbox are filed into patients' records (R10).
+    files: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def patient_reply(conversation: ConversationState | None, target: Target, stage:
     return Decision(replies.RCPT_OK, "R1", "rcpt.accepted.reply", replace(target, conversation_id=conversation.id))
 
 
-async def recheck(session: AsyncSession, sender: Account, target: Target) -> Decision:
+async def recheck(session: AsyncSession, target: Target) -> Decision:
     """Inside the delivery transaction: re-check what can change between RCPT and DATA.
 
     Only a patient's reply depends on mutable state (the conversation may have been closed by [FIN] or
@@ -101,9 +104,22 @@ async def recheck(session: AsyncSession, sender: Account, target: Target) -> Dec
     return patient_reply(conversation, target, "data")
 
 
+def _filing(config: Config, decision: Decision) -> Decision:
+    """Mark an accepted local recipient whose mail is filed (R10), so every door files it alike."""
+    target = decision.target
+    if target is None or target.mailbox_id is None or not wants_filing(config, target.address):
+        return decision
+    return replace(decision, target=replace(target, files=True))
+
+
 async def decide(session: AsyncSession, config: Config, sender: Account, address: str,
                  directory: Directory = DIRECTORY) -> Decision:
     """Whether ``sender`` may send to ``address`` now, and why (R1–R5, R8)."""
+    return _filing(config, await _decide(session, config, sender, address, directory))
+
+
+async def _decide(session: AsyncSession, config: Config, sender: Account, address: str,
+                  directory: Directory) -> Decision:
     destination = classify(address, config)
     if isinstance(destination, Reply):
         rule = "R8" if destination in (replies.BAD_INS_KEY, replies.BAD_INS_SHAPE) else None
@@ -191,6 +207,12 @@ async def _from_remote_patient(session: AsyncSession, config: Config, sender: st
 
 async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "",
                          directory: Directory = DIRECTORY) -> Decision:
+    """Whether mail relayed by another operator may be delivered to ``address``; see :func:`_decide_relayed`."""
+    return _filing(config, await _decide_relayed(session, config, address, sender, directory))
+
+
+async def _decide_relayed(session: AsyncSession, config: Config, address: str, sender: str,
+                          directory: Directory) -> Decision:
     """Whether mail relayed by another operator may be delivered to ``address`` (ours only; R4 for patients).
 
     A professional of the trust space writing to our patient needs a qualified identity (R4) and opens the

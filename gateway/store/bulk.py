@@ -2,24 +2,26 @@
 
 A submission is first turned into a :class:`Plan` (what to store, where to file it, what to record); the
 group committer then applies every plan of its batch with a handful of statements (one multi-row insert per
-table, one counter update per folder) instead of a dozen statements per message. Rule effects that need
-reading current state (conversations) run afterwards, per plan, in the same transaction.
+table, one counter update per folder) instead of a dozen statements per message. The plan's effects (see
+:mod:`gateway.store.effects`: plain data, no callbacks) are applied afterwards in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store import effects as store_effects
 from gateway.store.changes import mark_changed
-from gateway.store.events import log_event, now
+from gateway.store.effects import Effect, EventRow
+from gateway.store.events import now
 from gateway.store.mailstore import StoredMessage, is_seen
-from gateway.store.models import Delivery, Event, Folder, Message
+from gateway.store.models import Delivery, Folder, Message
 
 
 @dataclass(frozen=True)
@@ -31,26 +33,13 @@ class Placement:
     flags: str = ""
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """An event whose ``message_id`` is filled in once the message has its id."""
-
-    kind: str
-    outcome: str
-    rule: str | None = None
-    actor: str | None = None
-    mailbox_id: int | None = None
-    conversation_id: int | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class Plan:
     message: StoredMessage
     placements: list[Placement]
     events: list[EventRow]
-    #: Rule effects to run after the message exists (e.g. opening or closing a conversation).
-    effects: Callable[[AsyncSession, int], Awaitable[None]] | None = None
+    #: What else accepting it changes (conversations, queued rows, wake-ups), applied once the message has its id.
+    effects: list[Effect] = field(default_factory=list)
     #: What the unit's caller receives, given the new message id.
     result: Callable[[int], Any] = lambda message_id: message_id
 
@@ -110,14 +99,9 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
     if deliveries:
         await session.execute(insert(Delivery), deliveries)
 
-    events = [dict(at=at, kind=e.kind, rule=e.rule, outcome=e.outcome, actor=e.actor, mailbox_id=e.mailbox_id,
-                   message_id=message_id, conversation_id=e.conversation_id, identity_id=None, detail=e.detail)
+    events = [store_effects.event_row(e, message_id)
               for plan, message_id in zip(plans, message_ids, strict=True) for e in plan.events]
-    if events:
-        await session.execute(insert(Event), events)
-        for event in events:
-            log_event(event)
-    for plan, message_id in zip(plans, message_ids, strict=True):
-        if plan.effects is not None:
-            await plan.effects(session, message_id)
+    await store_effects.record_events(session, events)
+    pairs = zip(plans, message_ids, strict=True)
+    await store_effects.apply(session, [(message_id, effect) for plan, message_id in pairs for effect in plan.effects])
     return message_ids

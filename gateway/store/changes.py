@@ -17,6 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 CHANNEL = "gateway_folders"
 _KEY = "changed_folders"
 
+#: Pseudo folder ids for the work queues: a transaction that adds work marks one, so the worker waiting on it
+#: wakes at commit (in this process through the hub, in the others through NOTIFY) instead of at its next poll.
+OUTBOUND = -1
+FILING = -2
+DMP_OUTBOX = -3
+
 
 def mark_changed(session: AsyncSession, folder_id: int) -> None:
     session.info.setdefault(_KEY, set()).add(folder_id)

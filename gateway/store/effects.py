@@ -1,0 +1,130 @@
+"""What accepting a message changes besides the message itself, as plain data the store applies.
+
+Routing decides; the store writes. A :class:`~gateway.store.bulk.Plan` carries a list of effects computed
+without the database: rows to insert (outbound recipients, filing and deposit jobs, upstream records), a
+keyed state row to create or move (a conversation), and wake-ups for the workers that wait on new rows. The
+store fills in the new message's id and applies them in the transaction that stores the message (accept =
+durable); it knows nothing of the rules that chose them, and nothing here calls back into routing.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.changes import mark_changed
+from gateway.store.events import log_event, now
+from gateway.store.models import Base, Conversation, Event
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An event whose ``message_id`` (and, for a conversation's events, ``conversation_id``) the store fills in."""
+
+    kind: str
+    outcome: str
+    rule: str | None = None
+    actor: str | None = None
+    mailbox_id: int | None = None
+    conversation_id: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of ``table`` to insert, each given the new message's id in ``message_id``; ``wake`` is a change
+    channel (:func:`gateway.store.changes.mark_changed`) signalled at commit, so the worker reading
+    ``table`` starts at once."""
+
+    table: type[Base]
+    rows: tuple[dict[str, Any], ...]
+    wake: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """Set ``values`` on the row if any differs from what it holds, and then record ``event``."""
+
+    values: dict[str, Any]
+    event: EventRow
+
+
+@dataclass(frozen=True)
+class ConversationChange:
+    """Create the conversation keyed by ``key`` (``professional_id`` or ``remote_professional``, with
+    ``matricule``) with ``create`` values if it does not exist, recording ``created``; then apply ``steps``
+    in order; then record ``events`` against it. Applied when the transaction runs, on the row as it is then
+    (locked on PostgreSQL), so two messages of one batch for one conversation see each other."""
+
+    key: dict[str, Any]
+    create: dict[str, Any]
+    created: EventRow
+    steps: tuple[Step, ...] = ()
+    events: tuple[EventRow, ...] = ()
+
+
+Effect = Rows | ConversationChange
+
+
+def event_row(event: EventRow, message_id: int | None, conversation_id: int | None = None) -> dict[str, Any]:
+    return dict(at=now(), kind=event.kind, rule=str(event.rule) if event.rule is not None else None,
+                outcome=event.outcome, actor=event.actor, mailbox_id=event.mailbox_id, message_id=message_id,
+                conversation_id=conversation_id if conversation_id is not None else event.conversation_id,
+                identity_id=None, detail=event.detail)
+
+
+async def record_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows (one statement) and log each (R18)."""
+    if rows:
+        await session.execute(insert(Event), rows)
+        for row in rows:
+            log_event(row)
+
+
+async def _conversation(session: AsyncSession, change: ConversationChange, message_id: int | None) -> int:
+    query = select(Conversation).where(*(getattr(Conversation, k) == v for k, v in change.key.items()))
+    row = (await session.execute(query.with_for_update())).scalar_one_or_none()
+    events: list[dict[str, Any]] = []
+    at = now()
+    if row is None:
+        values = {**change.key, **change.create, "opened_at": at, "updated_at": at}
+        conversation_id = (await session.execute(
+            insert(Conversation).values(**values).returning(Conversation.id))).scalar_one()
+        current = dict(values)
+        events.append(event_row(change.created, message_id, conversation_id))
+    else:
+        conversation_id = row.id
+        current = {k: getattr(row, k) for step in change.steps for k in step.values}
+    for step in change.steps:
+        if all(current.get(k) == v for k, v in step.values.items()):
+            continue
+        await session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                              .values(updated_at=at, **step.values))
+        current.update(step.values)
+        events.append(event_row(step.event, message_id, conversation_id))
+    events += [event_row(e, message_id, conversation_id) for e in change.events]
+    await record_events(session, events)
+    return conversation_id
+
+
+async def apply(session: AsyncSession, effects: list[tuple[int | None, Effect]]) -> None:
+    """Apply ``(message_id, effect)`` pairs in order, inside the caller's transaction.
+
+    Rows of one table are inserted together (one multi-row statement per table for a whole batch).
+    """
+    tables: dict[type[Base], list[dict[str, Any]]] = {}
+    for message_id, effect in effects:
+        if isinstance(effect, Rows):
+            tables.setdefault(effect.table, []).extend({**r, "message_id": message_id} for r in effect.rows)
+            if effect.wake is not None:
+                mark_changed(session, effect.wake)
+        else:
+            await _conversation(session, effect, message_id)
+    for table, rows in tables.items():
+        if rows:
+            await session.execute(insert(table), rows)
