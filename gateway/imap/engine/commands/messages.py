@@ -1,0 +1,352 @@
+"""FETCH, STORE, SEARCH, SORT, THREAD, COPY, MOVE, EXPUNGE, APPEND and IDLE (RFC 9051 6.3-6.4, RFC 7162,
+RFC 4731, RFC 5182, RFC 5256, RFC 6851, RFC 4315, RFC 3502, RFC 3516, RFC 2177).
+
+FETCH answers are produced and written one message at a time (``drain()`` after each): a ``FETCH 1:*
+(BODY[])`` of a large folder never sits in memory whole, and a slow client holds the producer back.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.imap.engine.backend import uid_set
+from gateway.imap.engine.state import Bad, Done, No
+from gateway.imap.engine.updates import flags_text
+from gateway.imap.proto import commands as c
+from gateway.imap.proto import response, sequence
+from gateway.imap.proto.fetch import FetchItem
+
+if TYPE_CHECKING:
+    from gateway.imap.engine.session import Session
+    from gateway.imap.engine.updates import Selected
+
+#: Messages whose rows are read in one query while FETCH streams (bounded memory, few round trips).
+FETCH_BATCH = 200
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+#: Items that need the stored anatomy (body structure / envelope / part offsets).
+_ANATOMY_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "BINARY", "BINARY.SIZE", "RFC822",
+                            "RFC822.HEADER", "RFC822.TEXT", "PREVIEW"})
+
+
+def internal_date(value: datetime) -> str:
+    """RFC 9051 9 ``date-time``: ``"17-Jul-1996 02:44:25 -0700"`` (we keep UTC)."""
+    value = value.astimezone(UTC)
+    return f'"{value.day:02d}-{_MONTHS[value.month - 1]}-{value.year:04d} {value:%H:%M:%S} +0000"'
+
+
+def _selected(session: Session) -> Selected:
+    selected = session.selected
+    assert selected is not None
+    return selected
+
+
+def _writable(selected: Selected) -> None:
+    if selected.readonly:
+        raise No("The folder is open read-only (EXAMINE).", "CANNOT")
+
+
+# --- FETCH ------------------------------------------------------------------------------------------------------
+def _columns(items: tuple[FetchItem, ...], condstore: bool) -> set[str]:
+    columns = {"flags"}
+    for item in items:
+        name = item.name
+        if name == "MODSEQ" or condstore:
+            columns.add("modseq")
+        if name in {"INTERNALDATE", "SAVEDATE"}:
+            columns.add("internal_date")
+        if name in {"RFC822.SIZE"}:
+            columns.add("size")
+        if name in _ANATOMY_ITEMS or name in {"EMAILID", "THREADID"}:
+            columns.add("message_id")
+        if name in _ANATOMY_ITEMS:
+            columns.update({"anatomy", "size"})
+    return columns
+
+
+async def fetch(session: Session, cmd: c.Fetch) -> Done:
+    selected = _selected(session)
+    selected.check_numbers(cmd.sequence, uid=cmd.uid)
+    if cmd.changedsince is not None:
+        session.enabled.add("CONDSTORE")  # RFC 7162 3.1: CHANGEDSINCE is a CONDSTORE-enabling command
+    if cmd.vanished and (not cmd.uid or cmd.changedsince is None or not session.qresync):
+        raise Bad("VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled (RFC 7162 3.2.6).", "CLIENTBUG")
+    items = list(cmd.items)
+    names = {i.name for i in items}
+    if cmd.uid and "UID" not in names:
+        items.insert(0, FetchItem("UID"))
+    if (cmd.changedsince is not None or session.condstore) and "MODSEQ" not in names and (
+            cmd.changedsince is not None):
+        items.append(FetchItem("MODSEQ"))
+    uids = selected.resolve(cmd.sequence, uid=cmd.uid)
+    backend = session.backend
+    if cmd.vanished and cmd.changedsince is not None:
+        gone = await selected.view.vanished_since(cmd.changedsince, cmd.sequence)
+        if gone:
+            await session.untagged("VANISHED (EARLIER) " + sequence.format(gone))
+    if not uids:
+        return Done("FETCH completed")
+    seen = any(item.sets_seen for item in items) and not selected.readonly
+    if seen:  # RFC 9051 6.4.5: BODY[...] sets \Seen; the FETCH then reports the flags
+        await selected.view.store_flags(uid_set(uids), uid=True, mode="add", flags=("\\Seen",))
+        if "FLAGS" not in {i.name for i in items}:
+            items.append(FetchItem("FLAGS"))
+    columns = _columns(tuple(items), session.condstore)
+    for start in range(0, len(uids), FETCH_BATCH):
+        batch = uids[start:start + FETCH_BATCH]
+        pairs = await selected.view.fetch(uid_set(batch), uid=True, columns=columns,
+                                          changedsince=cmd.changedsince)
+        await selected.announce_rows(row for _, row in pairs)
+        if "anatomy" in columns:
+            await backend.ensure_anatomy([row for _, row in pairs])
+        for seq, row in pairs:
+            await _fetch_one(session, selected, seq, row, items)
+    return Done("FETCH completed")
+
+
+async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, items: list[FetchItem]) -> None:
+    backend = session.backend
+    out: list[bytes] = []
+    for item in items:
+        name = item.name
+        if name == "UID":
+            out.append(b"UID %d" % row.uid)
+        elif name == "FLAGS":
+            out.append(b"FLAGS " + flags_text(selected.flags_of(row)).encode())
+        elif name == "MODSEQ":
+            out.append(b"MODSEQ (%d)" % (row.modseq or 0))
+        elif name in {"INTERNALDATE", "SAVEDATE"}:
+            out.append(name.encode() + b" " + internal_date(row.internal_date).encode())
+        elif name == "RFC822.SIZE":
+            out.append(b"RFC822.SIZE %d" % (row.size or 0))
+        elif name == "EMAILID":
+            out.append(b"EMAILID (M%d)" % row.message_id)
+        elif name == "THREADID":
+            out.append(b"THREADID NIL")
+        elif name == "ENVELOPE":
+            out.append(b"ENVELOPE " + backend.envelope(row, session.utf8))
+        elif name == "BODYSTRUCTURE":
+            out.append(b"BODYSTRUCTURE " + backend.bodystructure(row, extended=True, utf8=session.utf8))
+        elif name == "BODY" and item.section is None:
+            out.append(b"BODY " + backend.bodystructure(row, extended=False, utf8=session.utf8))
+        elif name == "PREVIEW":
+            text = await backend.preview(row)
+            out.append(b"PREVIEW " + (response.nstring(text.encode("utf-8")) if text is not None else b"NIL"))
+        elif name == "BINARY.SIZE":
+            data = await backend.binary(row, item.section)
+            out.append(f"BINARY.SIZE[{item.section}] {len(data)}".encode())
+        else:
+            out.append(await _body(session, row, item))
+    await session.send(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+
+
+async def _body(session: Session, row: Any, item: FetchItem) -> bytes:
+    """BODY[...], BINARY[...], RFC822(.HEADER/.TEXT) with ``<origin.count>`` (RFC 9051 6.4.5, RFC 3516 4.2)."""
+    from gateway.imap.proto.fetch import Section
+
+    backend = session.backend
+    name = item.name
+    if name == "RFC822":
+        data = await backend.section(row, Section())
+        return b"RFC822 " + response.literal(data)
+    if name == "RFC822.HEADER":
+        data = await backend.section(row, Section((), "HEADER"))
+        return b"RFC822.HEADER " + response.literal(data)
+    if name == "RFC822.TEXT":
+        data = await backend.section(row, Section((), "TEXT"))
+        return b"RFC822.TEXT " + response.literal(data)
+    section = item.section or Section()
+    if name == "BINARY":
+        data = await backend.binary(row, section)
+    else:
+        data = await backend.section(row, section, item.partial)
+    if item.partial is not None:
+        origin, count = item.partial
+        if name == "BINARY":
+            data = data[origin:origin + count]
+    label = item.response_label().replace("BODY.PEEK", "BODY").replace("BINARY.PEEK", "BINARY").encode()
+    if name == "BINARY" and b"\x00" in data:
+        return label + b" ~{%d}\r\n" % len(data) + data
+    return label + b" " + response.literal(data)
+
+
+# --- STORE ------------------------------------------------------------------------------------------------------
+async def store(session: Session, cmd: c.Store) -> Done:
+    selected = _selected(session)
+    _writable(selected)
+    selected.check_numbers(cmd.sequence, uid=cmd.uid)
+    if cmd.unchangedsince is not None:
+        session.enabled.add("CONDSTORE")
+    uids = selected.resolve(cmd.sequence, uid=cmd.uid)
+    flags = frozenset(f for f in cmd.flags if f != "\\Recent")
+    if not uids:
+        return Done("STORE completed")
+    pairs, modified = await selected.view.store_flags(uid_set(uids), uid=True, mode=cmd.mode, flags=flags,
+                                                      unchangedsince=cmd.unchangedsince)
+    await selected.announce_rows(row for _, row in pairs)
+    unchanged = cmd.unchangedsince is not None
+    for seq, row in pairs:
+        if cmd.silent and not (session.condstore and unchanged):
+            continue  # RFC 7162 3.1.3: with UNCHANGEDSINCE the new MODSEQ is reported even when silent
+        parts = []
+        if cmd.uid or session.condstore:
+            parts.append(f"UID {row.uid}")
+        if not cmd.silent:
+            parts.append(f"FLAGS {flags_text(selected.flags_of(row))}")
+        if session.condstore:
+            parts.append(f"MODSEQ ({row.modseq})")
+        await session.untagged(f"{seq} FETCH ({' '.join(parts)})")
+    if modified:
+        numbers = [uid for _, uid in modified] if cmd.uid else [seq for seq, _ in modified]
+        return Done("Some messages were modified meanwhile.", "MODIFIED " + sequence.from_numbers(numbers))
+    return Done("STORE completed")
+
+
+# --- SEARCH / SORT / THREAD -------------------------------------------------------------------------------------
+def _answer_numbers(selected: Selected, uids: list[int], uid: bool) -> list[int]:
+    if uid:
+        return uids
+    return [s for s in (selected.seq_of(u) for u in uids) if s is not None]
+
+
+async def search(session: Session, cmd: c.Search) -> Done:
+    selected = _selected(session)
+    if cmd.charset is not None and cmd.charset.upper() not in {"US-ASCII", "UTF-8"}:
+        raise No("Only US-ASCII and UTF-8 are supported.", "BADCHARSET (US-ASCII UTF-8)")
+    session.backend.saved = session.saved
+    uids, highest = await session.backend.search(selected.view, cmd.key)
+    numbers = _answer_numbers(selected, uids, cmd.uid)
+    if cmd.returns is None:
+        line = "SEARCH" + "".join(f" {n}" for n in numbers)
+        if highest is not None and numbers:
+            line += f" (MODSEQ {highest})"
+        await session.untagged(line)
+        return Done("SEARCH completed")
+    returns = set(cmd.returns) or {"ALL"}
+    if "SAVE" in returns:
+        session.saved = list(uids)
+        returns.discard("SAVE")
+        if not returns and cmd.returns != ("SAVE",):
+            returns = {"ALL"}
+    if not returns:
+        return Done("SEARCH completed")
+    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
+    if numbers:
+        if "MIN" in returns:
+            parts.append(f"MIN {min(numbers)}")
+        if "MAX" in returns:
+            parts.append(f"MAX {max(numbers)}")
+        if "ALL" in returns:
+            parts.append("ALL " + sequence.from_numbers(numbers))
+    if "COUNT" in returns:
+        parts.append(f"COUNT {len(numbers)}")
+    if highest is not None and numbers:
+        parts.append(f"MODSEQ {highest}")
+    await session.untagged("ESEARCH " + " ".join(parts))
+    return Done("SEARCH completed")
+
+
+async def sort(session: Session, cmd: c.Sort) -> Done:
+    selected = _selected(session)
+    session.backend.saved = session.saved
+    uids = await session.backend.sort(selected.view, cmd.criteria, cmd.key)
+    numbers = _answer_numbers(selected, uids, cmd.uid)
+    await session.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    return Done("SORT completed")
+
+
+async def thread(session: Session, cmd: c.Thread) -> Done:
+    selected = _selected(session)
+    session.backend.saved = session.saved
+    text = await session.backend.thread(selected.view, cmd.algorithm, cmd.key, uid=cmd.uid)
+    await session.untagged("THREAD" + (" " + text if text else ""))
+    return Done("THREAD completed")
+
+
+# --- COPY / MOVE / EXPUNGE --------------------------------------------------------------------------------------
+async def copy(session: Session, cmd: c.Copy | c.Move) -> Done:
+    selected = _selected(session)
+    move = isinstance(cmd, c.Move)
+    if move:
+        _writable(selected)
+    selected.check_numbers(cmd.sequence, uid=cmd.uid)
+    uids = selected.resolve(cmd.sequence, uid=cmd.uid)
+    if not uids:
+        return Done(f"{'MOVE' if move else 'COPY'} completed")
+    result = await selected.view.copy(uid_set(uids), cmd.mailbox, uid=True, move=move)
+    code = None
+    if result.dest_uids:
+        code = (f"COPYUID {result.uidvalidity} {sequence.from_numbers(result.source_uids)} "
+                f"{sequence.from_numbers(result.dest_uids)}")
+    if move:
+        if code is not None:
+            await session.untagged(f"OK [{code}] Moved.")  # RFC 6851 4.3: COPYUID before the expunges
+            code = None
+        await selected.announce(session, expunges=True)
+    return Done(f"{'MOVE' if move else 'COPY'} completed", code)
+
+
+async def move(session: Session, cmd: c.Move) -> Done:
+    return await copy(session, cmd)
+
+
+async def expunge(session: Session, cmd: c.Expunge) -> Done:
+    selected = _selected(session)
+    _writable(selected)
+    uids = cmd.uids
+    if uids is not None and uids.saved:
+        uids = uid_set(selected.resolve(uids, uid=True))
+    await selected.view.expunge(uids)
+    await selected.announce(session, expunges=True)
+    return Done("EXPUNGE completed")
+
+
+# --- APPEND -----------------------------------------------------------------------------------------------------
+async def append(session: Session, cmd: c.Append) -> Done:
+    limit = session.context.message_size
+    for message in cmd.messages:
+        if len(message.data) > limit:
+            raise No("Message larger than this server accepts.", "TOOBIG")
+        if not message.data:
+            raise No("An empty message cannot be appended.", "CANNOT")
+    uidvalidity, uids = await session.backend.append(cmd.mailbox, cmd.messages)
+    return Done("APPEND completed", f"APPENDUID {uidvalidity} {sequence.from_numbers(uids)}")
+
+
+# --- IDLE -------------------------------------------------------------------------------------------------------
+async def idle(session: Session, cmd: c.Idle) -> Done:
+    """RFC 2177 / RFC 9051 6.3.13: updates pushed as they happen until the client's ``DONE``."""
+    await session.send(b"+ idling\r\n")
+    selected = session.selected
+    line_task = asyncio.ensure_future(session.read_line())
+    timers = session.context.timers
+    try:
+        while True:
+            waits: set[asyncio.Future[Any]] = {line_task}
+            change: asyncio.Future[Any] | None = None
+            if selected is not None:
+                change = asyncio.ensure_future(selected.changed.wait())
+                waits.add(change)
+            done, _ = await asyncio.wait(waits, timeout=timers.account_check or None,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if change is not None and not change.done():
+                change.cancel()
+            if line_task in done:
+                line = line_task.result()
+                if line.strip().upper() != b"DONE":
+                    raise Bad("Expected DONE.", "CLIENTBUG")
+                break
+            if selected is not None and selected.changed.is_set():
+                selected.changed.clear()
+                await selected.announce(session, expunges=True)
+            await session.check_account(force=True)
+    finally:
+        if not line_task.done():
+            line_task.cancel()
+    if selected is not None:
+        await selected.announce(session, expunges=True)
+    return Done("IDLE terminated")
+
