@@ -1,0 +1,211 @@
+"""The anatomy in the store: written in the transaction that stores a message, read by FETCH and SEARCH.
+
+Write: :func:`index_messages` beside every insert into ``messages`` (one multi-row insert per table). Read:
+:func:`load_anatomies` (one query for many messages), :func:`read_range` (only the bytes a section needs, cut
+by the database), :func:`search_text` (substring search through the trigram index: FTS5 ``trigram`` on
+SQLite, ``pg_trgm`` GIN on PostgreSQL, RFC 9051 6.4.4 semantics: case-insensitive substring).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.imap.anatomy import codec
+from gateway.imap.anatomy.analyse import Anatomy, analyse
+from gateway.imap.anatomy.text import fold, search_fields
+from gateway.imap.models import MessageAnatomy
+from gateway.store import events
+from gateway.store.models import Delivery, Message
+
+#: The table of decoded header and body text (created per dialect by migration imap_0004).
+TEXT_TABLE = "message_anatomy_text"
+#: Ids per IN list (below SQLite's and asyncpg's bound-parameter limits).
+_CHUNK = 5_000
+#: Search fields over ``message_anatomy`` columns; TEXT, BODY and HEADER use the text table.
+_COLUMNS = {"SUBJECT": MessageAnatomy.subject, "FROM": MessageAnatomy.from_addr, "TO": MessageAnatomy.to_addr,
+            "CC": MessageAnatomy.cc_addr, "BCC": MessageAnatomy.bcc_addr}
+#: Search fields this module answers.
+FIELDS = frozenset({"TEXT", "BODY", "HEADER", *_COLUMNS})
+#: Shortest needle the trigram index can answer; shorter ones scan the folder's text.
+_TRIGRAM = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """The rows to insert for a batch of messages, and which of them were stored flat (limit reached)."""
+
+    anatomy_rows: list[dict[str, Any]]
+    text_rows: list[dict[str, Any]]
+    anatomies: dict[int, Anatomy]
+    refused: list[tuple[int, str]]
+
+
+def index_rows(rows: Iterable[tuple[int, bytes]]) -> Indexed:
+    """Analyse messages and build their ``message_anatomy`` and text rows (pure CPU, bounded per message)."""
+    anatomy_rows: list[dict[str, Any]] = []
+    text_rows: list[dict[str, Any]] = []
+    anatomies: dict[int, Anatomy] = {}
+    refused: list[tuple[int, str]] = []
+    for message_id, raw in rows:
+        raw = bytes(raw)
+        anatomy = analyse(raw)
+        anatomies[message_id] = anatomy
+        found = search_fields(anatomy, raw)
+        if anatomy.refused:
+            refused.append((message_id, anatomy.refused))
+        anatomy_rows.append(dict(
+            message_id=message_id, anatomy=codec.encode(anatomy), refused=anatomy.refused,
+            subject=found.subject, from_addr=found.from_, to_addr=found.to, cc_addr=found.cc, bcc_addr=found.bcc,
+            sort_subject=found.sort_subject, sort_from=found.sort_from, sort_to=found.sort_to,
+            sort_cc=found.sort_cc, display_from=found.display_from, display_to=found.display_to,
+            sent_at=found.sent_at, thread_message_id=found.message_id, thread_references=found.references))
+        text_rows.append(dict(message_id=message_id, header=found.header, body=found.body))
+    return Indexed(anatomy_rows, text_rows, anatomies, refused)
+
+
+def text_insert_sql(dialect: str) -> str:
+    """The insert of a text row (``:message_id, :header, :body``) for ``dialect``."""
+    if dialect == "sqlite":
+        return f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (:message_id, :header, :body)"
+    return f"INSERT INTO {TEXT_TABLE} (message_id, header, body) VALUES (:message_id, :header, :body)"
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]]) -> dict[int, Anatomy]:
+    """Analyse and index newly inserted messages, in the caller's transaction; returns their anatomies.
+
+    Call it wherever a ``messages`` row is inserted. A message beyond the analysis limits is stored flat and an
+    ``imap.anatomy.flat`` event records which limit (R18), without content.
+    """
+    if not rows:
+        return {}
+    indexed = index_rows(rows)
+    await session.execute(insert(MessageAnatomy), indexed.anatomy_rows)
+    await session.execute(text(text_insert_sql(_dialect(session))), indexed.text_rows)
+    for message_id, reason in indexed.refused:
+        await events.record(session, "imap.anatomy.flat", "flat", message_id=message_id, limit=reason)
+    return indexed.anatomies
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+async def load_anatomies(session: AsyncSession, message_ids: Iterable[int]) -> dict[int, Anatomy]:
+    """The anatomies of these messages (one query per 5,000 ids).
+
+    A message without a stored anatomy (written by something that did not index it) is analysed from its
+    bytes here, in memory, so FETCH still answers; a stored anatomy that cannot be decoded is treated alike.
+    """
+    ids = sorted(set(message_ids))
+    result: dict[int, Anatomy] = {}
+    for chunk in _chunks(ids):
+        rows = await session.execute(
+            select(MessageAnatomy.message_id, MessageAnatomy.anatomy).where(MessageAnatomy.message_id.in_(chunk)))
+        for message_id, data in rows:
+            try:
+                result[message_id] = codec.decode(data)
+            except ValueError:
+                continue
+    missing = [i for i in ids if i not in result]
+    for chunk in _chunks(missing):
+        rows = await session.execute(select(Message.id, Message.raw).where(Message.id.in_(chunk)))
+        for message_id, raw in rows:
+            result[message_id] = analyse(bytes(raw))
+    return result
+
+
+async def read_range(session: AsyncSession, message_id: int, start: int, end: int) -> bytes:
+    """Bytes ``start``..``end`` of a stored message, cut by the database (``substr`` on the BLOB / bytea)."""
+    if end <= start:
+        return b""
+    query = select(func.substr(Message.raw, start + 1, end - start)).where(Message.id == message_id)
+    value = (await session.execute(query)).scalar_one_or_none()
+    return b"" if value is None else bytes(value)
+
+
+def _like(needle: str) -> str:
+    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def _text_candidates(session: AsyncSession, folder_id: int, needle: str, columns: tuple[str, ...]
+                           ) -> set[int]:
+    """Message ids of the folder whose text ``columns`` contain ``needle`` (already case-folded)."""
+    params: dict[str, Any] = {"folder": folder_id}
+    if _dialect(session) == "sqlite":
+        join = f"FROM deliveries d JOIN {TEXT_TABLE} t ON t.rowid = d.message_id"
+        if len(needle) >= _TRIGRAM:
+            scope = "{" + " ".join(columns) + "}" if len(columns) > 1 else columns[0]
+            params["query"] = scope + ' : "' + needle.replace('"', '""') + '"'
+            condition = f"{TEXT_TABLE} MATCH :query"
+        else:
+            params["needle"] = needle
+            condition = " OR ".join(f"instr(t.{c}, :needle) > 0" for c in columns)
+    else:
+        join = f"FROM deliveries d JOIN {TEXT_TABLE} t ON t.message_id = d.message_id"
+        params["pattern"] = _like(needle)
+        condition = " OR ".join(f"t.{c} LIKE :pattern" for c in columns)
+    rows = await session.execute(
+        text(f"SELECT DISTINCT d.message_id {join} WHERE d.folder_id = :folder AND ({condition})"), params)
+    return {row[0] for row in rows}
+
+
+async def _header_matches(session: AsyncSession, ids: set[int], name: str, needle: str) -> set[int]:
+    """Those of ``ids`` with a ``name`` field whose decoded value contains ``needle`` (RFC 9051 6.4.4 HEADER)."""
+    prefix = fold(name).strip() + ":"
+    id_column = "rowid" if _dialect(session) == "sqlite" else "message_id"
+    found: set[int] = set()
+    ordered = sorted(ids)
+    for chunk in _chunks(ordered):
+        marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+        rows = await session.execute(
+            text(f"SELECT {id_column}, header FROM {TEXT_TABLE} WHERE {id_column} IN ({marks})"),
+            {f"i{n}": value for n, value in enumerate(chunk)})
+        for message_id, header in rows:
+            for line in (header or "").split("\n"):
+                if line.startswith(prefix) and needle in line[len(prefix):]:
+                    found.add(message_id)
+                    break
+    return found
+
+
+async def search_text(session: AsyncSession, folder_id: int, needle: str, field: str,
+                      header_name: str | None = None) -> set[int]:
+    """Ids of the folder's messages where ``field`` contains ``needle``, case-insensitively (RFC 9051 6.4.4).
+
+    ``field`` is TEXT (header or body), BODY, SUBJECT, FROM, TO, CC, BCC, or HEADER with ``header_name``
+    (an empty needle then matches every message that has the field). Returns ``messages.id`` values.
+    """
+    field = field.upper()
+    if field not in FIELDS:
+        raise ValueError(f"unknown search field {field!r}")
+    folded = fold(needle)
+    if field in _COLUMNS:
+        column = _COLUMNS[field]
+        query = (select(Delivery.message_id).distinct()
+                 .join(MessageAnatomy, MessageAnatomy.message_id == Delivery.message_id)
+                 .where(Delivery.folder_id == folder_id))
+        if folded:
+            query = query.where(column.contains(folded, autoescape=True))
+        return set((await session.execute(query)).scalars().all())
+    if field == "HEADER":
+        if not header_name:
+            raise ValueError("SEARCH HEADER needs a field name")
+        candidates = await _text_candidates(session, folder_id, folded, ("header",))
+        return await _header_matches(session, candidates, header_name, folded)
+    columns = ("body",) if field == "BODY" else ("header", "body")
+    if not folded:
+        query = select(Delivery.message_id).distinct().where(Delivery.folder_id == folder_id)
+        return set((await session.execute(query)).scalars().all())
+    return await _text_candidates(session, folder_id, folded, columns)
