@@ -1,0 +1,608 @@
+"""The selected folder of one IMAP session: the UIDs the client knows, and what changed since it last looked.
+
+The view keeps the sequence-number → UID map (RFC 9051 2.3.1.2) as an ``array`` of integers (8 bytes a message),
+the folder's MODSEQ as of the last refresh, the keywords announced so far and the UID ranges that are
+``\\Recent`` for this session. Flags stay in the store and are read for the messages a command names.
+:meth:`SelectedView.refresh` learns what changed from the (folder_id, modseq) indexes of ``deliveries`` and
+``imap_expunged``; expunges wait while the engine says sequence numbers are in use (RFC 9051 7.5.1).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.imap.models import ExpungedUid
+from gateway.imap.proto.sequence import SequenceSet
+from gateway.imap.view import flags as flagops
+from gateway.imap.view.errors import MailboxNotFound, NotAllowed
+from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
+from gateway.imap.view.store import ViewStore, chunks, new_uids
+from gateway.store.events import record
+from gateway.store.models import Delivery, Folder
+
+log = structlog.get_logger("gateway.imap")
+
+#: Most keywords a folder's FLAGS response lists (the DISTINCT read at SELECT stops there).
+MAX_KEYWORDS = 1000
+#: Past this many removals at once the UID array is rebuilt in one pass instead of deleted from one by one.
+_BULK_REMOVE = 64
+#: System flags every folder announces (RFC 9051 7.3.5); ``\\Recent`` only for IMAP4rev1 clients.
+SYSTEM_FLAGS = flagops.SYSTEM_FLAGS
+
+
+def canonical(name: str) -> str:
+    """``INBOX`` in any case is INBOX (RFC 9051 5.1)."""
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+def mailbox_object_id(folder_id: int) -> str:
+    """The folder's MAILBOXID (RFC 8474 4): stable across RENAME."""
+    return f"F{folder_id}"
+
+
+def keywords_of(flags: Iterable[str]) -> set[str]:
+    return {flag for flag in flags if not flag.startswith("\\")}
+
+
+@dataclass
+class Changes:
+    """What a refresh learned, in the order the engine reports it (RFC 9051 7.4.1, 7.3.1, 7.5.2).
+
+    ``expunged`` are UIDs (for VANISHED, RFC 7162 3.2.10) and ``expunged_seqs`` their sequence numbers, highest
+    first (each ``* n EXPUNGE`` then stays right as the ones before it are applied). ``flags`` are rows
+    ``(uid, flags, modseq)`` of known messages another session changed; ``new_keywords`` must be announced in
+    ``FLAGS``/``PERMANENTFLAGS`` before any FETCH shows them.
+    """
+
+    expunged: list[int] = field(default_factory=list)
+    expunged_seqs: list[int] = field(default_factory=list)
+    new: list[int] = field(default_factory=list)
+    flags: list[Row] = field(default_factory=list)
+    new_keywords: list[str] = field(default_factory=list)
+    exists: int = 0
+    recent: int = 0
+    recent_changed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.expunged or self.new or self.flags or self.new_keywords or self.recent_changed)
+
+
+@dataclass(frozen=True)
+class Resync:
+    """QRESYNC at SELECT (RFC 7162 3.2.5): UID ranges gone since the client's MODSEQ, and rows changed since."""
+
+    vanished: list[tuple[int, int]]
+    changed: list[tuple[int, Row]]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """COPYUID data (RFC 4315 3): the destination's UIDVALIDITY, source UIDs and the UIDs they got, in order."""
+
+    uidvalidity: int
+    source_uids: list[int]
+    dest_uids: list[int]
+
+
+async def all_uids(session: AsyncSession, folder_id: int) -> array[int]:
+    """The folder's UIDs, ascending, in one aggregated value (a row per message costs three times as much)."""
+    of_folder = Delivery.folder_id == folder_id
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(func.array_agg(aggregate_order_by(Delivery.uid, Delivery.uid))).where(of_folder)
+        return new_uids((await session.execute(query)).scalar_one() or ())
+    text = (await session.execute(select(func.group_concat(Delivery.uid)).where(of_folder))).scalar_one()
+    return new_uids(sorted(map(int, text.split(","))) if text else ())
+
+
+async def changes_since(session: AsyncSession, folder_id: int, since: int, known: Sequence[int]
+                        ) -> tuple[list[Row], list[int]]:
+    """Rows added or re-flagged after MODSEQ ``since``, and the ``known`` UIDs expunged after it.
+
+    When expunge records after ``since`` may have been pruned (``folders.expunged_floor``, read after them so a
+    concurrent pruning is noticed), the UIDs gone are found by comparing ``known`` with the folder instead.
+    """
+    changed = await session.execute(select(Delivery.uid, Delivery.flags, Delivery.modseq).where(
+        Delivery.folder_id == folder_id, Delivery.modseq > since).order_by(Delivery.uid))
+    rows = [Row(r.uid, parse_flags(r.flags), r.modseq) for r in changed]
+    gone = set((await session.execute(select(ExpungedUid.uid).where(
+        ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since))).scalars())
+    floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == folder_id))).scalar()
+    if floor is not None and since < floor:
+        current = await all_uids(session, folder_id)
+        return rows, missing(known, current)
+    return rows, sorted(uid for uid in gone if _contains(known, uid))
+
+
+def _contains(uids: Sequence[int], uid: int) -> bool:
+    index = bisect_left(uids, uid)
+    return index < len(uids) and uids[index] == uid
+
+
+def missing(known: Iterable[int], current: Sequence[int]) -> list[int]:
+    """The UIDs of ``known`` (ascending) that ``current`` (ascending) lacks, in one merge pass."""
+    gone: list[int] = []
+    position, size = 0, len(current)
+    for uid in known:
+        while position < size and current[position] < uid:
+            position += 1
+        if position >= size or current[position] != uid:
+            gone.append(uid)
+    return gone
+
+
+def missing_ranges(spans: Sequence[tuple[int, int]], present: Sequence[int]) -> list[tuple[int, int]]:
+    """The parts of the inclusive ``spans`` (sorted) holding no UID of ``present`` (ascending), as ranges."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        start = bisect_left(present, lo)
+        stop = bisect_right(present, hi)
+        cursor = lo
+        for index in range(start, stop):
+            uid = present[index]
+            if uid > cursor:
+                out.append((cursor, uid - 1))
+            cursor = uid + 1
+        if cursor <= hi:
+            out.append((cursor, hi))
+    return out
+
+
+class SelectedView:
+    """One session's selected folder. Create it with :meth:`open` (SELECT/EXAMINE)."""
+
+    def __init__(self, store: ViewStore, account_id: int, folder_id: int, name: str, *, readonly: bool,
+                 uidvalidity: int, uidnext: int, highestmodseq: int, uids: array[int]) -> None:
+        self.store = store
+        self.account_id = account_id
+        self.folder_id = folder_id
+        self.name = name
+        self.readonly = readonly
+        self.uidvalidity = uidvalidity
+        self.uidnext = uidnext
+        #: The folder's MODSEQ as of the last refresh (SELECT's ``HIGHESTMODSEQ``, RFC 7162 3.1.2.1).
+        self.highestmodseq = highestmodseq
+        self.uids = uids
+        #: Sequence number of the first unseen message at SELECT (``OK [UNSEEN n]``), or None.
+        self.first_unseen: int | None = None
+        #: Keywords announced to the client so far (RFC 9051 7.3.5).
+        self.keywords: set[str] = set()
+        self._recent: list[tuple[int, int]] = []
+        self._pending_expunge: set[int] = set()
+        self._own: dict[int, int] = {}
+
+    # --- opening ------------------------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, store: ViewStore, account_id: int, name: str, *, readonly: bool = False) -> SelectedView:
+        """SELECT (``readonly=False``) or EXAMINE: the folder's UIDs, counters, first unseen and keywords.
+
+        A SELECT also claims the messages no session was told about yet as ``\\Recent`` (RFC 3501 2.3.2);
+        EXAMINE never changes the folder (RFC 9051 6.3.3).
+        """
+        name = canonical(name)
+
+        async def work(session: AsyncSession) -> SelectedView:
+            row = (await session.execute(select(
+                Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.highestmodseq).where(
+                Folder.mailbox_id == account_id, Folder.name == name))).one_or_none()
+            if row is None:
+                raise MailboxNotFound(f"There is no mailbox named {name}.")
+            uids = await _initial_uids(store, session, row.id, int(row.highestmodseq))
+            view = cls(store, account_id, row.id, name, readonly=readonly, uidvalidity=int(row.uidvalidity),
+                       uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq), uids=uids)
+            first = (await session.execute(select(func.min(Delivery.uid)).where(
+                Delivery.folder_id == row.id, Delivery.seen.is_(False),
+                Delivery.uid <= (uids[-1] if uids else 0)))).scalar_one_or_none()
+            view.first_unseen = view.seq_of(first) if first is not None else None
+            texts = (await session.execute(select(Delivery.flags).where(Delivery.folder_id == row.id)
+                                           .distinct().limit(MAX_KEYWORDS))).scalars()
+            for text in texts:
+                view.keywords |= keywords_of(parse_flags(text))
+                if len(view.keywords) >= MAX_KEYWORDS:
+                    break
+            return view
+
+        view = await store.read(work, "opening the mailbox")
+        if not readonly:
+            await view._claim_recent()
+        return view
+
+    @property
+    def mailbox_id(self) -> str:
+        return mailbox_object_id(self.folder_id)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    @property
+    def flags(self) -> list[str]:
+        """The FLAGS response: system flags and the keywords announced (RFC 9051 7.3.5)."""
+        return [*SYSTEM_FLAGS, *sorted(self.keywords)]
+
+    # --- \Recent (RFC 3501 2.3.2) -------------------------------------------------------------------------
+    async def _claim_recent(self) -> bool:
+        """Take the messages above the folder's ``recent_uid`` that this view knows; whether any were taken."""
+        top = self.max_uid
+        if self.readonly or not top or (self._recent and self._recent[-1][1] >= top):
+            return False
+        folder_id = self.folder_id
+
+        async def work(session: AsyncSession) -> int | None:
+            query = select(Folder.recent_uid).where(Folder.id == folder_id)
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update()
+            before = (await session.execute(query)).scalar_one_or_none()
+            if before is None or before >= top:
+                return None
+            await session.execute(update(Folder).where(Folder.id == folder_id).values(recent_uid=top))
+            return int(before)
+
+        before = await self.store.write(work, "claiming recent messages")
+        if before is None:
+            return False
+        self._recent.append((before + 1, top))
+        return True
+
+    def is_recent(self, uid: int) -> bool:
+        """Whether ``uid`` carries ``\\Recent`` in this session (FETCH FLAGS, SEARCH RECENT)."""
+        index = bisect_right(self._recent, (uid, 2**64)) - 1
+        return index >= 0 and self._recent[index][0] <= uid <= self._recent[index][1]
+
+    @property
+    def recent_spans(self) -> list[tuple[int, int]]:
+        """Inclusive UID ranges recent for this session (SEARCH RECENT / NEW compile to them)."""
+        return list(self._recent)
+
+    @property
+    def recent(self) -> int:
+        """How many known messages are recent for this session (``* n RECENT``)."""
+        uids = self.uids
+        return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in self._recent)
+
+    # --- numbers ------------------------------------------------------------------------------------------
+    def seq_of(self, uid: int) -> int | None:
+        index = bisect_left(self.uids, uid)
+        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
+
+    def uid_of(self, seq: int) -> int | None:
+        return self.uids[seq - 1] if 1 <= seq <= len(self.uids) else None
+
+    def index_ranges(self, sequence: SequenceSet, *, uid: bool, saved: Sequence[int] | None = None
+                     ) -> list[tuple[int, int]]:
+        """Positions ``[start, stop)`` into :attr:`uids` that ``sequence`` names, sorted and merged.
+
+        ``$`` (RFC 5182) is the ``saved`` UIDs of the last ``SEARCH RETURN (SAVE)``; ``*`` is the last message or
+        the highest UID (RFC 9051 6.4.8: ``UID n:*`` always names the highest). The cost follows the number of
+        ranges, not the folder's size.
+        """
+        uids = self.uids
+        if not uids:
+            return []
+        if sequence.saved:
+            found = [(index, index + 1) for index in map(self._index, saved or ()) if index is not None]
+        elif uid:
+            found = [(bisect_left(uids, lo), bisect_right(uids, hi)) for lo, hi in sequence.resolve(uids[-1])]
+        else:
+            found = [(lo - 1, hi) for lo, hi in sequence.resolve(len(uids))]
+        merged: list[tuple[int, int]] = []
+        for start, stop in sorted(found):
+            if start >= stop:
+                continue
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+            else:
+                merged.append((start, stop))
+        return merged
+
+    def _index(self, uid: int) -> int | None:
+        index = bisect_left(self.uids, uid)
+        return index if index < len(self.uids) and self.uids[index] == uid else None
+
+    def uid_spans(self, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Index ranges as inclusive UID ranges for SQL (a UID between two known ones is known or expunged)."""
+        return [(self.uids[start], self.uids[stop - 1]) for start, stop in ranges]
+
+    def named(self, sequence: SequenceSet, *, uid: bool, saved: Sequence[int] | None = None) -> list[int]:
+        """The UIDs ``sequence`` names, ascending, each once."""
+        uids = self.uids
+        return [uids[i] for start, stop in self.index_ranges(sequence, uid=uid, saved=saved)
+                for i in range(start, stop)]
+
+    def numbered(self, ranges: Sequence[tuple[int, int]], rows: Sequence[Row]) -> list[tuple[int, Row]]:
+        """``(sequence number, row)`` for rows read over ``ranges`` (both in UID order), in one merge pass."""
+        uids = self.uids
+        out: list[tuple[int, Row]] = []
+        position = 0
+        for start, stop in ranges:
+            index = start
+            high = uids[stop - 1]
+            while position < len(rows) and rows[position].uid <= high:
+                row = rows[position]
+                position += 1
+                while index < stop and uids[index] < row.uid:
+                    index += 1
+                if index < stop and uids[index] == row.uid:
+                    out.append((index + 1, row))
+        return out
+
+    def numbers_of(self, found: Iterable[int]) -> list[tuple[int, int]]:
+        """``(sequence number, uid)`` of the found UIDs this view knows, ascending (SEARCH results)."""
+        out = []
+        for uid in sorted(found):
+            seq = self.seq_of(uid)
+            if seq is not None:
+                out.append((seq, uid))
+        return out
+
+    def note_keywords(self, rows: Iterable[Row]) -> list[str]:
+        """Keywords in ``rows`` the client was not told of yet; the engine sends FLAGS/PERMANENTFLAGS first."""
+        fresh: set[str] = set()
+        for row in rows:
+            if row.flags:
+                for flag in row.flags:
+                    if not flag.startswith("\\") and flag not in self.keywords:
+                        fresh.add(flag)
+        self.keywords |= fresh
+        return sorted(fresh)
+
+    def with_recent(self, row: Row) -> tuple[str, ...]:
+        """A row's flags as this session shows them: ``\\Recent`` added where it applies (IMAP4rev1)."""
+        flags = row.flags or ()
+        return (*flags, flagops.RECENT) if self.is_recent(row.uid) else flags
+
+    # --- reading ------------------------------------------------------------------------------------------
+    async def fetch(self, sequence: SequenceSet, *, uid: bool, columns: Collection[str] = (FLAGS,),
+                    changedsince: int | None = None, saved: Sequence[int] | None = None) -> list[tuple[int, Row]]:
+        """FETCH's rows ``(sequence number, row)`` for the messages ``sequence`` names, in order.
+
+        One query for a contiguous set (``1:*``); messages expunged by another session meanwhile are absent
+        (the engine may answer them ``NO [EXPUNGEISSUED]``-free, RFC 9051 7.4.1 lets it omit them).
+        """
+        ranges = self.index_ranges(sequence, uid=uid, saved=saved)
+        if not ranges:
+            return []
+        spans = self.uid_spans(ranges)
+        folder_id = self.folder_id
+
+        async def work(session: AsyncSession) -> list[Row]:
+            return await fetch_rows(session, folder_id, spans, columns, changedsince=changedsince)
+
+        rows = await self.store.read(work, "reading messages")
+        return self.numbered(ranges, rows)
+
+    async def vanished_since(self, modseq: int, sequence: SequenceSet | None = None) -> list[tuple[int, int]]:
+        """UID ranges expunged after ``modseq`` within ``sequence`` (UIDs), for ``UID FETCH ... (CHANGEDSINCE n
+        VANISHED)`` and SELECT QRESYNC (RFC 7162 3.2.5, 3.2.6); pruned records fall back to comparing UIDs."""
+        folder_id, uidnext = self.folder_id, self.uidnext
+        current = self.uids
+
+        async def work(session: AsyncSession) -> list[tuple[int, int]]:
+            top = max(uidnext - 1, current[-1] if current else 0)
+            spans = sequence.resolve(top) if sequence is not None and not sequence.saved else [(1, top)]
+            floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == folder_id))).scalar()
+            if floor is not None and modseq < floor:
+                return missing_ranges(spans, current)
+            gone = (await session.execute(select(ExpungedUid.uid).where(
+                ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > modseq))).scalars().all()
+            wanted = set()
+            for uid in gone:
+                index = bisect_right(spans, (uid, 2**64)) - 1
+                if index >= 0 and spans[index][0] <= uid <= spans[index][1] and not _contains(current, uid):
+                    wanted.add(uid)
+            return _ranges(wanted)
+
+        return await self.store.read(work, "reading expunged messages")
+
+    async def resync(self, modseq: int, known_uids: SequenceSet | None = None) -> Resync:
+        """SELECT ... (QRESYNC (uidvalidity modseq [known-uids])): what the client must learn (RFC 7162 3.2.5.1).
+
+        The engine checks the UIDVALIDITY first (a mismatch means no resynchronisation at all).
+        """
+        vanished = await self.vanished_since(modseq, known_uids)
+        changed = await self.fetch(SequenceSet(((1, None),)), uid=True, columns=(FLAGS, MODSEQ),
+                                   changedsince=modseq)
+        return Resync(vanished, changed)
+
+    # --- refresh ------------------------------------------------------------------------------------------
+    async def refresh(self, *, expunges: bool = True) -> Changes:
+        """What changed since the last refresh: new messages, others' flag changes, expunges (RFC 9051 7).
+
+        ``expunges=False`` during FETCH, STORE and SEARCH by sequence number: the expunged UIDs stay in the view
+        (numbers do not move under the client) and are reported by a later refresh. Raises
+        :class:`MailboxNotFound` when the folder was deleted.
+        """
+        folder_id, since, known = self.folder_id, self.highestmodseq, self.uids
+
+        async def work(session: AsyncSession) -> tuple[int, int, list[Row], list[int]] | None:
+            row = (await session.execute(select(Folder.highestmodseq, Folder.uidnext).where(
+                Folder.id == folder_id))).one_or_none()
+            if row is None:
+                raise MailboxNotFound("The selected mailbox no longer exists.")
+            if row.highestmodseq == since:
+                return int(row.highestmodseq), int(row.uidnext), [], []
+            rows, gone = await changes_since(session, folder_id, since, known)
+            return int(row.highestmodseq), int(row.uidnext), rows, gone
+
+        result = await self.store.read(work, "reading mailbox changes")
+        changes = Changes()
+        if result is not None:
+            highest, uidnext, rows, gone = result
+            # Rows committed after the counter was read are learned now; commits follow MODSEQ order (the folder
+            # row lock), so everything below the highest MODSEQ seen is in this answer too.
+            highest = max([highest, *(row.modseq or 0 for row in rows)])
+            self.highestmodseq, self.uidnext = highest, max(self.uidnext, uidnext)
+            self._learn(rows, gone, changes)
+        if self._pending_expunge and expunges:
+            changes.expunged = sorted(self._pending_expunge)
+            changes.expunged_seqs = self._remove(changes.expunged)
+            self._pending_expunge.clear()
+            for uid in changes.expunged:
+                self._own.pop(uid, None)
+        if changes.new and await self._claim_recent():
+            changes.recent_changed = True
+        if changes.expunged and self._recent:
+            changes.recent_changed = True
+        changes.exists = self.exists
+        changes.recent = self.recent
+        return changes
+
+    def _learn(self, rows: list[Row], gone: list[int], changes: Changes) -> None:
+        fresh: list[int] = []
+        top = self.max_uid
+        for row in rows:
+            if row.uid > top:
+                fresh.append(row.uid)
+            elif self._own.get(row.uid) == row.modseq:
+                del self._own[row.uid]
+            elif row.uid not in self._pending_expunge and _contains(self.uids, row.uid):
+                self._own.pop(row.uid, None)
+                changes.flags.append(row)
+        changes.new_keywords = self.note_keywords(rows)
+        if fresh:
+            self.uids.extend(fresh)
+            changes.new = fresh
+        gone_set = set(gone)
+        self._pending_expunge |= gone_set
+        if gone_set:
+            changes.flags = [row for row in changes.flags if row.uid not in gone_set]
+
+    def _remove(self, removed: list[int]) -> list[int]:
+        """Remove UIDs from the view; their sequence numbers before removal, highest first (EXPUNGE order)."""
+        present = [uid for uid in removed if _contains(self.uids, uid)]
+        seqs = sorted((bisect_left(self.uids, uid) + 1 for uid in present), reverse=True)
+        if len(present) > _BULK_REMOVE:
+            gone = set(present)
+            self.uids = new_uids(uid for uid in self.uids if uid not in gone)
+        else:
+            for seq in seqs:
+                del self.uids[seq - 1]
+        return seqs
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def _writable(self) -> None:
+        if self.readonly:
+            raise NotAllowed("The mailbox is open read-only (EXAMINE).", code="READ-ONLY")
+
+    async def store_flags(self, sequence: SequenceSet, *, uid: bool, mode: flagops.Mode, flags: Iterable[str],
+                          unchangedsince: int | None = None, saved: Sequence[int] | None = None
+                          ) -> tuple[list[tuple[int, Row]], list[tuple[int, int]]]:
+        """STORE: ``(seq, row(uid, flags, modseq))`` of every named message still present, and ``(seq, uid)`` of
+        those left alone because they changed after ``UNCHANGEDSINCE`` (RFC 7162 3.1.3 ``MODIFIED``)."""
+        self._writable()
+        ranges = self.index_ranges(sequence, uid=uid, saved=saved)
+        if not ranges:
+            return [], []
+        spans, folder_id, wanted = self.uid_spans(ranges), self.folder_id, tuple(flags)
+
+        async def work(session: AsyncSession) -> flagops.StoreResult:
+            return await flagops.store_flags(session, folder_id, spans, mode, wanted, unchangedsince)
+
+        result = await self.store.write(work, "storing flags")
+        for row in result.rows:
+            if row.modseq is not None:
+                self._own[row.uid] = row.modseq
+        self.note_keywords(result.rows)
+        modified = [(seq, uid) for uid in result.modified if (seq := self.seq_of(uid)) is not None]
+        return self.numbered(ranges, result.rows), modified
+
+    async def expunge(self, uids: SequenceSet | None = None) -> list[int]:
+        """EXPUNGE (or UID EXPUNGE within ``uids``, RFC 4315 2.1): remove the known messages flagged
+        ``\\Deleted``; returns their UIDs. The engine then calls :meth:`refresh` for the EXPUNGE responses."""
+        self._writable()
+        top = self.max_uid
+        if not top:
+            return []
+        spans = uids.resolve(top) if uids is not None and not uids.saved else [(1, top)]
+        if not spans:
+            return []
+        folder_id, account_id = self.folder_id, self.account_id
+
+        async def work(session: AsyncSession) -> list[int]:
+            from gateway.imap.view.rows import uid_condition
+
+            found: list[tuple[int, int]] = []
+            for part in chunks(spans):
+                result = await session.execute(select(Delivery.id, Delivery.uid).where(
+                    Delivery.folder_id == folder_id, uid_condition(part), flagops.has_flag("\\Deleted")))
+                found.extend((r.id, r.uid) for r in result)
+            if not found:
+                return []
+            modseq = await flagops.bump_modseq(session, folder_id)
+            await remove_deliveries(session, folder_id, found, modseq)
+            await record(session, "imap.expunged", "ok", rule="R18", mailbox_id=account_id, folder_id=folder_id,
+                         count=len(found))
+            return sorted(uid for _, uid in found)
+
+        return await self.store.write(work, "expunging messages")
+
+    async def copy(self, sequence: SequenceSet, destination: str, *, uid: bool, move: bool = False,
+                   quota: int | None = None, saved: Sequence[int] | None = None) -> CopyResult:
+        """COPY or MOVE (RFC 6851) in one transaction, with COPYUID data (RFC 4315). MOVE records the source
+        expunges; the engine sends the COPYUID ``OK`` first, then :meth:`refresh`'s EXPUNGEs (RFC 6851 4.3)."""
+        from gateway.imap.view import mutate
+
+        if move:
+            self._writable()
+        ranges = self.index_ranges(sequence, uid=uid, saved=saved)
+        spans = self.uid_spans(ranges)
+        return await mutate.copy_messages(self.store, self.account_id, self.folder_id, spans,
+                                          canonical(destination), move=move, quota=quota)
+
+
+async def remove_deliveries(session: AsyncSession, folder_id: int, rows: Sequence[tuple[int, int]],
+                            modseq: int) -> None:
+    """Delete deliveries ``(id, uid)`` and record their UIDs as expunged at ``modseq`` (QRESYNC VANISHED)."""
+    from sqlalchemy import delete
+
+    for part in chunks([delivery_id for delivery_id, _ in rows]):
+        await session.execute(delete(Delivery).where(Delivery.id.in_(part)))
+    at = datetime.now(UTC)
+    records: list[dict[str, Any]] = [{"folder_id": folder_id, "uid": uid, "modseq": modseq, "expunged_at": at}
+                                     for _, uid in rows]
+    for part_records in chunks(records):
+        await session.execute(insert(ExpungedUid), list(part_records))
+
+
+def _ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for number in sorted(numbers):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], number)
+        else:
+            spans.append((number, number))
+    return spans
+
+
+async def _initial_uids(store: ViewStore, session: AsyncSession, folder_id: int, highest: int) -> array[int]:
+    """The folder's UIDs as of MODSEQ ``highest``; large folders come from the process cache plus what changed."""
+    cached = store.uid_cache.get(folder_id)
+    if cached is not None and cached[0] <= highest:
+        since, uids = cached
+        if since != highest:
+            rows, gone = await changes_since(session, folder_id, since, uids)
+            gone_set = set(gone)
+            top = uids[-1] if uids else 0
+            kept = new_uids(uid for uid in uids if uid not in gone_set) if gone_set else uids
+            kept.extend(row.uid for row in rows if row.uid > top)
+            uids = kept
+    else:
+        uids = await all_uids(session, folder_id)
+    store.uid_cache.put(folder_id, highest, uids)
+    return uids

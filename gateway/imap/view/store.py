@@ -1,0 +1,104 @@
+"""The sessions, change signalling and UID cache every view of this process shares.
+
+Reads use the read sessionmaker (on SQLite they never wait for the writer lock); writes go through the group
+committer when one is given (concurrent IMAP writers share a commit and its fsync) or through a transaction of
+their own. Either way a write marks the folders it touched, sends ``pg_notify`` in the transaction and wakes this
+process's waiters after the commit, exactly as SMTP delivery does. Every database failure becomes
+:class:`~gateway.imap.view.errors.StoreUnavailable` after the transaction was rolled back.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.imap.view.errors import unavailable_on_failure
+from gateway.store.changes import ChangeHub, notify_database, take_changed
+from gateway.store.committer import GroupCommitter
+
+T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[T]]
+
+#: Values per ``IN (...)`` list or ranges per OR of BETWEENs: well under SQLite's and asyncpg's parameter limits.
+CHUNK = 500
+#: Folders with fewer messages are read in full at each SELECT; larger ones are kept in the UID cache.
+CACHE_MIN_MESSAGES = 2000
+#: UIDs kept in the per-process cache, all folders together (8 bytes each: 16 MB).
+CACHE_MAX_MESSAGES = 2_000_000
+
+
+def chunks(values: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def new_uids(values: Iterable[int] = ()) -> array[int]:
+    """A UID array: unsigned 64-bit, 8 bytes a message, copied and searched at C speed."""
+    return array("Q", values)
+
+
+class UidCache:
+    """UID arrays of recently selected large folders with the MODSEQ they reflect, least recently used first out.
+
+    A SELECT of a cached folder reads only what changed since that MODSEQ (the (folder_id, modseq) index);
+    each session gets its own copy of the array.
+    """
+
+    def __init__(self, max_messages: int = CACHE_MAX_MESSAGES) -> None:
+        self.max_messages = max_messages
+        self._entries: dict[int, tuple[int, array[int]]] = {}
+
+    def get(self, folder_id: int) -> tuple[int, array[int]] | None:
+        entry = self._entries.pop(folder_id, None)
+        if entry is None:
+            return None
+        self._entries[folder_id] = entry
+        return entry[0], array("Q", entry[1])
+
+    def put(self, folder_id: int, modseq: int, uids: array[int]) -> None:
+        self._entries.pop(folder_id, None)
+        if len(uids) < CACHE_MIN_MESSAGES or len(uids) > self.max_messages:
+            return
+        self._entries[folder_id] = (modseq, array("Q", uids))
+        total = sum(len(entry) for _, entry in self._entries.values())
+        while total > self.max_messages:
+            total -= len(self._entries.pop(next(iter(self._entries)))[1])
+
+    def drop(self, folder_id: int) -> None:
+        self._entries.pop(folder_id, None)
+
+
+class ViewStore:
+    """What the views of one process share: read and write sessions, the change hub and the UID cache."""
+
+    def __init__(self, writes: async_sessionmaker[AsyncSession], reads: async_sessionmaker[AsyncSession] | None = None,
+                 hub: ChangeHub | None = None, committer: GroupCommitter | None = None) -> None:
+        self.writes = writes
+        self.reads = reads or writes
+        self.hub = hub or ChangeHub()
+        self.committer = committer
+        self.uid_cache = UidCache()
+
+    async def read(self, work: Work[T], action: str = "reading") -> T:
+        """Run ``work`` in a read session (a consistent snapshot on both databases)."""
+        async with unavailable_on_failure(action):
+            async with self.reads() as session, session.begin():
+                return await work(session)
+
+    async def write(self, work: Work[T], action: str = "writing") -> T:
+        """Run ``work`` in one write transaction; its result once committed. ``work`` may run twice (alone, after a
+        shared group commit failed), so it keeps its results local."""
+        async with unavailable_on_failure(action):
+            if self.committer is not None and self.committer.running:
+                return cast(T, await self.committer.run(work))
+            async with self.writes() as session:
+                async with session.begin():
+                    result = await work(session)
+                    await notify_database(session)
+                self.hub.publish(take_changed(session))
+                return result
