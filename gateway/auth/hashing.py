@@ -19,6 +19,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ def needs_rehash(stored: str, params: Argon2Params) -> bool:
 # --- the per-process pool --------------------------------------------------------------------------------------
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+#: Work sent to the pool by this process ("verify", "hash"): what the credential cache saves shows here.
+counts: Counter[str] = Counter()
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -139,11 +142,13 @@ async def start() -> None:
 
 async def verify(stored: str, password: str) -> bool:
     """Check ``password`` against ``stored`` in a worker process."""
+    counts["verify"] += 1
     return bool(await _run(verify_sync, stored, password))
 
 
 async def hash_password(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
     """Hash ``password`` with ``params`` in a worker process."""
+    counts["hash"] += 1
     return str(await _run(hash_sync, password, params))
 
 
