@@ -65,6 +65,9 @@ class Folder(Base):
     #: Expunge records up to this MODSEQ were pruned (migration imap_0003): a session that last looked at the
     #: folder before it compares UID lists instead of reading expunges it can no longer find.
     expunged_floor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: Highest UID some IMAP session has already been told is \\Recent (migration imapview_0001): a message
+    #: above it is recent for the first session that selects the folder after its arrival (RFC 3501 2.3.2).
+    recent_uid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
