@@ -86,9 +86,9 @@ class Selected:
         await self.session.untagged("OK [PERMANENTFLAGS " + flags_text(permanent) + "] Flags permitted.")
 
     def flags_of(self, row: Any) -> tuple[str, ...]:
-        if self.session.rev2:
-            return tuple(row.flags or ())
-        return tuple(self.view.with_recent(row))
+        """The flags shown: the stored ones. ``\\Recent`` is never shown (RFC 9051 removed it; IMAP4rev1 clients
+        get ``* 0 RECENT``, which RFC 3501 2.3.2 allows when no message is recent to this session)."""
+        return tuple(row.flags or ())
 
     # --- updates --------------------------------------------------------------------------------------------
     async def announce(self, session: Session, *, expunges: bool) -> None:
@@ -112,8 +112,6 @@ class Selected:
                     await session.untagged(f"{seq} EXPUNGE")
         if changes.new or changes.expunged:
             await session.untagged(f"{changes.exists} EXISTS")
-        if changes.recent_changed and not session.rev2:
-            await session.untagged(f"{changes.recent} RECENT")
         for row in changes.flags:
             seq = self.seq_of(row.uid)
             if seq is None:
