@@ -146,6 +146,9 @@ def _partial(cur: Cursor) -> tuple[int, int] | None:
     return origin, count
 
 
+_SIMPLE = {name: FetchItem(name) for name in SIMPLE_ITEMS}
+
+
 def _item(cur: Cursor) -> FetchItem:
     name = cur.match(_NAME, "a fetch item").group().decode("ascii").upper()
     if cur.peek() == 0x5B:  # "["
@@ -158,8 +161,9 @@ def _item(cur: Cursor) -> FetchItem:
         if base == "BINARY.SIZE" and partial is not None:
             raise cur.error("BINARY.SIZE takes no partial range (RFC 3516 4.2).")
         return FetchItem(base, section, partial, peek)
-    if name not in SIMPLE_ITEMS:
-        raise cur.error(f"Unknown fetch item {name}.")
+    simple = _SIMPLE.get(name)
+    if simple is None:
+        raise cur.error(f"Unknown fetch item {name[:40]}.")
     if name == "PREVIEW" and cur.buf[cur.pos : cur.pos + 6].upper() == b" (LAZY":
         cur.sp()
         cur.expect(b"(", "'('")
@@ -170,7 +174,7 @@ def _item(cur: Cursor) -> FetchItem:
                 break
             cur.sp()
         return FetchItem(name, lazy=True)
-    return FetchItem(name)
+    return simple
 
 
 def parse_items(cur: Cursor) -> tuple[FetchItem, ...]:

@@ -9,7 +9,8 @@ The server pushes whatever bytes arrive into :meth:`CommandReader.feed` and gets
   that command by itself;
 * :class:`LineTooLong` — the command line passed :data:`~gateway.imap.proto.limits.MAX_LINE`; the rest of it
   is discarded;
-* :class:`Line` — in :attr:`CommandReader.line_mode`, a plain line (IDLE's ``DONE``, AUTHENTICATE responses).
+* :class:`Line` — in :attr:`CommandReader.line_mode`, a plain line (IDLE's ``DONE``, AUTHENTICATE responses);
+  ``feed`` stops after each one, so the server can leave line mode before the next line is read.
 
 Nothing is ever buffered beyond the limits: a line beyond MAX_LINE, a literal beyond the literal limit, a
 command beyond MAX_COMMAND (APPEND: :attr:`CommandReader.append_total`) is refused before its bytes are kept.
@@ -246,8 +247,9 @@ class CommandReader:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if self.line_mode and not self._parts:
+                # One line at a time: the server decides after each one whether line mode goes on.
                 events.append(Line(line))
-                continue
+                break
             if not self._parts:
                 self._tag, self._verb = _sniff(line[:200])
             if mark is not None:
