@@ -17,7 +17,7 @@ from gateway.imap.proto.limits import MAX_DEPTH, MAX_ITEMS
 from gateway.imap.proto.parser import parse
 from gateway.imap.proto.reader import Command, CommandReader, Literal, RawCommand
 
-#: Per-input time bound (generous for a shared 2-core machine; typical inputs take well under a millisecond).
+#: Per-input CPU-time bound (thread time, so a busy shared machine does not count; typical inputs take < 1 ms).
 BOUND = 0.05
 #: Bound for inputs at the size limits (10,000 keys or items: about 20 ms on an idle core).
 BOUND_AT_LIMITS = 0.25
@@ -50,10 +50,10 @@ def _bad(line: bytes, bound: float = BOUND) -> ProtocolError:
     reader = CommandReader(1 << 20)
     events = reader.feed(line + b"\r\n")
     assert len(events) == 1 and isinstance(events[0], Command)
-    started = time.perf_counter()
+    started = time.thread_time()
     with pytest.raises(ProtocolError) as caught:
         parse(events[0].raw)
-    assert time.perf_counter() - started < bound
+    assert time.thread_time() - started < bound
     return caught.value
 
 
@@ -128,19 +128,19 @@ _PIECES = st.sampled_from(
 
 
 def _timed(data: bytes) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     _parse_all(data)
     _parse_all(data, utf8=True)
-    assert time.perf_counter() - started < 4 * BOUND
+    assert time.thread_time() - started < 4 * BOUND
 
 
-@settings(max_examples=300, deadline=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_only_raise_protocol_errors(data: bytes) -> None:
     _timed(data)
 
 
-@settings(max_examples=300, deadline=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 20), _PIECES), max_size=6))
 def test_mutated_valid_commands_only_raise_protocol_errors(
     line: bytes, edits: list[tuple[int, int, bytes]]
@@ -152,7 +152,7 @@ def test_mutated_valid_commands_only_raise_protocol_errors(
     _timed(bytes(data) + b"\r\n")
 
 
-@settings(max_examples=200, deadline=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_PIECES, max_size=60))
 def test_token_soup_only_raises_protocol_errors(pieces: list[bytes]) -> None:
     _timed(b"t SEARCH " + b"".join(pieces) + b"\r\n")
@@ -160,7 +160,7 @@ def test_token_soup_only_raises_protocol_errors(pieces: list[bytes]) -> None:
     _timed(b"t APPEND x " + b"".join(pieces) + b"\r\n")
 
 
-@settings(max_examples=200, deadline=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.binary(max_size=20), _PIECES), min_size=1, max_size=8).map(tuple))
 def test_raw_commands_with_literals_anywhere_only_raise_protocol_errors(chunks: tuple[bytes, ...]) -> None:
     parts: list[bytes | Literal] = []
@@ -173,7 +173,9 @@ def test_raw_commands_with_literals_anywhere_only_raise_protocol_errors(chunks: 
             parts.append(b"t " + chunk if not parts else chunk)
     if isinstance(parts[-1], Literal):
         parts.append(b"")
+    started = time.thread_time()
     try:
         parse(RawCommand(tuple(parts), "t"))
     except ProtocolError:
         pass
+    assert time.thread_time() - started < BOUND

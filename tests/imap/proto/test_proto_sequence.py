@@ -67,14 +67,14 @@ def test_format_and_from_numbers_are_compact() -> None:
 _numbers = st.sets(st.integers(min_value=1, max_value=500), min_size=1, max_size=60)
 
 
-@settings(max_examples=150, deadline=200)
+@settings(max_examples=150, deadline=1000)
 @given(_numbers)
 def test_from_numbers_round_trips_through_parse(numbers: set[int]) -> None:
     parsed = sequence.parse(sequence.from_numbers(numbers))
     assert set(parsed.numbers(500)) == numbers
 
 
-@settings(max_examples=150, deadline=200)
+@settings(max_examples=150, deadline=1000)
 @given(
     st.lists(
         st.tuples(st.one_of(st.none(), st.integers(1, 300)), st.one_of(st.none(), st.integers(1, 300))),

@@ -38,13 +38,13 @@ def test_malformed_modified_utf7_is_refused(wire: bytes) -> None:
         utf7.decode(wire)
 
 
-@settings(max_examples=200, deadline=200)
+@settings(max_examples=200, deadline=1000)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
 def test_modified_utf7_round_trips_any_text(text: str) -> None:
     assert utf7.decode(utf7.encode(text)) == text
 
 
-@settings(max_examples=200, deadline=200)
+@settings(max_examples=200, deadline=1000)
 @given(st.binary(max_size=40))
 def test_modified_utf7_decode_only_raises_value_error(data: bytes) -> None:
     try:
