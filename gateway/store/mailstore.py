@@ -87,7 +87,11 @@ async def store_message(session: AsyncSession, message: StoredMessage) -> int:
         rcpt_to=message.rcpt_to, message_id_header=message.message_id_header, subject=message.subject,
         header_from=message.header_from, size=len(message.raw), raw=message.raw,
     ).returning(Message.id))
-    return result.scalar_one()
+    message_id: int = result.scalar_one()
+    from gateway.imap.anatomy.store import index_messages  # the IMAP view of the message, same transaction
+
+    await index_messages(session, [(message_id, message.raw)])
+    return message_id
 
 
 async def allocate_uid(session: AsyncSession, folder: int) -> tuple[int, int]:

@@ -136,7 +136,7 @@ def _part_text(raw: bytes, part: Part, budget: int) -> str:
         content = data
     text = content.decode(_charset(part), "replace")
     if part.subtype == "html":
-        text = html.unescape(_TAGS.sub(" ", text))
+        text = _SPACES.sub(" ", html.unescape(_TAGS.sub(" ", text)))
     return text
 
 
