@@ -83,6 +83,9 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
                  raw=p.message.raw) for p in plans]
     result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
     message_ids = list(result.scalars().all())
+    from gateway.imap.anatomy.store import index_messages  # the IMAP view of each message, same transaction
+
+    await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)])
 
     wanted: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
     for plan, message_id in zip(plans, message_ids, strict=True):
