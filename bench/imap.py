@@ -38,6 +38,7 @@ from sqlalchemy import insert, update
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.auth.passwords import hash_password
+from gateway.imap.anatomy.store import index_messages
 from gateway.pki import DevelopmentPKI
 from gateway.store import db, mailstore
 from gateway.store.models import Delivery, Folder, Message
@@ -107,6 +108,7 @@ async def populate(url: str, big: int) -> None:
                              rcpt_to=[f"{name}@pro.gateway.test"], message_id_header=None, subject=None,
                              header_from=None, size=len(raw), raw=raw) for raw in raws])
                     message_ids = list(result.scalars())
+                    await index_messages(session, list(zip(message_ids, raws, strict=True)))
                     await session.execute(insert(Delivery), [
                         dict(folder_id=folder, message_id=mid, uid=start + i + 1,
                              flags="\\Seen" if (start + i) % 3 else "", seen=bool((start + i) % 3),
