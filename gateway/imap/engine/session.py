@@ -175,7 +175,9 @@ class Session:
             self._bad += 1
             tag = exc.tag or "*"
             self.log.info("imap_command_bad", reason=exc.text)
-            await self.send(wire.status(tag, "BAD", exc.text, exc.code))
+            # RFC 9051 6.4.4: an unsupported CHARSET is a NO [BADCHARSET], not a BAD.
+            kind = "NO" if (exc.code or "").startswith("BADCHARSET") else "BAD"
+            await self.send(wire.status(tag, kind, exc.text, exc.code))
             if self._bad >= MAX_BAD:
                 raise Bye("Too many malformed commands; closing.") from None
             return

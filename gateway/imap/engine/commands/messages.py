@@ -184,9 +184,11 @@ async def store(session: Session, cmd: c.Store) -> Done:
     flags = frozenset(f for f in cmd.flags if f != "\\Recent")
     if not uids:
         return Done("STORE completed")
+    before = set(selected.view.keywords)
     pairs, modified = await selected.view.store_flags(uid_set(uids), uid=True, mode=cmd.mode, flags=flags,
                                                       unchangedsince=cmd.unchangedsince)
-    await selected.announce_rows(row for _, row in pairs)
+    if selected.view.keywords - before:  # RFC 9051 7.3.5: FLAGS first, then the FETCH that uses the keyword
+        await selected.send_flags()
     unchanged = cmd.unchangedsince is not None
     for seq, row in pairs:
         if cmd.silent and not (session.condstore and unchanged):
