@@ -326,20 +326,28 @@ class SelectedView:
                 for i in range(start, stop)]
 
     def numbered(self, ranges: Sequence[tuple[int, int]], rows: Sequence[Row]) -> list[tuple[int, Row]]:
-        """``(sequence number, row)`` for rows read over ``ranges`` (both in UID order), in one merge pass."""
+        """``(sequence number, row)`` for rows read over ``ranges`` (both in UID order).
+
+        A range whose messages are all still there (the usual case) is numbered at C speed; one with messages
+        expunged meanwhile is matched one by one.
+        """
         uids = self.uids
+        row_uids = [row[0] for row in rows]
         out: list[tuple[int, Row]] = []
         position = 0
         for start, stop in ranges:
-            index = start
-            high = uids[stop - 1]
-            while position < len(rows) and rows[position].uid <= high:
-                row = rows[position]
-                position += 1
-                while index < stop and uids[index] < row.uid:
-                    index += 1
-                if index < stop and uids[index] == row.uid:
-                    out.append((index + 1, row))
+            end = bisect_right(row_uids, uids[stop - 1], lo=position)
+            if end - position == stop - start:
+                out.extend(zip(range(start + 1, stop + 1), rows[position:end], strict=True))
+            else:
+                index = start
+                for at in range(position, end):
+                    uid = row_uids[at]
+                    while index < stop and uids[index] < uid:
+                        index += 1
+                    if index < stop and uids[index] == uid:
+                        out.append((index + 1, rows[at]))
+            position = end
         return out
 
     def numbers_of(self, found: Iterable[int]) -> list[tuple[int, int]]:

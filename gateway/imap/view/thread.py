@@ -261,3 +261,14 @@ async def thread(view: SelectedView, algorithm: str, key: SearchKey,
 
     messages = await view.store.read(work, "threading")
     return ordered_subject(messages) if algorithm == "ORDEREDSUBJECT" else references(messages)
+
+
+async def thread_response(view: SelectedView, algorithm: str, key: SearchKey, *, uid: bool,
+                          saved: Sequence[int] | None = None) -> str:
+    """The thread list of ``* THREAD``: UIDs for UID THREAD, sequence numbers otherwise (RFC 5256 4)."""
+    roots = await thread(view, algorithm, key, saved)
+
+    def number(message_uid: int) -> int:
+        return message_uid if uid else (view.seq_of(message_uid) or 0)
+
+    return render(roots, number)
