@@ -1,59 +1,91 @@
 """Wiring and lifecycle: one gateway process with its store, its listeners and its workers.
 
-Listeners and workers are stateless around the store, so several processes can share one PostgreSQL.
+Listeners and workers are stateless around the store, so several processes can share one PostgreSQL (or one
+SQLite file): with ``[gateway] workers`` above 1, gateway/process runs one :class:`Gateway` per worker process,
+only the first with ``once=True`` (queues, refreshes, the card endpoint). Stopping is graceful (:meth:`drain`)
+and SIGHUP reloads the configuration in place (:meth:`reload`).
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
+import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, ConfigError, Listen
+from gateway.process.reload import changed_keys, read_config, restart_keys
 from gateway.smtp.handler import SubmissionHandler
 from gateway.smtp.protocol import GatewaySMTP
 from gateway.store import db
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter
-from gateway.tlsctx import server_context
+from gateway.tlsctx import reload_server_contexts, server_context
 
 log = structlog.get_logger("gateway.app")
 # aiosmtpd warns on every login that a field we never use is deprecated.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 
+#: The reply an SMTP session waiting for its next command gets when the daemon stops (RFC 5321 3.8, 4.2.3).
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+
+
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    """One process's listeners and workers.
+
+    ``once`` says whether this process runs the once-only work of the daemon (whitelist refresh, outbound
+    queue, filing, DMP outbox, upstream mailboxes, card endpoint, expunge pruning); ``hub`` is given by
+    gateway/process so that wake-ups reach the other worker processes; ``migrate=False`` when the supervisor
+    migrated the store already.
+    """
+
+    def __init__(self, config: Config, *, once: bool = True, hub: ChangeHub | None = None,
+                 migrate: bool = True) -> None:
         self.config = config
+        self.once = once
+        self._migrate = migrate
         self.engine = db.create_engine(config.database_url)
         self.sessions = db.sessionmaker(self.engine)
         self.reads = db.read_sessionmaker(self.engine)
-        self.hub = ChangeHub()
+        self.hub = hub if hub is not None else ChangeHub()
         self.committer = GroupCommitter(self.sessions, self.hub, reads=self.reads)
         self.authenticator = Authenticator.from_config(config, self.reads, self.sessions)
         self._servers: list[asyncio.AbstractServer] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self._handlers: list[SubmissionHandler] = []
+        self._smtp_sessions: weakref.WeakSet[GatewaySMTP] = weakref.WeakSet()
+        self._whitelist: Any = None
+        self._imap: Any = None
         self.ready = asyncio.Event()
 
     async def _smtp_listener(self, listen: Listen, implicit_tls: bool) -> None:
         tls = server_context(self.config.tls, request_client_cert=True)
         name = "submissions" if implicit_tls else "submission"
         handler = SubmissionHandler(self.config, self.authenticator, self.committer, name)
-        limits = self.config.limits
+        self._handlers.append(handler)
 
         def factory() -> GatewaySMTP:
-            return GatewaySMTP(
+            limits = self.config.limits  # read per connection: a reload's limits apply to new sessions
+            session = GatewaySMTP(
                 handler, hostname=self.config.hostname, ident="MSSante gateway",
                 tls_context=None if implicit_tls else tls, require_starttls=not implicit_tls,
                 auth_required=True, auth_require_tls=True, data_size_limit=limits.message_size,
                 timeout=limits.smtp_idle_timeout, decode_data=False,
             )
+            self._smtp_sessions.add(session)
+            return session
 
         loop = asyncio.get_running_loop()
         server = await loop.create_server(factory, listen.host, listen.port, ssl=tls if implicit_tls else None,
@@ -62,7 +94,8 @@ class Gateway:
         log.info("listening", service=name, address=str(listen))
 
     async def start(self) -> None:
-        await db.migrate(self.config.database_url)
+        if self._migrate:
+            await db.migrate(self.config.database_url)
         await self.authenticator.start()  # hashing workers, before the listeners
         self.committer.start()
         if self.config.submission:
@@ -71,8 +104,9 @@ class Gateway:
             await self._smtp_listener(self.config.submissions, implicit_tls=True)
         await self._start_imap()
         await self._start_operator_exchange()
-        self._start_filing()
-        await self._start_card_endpoint()
+        if self.once:
+            self._start_filing()
+            await self._start_card_endpoint()
         self.ready.set()
 
     async def _start_card_endpoint(self) -> None:
@@ -121,17 +155,18 @@ class Gateway:
 
     async def _start_operator_exchange(self) -> None:
         """Issue 5: the whitelist, the relay listener for other operators, and the outbound queue worker."""
-        if self.config.whitelist is not None:
+        if self.config.whitelist is not None and self.once:  # other workers get the domains from gateway/process
             from gateway.trust.whitelist import WhitelistLoader
 
             loader = WhitelistLoader(self.config.whitelist, self.config.trusted)
             await loader.start()
+            self._whitelist = loader
             self._closers.append(loader.stop)
         if self.config.relay is not None:
             from gateway.smtp.relay import start_relay_listener
 
             self._servers.append(await start_relay_listener(self.config, self.committer))
-        if self.config.outbound is not None:
+        if self.config.outbound is not None and self.once:
             from gateway.smtp.outbound import OutboundWorker
 
             worker = OutboundWorker(self.config, self.committer, self.hub)
@@ -147,7 +182,79 @@ class Gateway:
             log.warning("imap_unavailable", reason="gateway.imap is not installed")
             return
         service = await start_imap(self.config, self.sessions, self.authenticator, self.hub)
+        self._imap = service
         self._closers.append(service.close)
+
+    # --- graceful stop (SIGTERM) ----------------------------------------------------------------------------
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, end IMAP sessions with ``BYE``, answer ``421`` to idle SMTP sessions, and give the
+        SMTP transactions in DATA up to ``grace`` seconds to be committed and answered; :meth:`stop` follows.
+
+        A transaction still in DATA after ``grace`` is cut without a reply: nothing of it was acknowledged.
+        """
+        loop = asyncio.get_running_loop()
+        for server in [*getattr(loop, "servers", ()), *self._servers]:
+            server.close()
+        if self._imap is not None:  # closing the IMAP service sends BYE to its sessions
+            service, self._imap = self._imap, None
+            self._closers.remove(service.close)
+            await service.close()
+        sessions = {s for s in [*getattr(loop, "protocols", ()), *self._smtp_sessions]
+                    if isinstance(s, GatewaySMTP) and s.transport is not None}
+        deadline = time.monotonic() + grace
+        results = await asyncio.gather(*(self._end_smtp(s, deadline) for s in sessions), return_exceptions=True)
+        log.info("drained", smtp_sessions=len(sessions), cut=sum(1 for r in results if r is False))
+
+    @staticmethod
+    async def _end_smtp(session: GatewaySMTP, deadline: float) -> bool:
+        """End one SMTP session; False when a DATA transaction had to be cut."""
+        done = session.data_done
+        if done is not None:
+            try:
+                await asyncio.wait_for(done.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                if isinstance(session.transport, asyncio.Transport):
+                    session.transport.abort()
+                return False
+        transport = session.transport
+        if transport is None or transport.is_closing():
+            return True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.push(SHUTTING_DOWN), 5.0)
+        if session.transport is not None:
+            session.transport.close()
+        return True
+
+    # --- reload (SIGHUP) ------------------------------------------------------------------------------------
+    async def reload(self, new: Config) -> None:
+        """Apply a validated configuration without closing anything: new connections get the new certificate
+        and limits, open sessions keep theirs; the whitelist is read again. Listener addresses, the store and
+        the once-only workers' settings take a restart (logged by key)."""
+        old = self.config
+        new = dataclasses.replace(new, trusted=old.trusted)
+        needs_restart = restart_keys(old, new)
+        if needs_restart:
+            log.warning("reload_needs_restart", keys=needs_restart)
+        if old.tls != new.tls:
+            reload_server_contexts(old.tls, new.tls)
+        self.config = new
+        for handler in self._handlers:
+            handler.config = new
+        throttle = self.authenticator.throttle
+        throttle.limit, throttle.window = new.limits.failed_logins, new.limits.failed_login_window
+        if self._whitelist is not None and new.whitelist is not None:
+            self._whitelist.settings = new.whitelist
+            await self._whitelist.refresh()
+        log.info("reloaded", changed=changed_keys(old, new))
+
+    async def reload_from(self, path: Path) -> None:
+        """Read ``path`` again and apply it; an invalid file is refused, named in one log line, and ignored."""
+        try:
+            _, new = read_config(path)
+        except ConfigError as exc:
+            log.error("reload_refused", reason=str(exc))
+            return
+        await self.reload(new)
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -159,18 +266,32 @@ class Gateway:
         await self.engine.dispose()
 
 
-async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then close listeners and let running transactions finish."""
+async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = None,
+                config_path: Path | None = None) -> None:
+    """Run one process until SIGTERM or SIGINT, then drain (see :meth:`Gateway.drain`); SIGHUP reloads
+    ``config_path`` (``[gateway] workers = 1``; more workers run under gateway/process/supervisor.py)."""
     gateway = Gateway(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def hang_up() -> None:
+        if config_path is not None:
+            task = loop.create_task(gateway.reload_from(config_path))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, hang_up)
     await gateway.start()
-    log.info("ready", hostname=config.hostname)
+    log.info("ready", hostname=config.hostname, workers=1)
     if on_ready is not None:
         on_ready(gateway)
     await stop.wait()
-    log.info("stopping")
+    log.info("stopping", grace=gateway.config.stop_grace)
+    await gateway.drain(gateway.config.stop_grace)
     await gateway.stop()
+    log.info("stopped")

@@ -86,23 +86,44 @@ def _password(args: argparse.Namespace) -> str | None:
 
 # --- serve / init ---------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import Gateway, serve
+    """One process (``[gateway] workers = 1``) or a supervisor and its workers (gateway/process)."""
+    from gateway.process.reload import read_config
+    from gateway.process.worker import line_stderr
 
-    cfg = load_config(args)
+    path = _config_path(args)
+    if not path.is_file():
+        load_config(args)  # the usual sentence for a missing file
+    text, cfg = read_config(path)
+    line_stderr()
     logs.configure(cfg.log_level)
 
-    def banner(gateway: Gateway) -> None:
+    def banner(*_: Any) -> None:
         if args.banner:
             from gateway.devsetup import connection_banner
 
-            print(connection_banner(cfg, _config_path(args).parent), flush=True)
+            print(connection_banner(cfg, path.parent), flush=True)
 
     try:
-        asyncio.run(serve(cfg, on_ready=banner))
+        if cfg.workers > 1:
+            from gateway.process import supervisor
+
+            return supervisor.serve(path, text, cfg, on_ready=banner)
+        from gateway.app import serve
+        from gateway.process.loop import DaemonLoop
+
+        with asyncio.Runner(loop_factory=DaemonLoop) as runner:
+            runner.run(serve(cfg, on_ready=banner, config_path=path))
     except OSError as exc:
         print(f"gateway: cannot start a listener: {exc.strerror or exc}.", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A worker process of ``gateway serve`` (started by the supervisor with its sockets and channel)."""
+    from gateway.process import worker
+
+    return worker.main(args.index, args.channel, args.listen or [], args.parent)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -380,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = with_config(sub.add_parser("serve", help="run the gateway"))
     serve.add_argument("--banner", action="store_true", help="print how to connect once listening")
     serve.set_defaults(func=cmd_serve)
+    worker = with_config(sub.add_parser("worker", help="(started by 'gateway serve': one worker process)"))
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--channel", type=int, required=True, help="file descriptor of the supervisor's channel")
+    worker.add_argument("--parent", type=int, required=True, help="the supervisor's process id")
+    worker.add_argument("--listen", action="append", help="KEY=FD of an inherited listening socket")
+    worker.set_defaults(func=cmd_worker)
 
     init = sub.add_parser("init", help="create a development configuration, PKI, database and demo accounts")
     init.add_argument("--data", default="data", help="data folder (git-ignored)")
@@ -471,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
+    if args.command not in ("serve", "worker"):
         logs.configure("warning")  # the trail is in the store; the command prints its own one-line result
     for name in _REQUIRED.get((args.command, getattr(args, "action", None)), []):
         if getattr(args, name, None) in (None, ""):

@@ -7,6 +7,7 @@ typed, frozen dataclasses and never read the TOML themselves.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,6 +183,10 @@ class Config:
     card: CardSettings | None = None
     dmp: DmpSettings | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)
+    #: Worker processes serving the listeners (``[gateway] workers``, default one per core; 1 = one process).
+    workers: int = 1
+    #: Seconds a stopping daemon lets SMTP transactions in DATA finish (``[gateway] stop_grace``).
+    stop_grace: float = 30.0
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -347,6 +352,16 @@ def _domain(reader: _Reader, name: str, value: str) -> str:
     return value
 
 
+#: Most worker processes ``[gateway] workers`` may ask for.
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """One worker process per core this process may run on (``[gateway] workers`` when absent)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, min(MAX_WORKERS, len(affinity(0)) if affinity else (os.cpu_count() or 1)))
+
+
 def parse(data: dict[str, Any], base_dir: Path) -> Config:
     """Validate a decoded TOML document; relative paths are resolved against ``base_dir``."""
     root = _Reader(data)
@@ -362,6 +377,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     log_level = gw.get("log_level", str, "info")
     gw.check("log_level", log_level in {"debug", "info", "warning", "error"},
              "must be one of debug, info, warning, error")
+    workers = gw.get("workers", int, default_workers())
+    gw.check("workers", 0 < workers <= MAX_WORKERS, f"must be between 1 and {MAX_WORKERS}")
+    stop_grace = _positive(gw, "stop_grace", 30.0, float)
     gw.finish()
 
     def path(reader: _Reader, name: str, required: bool = True) -> Path | None:
@@ -456,7 +474,8 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
-                  documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth)
+                  documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
+                  stop_grace=stop_grace)
 
 
 def _auth_section(root: _Reader) -> AuthSettings:

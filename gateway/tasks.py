@@ -9,11 +9,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+_once_workers_here = True
+
+
+def run_once_workers_here(enabled: bool) -> None:
+    """Say whether this process runs the daemon's once-only workers (gateway/process: worker 0 does)."""
+    global _once_workers_here
+    _once_workers_here = enabled
+
+
+def once_workers_here() -> bool:
+    """Whether once-only work (queues, pruning, refreshes) runs in this process; True for a single process."""
+    return _once_workers_here
+
 
 class Background:
     """A worker whose :meth:`main` coroutine runs as one task from :meth:`start` to :meth:`stop`."""
 
     name = "worker"
+    #: Work the daemon needs done by one process only, however many serve the listeners: :meth:`start`
+    #: does nothing in the other worker processes.
+    once_per_daemon = False
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
@@ -26,6 +42,8 @@ class Background:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
+        if self.once_per_daemon and not once_workers_here():
+            return
         self._task = asyncio.get_running_loop().create_task(self.main(), name=self.name)
 
     async def stop(self) -> None:

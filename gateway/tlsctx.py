@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import weakref
 from pathlib import Path
 
 from gateway.config import TLSSettings
@@ -24,7 +25,36 @@ def server_context(settings: TLSSettings, *, request_client_cert: bool = False) 
     if request_client_cert and settings.client_ca is not None:
         context.load_verify_locations(cafile=str(settings.client_ca))
         context.verify_mode = ssl.CERT_OPTIONAL
+    _SERVER_CONTEXTS[context] = settings
     return context
+
+
+#: Every live server context and the settings it was made from, so that a reload (SIGHUP) can give new
+#: connections the new certificate without closing listeners: OpenSSL copies the certificate into each
+#: connection when it starts, so open sessions keep theirs.
+_SERVER_CONTEXTS: weakref.WeakKeyDictionary[ssl.SSLContext, TLSSettings] = weakref.WeakKeyDictionary()
+
+
+def check_server_settings(settings: TLSSettings) -> None:
+    """Raise :class:`ssl.SSLError` or :class:`OSError` when ``settings`` cannot make a server context."""
+    server_context(settings)
+
+
+def reload_server_contexts(old: TLSSettings, new: TLSSettings) -> int:
+    """Load ``new``'s certificate, key and protocol settings into every live context made from ``old``'s files.
+
+    Contexts made from other files (say an endpoint with its own certificate) are left alone. Returns how
+    many contexts now carry the new certificate.
+    """
+    count = 0
+    for context, settings in list(_SERVER_CONTEXTS.items()):
+        if (settings.certificate, settings.private_key) != (old.certificate, old.private_key):
+            continue
+        _harden(context, new)
+        context.load_cert_chain(str(new.certificate), str(new.private_key))
+        _SERVER_CONTEXTS[context] = new
+        count += 1
+    return count
 
 
 def client_context(settings: TLSSettings, ca_file: Path | None = None) -> ssl.SSLContext:

@@ -49,6 +49,7 @@ class ExpungePruner(Background):
     """Prunes expunge records every :data:`INTERVAL` seconds."""
 
     name = "imap-expunge-pruner"
+    once_per_daemon = True
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], retention: timedelta = RETENTION,
                  interval: float = INTERVAL) -> None:

@@ -156,6 +156,20 @@ class GatewaySMTP(SMTP):
         if request is not None and targets is not None and len(targets) > before:
             targets[-1] = dataclasses.replace(targets[-1], dsn=request)
 
+    # --- graceful stop (gateway/process) --------------------------------------------------------------------
+    #: Set while a DATA command runs (message received, then committed and answered): a stopping daemon lets it
+    #: end before it answers ``421`` (RFC 5321 3.8), so an acknowledged message is stored and a stored one is
+    #: acknowledged.
+    data_done: asyncio.Event | None = None
+
+    async def smtp_DATA(self, arg: str) -> None:
+        done = self.data_done = asyncio.Event()
+        try:
+            await self._receive_data(arg)
+        finally:
+            self.data_done = None
+            done.set()
+
     # --- SASL EXTERNAL (RFC 4422 appendix A; RFC 4954) ------------------------------------------------------
     async def auth_EXTERNAL(self, _server: SMTP, args: list[str]) -> AuthResult:
         """Log in as the mailbox bound to the client certificate of this TLS connection; no password."""

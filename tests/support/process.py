@@ -124,9 +124,12 @@ class GatewayProcess:
         for raw in process.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             self.log_lines.append(line)
-            if '"event": "ready"' in line:
+            if '"event": "ready"' in line and process is self.process:
                 self._ready.set()
-        self._ready.set()  # process ended: wake start() so it reports the failure
+        # Process ended: wake start() so it reports the failure. Not for a previous process of this object,
+        # whose stderr ends only when its last worker process is gone, maybe after a restart began.
+        if process is self.process:
+            self._ready.set()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
