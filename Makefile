@@ -30,7 +30,7 @@ $(CONFIG): | $(BIN)/gateway
 init: $(CONFIG)
 
 run: install init
-	$(BIN)/gateway serve --config $(CONFIG) --banner
+	$(BIN)/gateway dev-stack --data $(dir $(CONFIG))
 
 # The same script CI runs: system packages (apt-get as root), a throw-away PostgreSQL on loopback, then `check`.
 test:

@@ -483,9 +483,10 @@ _REQUIRED: dict[tuple[str, str | None], list[str]] = {
 
 #: Command groups with their own parser, handed the rest of the command line as is.
 DELEGATED = {
-    "card-agent": ("gateway.card.agent", "the workstation's smart-card agent (issue 7)"),
+    "card-agent": ("gateway.card.agent", "the workstation's smart-card agent"),
     "card": ("gateway.card.admin", "register, list, deactivate card agents"),
     "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
+    "dev-stack": ("gateway.devstack", "the development stack: DMP simulator, gateway and demo (make run)"),
 }
 
 

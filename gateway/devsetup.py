@@ -16,6 +16,10 @@ PATIENT_DOMAIN = "patient.gateway.test"
 DEMO_PROFESSIONAL = f"dr.demo@{DEV_DOMAIN}"
 DEMO_PATIENT_MATRICULE = "279035121518989"  # the ANS samples' test patient (INS-NIR test OID)
 DEMO_PATIENT = f"{DEMO_PATIENT_MATRICULE}@{PATIENT_DOMAIN}"
+#: The organisational mailbox whose documents are filed to patients' records (R10).
+DEMO_FILING = f"resultats@{DEV_DOMAIN}"
+#: The local DMP simulator's port in development.
+DEV_DMP_PORT = 2844
 
 CONFIG_TEMPLATE = """\
 # Development configuration written by `gateway init`. See config/gateway.example.toml for every key.
@@ -54,6 +58,31 @@ cache = "liste-blanche.cache.xml"
 use_mx = false
 # routes = {{ "pro.other.test" = "127.0.0.1:2526" }}
 
+# Documents a filing mailbox receives are filed to the patient's record (R10) or sent to review.
+[documents]
+filing_mailboxes = ["{filing}"]
+
+# DMP deposits (R12-R17) go to the local DMP simulator that `make run` starts (`gateway dmp-simulator`).
+[dmp]
+repository_url = "https://localhost:{dmp}/repository"
+registry_url = "https://localhost:{dmp}/registry"
+ca_file = "pki/ca-bundle.crt"
+client_certificate = "pki/structure-tls.crt"
+client_key = "pki/structure-tls.key"
+signing_certificate = "pki/structure-signing.crt"
+signing_key = "pki/structure-signing.key"
+structure_id = "1120459876"
+structure_name = "Cabinet de démonstration"
+source_id = "1.2.250.1.999.42"
+default_mode = "systematic"
+
+# The demo professional is the author of the sample lab report (R12: only the author deposits).
+[[dmp.professional]]
+national_id = "801234534765"
+family = "CAMPARINI"
+given = "Marcel"
+mailbox = "{professional}"
+
 # The relay listener other operators deliver to (port 25 in production), client certificate required:
 # [relay]
 # listen = "127.0.0.1:2525"
@@ -81,13 +110,18 @@ def write_pki(folder: Path, hostname: str) -> DevelopmentPKI:
     # The server certificate is also the operator certificate: it names our mail domains for the relay.
     pki.operator(hostname, (DEV_DOMAIN, PATIENT_DOMAIN)).write(folder / "server.crt", folder / "server.key")
     (folder / "crl.pem").write_bytes(pki.crl())
+    # The structure's certificates for the DMP (TLS client, VIHF signature) and the DMP simulator's server one.
+    pki.software("structure-tls").write(folder / "structure-tls.crt", folder / "structure-tls.key")
+    pki.signing("structure-signing").write(folder / "structure-signing.crt", folder / "structure-signing.key")
+    pki.server("localhost").write(folder / "dmp-simulator.crt", folder / "dmp-simulator.key")
     return pki
 
 
 def write_config(data: Path, ports: tuple[int, int, int, int] = (2587, 2465, 2143, 2993), **overrides: str) -> Path:
     smtp, smtps, imap, imaps = ports
     text = CONFIG_TEMPLATE.format(hostname=DEV_HOSTNAME, domain=DEV_DOMAIN, patient_domain=PATIENT_DOMAIN,
-                                  smtp=smtp, smtps=smtps, imap=imap, imaps=imaps)
+                                  smtp=smtp, smtps=smtps, imap=imap, imaps=imaps, filing=DEMO_FILING,
+                                  dmp=DEV_DMP_PORT, professional=DEMO_PROFESSIONAL)
     for key, value in overrides.items():
         text = text.replace('url = "sqlite+aiosqlite:///gateway.sqlite3"', f'url = "{value}"') \
             if key == "database_url" else text
@@ -106,7 +140,7 @@ async def _demo_accounts(cfg: Config, data: Path) -> None:
     engine = db.create_engine(cfg.database_url)
     lines = []
     async with db.sessionmaker(engine)() as session, session.begin():
-        for address, kind in ((DEMO_PROFESSIONAL, "PER"), (DEMO_PATIENT, "PAT")):
+        for address, kind in ((DEMO_PROFESSIONAL, "PER"), (DEMO_PATIENT, "PAT"), (DEMO_FILING, "ORG")):
             if await mailstore.mailbox_by_address(session, address) is None:
                 password = secrets.token_urlsafe(12)
                 await mailstore.create_mailbox(
