@@ -105,6 +105,7 @@ async def _serve(index: int, channel_sock: socket.socket) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     logs.configure(config.log_level)
+    structlog.contextvars.bind_contextvars(worker=index)  # each log line says which worker wrote it
     hub = SharedHub(channel.send, folders=db.is_sqlite(config.database_url))
     trusted = SharedTrusted(channel.send)
     config = dataclasses.replace(config, trusted=trusted)
