@@ -12,15 +12,12 @@ from datetime import date
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.codes.identity_status import PROVISOIRE, QUALIFIEE, RECUPEREE, STATUSES, VALIDEE
 from gateway.ins_matching.nir import INS_OIDS, TEST_OIDS, key_ok
 from gateway.store.events import now, record
 from gateway.store.models import Identity, IdentityEvidence
 
-PROVISOIRE = "provisoire"
-RECUPEREE = "récupérée"
-VALIDEE = "validée"
-QUALIFIEE = "qualifiée"
-STATUSES = (PROVISOIRE, RECUPEREE, VALIDEE, QUALIFIEE)
+__all__ = ["PROVISOIRE", "QUALIFIEE", "RECUPEREE", "STATUSES", "VALIDEE"]
 
 #: High-trust identity documents (R7); a family booklet only counts for a child.
 HIGH_TRUST_DOCUMENTS = frozenset({"identity_card", "passport", "residence_permit", "family_booklet"})

@@ -5,6 +5,9 @@ A conversation is opened (or re-opened) by the professional writing to the patie
 event naming its rule (R5). What a message does is computed as data (:func:`professional_wrote`) and
 applied by the store with the message; the administration commands change a conversation directly.
 
+A professional hosted by another operator (relayed mail) has the same conversations, keyed by the remote
+address: the row has ``professional_id`` NULL and ``remote_professional`` set (migration relay_0001).
+
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
@@ -36,7 +39,7 @@ def professional_wrote(matricule: str, actor: str, *, professional_id: int | Non
     The professional writing opens it (R1) or re-opens it (R5); ``replies`` ("blocked" or "allowed") forbids or
     allows the patient's replies (R3); ``ends_via`` ("subject" or "header") closes it with ``[FIN]`` (R2). Each
     change that happens is recorded with its rule (R5). The key is our professional's mailbox, or the remote
-    professional's address for relayed mail (:mod:`gateway.routing.remote`). ``events`` are recorded against
+    professional's address for relayed mail. ``events`` are recorded against
     the conversation once it has its id.
     """
     if (professional_id is None) == (remote_professional is None):

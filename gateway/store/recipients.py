@@ -1,0 +1,104 @@
+"""What a routing decision reads about one recipient, loaded in one query: the facts, never the decision.
+
+:func:`load` answers, in a single statement, the three questions R1–R5 and R8 ask of a recipient: the
+mailbox at that address (id, kind, active), the identity of a matricule (status, replacement), and the
+conversation a patient's message would belong to (state, replies blocked). Routing decides from these plain
+values (:mod:`gateway.routing.policy`); nothing is cached, so a mailbox disabled, an identity qualified or a
+conversation closed by another process is seen at the next RCPT.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, false, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from gateway.store.models import Conversation, Identity, Mailbox
+
+
+@dataclass(frozen=True)
+class MailboxFacts:
+    id: int
+    kind: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class IdentityFacts:
+    status: str
+    #: The principal matricule when this one is obsolete (R8).
+    replaced_by: str | None
+
+
+@dataclass(frozen=True)
+class ConversationFacts:
+    id: int
+    state: str
+    replies_blocked: bool
+
+
+@dataclass(frozen=True)
+class RecipientFacts:
+    mailbox: MailboxFacts | None = None
+    identity: IdentityFacts | None = None
+    conversation: ConversationFacts | None = None
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which facts a decision needs: each field left None is not looked up."""
+
+    #: The recipient's mailbox address (ours).
+    address: str | None = None
+    #: The matricule whose identity is read (a patient recipient, R4).
+    identity: str | None = None
+    #: The patient's matricule of the conversation to read (a patient sender, R1–R3) ...
+    conversation: str | None = None
+    #: ... with a professional at another operator (by address); else with the recipient's mailbox.
+    remote_professional: str | None = None
+
+
+async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
+    """The facts ``wanted`` names, in one statement (outer joins from a one-row anchor)."""
+    anchor = select(literal(1).label("one")).subquery()
+    address = wanted.address.lower() if wanted.address is not None else None
+    mailbox_on: ColumnElement[bool] = Mailbox.address == address if address is not None else false()
+    identity_on: ColumnElement[bool] = Identity.matricule == wanted.identity if wanted.identity is not None else false()
+    conversation_on: ColumnElement[bool]
+    if wanted.conversation is None:
+        conversation_on = false()
+    elif wanted.remote_professional is not None:
+        conversation_on = and_(Conversation.remote_professional == wanted.remote_professional.lower(),
+                               Conversation.matricule == wanted.conversation)
+    else:
+        conversation_on = and_(Conversation.professional_id == Mailbox.id,
+                               Conversation.matricule == wanted.conversation)
+    query = (select(Mailbox.id, Mailbox.kind, Mailbox.active, Identity.status, Identity.replaced_by,
+                    Conversation.id.label("conversation_id"), Conversation.state, Conversation.replies_blocked)
+             .select_from(anchor)
+             .outerjoin(Mailbox, mailbox_on)
+             .outerjoin(Identity, identity_on)
+             .outerjoin(Conversation, conversation_on))
+    row = (await session.execute(query)).one()
+    return RecipientFacts(
+        MailboxFacts(row.id, row.kind, row.active) if row.id is not None else None,
+        IdentityFacts(row.status, row.replaced_by) if row.status is not None else None,
+        ConversationFacts(row.conversation_id, row.state, row.replies_blocked)
+        if row.conversation_id is not None else None)
+
+
+async def conversation(session: AsyncSession, matricule: str, *, professional_id: int | None = None,
+                       remote_professional: str | None = None) -> ConversationFacts | None:
+    """The conversation state re-read inside the delivery transaction (R2–R3 may have changed since RCPT)."""
+    query = select(Conversation.id, Conversation.state, Conversation.replies_blocked).where(
+        Conversation.matricule == matricule)
+    if remote_professional is not None:
+        query = query.where(Conversation.remote_professional == remote_professional.lower())
+    else:
+        query = query.where(Conversation.professional_id == professional_id)
+    row = (await session.execute(query)).one_or_none()
+    return ConversationFacts(row.id, row.state, row.replies_blocked) if row is not None else None
