@@ -11,7 +11,9 @@ from gateway.routing import replies
 from gateway.routing.replies import Reply
 
 # RFC 5321 dot-atom local part, without the characters older MTAs treat as routing (% and !).
-_LOCAL = re.compile(r"^[A-Za-z0-9#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&'*+/=?^_`{|}~-]+)*$")
+# RFC 6531 3.3 extends atext with UTF-8 (surrogates, which stand for undecodable bytes, are not UTF-8).
+_LOCAL = re.compile("^[A-Za-z0-9#$&'*+/=?^_`{|}~\u00a1-\ud7ff\ue000-\U0010ffff-]+"
+                    "(\\.[A-Za-z0-9#$&'*+/=?^_`{|}~\u00a1-\ud7ff\ue000-\U0010ffff-]+)*$")
 _DOMAIN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$")
 
 
@@ -43,6 +45,9 @@ def parse(address: str) -> Parsed | Reply:
         return replies.BAD_ADDRESS
     if not _LOCAL.match(local) or not _DOMAIN.match(domain) or len(local) > 64 or len(domain) > 255:
         return replies.BAD_ADDRESS
+    if not local.isascii() and (len(local.encode()) > 64 or not all(c.isprintable() and not c.isspace()
+                                                                     for c in local)):
+        return replies.BAD_ADDRESS  # RFC 6531: 64 octets, and no invisible or space characters
     return Parsed(local, domain.lower())
 
 

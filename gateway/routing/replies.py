@@ -88,3 +88,23 @@ EXTERNAL_NOT_BOUND = Reply(535, "5.7.8", "Authentication failed: this client cer
                                          "(or not to the one requested)")
 BAD_DSN_PARAMETER = Reply(501, "5.5.4", "Bad DSN parameter (RFC 3461): NOTIFY=NEVER or a list of SUCCESS, "
                                         "FAILURE, DELAY; RET=FULL or HDRS; ENVID and ORCPT as xtext")
+
+# --- SMTP session limits and failures (RFC 5321 4.5.3.2, RFC 3030, RFC 6531) ------------------------------------
+TEMPORARY_ERROR = Reply(451, "4.3.0", "Temporary failure on our side; nothing was changed, try again later")
+AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure on our side; try again later")
+IDLE_TIMEOUT = Reply(421, "4.4.2", "Timeout: nothing received for too long; closing the connection")
+DATA_TIMEOUT = Reply(421, "4.4.2", "Timeout: the message arrived too slowly (minimum rate exceeded); nothing "
+                                   "was stored, closing the connection")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors in this session; closing the connection")
+TOO_MANY_PRE_TLS = Reply(421, "4.7.0", "Too many refused commands before STARTTLS; closing the connection")
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections or connection attempts from your address; "
+                                           "try again later")
+MESSAGE_RATE = Reply(451, "4.7.1", "Too many messages or recipients in the last minute; try again later")
+LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (RFC 5321 4.5.3.1.6: 1000 octets at most); nothing was "
+                                    "stored")
+BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT <size> [LAST] (RFC 3030); closing the connection, since the "
+                                  "chunk's end cannot be known")
+BDAT_AFTER_FAILED_CHUNK = Reply(503, "5.5.1", "An earlier chunk of this message was refused; send RSET")
+DATA_DURING_BDAT = Reply(503, "5.5.1", "DATA cannot follow BDAT in one transaction (RFC 3030 2); send RSET")
+SENDER_HEADER_SPOOFED = Reply(550, "5.7.1", "The Sender header must be your own mailbox address, alone")
+UTF8_WITHOUT_SMTPUTF8 = Reply(553, "5.6.7", "A non-ASCII address needs the SMTPUTF8 parameter on MAIL (RFC 6531)")

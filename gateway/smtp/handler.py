@@ -1,8 +1,15 @@
 """The submission handler: turns each SMTP event into a call on routing and returns the reply it chose.
 
 Nothing here decides a business rule. MAIL checks the sender is the authenticated account; RCPT asks
-:func:`gateway.routing.policy.decide`; DATA refuses smuggling-prone line endings and spoofed From headers,
-then hands the delivery to the group committer and answers only once it is committed.
+:func:`gateway.routing.policy.decide`; DATA (or the last BDAT chunk) refuses smuggling-prone line endings and
+spoofed From or Sender headers, asks the anvil whether the account may send now, completes the message as a
+submission server must (RFC 6409 8: Received, Date, Message-ID; Bcc removed from what recipients and other
+operators get, kept in the sender's Sent copy), then hands the delivery to the group committer and answers
+only once it is committed.
+
+Nothing is kept per session here: what a session needs lives on aiosmtpd's session and envelope objects.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
@@ -22,11 +29,15 @@ from gateway.ins_matching import identities
 from gateway.routing import replies
 from gateway.routing.addresses import parse
 from gateway.routing.delivery import Outcome, plan_submission, record_refusal
-from gateway.routing.headers import HeaderError, summarise
+from gateway.routing.headers import HeaderError, summarise, without_bcc
 from gateway.routing.policy import Decision, Target, decide
 from gateway.routing.replies import Reply
+from gateway.smtp.refusals import trail_of
+from gateway.smtp.submission_headers import Trace, complete, new_transaction_id
 from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
+from gateway.store.events import record
+from gateway.store.mailstore import StoredMessage, deliver, folder_id, store_message
 from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.smtp")
@@ -47,6 +58,18 @@ def _client_ip(session: Session) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
+def _tls(session: Session) -> tuple[str | None, str | None]:
+    cipher = (session.ssl or {}).get("cipher")
+    if isinstance(cipher, tuple) and len(cipher) > 1:
+        return str(cipher[1]), str(cipher[0])
+    return None, None
+
+
+def _non_ascii_without_smtputf8(envelope: Envelope, address: str) -> bool:
+    """RFC 6531 3.4: a UTF-8 address is only allowed in a transaction whose MAIL said SMTPUTF8."""
+    return not address.isascii() and not getattr(envelope, "smtp_utf8", False)
+
+
 class SubmissionHandler:
     def __init__(self, config: Config, authenticator: Authenticator, committer: GroupCommitter,
                  listener: str) -> None:
@@ -54,6 +77,35 @@ class SubmissionHandler:
         self.authenticator = authenticator
         self.committer = committer
         self.listener = listener
+        #: Summary rows being written for sessions that ended (kept only until written).
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    # --- refusals: bounded per session (gateway.smtp.refusals) -------------------------------------------------
+    async def _refused(self, session: Session, account: Account, decision: Decision) -> None:
+        if trail_of(session).admit(decision.kind, rule=decision.rule, actor=account.address,
+                                   mailbox_id=account.id, reply=str(decision.reply)):
+            await self.committer.run(lambda s: record_refusal(s, account, decision))
+
+    def session_closed(self, session: Session) -> None:
+        """Called by the protocol when the connection ends: the withheld refusals' summary rows are written."""
+        trail = getattr(session, "refusal_trail", None)
+        due = trail.take() if trail is not None else []
+        if not due:
+            return
+
+        async def unit(db: Any) -> None:
+            for kind, withheld in due:
+                await record(db, kind, "refused", count=withheld.count, summary=True, **withheld.fields)
+
+        async def write() -> None:
+            try:
+                await self.committer.run(unit)
+            except Exception:
+                log.exception("smtp.refusal_summary", outcome="failed", client=_client_ip(session))
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
 
     # --- EHLO -------------------------------------------------------------------------------------------
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
@@ -117,6 +169,8 @@ class SubmissionHandler:
             return "530 5.7.0 Authentication required"
         if address in ("", "<>"):
             return str(replies.NULL_SENDER)
+        if _non_ascii_without_smtputf8(envelope, address):
+            return str(replies.UTF8_WITHOUT_SMTPUTF8)
         parsed = parse(address)
         if isinstance(parsed, Reply) or parsed.address != account.address:
             log.info("smtp.mail", outcome="refused", reason="not_own_address", mailbox_id=account.id)
@@ -132,10 +186,12 @@ class SubmissionHandler:
         assert account is not None  # aiosmtpd refuses RCPT before MAIL, and MAIL before AUTH
         if len(envelope.rcpt_tos) >= self.config.limits.recipients_per_message:
             return str(replies.TOO_MANY_RECIPIENTS)
+        if _non_ascii_without_smtputf8(envelope, address):
+            return str(replies.UTF8_WITHOUT_SMTPUTF8)
         async with self.committer.reader() as db:
             decision = await decide(db, self.config, account, address)
         if not decision.accepted:
-            await self.committer.run(lambda s: record_refusal(s, account, decision))
+            await self._refused(session, account, decision)
             return str(decision.reply)
         assert decision.target is not None
         if decision.target.address not in envelope.rcpt_tos:
@@ -162,6 +218,7 @@ class SubmissionHandler:
         account = _account(session)
         assert account is not None and envelope.mail_from is not None
         raw = envelope.original_content or b""
+        envelope.original_content = envelope.content = None  # one copy of the message in memory, not three
         if has_bare_line_ending(raw):
             log.warning("smtp.data", outcome="refused", reason="bare_line_ending", mailbox_id=account.id)
             return str(replies.BARE_LINE_ENDING)
@@ -172,13 +229,36 @@ class SubmissionHandler:
         if summary.from_addresses != (account.address,):
             log.info("smtp.data", outcome="refused", reason="header_from", mailbox_id=account.id)
             return str(replies.HEADER_FROM_SPOOFED)
+        if summary.sender_addresses not in ((), (account.address,)):  # RFC 5322 3.6.2: Sender is the account too
+            log.info("smtp.data", outcome="refused", reason="header_sender", mailbox_id=account.id)
+            return str(replies.SENDER_HEADER_SPOOFED)
+        targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
+        anvil = getattr(self.authenticator, "anvil", None)
+        if anvil is not None:
+            over = anvil.allow_message(_client_ip(session), account.id, len(targets))
+            if over is not None:
+                log.info("smtp.data", outcome="refused", reason="message_rate", mailbox_id=account.id,
+                         client=_client_ip(session))
+                return str(replies.MESSAGE_RATE)
         if self.config.documents is not None and self.config.documents.package_outgoing:
             raw = await self._package(raw)
-        targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
+        version, cipher = _tls(session)
+        transaction_id = new_transaction_id()
+        trace = Trace(helo=session.host_name or "", client_ip=_client_ip(session), hostname=self.config.hostname,
+                      tls_version=version, cipher=cipher, account=account, transaction_id=transaction_id,
+                      utf8=bool(getattr(envelope, "smtp_utf8", False)))
+        sent_copy, summary = complete(raw, summary, trace)
+        # RFC 5322 3.6.3: recipients (and other operators) never see Bcc; the sender's Sent copy keeps it.
+        raw = without_bcc(sent_copy) if summary.has_bcc else sent_copy
+        separate_sent = sent_copy if raw is not sent_copy else None
         mail_from = envelope.mail_from
 
         async def unit(db: Any) -> Plan | Outcome:
-            return await plan_submission(db, self.config, account, mail_from, targets, raw, summary)
+            planned: Plan | Outcome = await plan_submission(db, self.config, account, mail_from, targets, raw,
+                                                            summary)
+            if separate_sent is not None and isinstance(planned, Plan):
+                await _file_sent_copy(db, planned, account, mail_from, separate_sent)
+            return planned
 
         try:
             outcome: Outcome = await self.committer.run(unit)
@@ -187,8 +267,20 @@ class SubmissionHandler:
             return str(replies.TEMPORARY_FAILURE)
         log.info("smtp.transaction", outcome="accepted" if outcome.message_id else "refused",
                  listener=self.listener, mailbox_id=account.id, message_id=outcome.message_id,
-                 recipients=len(outcome.delivered), refused=len(outcome.refused), size=len(raw))
+                 smtp_id=transaction_id, recipients=len(outcome.delivered), refused=len(outcome.refused),
+                 size=len(raw), bcc=separate_sent is not None)
         return str(outcome.reply)
+
+
+async def _file_sent_copy(db: Any, plan: Plan, account: Account, mail_from: str, original: bytes) -> None:
+    """The sender's Sent folder gets the message as written (with Bcc); the plan's own copy goes only to
+    recipients and the outbound queue."""
+    plan.placements = [p for p in plan.placements if not (p.mailbox_id == account.id and p.folder == "Sent")]
+    stored = plan.message
+    message_id = await store_message(db, StoredMessage(
+        raw=original, mail_from=mail_from, rcpt_to=list(stored.rcpt_to), sender_mailbox_id=account.id,
+        message_id_header=stored.message_id_header, subject=stored.subject, header_from=stored.header_from))
+    await deliver(db, message_id, await folder_id(db, account.id, "Sent"), "\\Seen")
 
 
 __all__ = ["Decision", "SubmissionHandler", "has_bare_line_ending"]

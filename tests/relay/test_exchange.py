@@ -7,7 +7,7 @@ import email.policy
 import smtplib
 
 import pytest
-from support.mail import message
+from support.mail import as_written_all, message
 from support.relay import Pair, queue_rows, wait_for
 
 from gateway.ins_matching.insi import HOMONYM_A, TEST_PATIENT
@@ -30,7 +30,7 @@ def test_mail_travels_both_ways_over_mutual_tls(pair: Pair):
     trace = email.message_from_bytes(received[0], policy=email.policy.default)["Received"]
     assert "mx.a.test" in trace and "ESMTPS (TLSv1.3" in trace
     assert [r.state for r in queue_rows(pair.store_a)] == ["sent"]
-    assert pair.store_a.messages_in(dr_a, "Sent") == [first]
+    assert as_written_all(pair.store_a.messages_in(dr_a, "Sent")) == [first]
     assert [e.outcome for e in pair.store_b.events("relay.message")] == ["accepted"]
 
     answer = message(dr_b, dr_a, "Re: Compte rendu")

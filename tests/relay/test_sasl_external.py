@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from support.mail import PRO, message
+from support.mail import PRO, as_written_all, message
 from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
@@ -61,7 +61,7 @@ def test_software_logs_in_with_its_certificate_and_sends(gateway: GatewayProcess
         code, text = client.docmd("AUTH", "EXTERNAL =")
         assert code == 235 and text.startswith(b"2.7.0")
         client.sendmail(LGC, [PRO], raw)
-    assert bound.messages_in(PRO) == [raw]
+    assert as_written_all(bound.messages_in(PRO)) == [raw]
 
 
 def test_external_with_matching_authzid_in_a_second_step(gateway: GatewayProcess, pki: PKIFiles, bound: Store,

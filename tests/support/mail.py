@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 PRO = "dr.house@pro.gateway.test"
@@ -17,3 +18,16 @@ def message(sender: str, to: str, subject: str = "Bonjour", body: str = "Texte d
              "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+_ADDED = re.compile(rb"\A(?:(?:Received|Date|Message-ID):[^\n]*\n(?:[ \t][^\n]*\n)*)+", re.IGNORECASE)
+
+
+def as_written(stored: bytes) -> bytes:
+    """A stored message less what the submission server put in front (Received, and Date and Message-ID when
+    the client gave none, RFC 6409 8): the sender's bytes, which must come through unchanged."""
+    return _ADDED.sub(b"", stored, count=1)
+
+
+def as_written_all(stored: list[bytes]) -> list[bytes]:
+    return [as_written(m) for m in stored]
