@@ -25,8 +25,17 @@ from structlog.typing import Processor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-#: aiosmtpd warns on every login that a field we never use is deprecated.
+#: aiosmtpd says on every login (a ``mail.log`` warning, not a Python warning) that a field we never use is
+#: deprecated: noise that would hide real warnings.
 _SILENCED_WARNINGS = ("Session.login_data is deprecated",)
+
+
+class _Silence(logging.Filter):
+    """Drops the library messages of ``_SILENCED_WARNINGS``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not message.startswith(_SILENCED_WARNINGS)
 
 log = structlog.get_logger("gateway")
 
@@ -75,6 +84,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    handler.addFilter(_Silence())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -1,9 +1,10 @@
 """Account authentication against the store, the one path both SMTP and IMAP log in through.
 
-A password login goes: throttle slot reserved (no hash when refused, :mod:`.throttle`) → the mailbox's id,
-current hash and active flag read in one small query → the verified-credential cache (:mod:`.cache`) or an
-Argon2id verification in a worker process (:mod:`.hashing`) → failure recorded or slot released → a hash made
-with other parameters than ``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox
+A password login goes: the mailbox's id, current hash and active flag read in one small query → a hit of the
+verified-credential cache (:mod:`.cache`) only checks the throttle's ceilings; a miss reserves a throttle slot
+(:mod:`.throttle`; refused without hashing past a ceiling) and verifies with Argon2id in a worker process
+(:mod:`.hashing`) → the slot kept as a failure or released → a hash made with other parameters than
+``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox
 id, never the user name (an address may hold an INS matricule).
 
 SPDX-License-Identifier: GPL-3.0-or-later
@@ -134,21 +135,21 @@ class Authenticator:
         name = normalise_username(username)
         row = await self._credentials(name)
         mailbox_id = row.id if row is not None else None
-        slot = await self.throttle.reserve(self._sessions, client, name)
+        usable = row is not None and row.active and row.password_hash is not None
+        key = self.cache.key(name, password)
+        cached = usable and self.cache.lookup(key, row.id, row.password_hash)
+        if cached:  # no hash to pay for: only the ceilings are read
+            slot = await self.throttle.check(self._sessions, client, name)
+        else:
+            slot = await self.throttle.reserve(self._writes, client, name)
         if isinstance(slot, Block):
             log.warning("login", protocol=protocol, outcome="throttled", client=client, mailbox_id=mailbox_id,
                         scope=slot.scope, failures=slot.failures, retry_after=round(slot.retry_after))
             return LoginResult(LoginOutcome.THROTTLED, retry_after=slot.retry_after)
-        usable = row is not None and row.active and row.password_hash is not None
-        key = self.cache.key(name, password)
-        cached = False
         try:
-            if usable and self.cache.lookup(key, row.id, row.password_hash):
-                ok = cached = True
-            else:
-                ok = await verify_password(row.password_hash if usable else None, password, self.params)
+            ok = cached or await verify_password(row.password_hash if usable else None, password, self.params)
         except BaseException:
-            self.throttle.release(slot)
+            self.throttle.release(slot, self._writes)
             raise
         if not ok:
             await self.throttle.failure(self._writes, slot)

@@ -7,13 +7,14 @@ Two ceilings, both over the sliding window ``[limits] failed_login_window``:
 - ``failed_logins_per_address`` per client address alone, higher: a guesser trying many accounts from one
   address is stopped too.
 
-A login first *reserves* a slot: committed failures (table ``auth_failures``, so every process and instance
-sharing the store agrees) plus this process's logins still being verified must stay under both ceilings, or the
-login is refused at once without hashing. A refused login costs no Argon2 run, so 100 parallel wrong passwords
-give at most ``failed_logins`` answers "invalid" and the rest "throttled". The reservation becomes a failure row
-when the password was wrong and is released when it was right (which also forgets that account's failures from
-that address). The check and the reservation happen under a per-address lock, and a failure's in-flight slot is
-given back only after its row is committed, so no concurrent login slips between the two.
+A login that needs a hash first *reserves* a slot: in one write transaction, the attempts of the window (table
+``auth_failures``) are counted and, under both ceilings, a row for this attempt is inserted; otherwise the login
+is refused at once, without hashing. The transaction is serialised per client address across every process and
+instance sharing the store (SQLite's write lock, taken at BEGIN; a PostgreSQL advisory lock on the address), so
+100 parallel wrong passwords give exactly ``failed_logins`` answers "invalid" and the rest "throttled", however
+many gateway processes share them. The row stays as the failure when the password was wrong; it is deleted, with
+that account's earlier failures from that address, when it was right. A login answered from the credential
+cache needs no hash and no slot: it only reads the ceilings (:meth:`~LoginThrottle.check`).
 
 :class:`LoginThrottle` also keeps the per-process, per-address counter that certificate logins (SASL EXTERNAL,
 :mod:`gateway.trust.certificates`) use through :meth:`blocked`, :meth:`failed` and :meth:`succeeded`.
@@ -24,6 +25,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from gateway.auth.models import AuthFailure
 
 #: Bound of the account name kept with a failure (the mailbox address column's size).
 ACCOUNT_MAX = 320
-#: Every this many recorded failures, rows older than the window are deleted for every address.
+#: Every this many reservations, rows older than the window are deleted for every address.
 _PRUNE_EVERY = 256
 
 
@@ -48,6 +50,12 @@ def _now() -> datetime:
 def _aware(value: datetime) -> datetime:
     """SQLite gives naive datetimes back; they were written in UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _advisory_key(client: str) -> int:
+    """A signed 64-bit key for ``pg_advisory_xact_lock``, the same in every process."""
+    return int.from_bytes(hashlib.sha256(b"gateway.auth_failures:" + client.encode()).digest()[:8], "big",
+                          signed=True)
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,10 @@ class Reservation:
 
     client: str
     account: str
-    #: Committed failures of this pair when the slot was reserved (a success deletes them only if there are some).
+    #: Attempts of this pair in the window besides this one (a success deletes them only if there are some).
     pair_failures: int
+    #: The attempt's row in ``auth_failures`` (None for a cache hit, which has no row).
+    row_id: int | None = None
     done: bool = field(default=False)
 
 
@@ -80,14 +90,15 @@ class LoginThrottle:
         self.per_address = per_address if per_address is not None else max(30, limit)
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: Counter[str] = Counter()
-        self._inflight_pair: Counter[tuple[str, str]] = Counter()
-        self._inflight_address: Counter[str] = Counter()
-        self._recorded = 0
+        self._reserved = 0
+        self._cleanups: set[asyncio.Task[None]] = set()
         # Per-process counter for certificate logins (SASL EXTERNAL).
         self._failures: dict[str, deque[float]] = {}
 
     # --- password logins, counted in the store ------------------------------------------------------------------
     class _Locked:
+        """This process's queue per address, so waiting logins do not each hold a store connection."""
+
         def __init__(self, throttle: LoginThrottle, client: str) -> None:
             self.throttle, self.client = throttle, client
 
@@ -109,7 +120,7 @@ class LoginThrottle:
         return LoginThrottle._Locked(self, client)
 
     async def counts(self, session: AsyncSession, client: str) -> list[tuple[str, int, datetime]]:
-        """Committed failures from ``client`` within the window: (account, count, oldest) per account."""
+        """Attempts from ``client`` within the window: (account, count, oldest) per account."""
         cutoff = _now() - timedelta(seconds=self.window)
         query = (select(AuthFailure.account, func.count(), func.min(AuthFailure.failed_at))
                  .where(AuthFailure.client == client, AuthFailure.failed_at > cutoff)
@@ -117,71 +128,76 @@ class LoginThrottle:
         return [(a, int(n), _aware(oldest)) for a, n, oldest in (await session.execute(query)).all()]
 
     def _retry_after(self, oldest: datetime | None) -> float:
-        if oldest is None:  # only logins in flight hold the slots: they end within a hash's time
+        if oldest is None:
             return 1.0
         return max(1.0, (oldest + timedelta(seconds=self.window) - _now()).total_seconds())
 
-    async def reserve(self, reads: async_sessionmaker[AsyncSession], client: str,
-                      account: str) -> Reservation | Block:
-        """A slot to check one password, or why not (before any hashing)."""
-        account = account[:ACCOUNT_MAX]
-        async with self._locked(client):
-            async with reads() as session:
-                rows = await self.counts(session, client)
-            pair = next(((n, oldest) for a, n, oldest in rows if a == account), (0, None))
-            total = sum(n for _, n, _ in rows)
-            oldest_any = min((oldest for _, _, oldest in rows), default=None)
-            if pair[0] + self._inflight_pair[(client, account)] >= self.limit:
-                return Block("account", pair[0], self._retry_after(pair[1]))
-            if total + self._inflight_address[client] >= self.per_address:
-                return Block("address", total, self._retry_after(oldest_any))
-            self._inflight_pair[(client, account)] += 1
-            self._inflight_address[client] += 1
-            return Reservation(client, account, pair[0])
+    def _judge(self, rows: list[tuple[str, int, datetime]], account: str) -> Block | int:
+        """The block, or the pair's attempts in the window."""
+        pair, pair_oldest = next(((n, oldest) for a, n, oldest in rows if a == account), (0, None))
+        if pair >= self.limit:
+            return Block("account", pair, self._retry_after(pair_oldest))
+        total = sum(n for _, n, _ in rows)
+        if total >= self.per_address:
+            return Block("address", total, self._retry_after(min(oldest for _, _, oldest in rows)))
+        return pair
 
-    def _give_back(self, reservation: Reservation) -> None:
+    async def check(self, reads: async_sessionmaker[AsyncSession], client: str,
+                    account: str) -> Reservation | Block:
+        """For a login that needs no hash (a cached one): the ceilings, read only; nothing is reserved."""
+        account = account[:ACCOUNT_MAX]
+        async with reads() as session:
+            verdict = self._judge(await self.counts(session, client), account)
+        return verdict if isinstance(verdict, Block) else Reservation(client, account, verdict)
+
+    async def reserve(self, writes: async_sessionmaker[AsyncSession], client: str,
+                      account: str) -> Reservation | Block:
+        """A slot to check one password (its row inserted), or why not; before any hashing."""
+        account = account[:ACCOUNT_MAX]
+        async with self._locked(client), writes() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
+            now = _now()
+            self._reserved += 1
+            if self._reserved % _PRUNE_EVERY == 0:
+                await session.execute(delete(AuthFailure).where(
+                    AuthFailure.failed_at <= now - timedelta(seconds=self.window)))
+            verdict = self._judge(await self.counts(session, client), account)
+            if isinstance(verdict, Block):
+                return verdict
+            row = AuthFailure(client=client, account=account, failed_at=now)
+            session.add(row)
+            await session.flush()
+            return Reservation(client, account, verdict, row.id)
+
+    def release(self, reservation: Reservation, writes: async_sessionmaker[AsyncSession] | None = None) -> None:
+        """The check did not happen (cancelled, store error): the attempt's row is deleted in the background."""
         if reservation.done:
             return
         reservation.done = True
-        pair = (reservation.client, reservation.account)
-        self._inflight_pair[pair] -= 1
-        if self._inflight_pair[pair] <= 0:
-            del self._inflight_pair[pair]
-        self._inflight_address[reservation.client] -= 1
-        if self._inflight_address[reservation.client] <= 0:
-            del self._inflight_address[reservation.client]
+        if reservation.row_id is None or writes is None:
+            return
 
-    def release(self, reservation: Reservation) -> None:
-        """The check did not happen (cancelled, store error): the slot is free again, nothing is counted."""
-        self._give_back(reservation)
+        async def forget() -> None:
+            async with writes() as session, session.begin():
+                await session.execute(delete(AuthFailure).where(AuthFailure.id == reservation.row_id))
+        task = asyncio.get_running_loop().create_task(forget())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def failure(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
-        """The password was wrong: record it, then give the in-flight slot back (in that order, see above)."""
-        if reservation.done:
-            return
-        now = _now()
-        try:
-            async with writes() as session, session.begin():
-                session.add(AuthFailure(client=reservation.client, account=reservation.account, failed_at=now))
-                cutoff = now - timedelta(seconds=self.window)
-                self._recorded += 1
-                stale = AuthFailure.failed_at <= cutoff
-                if self._recorded % _PRUNE_EVERY:
-                    stale = stale & (AuthFailure.client == reservation.client)
-                await session.execute(delete(AuthFailure).where(stale))
-        finally:
-            async with self._locked(reservation.client):
-                self._give_back(reservation)
+        """The password was wrong: the attempt's row stays, as the failure."""
+        reservation.done = True
 
     async def success(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
-        """The password was right: this account's failures from this address are forgotten."""
-        try:
-            if reservation.pair_failures and not reservation.done:
-                async with writes() as session, session.begin():
-                    await session.execute(delete(AuthFailure).where(
-                        AuthFailure.client == reservation.client, AuthFailure.account == reservation.account))
-        finally:
-            self._give_back(reservation)
+        """The password was right: this attempt and this account's failures from this address are forgotten."""
+        if reservation.done:
+            return
+        reservation.done = True
+        if reservation.pair_failures or reservation.row_id is not None:
+            async with writes() as session, session.begin():
+                await session.execute(delete(AuthFailure).where(
+                    AuthFailure.client == reservation.client, AuthFailure.account == reservation.account))
 
     # --- administration (``gateway throttle``) ----------------------------------------------------------------------
     async def list_blocks(self, session: AsyncSession) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ try:
 except KeyError:
     logging.getLogger("asyncio").exception("Task exception was never retrieved")
 warnings.warn("Session.login_data is deprecated and will be removed in version 2.0", DeprecationWarning)
+logging.getLogger("mail.log").warning("Session.login_data is deprecated and will be removed in version 2.0")
 warnings.warn("something else", UserWarning)
 
 async def crash():
