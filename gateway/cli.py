@@ -74,6 +74,22 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
         print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
 
 
+def print_json(value: Any) -> None:
+    """One JSON document on stdout and nothing else (``--json``)."""
+    print(json.dumps(value, default=str, ensure_ascii=False, indent=1))
+
+
+def version() -> str:
+    """The installed distribution's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("mss-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def _password(args: argparse.Namespace) -> str | None:
     if getattr(args, "password_stdin", False):
         return sys.stdin.readline().rstrip("\n")
@@ -136,6 +152,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # --- mailboxes ------------------------------------------------------------------------------------------------
 def cmd_mailbox(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        from gateway.commands import mailbox_import
+
+        return mailbox_import.run(args)
     from gateway.auth.passwords import hash_password
     from gateway.ins_matching.nir import key_ok
     from gateway.store import mailstore
@@ -226,10 +246,18 @@ def cmd_identity(args: argparse.Namespace) -> int:
     async def show(session: AsyncSession) -> None:
         identity = await identities.get(session, args.id)
         evidence = await identities.evidence_of(session, args.id)
+        steps = [{"step": e.kind, "result": e.detail, "by": e.actor, "at": e.at} for e in evidence]
+        if args.json:
+            print_json({"id": identity.id, "matricule": identity.matricule, "oid": identity.oid,
+                        "status": identity.status, "birth_name": identity.birth_name,
+                        "first_names": identity.first_names, "birth_date": identity.birth_date, "sex": identity.sex,
+                        "birth_place": identity.birth_place, "replaced_by": identity.replaced_by,
+                        "evidence": steps})
+            return
         print(f"Identity {identity.id}: {identity.matricule} ({identity.oid}), status {identity.status}")
         print(f"  {identity.birth_name}, {identity.first_names}, born {identity.birth_date}, sex {identity.sex},"
               f" birth place {identity.birth_place}")
-        print_rows([{"step": e.kind, "result": e.detail, "by": e.actor, "at": e.at} for e in evidence], args.json)
+        print_rows(steps, False)
 
     async def insi(session: AsyncSession) -> str:
         identity = await identities.get(session, args.id)
@@ -283,11 +311,19 @@ def cmd_conversation(args: argparse.Namespace) -> int:
         conversation = await session.get(Conversation, args.id)
         if conversation is None:
             raise CommandError(f"No conversation has id {args.id}.")
+        events = await conversations.history(session, args.id)
+        history = [{"at": e.at, "event": e.kind, "rule": e.rule, "outcome": e.outcome,
+                    "message_id": e.message_id or ""} for e in events]
+        if args.json:
+            print_json({"id": conversation.id, "professional_id": conversation.professional_id,
+                        "remote_professional": conversation.remote_professional,
+                        "matricule": conversation.matricule, "state": conversation.state,
+                        "replies_blocked": conversation.replies_blocked, "opened_at": conversation.opened_at,
+                        "updated_at": conversation.updated_at, "events": history})
+            return
         print(f"Conversation {conversation.id}: state {conversation.state}, replies "
               f"{'blocked' if conversation.replies_blocked else 'allowed'}")
-        events = await conversations.history(session, args.id)
-        print_rows([{"at": e.at, "event": e.kind, "rule": e.rule, "outcome": e.outcome,
-                      "message_id": e.message_id or ""} for e in events], args.json)
+        print_rows(history, False)
 
     async def block(session: AsyncSession, blocked: bool) -> str:
         conversation = await session.get(Conversation, args.id)
@@ -390,19 +426,21 @@ def cmd_queue(args: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Secure health-messaging gateway (MSSanté).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                        help="print the gateway's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", help=f"configuration file (default $GATEWAY_CONFIG or {DEFAULT_CONFIG})")
         p.add_argument("--actor", default=os.environ.get("USER", "admin"), help="who does this (for the trail)")
-        p.add_argument("--json", action="store_true", help="print lists as JSON")
+        p.add_argument("--json", action="store_true", help="list, show: print JSON only (for scripts)")
         return p
 
     serve = with_config(sub.add_parser("serve", help="run the gateway"))
     serve.add_argument("--banner", action="store_true", help="print how to connect once listening")
     serve.set_defaults(func=cmd_serve)
     worker = with_config(sub.add_parser("worker", help="(started by 'gateway serve': one worker process)"))
-    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--index", type=int, required=True, help="the worker's number (0 runs once-only work)")
     worker.add_argument("--channel", type=int, required=True, help="file descriptor of the supervisor's channel")
     worker.add_argument("--parent", type=int, required=True, help="the supervisor's process id")
     worker.add_argument("--listen", action="append", help="KEY=FD of an inherited listening socket")
@@ -413,40 +451,50 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing configuration")
     init.set_defaults(func=cmd_init)
 
-    mailbox = with_config(sub.add_parser("mailbox", help="add, list, disable mailboxes, set passwords"))
-    mailbox.add_argument("action", choices=["add", "list", "disable", "enable", "password"])
-    mailbox.add_argument("address", nargs="?")
-    mailbox.add_argument("--kind", choices=["PER", "ORG", "APP", "PAT"], default="PER")
-    mailbox.add_argument("--name")
+    mailbox = with_config(sub.add_parser("mailbox", help="add, list, disable, import mailboxes, set passwords"))
+    mailbox.add_argument("action", choices=["add", "list", "disable", "enable", "password", "import"],
+                         help="import: create every account of a CSV file (columns address, kind, password or "
+                              "password_hash, display_name)")
+    mailbox.add_argument("address", nargs="?", help="the mailbox's address; import: the CSV file")
+    mailbox.add_argument("--kind", choices=["PER", "ORG", "APP", "PAT"], default="PER",
+                         help="add: professional, organisational, applicative or patient mailbox (default PER)")
+    mailbox.add_argument("--name", help="add: display name")
     mailbox.add_argument("--password", help="password (prefer --password-stdin)")
-    mailbox.add_argument("--password-stdin", action="store_true")
-    mailbox.add_argument("--ask-password", action="store_true")
+    mailbox.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    mailbox.add_argument("--ask-password", action="store_true", help="ask for the password on the terminal")
+    mailbox.add_argument("--skip-bad", action="store_true",
+                         help="import: create the good lines even when others have errors (reported by line)")
+    mailbox.add_argument("--workers", type=int, metavar="N",
+                         help="import: processes hashing passwords (default one per core)")
     mailbox.add_argument("--certificate-fingerprint", help="SHA-256 of a client certificate (software login)")
     mailbox.set_defaults(func=cmd_mailbox)
 
     identity = with_config(sub.add_parser("identity", help="patient identities and their qualification (R7)"))
-    identity.add_argument("action", choices=["add", "list", "show", "insi", "document"])
-    identity.add_argument("id", nargs="?", type=int)
-    identity.add_argument("--matricule")
-    identity.add_argument("--oid", default="1.2.250.1.213.1.4.8")
-    identity.add_argument("--birth-name")
-    identity.add_argument("--first-names")
+    identity.add_argument("action", choices=["add", "list", "show", "insi", "document"],
+                          help="insi: check with the INSi service; document: record an identity document check")
+    identity.add_argument("id", nargs="?", type=int, help="the identity (show, insi, document)")
+    identity.add_argument("--matricule", help="add: the INS matricule (15 characters)")
+    identity.add_argument("--oid", default="1.2.250.1.213.1.4.8", help="add: the matricule's OID (NIR by default)")
+    identity.add_argument("--birth-name", help="add: birth name")
+    identity.add_argument("--first-names", help="add: first names, space separated")
     identity.add_argument("--birth-date", help="YYYY-MM-DD")
-    identity.add_argument("--sex", choices=["M", "F", "U"])
+    identity.add_argument("--sex", choices=["M", "F", "U"], help="add: sex")
     identity.add_argument("--birth-place", help="INSEE code")
     identity.add_argument("--kind", help="identity document checked: identity_card, passport, residence_permit, "
                                          "family_booklet, driving_licence, health_card, other")
     identity.set_defaults(func=cmd_identity)
 
     conversation = with_config(sub.add_parser("conversation", help="patient conversations (R1–R5)"))
-    conversation.add_argument("action", choices=["list", "show", "block", "unblock"])
-    conversation.add_argument("id", nargs="?", type=int)
+    conversation.add_argument("action", choices=["list", "show", "block", "unblock"],
+                              help="block, unblock: the patient's replies in the conversation (R3)")
+    conversation.add_argument("id", nargs="?", type=int, help="the conversation (show, block, unblock)")
     conversation.add_argument("--mailbox", help="only this professional mailbox's conversations")
     conversation.set_defaults(func=cmd_conversation)
 
     pki = sub.add_parser("pki", help="development PKI standing in for IGC-Santé (never for production)")
     pki.add_argument("action", choices=["init", "server", "operator", "client", "signing", "revoke", "crl",
-                                        "fingerprint"])
+                                        "fingerprint"], help="init the CAs, issue a certificate, revoke one, "
+                                                             "write the CRL, or print a fingerprint")
     pki.add_argument("name", nargs="?", help="host name, software name, or certificate file (revoke, fingerprint)")
     pki.add_argument("--dir", default="data/pki", help="PKI folder (git-ignored)")
     pki.add_argument("--domain", action="append", help="operator: a mail domain the certificate names (repeat)")
@@ -456,15 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     pki.set_defaults(func=cmd_pki)
 
     queue = with_config(sub.add_parser("queue", help="outbound queue to other operators"))
-    queue.add_argument("action", choices=["list", "retry"])
+    queue.add_argument("action", choices=["list", "retry"], help="retry: try queued recipients again now")
     queue.add_argument("ids", nargs="*", type=int, help="retry: only these queue ids")
     queue.add_argument("--state", choices=["queued", "sent", "failed"], help="list: only this state")
     queue.set_defaults(func=cmd_queue)
-    from gateway.commands import dmp, documents, throttle
+    from gateway.commands import dmp, dns_records, documents, throttle
 
     documents.register(sub, with_config)
+    dns_records.register(sub, with_config)
     dmp.register(sub, with_config)
     throttle.register(sub, with_config)
+    from gateway.commands import backup, mail_transfer, manpages
+
+    mail_transfer.register(sub, with_config)
+    backup.register(sub, with_config)
+    manpages.register(sub, with_config)
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=f"{help_text}; see 'gateway {name} --help'", add_help=False)
     return parser
@@ -491,6 +545,20 @@ DELEGATED = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a reader that closed the pipe (``gateway mailbox list | head -1``) ends it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Nothing more can be written; point stdout at /dev/null so the interpreter's final flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
         import importlib

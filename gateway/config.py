@@ -187,6 +187,10 @@ class Config:
     workers: int = 1
     #: Seconds a stopping daemon lets SMTP transactions in DATA finish (``[gateway] stop_grace``).
     stop_grace: float = 30.0
+    #: ``[metrics]``: the HTTP listener for Prometheus, /healthz and /readyz (gateway/ops); off when absent.
+    metrics: MetricsSettings | None = None
+    #: ``[autoconfig]``: mail-client autoconfiguration (Thunderbird, Outlook) served over HTTP (gateway/ops).
+    autoconfig: AutoconfigSettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -471,11 +475,62 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     documents, upstreams = _documents_sections(root, path, domains)
     card = _card_section(root, path, tls)
     dmp = _dmp_section(root, path)
+    metrics, autoconfig = _ops_sections(root)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
-                  stop_grace=stop_grace)
+                  stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: where Prometheus scrapes ``/metrics`` and probes ask ``/healthz`` and ``/readyz``."""
+
+    listen: Listen
+
+
+@dataclass(frozen=True)
+class AutoconfigSettings:
+    """``[autoconfig]``: Thunderbird's config-v1.1 and Outlook's autodiscover documents, built from the listeners.
+
+    ``listen`` absent: served on ``[metrics] listen``. ``tls``: the listener speaks HTTPS with ``[tls]``'s
+    certificate (otherwise a reverse proxy terminates TLS in front of it).
+    """
+
+    listen: Listen | None = None
+    tls: bool = False
+    display_name: str = "MSSanté"
+
+
+def _ops_sections(root: _Reader) -> tuple[MetricsSettings | None, AutoconfigSettings | None]:
+    """[metrics] and [autoconfig]: the operations HTTP listener(s) of gateway/ops."""
+    metrics: MetricsSettings | None = None
+    met = root.table("metrics")
+    if met is not None:
+        listen = _listen(met, "listen")
+        if listen is None:
+            raise ConfigError("Configuration key 'metrics.listen' is missing; it must look like 'host:port' "
+                              "(remove [metrics] to turn the endpoint off).")
+        met.finish()
+        metrics = MetricsSettings(listen)
+    autoconfig: AutoconfigSettings | None = None
+    auto = root.table("autoconfig")
+    if auto is not None:
+        own = _listen(auto, "listen")
+        if own is None and metrics is None:
+            raise ConfigError("Configuration key 'autoconfig.listen' is missing; it must look like 'host:port' "
+                              "when there is no [metrics] listener to share.")
+        auto.check("listen", own is None or metrics is None or own != metrics.listen,
+                   "must differ from metrics.listen (leave it out to share that listener)")
+        tls = auto.get("tls", bool, False)
+        auto.check("tls", not tls or own is not None, "needs autoconfig.listen (the metrics listener is plain HTTP)")
+        name = auto.get("display_name", str, "MSSanté")
+        auto.check("display_name", 0 < len(name) <= 100 and name.isprintable(),
+                   "must be a printable name of 1 to 100 characters")
+        auto.finish()
+        autoconfig = AutoconfigSettings(own, tls, name)
+    return metrics, autoconfig
 
 
 def _auth_section(root: _Reader) -> AuthSettings:

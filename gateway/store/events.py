@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.ops import metrics
 from gateway.store.models import Event
 
 log = structlog.get_logger("gateway.events")
@@ -47,5 +48,6 @@ def log_event(row: dict[str, Any]) -> None:
     public = {k: v for k, v in detail.items() if k not in _PRIVATE}
     ids = {k: row[k] for k in ("mailbox_id", "message_id", "conversation_id", "identity_id") if row.get(k)}
     log.info(row["kind"], outcome=row["outcome"], rule=row["rule"], **ids, **public)
+    metrics.count_event(row)  # rule decisions, DMP deposits and documents by code (gateway/ops/metrics.py)
     if len(public) != len(detail):
         log.debug(row["kind"], **{k: v for k, v in detail.items() if k in _PRIVATE})
