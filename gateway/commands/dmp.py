@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     dmp = with_config(sub.add_parser("dmp", help="DMP deposits: the outbox (R12-R18)"))
-    dmp.add_argument("action", choices=["list", "show", "retry", "cancel", "counts", "deposit", "confirm"])
+    dmp.add_argument("action", choices=["list", "show", "retry", "cancel", "counts", "deposit", "confirm"],
+                     help="counts: jobs per state; deposit: a file a person asks to deposit (R14); confirm: the "
+                          "structure's authorship of a message's documents (R12)")
     dmp.add_argument("id", nargs="?", help="the deposit job (show, retry, cancel); confirm: the message's number "
                      "or the document's uniqueId")
     dmp.add_argument("--state", help="list: only jobs in this state (pending, sent, accepted, refused, retry, ...)")
@@ -48,7 +50,12 @@ def cmd_dmp(args: argparse.Namespace) -> int:
         if args.action == "list":
             print_rows(await outbox.list_jobs(session, args.state), args.json)
         elif args.action == "counts":
-            print(json.dumps(await outbox.counts(session), indent=1))
+            found = await outbox.counts(session)
+            counts = {state: found.get(state, 0) for state in outbox.STATES} | found  # every state, even at 0
+            if args.json:
+                print(json.dumps(counts, indent=1))
+            else:
+                print_rows([{"state": state, "jobs": jobs} for state, jobs in counts.items()], False)
         elif args.action == "show":
             print(json.dumps(await outbox.show_job(session, args.id), default=str, ensure_ascii=False, indent=1))
         elif args.action == "retry":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     review = with_config(sub.add_parser("review", help="documents waiting for a person (R10, R11)"))
-    review.add_argument("action", choices=["list", "show", "resolve", "reject"])
-    review.add_argument("id", nargs="?", type=int)
+    review.add_argument("action", choices=["list", "show", "resolve", "reject"],
+                        help="resolve: file the document to --identity; reject: keep it out of every record")
+    review.add_argument("id", nargs="?", type=int, help="the review item (show, resolve, reject)")
     review.add_argument("--all", action="store_true", help="list resolved and rejected items too")
     review.add_argument("--identity", type=int, help="resolve: the identity to file the document to")
     review.add_argument("--reason", help="why (required to resolve or reject)")
@@ -22,7 +24,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
     review.set_defaults(func=cmd_review)
 
     documents = with_config(sub.add_parser("documents", help="documents filed in a patient's record"))
-    documents.add_argument("action", choices=["list", "get"])
+    documents.add_argument("action", choices=["list", "get"], help="list a patient's documents, or get one")
     documents.add_argument("id", type=int, help="list: identity id; get: document id")
     documents.add_argument("--save", type=Path, help="get: write the document's bytes to this file")
     documents.set_defaults(func=cmd_documents)
@@ -48,6 +50,15 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.action == "show":
             item = await record.show_review(session, args.id)
             s = item.summary
+            if args.json:
+                if args.save:
+                    args.save.write_bytes(item.content)
+                print(json.dumps({"id": s.id, "code": s.code, "rule": s.rule, "status": s.status, "reason": s.reason,
+                                  "title": s.title, "type": s.type_code, "matricule": item.matricule,
+                                  "message_id": item.message_id, "candidate_identity_id": s.candidate_identity_id,
+                                  "saved_to": str(args.save) if args.save else None},
+                                 default=str, ensure_ascii=False, indent=1))
+                return None
             print(f"Review {s.id}: code {s.code} ({s.rule}), {s.status}; {s.reason}")
             print(f"  document: {s.title or '(no title)'} type {s.type_code or '?'}, matricule "
                   f"{item.matricule or '(none)'}, message {item.message_id or '-'}")
