@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     throttle = with_config(sub.add_parser("throttle", help="failed logins held against client addresses"))
-    throttle.add_argument("action", choices=["list", "clear"])
+    throttle.add_argument("action", choices=["list", "clear"],
+                          help="list the failed logins held, or clear those of a client address")
     throttle.add_argument("address", nargs="?", help="clear: the client IP address")
     throttle.add_argument("--account", help="clear: only this account's failures from the address")
     throttle.set_defaults(func=cmd_throttle)
