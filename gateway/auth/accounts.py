@@ -110,6 +110,21 @@ class Authenticator:
         throttle = LoginThrottle(limits.failed_logins, limits.failed_login_window, limits.failed_logins_per_address)
         return cls(reads, throttle, writes=writes, settings=config.auth, limits=limits)
 
+    def apply(self, config: Any) -> None:
+        """A reloaded configuration: new ceilings, limits, Argon2 parameters and cache settings from now on
+        (counts, open connections and cached logins are kept)."""
+        limits: Limits = config.limits
+        settings: AuthSettings = config.auth
+        self.throttle.limit, self.throttle.window = limits.failed_logins, limits.failed_login_window
+        self.throttle.per_address = limits.failed_logins_per_address
+        self.anvil.connections_per_address = limits.connections_per_address
+        self.anvil.connection_rate_per_address = limits.connection_rate_per_address
+        self.anvil.messages_per_minute = limits.messages_per_minute
+        self.anvil.recipients_per_minute = limits.recipients_per_minute
+        self.params = Argon2Params(settings.argon2_memory_kib, settings.argon2_time_cost,
+                                   settings.argon2_parallelism)
+        self.cache.ttl, self.cache.max_entries = settings.cache_ttl, settings.cache_size
+
     async def start(self) -> None:
         """Start the hashing workers now rather than at the first login (see :func:`gateway.auth.hashing.start`)."""
         await hashing.start()

@@ -193,3 +193,21 @@ async def test_legacy_constructor_still_builds_an_authenticator(rig: Rig) -> Non
     auth = Authenticator(db.read_sessionmaker(rig.engine), LoginThrottle(5, 300))
     assert (await auth.login(ALICE, PASSWORD, "127.0.0.1", "imap")).outcome is LoginOutcome.OK
     assert auth.anvil.connections_per_address == Limits().connections_per_address
+
+
+async def test_a_reloaded_configuration_applies_new_ceilings(rig: Rig) -> None:
+    from pathlib import Path
+
+    from gateway.config import Config, Listen, TLSSettings
+
+    await rig.add(ALICE)
+    auth = rig.authenticator()
+    config = Config("mail.gateway.test", frozenset({"pro.gateway.test"}), "patient.gateway.test", rig.url,
+                    TLSSettings(Path("x"), Path("x")), Listen("127.0.0.1", 1),
+                    None, None, None, limits=Limits(failed_logins=1, failed_logins_per_address=2,
+                                                    connections_per_address=7),
+                    auth=AuthSettings(argon2_memory_kib=8192, argon2_time_cost=1, cache_ttl=0))
+    auth.apply(config)
+    assert (await auth.login(ALICE, "typo", "10.0.0.1", "imap")).outcome is LoginOutcome.INVALID
+    assert (await auth.login(ALICE, PASSWORD, "10.0.0.1", "imap")).outcome is LoginOutcome.THROTTLED
+    assert auth.anvil.connections_per_address == 7 and not auth.cache.enabled

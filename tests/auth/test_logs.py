@@ -27,7 +27,15 @@ async def crash():
     raise RuntimeError("in a task")
 
 async def main():
-    task = asyncio.get_running_loop().create_task(crash())
+    loop = asyncio.get_running_loop()
+    default = loop.get_exception_handler()
+    loop.set_exception_handler(logs.asyncio_exception_handler)
+    try:
+        raise ConnectionResetError("peer went away")
+    except ConnectionResetError as exc:
+        loop.call_exception_handler({"message": "Fatal error on transport", "exception": exc})
+    loop.set_exception_handler(default)
+    task = loop.create_task(crash())
     await asyncio.sleep(0)
     del task
 
@@ -52,6 +60,9 @@ def test_stdlib_aiosmtpd_asyncio_and_uncaught_lines_are_json() -> None:
     assert any("something else" in e["event"] and e["logger"] == "py.warnings" for e in events)
     asyncio_task = [e for e in events if e.get("logger") == "asyncio" and "RuntimeError" in e.get("exception", "")]
     assert len(asyncio_task) == 1
+    handled = [e for e in events if e["event"] == "asyncio_error"]
+    assert len(handled) == 1 and handled[0]["detail"] == "Fatal error on transport"
+    assert "ConnectionResetError: peer went away" in handled[0]["exception"]
     uncaught = [e for e in events if e["event"] == "uncaught_exception"]
     assert len(uncaught) == 2 and "ZeroDivisionError" in uncaught[0]["exception"]
     assert "SystemError: uncaught" in uncaught[1]["exception"]
