@@ -37,7 +37,7 @@ def config_data(pki: PKIFiles, url: str, **tables: dict[str, Any]) -> dict[str, 
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
     }
     data.update(tables)
-    return {k: v for k, v in data.items() if v}
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def make_config(pki: PKIFiles, url: str, base: Path, **tables: dict[str, Any]) -> Config:
