@@ -126,6 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return supervisor.serve(path, text, cfg, on_ready=banner)
         from gateway.app import serve
         from gateway.process.loop import DaemonLoop
+        from gateway.process.worker import forget_in_children
+
+        forget_in_children([])
 
         with asyncio.Runner(loop_factory=DaemonLoop) as runner:
             runner.run(serve(cfg, on_ready=banner, config_path=path))

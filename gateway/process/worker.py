@@ -47,9 +47,9 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _forget_in_children(fds: list[int]) -> None:
-    """Processes this worker forks (the password-hashing pool) keep neither its listening sockets nor its
-    channel, and die with it: a killed worker must free its ports and leave nothing behind."""
+def forget_in_children(fds: list[int]) -> None:
+    """Processes this one forks (the password-hashing pool) keep none of ``fds`` (listening sockets, channel)
+    and die with it: a killed worker or daemon must free its ports and leave nothing behind."""
 
     def in_child() -> None:
         for fd in fds:
@@ -84,7 +84,7 @@ def main(index: int, channel_fd: int, listen: list[str], parent: int) -> int:
         name, _, fd = item.rpartition("=")
         inherited[name] = socket.socket(fileno=int(fd))
     channel_sock = socket.socket(fileno=channel_fd)
-    _forget_in_children([channel_fd, *(s.fileno() for s in inherited.values())])
+    forget_in_children([channel_fd, *(s.fileno() for s in inherited.values())])
     with asyncio.Runner(loop_factory=lambda: DaemonLoop(inherited)) as runner:
         return runner.run(_serve(index, channel_sock))
 
