@@ -240,8 +240,7 @@ class Gateway:
         self.config = new
         for handler in self._handlers:
             handler.config = new
-        throttle = self.authenticator.throttle
-        throttle.limit, throttle.window = new.limits.failed_logins, new.limits.failed_login_window
+        self.authenticator.apply(new)
         if self._whitelist is not None and new.whitelist is not None:
             self._whitelist.settings = new.whitelist
             await self._whitelist.refresh()
