@@ -17,9 +17,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from gateway.documents.cda import load_schema, read_header
-from gateway.documents.pipeline import process_message
 from gateway.documents.xdm import read_xdm
 from gateway.documents.xdm_writer import build_xdm
+from gateway.ins_matching.filing import process_message
 from gateway.ins_matching.matching import FileTo, IdentityRecord, match
 from gateway.samples import samples_dir
 

@@ -142,7 +142,7 @@ async def _confirmed(session: AsyncSession, given: str) -> tuple[int, str | None
     bridge did not deposit (R12)."""
     from sqlalchemy import select
 
-    from gateway.documents.record import PatientDocument
+    from gateway.ins_matching.record import PatientDocument
     from gateway.store.models import Event
 
     if given.isdigit():

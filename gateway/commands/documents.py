@@ -32,7 +32,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 def cmd_review(args: argparse.Namespace) -> int:
     from gateway.cli import CommandError, load_config, print_rows, run_in_store
-    from gateway.documents import record
+    from gateway.ins_matching import record
 
     cfg = load_config(args)
     if args.action != "list" and args.id is None:
@@ -87,7 +87,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_documents(args: argparse.Namespace) -> int:
     from gateway.cli import load_config, print_rows, run_in_store
-    from gateway.documents import record
+    from gateway.ins_matching import record
 
     cfg = load_config(args)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gateway.dmp_bridge import constants as c
-from gateway.documents.errors import MimeRefused, XdmRefused
-from gateway.documents.mime import Part, walk
-from gateway.documents.xdm import looks_like_zip, read_xdm
+from gateway.documents.mime import Part
+from gateway.documents.pipeline import Extracted
+from gateway.documents.xdm import XdmArchive
 
 #: Attachments considered in one message; the rest are left alone (recorded by the caller).
 MAX_ATTACHMENTS = 10
@@ -64,23 +64,20 @@ def digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def find_attachments(raw: bytes, renderings: frozenset[str] = frozenset()) -> list[Attachment]:
-    """The attachments of ``raw`` to deposit as their own documents (bounded MIME walk; none if unreadable).
+def find_attachments(extracted: Extracted, renderings: frozenset[str] = frozenset()) -> list[Attachment]:
+    """The attachments to deposit as their own documents, among the parts the one document reader walked
+    (:func:`gateway.documents.pipeline.read_message`; none when the message could not be read).
 
     ``renderings``: :func:`digest` of the contents the message's level-1 CDAs wrap, which are not deposited twice.
     """
-    try:
-        parts = walk(raw)
-    except MimeRefused:
-        return []
+    parts = extracted.parts
     structured = {_stem(p.filename) for p in parts
                   if p.filename and p.filename.lower().rsplit(".", 1)[-1] in _STRUCTURED}
     copies = set(renderings)
-    for part in parts:
-        if looks_like_zip(part.data):
-            names, contents = _in_xdm(part.data)
-            structured |= names
-            copies |= contents
+    for archive in extracted.archives.values():
+        names, contents = _in_xdm(archive)
+        structured |= names
+        copies |= contents
     found: list[Attachment] = []
     for part in parts:
         media_type = _ALIASES.get(part.content_type, part.content_type)
@@ -94,13 +91,9 @@ def find_attachments(raw: bytes, renderings: frozenset[str] = frozenset()) -> li
     return found
 
 
-def _in_xdm(data: bytes) -> tuple[set[str], set[str]]:
+def _in_xdm(archive: XdmArchive) -> tuple[set[str], set[str]]:
     """The names (without extension) of an XDM zip's files and the digests of its documents: a part of the message
-    with such a name or content is a copy of what the zip carries (the zip is read by the bounded XDM reader)."""
-    try:
-        archive = read_xdm(data)
-    except XdmRefused:
-        return set(), set()
+    with such a name or content is a copy of what the zip carries."""
     names = {_stem(name) for name in archive.entries} - {"metadata", "index", "readme"}
     return names, {digest(document.content) for document in archive.documents}
 

@@ -1,7 +1,8 @@
 """From a submitted message to deposit jobs: find the CDA documents, apply the rules, enqueue what they allow.
 
-The lead wires SMTP submission to :func:`consider_message`, which runs inside the caller's transaction (the
-message, the rule decisions and the jobs commit together, or none of them does).
+The filing worker's deposit job calls :func:`consider_message` with what the one document reader
+(:func:`gateway.documents.pipeline.read_message`) found in the message; it runs inside the caller's transaction
+(the rule decisions and the jobs commit together, or none of them does).
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -9,9 +10,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -38,17 +37,11 @@ from gateway.dmp_bridge.rules import (
 )
 from gateway.documents.cda import CdaHeader, Code, non_xml_body, read_header
 from gateway.documents.errors import CdaRefused
+from gateway.documents.pipeline import Extracted, read_message
 from gateway.store.events import record
 from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.dmp_bridge.bridge")
-
-MAX_PARTS = 50
-MAX_ZIP_MEMBERS = 200
-MAX_DOCUMENTS = 20
-XML_TYPES = frozenset({"text/xml", "application/xml", "application/hl7-v3+xml", "application/hl7-cda+xml"})
-ZIP_TYPES = frozenset({"application/zip", "application/x-zip-compressed", "application/octet-stream"})
-
 
 @dataclass(frozen=True)
 class Considered:
@@ -59,54 +52,23 @@ class Considered:
     job_id: int | None
 
 
-def _cdas_in_zip(data: bytes) -> Iterator[bytes]:
-    """CDA candidates inside an IHE XDM zip: XML members other than METADATA.XML, bounded in count and size."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        return
-    with archive:
-        for info in archive.infolist()[:MAX_ZIP_MEMBERS]:
-            name = info.filename.replace("\\", "/").upper()
-            if not name.endswith(".XML") or name.endswith("METADATA.XML") or info.file_size > c.MAX_CDA_SIZE:
-                continue
-            with archive.open(info) as member:
-                content = member.read(c.MAX_CDA_SIZE + 1)
-            if len(content) <= c.MAX_CDA_SIZE:
-                yield content
-
-
-def find_cdas(raw: bytes) -> list[tuple[bytes, CdaHeader]]:
-    """The CDA R2 documents a message carries, directly or inside an XDM zip (bounded, de-duplicated by id)."""
-    message = BytesParser(policy=email_policy.default).parsebytes(raw)
+def cdas_of(extracted: Extracted) -> list[tuple[bytes, CdaHeader]]:
+    """The CDA R2 documents to consider for deposit among what :func:`gateway.documents.pipeline.read_message`
+    found: readable ones within the DMP's CDA size (R15), de-duplicated by uniqueId. The message was read by
+    the one bounded reader (zip bombs, zip slip, nesting and MIME depth are refused there)."""
     found: dict[str, tuple[bytes, CdaHeader]] = {}
-    parts = 0
-    for part in message.walk():
-        parts += 1
-        if parts > MAX_PARTS or len(found) >= MAX_DOCUMENTS:
-            break
-        if part.is_multipart():
+    for document in extracted.documents:
+        if document.header is None or len(document.content) > c.MAX_CDA_SIZE:
             continue
-        kind = part.get_content_type()
-        filename = (part.get_filename() or "").lower()
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        candidates: list[bytes] = []
-        if kind in XML_TYPES or filename.endswith(".xml"):
-            candidates = [payload]
-        elif kind in ZIP_TYPES or filename.endswith(".zip"):
-            candidates = list(_cdas_in_zip(payload))
-        for candidate in candidates:
-            try:
-                header = read_header(candidate, validate=False, limits=c.CDA_LIMITS)
-            except CdaRefused:
-                continue
-            found.setdefault(header.unique_id, (candidate, header))
+        found.setdefault(document.header.unique_id, (document.content, document.header))
     return list(found.values())
 
 
-async def _identity(session: AsyncSession, matricule: str) -> Identity | None:
+async def _identity(session: AsyncSession, ctx: _Context, matricule: str) -> Identity | None:
+    """The repository's identity for ``matricule`` (obsolete ones lead to the principal one, R8): the one the
+    filing worker already looked up for R10 when it gave it, else read here."""
+    if ctx.identities is not None and matricule in ctx.identities:
+        return ctx.identities[matricule]
     from gateway.ins_matching import identities
 
     return await identities.find(session, matricule)
@@ -130,6 +92,8 @@ class _Context:
     author: Professional | None = None
     #: The person who asked for the deposit (manual deposit, confirmation): the actor of the trail (R18).
     person: str | None = None
+    #: Identities already read for these documents' matricules (the filing worker's R10 lookup).
+    identities: Mapping[str, Identity] | None = None
 
     @property
     def actor(self) -> str:
@@ -141,7 +105,9 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
                            presence: PresenceSource = nobody_present, now: datetime | None = None,
                            manual_request: bool = False, confirmed_by: str | None = None,
                            author: Professional | None = None, title: str | None = None,
-                           visibility: str | None = None, only: str | None = None) -> list[Considered]:
+                           visibility: str | None = None, only: str | None = None,
+                           extracted: Extracted | None = None,
+                           identities: Mapping[str, Identity] | None = None) -> list[Considered]:
     """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
     Runs in the caller's transaction; records one event per rule decision (R18). The documents queued together
@@ -149,20 +115,24 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
     ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
     the type code of its attached documents and ``X-DMP-Patient`` their patient when no CDA names one; ``title``
     and ``visibility`` given by a person replace them. ``only``: the uniqueId of the one document a person
-    confirms (R12), the message's other documents left as they are.
+    confirms (R12), the message's other documents left as they are. ``extracted``: what
+    :func:`gateway.documents.pipeline.read_message` read of ``raw`` (read here when not given);
+    ``identities``: the identities already looked up for its matricules.
     """
     headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
     ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
                    visibility or str(headers.get(c.VISIBILITY_HEADER) or "") or None,
                    title or str(headers.get(c.TITLE_HEADER) or "") or None, manual_request, confirmed_by, author,
-                   confirmed_by if manual_request else None)
-    cdas = find_cdas(raw)
+                   confirmed_by if manual_request else None, identities)
+    if extracted is None:
+        extracted = read_message(raw, validate=False)
+    cdas = cdas_of(extracted)
     results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas
                if only is None or header.unique_id == only]
     renderings = frozenset(digest(body) for body in (non_xml_body(cda, c.CDA_LIMITS) for cda, header in cdas
                                                      if header.body == "nonXML") if body)
     message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
-    attached = [a for a in find_attachments(raw, renderings)
+    attached = [a for a in find_attachments(extracted, renderings)
                 if only is None or a.unique_id(policy.structure.source_id, message_key) == only]
     if attached:
         type_code = str(headers.get(TYPE_HEADER) or "").strip()[:40] or None
@@ -181,7 +151,7 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
     ``size`` is the document's (a wrapped PDF's, not its wrapper's, R15); ``title`` the sender's, if any.
     """
     matricule = header.patient.matricule or ""
-    identity = await _identity(session, matricule) if matricule else None
+    identity = await _identity(session, ctx, matricule) if matricule else None
     identity_id, status = (identity.id, identity.status) if identity is not None else (None, None)
     present = None
     if matricule and ctx.sender_mailbox_id is not None:
@@ -249,7 +219,7 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
     author = author or ctx.author or policy.professional_by_mailbox(ctx.sender) or next(
         (a for a in (depositing_author(h, policy) for h in cdas) if a is not None), None)
     code = type_code or (cdas[0].type_code if cdas else DEFAULT_ATTACHMENT_TYPE)
-    identity = await _identity(session, matricule) if matricule else None
+    identity = await _identity(session, ctx, matricule) if matricule else None
     results = []
     for attachment in attached:
         unique_id = attachment.unique_id(policy.structure.source_id, message_key)

@@ -19,22 +19,27 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.codes.oids import (
+    FORMAT_LAB,
+    FORMAT_PDF_WRAPPED,
+    FORMAT_VSM,
+    INS_OIDS,
+    OID_RPPS,
+    OID_STRUCTURE,
+    TEMPLATE_CR_BIO,
+    TEMPLATE_VSM,
+)
 from gateway.documents.errors import CdaRefused, DocumentRefused
 from gateway.documents.limits import CDA, CdaLimits
-from gateway.ins_matching.nir import INS_OIDS
 from gateway.samples import samples_dir
 
 HL7 = "urn:hl7-org:v3"
 NS = {"h": HL7}
 #: National identifiers of health professionals (``8`` + RPPS) and of structures (FINESS/SIRET...).
-OID_PS_NATIONAL_ID = "1.2.250.1.71.4.2.1"
-OID_STRUCTURE_NATIONAL_ID = "1.2.250.1.71.4.2.2"
+OID_PS_NATIONAL_ID = OID_RPPS
+OID_STRUCTURE_NATIONAL_ID = OID_STRUCTURE
 #: Template ids that decide an XDS formatCode (domain.md section 5).
-TEMPLATE_CR_BIO = "1.2.250.1.213.1.1.1.55"
-TEMPLATE_VSM = "1.2.250.1.213.1.1.1.13"
-FORMAT_PDF = "urn:ihe:iti:xds-sd:pdf:2008"
-FORMAT_LAB = "urn:ihe:lab:xd-lab:2008"
-FORMAT_VSM = "urn:asip:ci-sis:vsm:2012"
+FORMAT_PDF = FORMAT_PDF_WRAPPED
 FORMAT_GENERIC = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 
 #: Where the ANS extended CDA schema is looked for when no path is given (GATEWAY_CDA_SCHEMA overrides).

@@ -1,23 +1,25 @@
-"""From a received message to filing decisions: MIME → XDM → CDA → match (R10, R11). Pure and synchronous.
+"""What a received message carries: MIME → XDM → CDA, read once for every consumer. Pure and synchronous.
 
-:func:`extract` finds every CDA document a message carries (inside IHE XDM zips and as bare attachments) and
-never raises for what the message contains: a part that cannot be read becomes an :class:`ExtractedDocument`
-with a ``problem`` sentence, which :func:`decide` turns into a review item (code 906). :func:`process_message`
-does both with an identity lookup; :mod:`gateway.documents.record` stores the outcomes.
+:func:`read_message` walks the message with the bounded readers (:mod:`gateway.documents.mime`,
+:mod:`gateway.documents.xdm`, :mod:`gateway.documents.cda`) and returns the CDA documents it carries (inside
+IHE XDM zips and as bare attachments), the parts and the XDM archives it read. It never raises for what the
+message contains: a part that cannot be read becomes an :class:`ExtractedDocument` with a ``problem``
+sentence. The filing path (:mod:`gateway.ins_matching.filing`, R10) and the deposit path
+(:mod:`gateway.dmp_bridge.bridge`, R12–R16) both consume this one result: there is no second reader.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.documents.cda import CdaHeader, read_header
 from gateway.documents.errors import CdaRefused, DocumentRefused, XdmRefused
 from gateway.documents.limits import MIME, XDM, MimeLimits, XdmLimits
 from gateway.documents.mime import Part, walk
-from gateway.documents.xdm import looks_like_zip, read_xdm
-from gateway.ins_matching.matching import INS_MISMATCH, OTHER, Decision, Lookup, Review, match
+from gateway.documents.xdm import XdmArchive, looks_like_zip, read_xdm
 
 _ZIP_TYPES = {"application/zip", "application/x-zip-compressed", "application/x-zip", "application/octet-stream"}
 _XML_TYPES = {"text/xml", "application/xml", "application/hl7-v3+xml", "application/hl7-cda+xml"}
@@ -40,9 +42,14 @@ class ExtractedDocument:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    document: ExtractedDocument
-    decision: Decision
+class Extracted:
+    """Everything read from one message: its documents, its MIME parts and the XDM archives among them."""
+
+    documents: list[ExtractedDocument]
+    #: Empty when the MIME structure itself was refused (one document then carries the reason).
+    parts: list[Part] = field(default_factory=list)
+    #: The XDM zips read without refusal, by the MIME path of their part.
+    archives: dict[str, XdmArchive] = field(default_factory=dict)
 
 
 def _is_zip(part: Part) -> bool:
@@ -59,17 +66,18 @@ def _label(part: Part) -> str:
     return f"part {part.path}" + (f" ({part.filename})" if part.filename else "")
 
 
-def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME,
-            xdm_limits: XdmLimits = XDM) -> list[ExtractedDocument]:
-    """Every CDA document in ``raw`` (XDM first, bare attachments after), duplicates dropped."""
+def read_message(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME,
+                 xdm_limits: XdmLimits = XDM) -> Extracted:
+    """Every CDA document in ``raw`` (XDM first, bare attachments after), duplicates dropped, with the parts."""
     try:
         parts = walk(raw, mime_limits)
     except DocumentRefused as refusal:
-        return [ExtractedDocument("message", b"", problem=str(refusal))]
+        return Extracted([ExtractedDocument("message", b"", problem=str(refusal))])
     found: list[ExtractedDocument] = []
+    archives: dict[str, XdmArchive] = {}
     for part in parts:
         if _is_zip(part):
-            found.extend(_from_xdm(part, validate, xdm_limits))
+            found.extend(_from_xdm(part, validate, xdm_limits, archives))
     for part in parts:
         if _is_xml(part) and not _is_zip(part):
             document = _from_bare(part, validate)
@@ -84,14 +92,22 @@ def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME
                 continue  # the same CDA attached both inside the XDM and beside it
             seen.setdefault(key, []).append(document.content)
         unique.append(document)
-    return unique
+    return Extracted(unique, parts, archives)
 
 
-def _from_xdm(part: Part, validate: bool, limits: XdmLimits) -> list[ExtractedDocument]:
+def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME,
+            xdm_limits: XdmLimits = XDM) -> list[ExtractedDocument]:
+    """The documents of :func:`read_message`."""
+    return read_message(raw, validate=validate, mime_limits=mime_limits, xdm_limits=xdm_limits).documents
+
+
+def _from_xdm(part: Part, validate: bool, limits: XdmLimits, archives: dict[str, XdmArchive]
+              ) -> list[ExtractedDocument]:
     try:
         archive = read_xdm(part.data, limits)
     except XdmRefused as refusal:
         return [ExtractedDocument(_label(part), part.data, problem=str(refusal))]
+    archives[part.path] = archive
     documents = []
     for entry in archive.documents:
         source = f"{_label(part)} {entry.path}"
@@ -117,27 +133,3 @@ def _from_bare(part: Part, validate: bool) -> ExtractedDocument | None:
             return None  # some other XML attachment: not ours to file
         return ExtractedDocument(_label(part), part.data, problem=str(refusal))
     return ExtractedDocument(_label(part), part.data, header)
-
-
-def decide(document: ExtractedDocument, lookup: Lookup, *, allow_test_oids: bool = False,
-           author_allowed: Callable[[CdaHeader], bool] | None = None,
-           filed_version: Callable[[str], int | None] | None = None) -> Decision:
-    """The filing decision for one extracted document (R10, R11)."""
-    if document.header is None:
-        return Review(OTHER, document.problem or "The document could not be read.")
-    declared = document.declared_patient
-    patient = document.header.patient
-    if declared is not None and patient.ins and declared != (patient.matricule, patient.oid):
-        return Review(INS_MISMATCH, "The XDM metadata's patient id differs from the INS in the CDA header.")
-    return match(document.header, lookup, allow_test_oids=allow_test_oids, author_allowed=author_allowed,
-                 filed_version=filed_version)
-
-
-def process_message(raw: bytes, lookup: Lookup, *, allow_test_oids: bool = False,
-                    author_allowed: Callable[[CdaHeader], bool] | None = None,
-                    filed_version: Callable[[str], int | None] | None = None,
-                    validate: bool = True) -> list[Outcome]:
-    """MIME → XDM → CDA → match for one received message; one outcome per CDA found (or per unreadable part)."""
-    return [Outcome(document, decide(document, lookup, allow_test_oids=allow_test_oids,
-                                     author_allowed=author_allowed, filed_version=filed_version))
-            for document in extract(raw, validate=validate)]

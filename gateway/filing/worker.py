@@ -21,11 +21,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import Config
-from gateway.documents.pipeline import ExtractedDocument, Outcome, decide, extract
-from gateway.documents.record import Recorded, filed_versions, identities_for, record_outcomes
+from gateway.documents.pipeline import Extracted, ExtractedDocument, extract, read_message
 from gateway.filing import mdn
 from gateway.filing.jobs import DEPOSIT, DONE, FAILED, PENDING
 from gateway.filing.models import FilingJob
+from gateway.ins_matching.filing import Outcome, decide
+from gateway.ins_matching.record import Recorded, filed_versions, identities_for, record_outcomes
 from gateway.routing.headers import header_block
 from gateway.store import bulk
 from gateway.store.changes import ChangeHub, notify_database, take_changed
@@ -92,7 +93,8 @@ class FilingWorker(Background):
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         try:
             if kind == DEPOSIT:
-                await self._consider_deposit(job_id, message_id, mailbox_id, raw)
+                extracted = await asyncio.to_thread(read_message, raw, validate=False)
+                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted)
             else:
                 documents = await asyncio.to_thread(extract, raw)
                 await self._file(job_id, message_id, mailbox_id, raw, documents)
@@ -131,8 +133,11 @@ class FilingWorker(Background):
             select(FilingJob).where(FilingJob.id == job_id, FilingJob.state == PENDING)
             .with_for_update(skip_locked=True))).scalar_one_or_none()
 
-    async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes) -> None:
-        """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued)."""
+    async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+                                extracted: Extracted) -> None:
+        """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued).
+
+        The bridge reads what the one document reader extracted, with the identities of the R10 lookup."""
         from gateway.dmp_bridge.bridge import consider_message
         from gateway.dmp_bridge.daemon import policy_from
         from gateway.dmp_bridge.presence import card_presence
@@ -144,9 +149,12 @@ class FilingWorker(Background):
                 return
             message = await session.get(Message, message_id)
             assert message is not None
+            matricules = [d.header.patient.matricule for d in extracted.documents
+                          if d.header and d.header.patient.matricule]
             considered = await consider_message(
                 session, message_id, raw, message.mail_from, list(message.rcpt_to),
-                policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence())
+                policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence(),
+                extracted=extracted, identities=await identities_for(session, matricules))
             job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
             await record(session, "dmp.considered", "done", rule="R12", mailbox_id=mailbox_id,
                          message_id=message_id, documents=len(considered))

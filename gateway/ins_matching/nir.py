@@ -1,15 +1,18 @@
-"""INS matricule syntax and key (R8): 13-character NIR or NIA followed by a 2-digit key."""
+"""INS matricule syntax and key (R8): 13-character NIR or NIA followed by a 2-digit key.
+
+The INS OIDs live in :mod:`gateway.codes.oids`.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
 import re
 
-OID_NIR = "1.2.250.1.213.1.4.8"
-OID_NIA = "1.2.250.1.213.1.4.9"
-OID_NIR_TEST = "1.2.250.1.213.1.4.10"
-OID_NIR_DEMO = "1.2.250.1.213.1.4.11"
-INS_OIDS = frozenset({OID_NIR, OID_NIA, OID_NIR_TEST, OID_NIR_DEMO})
-TEST_OIDS = frozenset({OID_NIR_TEST, OID_NIR_DEMO})
+from gateway.codes.oids import INS_OIDS, OID_NIA, OID_NIR, OID_NIR_DEMO, OID_NIR_TEST, TEST_OIDS
+
+__all__ = ["INS_OIDS", "OID_NIA", "OID_NIR", "OID_NIR_DEMO", "OID_NIR_TEST", "TEST_OIDS", "is_well_formed",
+           "key_ok", "nir_key"]
 
 _SHAPE = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
 

@@ -28,7 +28,7 @@ from support.store import Store
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import ACCEPTED, RETRY, SENT, DmpDeposit
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
-from gateway.documents.record import PatientDocument
+from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
 
 BIO = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"

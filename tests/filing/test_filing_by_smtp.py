@@ -21,8 +21,8 @@ from support.process import GatewayProcess
 from support.store import Store
 
 from gateway.documents.cda import read_header
-from gateway.documents.record import PatientDocument, list_reviews
 from gateway.documents.xdm_writer import build_xdm
+from gateway.ins_matching.record import PatientDocument, list_reviews
 from gateway.samples import samples_dir
 
 SAMPLES = samples_dir() / "cda"

@@ -18,8 +18,8 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
 
-from gateway.documents.record import PatientDocument
 from gateway.filing.models import UpstreamMessage
+from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
 from gateway.store.models import Delivery, Folder, Mailbox
 

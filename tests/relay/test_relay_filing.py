@@ -17,8 +17,8 @@ from sqlalchemy import select
 from support.pki import PKIFiles
 from support.relay import make_pair, queue_rows, wait_for
 
-from gateway.documents.record import PatientDocument
 from gateway.filing.models import FilingJob
+from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
 
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"

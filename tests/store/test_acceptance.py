@@ -19,10 +19,10 @@ from support.store import Store
 
 from gateway.auth.accounts import Account
 from gateway.config import Config, load
-from gateway.documents.record import PatientDocument
 from gateway.filing.models import FilingJob, UpstreamMessage
 from gateway.filing.upstream import plan_import
 from gateway.filing.worker import FilingWorker
+from gateway.ins_matching.record import PatientDocument
 from gateway.routing.delivery import Outcome, plan_submission
 from gateway.routing.headers import summarise
 from gateway.routing.policy import decide

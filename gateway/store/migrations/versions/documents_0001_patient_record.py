@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-22 09:10:00
 
 Received CDA documents are filed into a patient's record when they match a qualified identity (R10), and
-otherwise wait in a review queue with an ANS integration code (R10, R11). Models: gateway/documents/record.py.
+otherwise wait in a review queue with an ANS integration code (R10, R11). Models: gateway/ins_matching/record.py.
 """
 
 from collections.abc import Sequence

@@ -8,8 +8,9 @@ from email.message import EmailMessage
 
 from documents.helpers import TEST_MATRICULE, entry, identity, raw_zip, sample, variant
 
-from gateway.documents.pipeline import extract, process_message
+from gateway.documents.pipeline import extract
 from gateway.documents.xdm_writer import build_xdm
+from gateway.ins_matching.filing import process_message
 from gateway.ins_matching.matching import INS_MISMATCH, OTHER, UNKNOWN_PATIENT, FileTo, Review
 
 IMAGING = "IMG_CR_IMG_2024.01.xml"

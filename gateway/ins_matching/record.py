@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
+from gateway.codes.oids import OID_RPPS
 from gateway.documents.cda import CdaHeader
-from gateway.documents.pipeline import Outcome, decide, extract
+from gateway.documents.pipeline import extract
 from gateway.ins_matching import identities
+from gateway.ins_matching.filing import Outcome, decide
 from gateway.ins_matching.matching import FileTo, IdentityLike, Review
 from gateway.store.events import now, record
 from gateway.store.models import Base, Id, Identity
@@ -162,7 +164,7 @@ def _columns(header: dict[str, Any]) -> dict[str, Any]:
         type_code=code.get("code"), type_code_system=code.get("code_system"),
         type_display=(code.get("display_name") or None), title=header.get("title"),
         effective_time=header.get("effective_time"), confidentiality=confidentiality.get("code"),
-        author_national_id=author_id.get("extension") if author_id.get("root") == "1.2.250.1.71.4.2.1" else None,
+        author_national_id=author_id.get("extension") if author_id.get("root") == OID_RPPS else None,
         author_organisation=(organisation.get("name") or None),
     )
 
@@ -365,7 +367,7 @@ class Recorded:
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], *, message_id: int | None = None,
                           actor: str = "gateway") -> list[Recorded]:
-    """File or queue each outcome of :func:`gateway.documents.pipeline.process_message`."""
+    """File or queue each outcome of :func:`gateway.ins_matching.filing.process_message`."""
     results = []
     for outcome in outcomes:
         document, decision = outcome.document, outcome.decision

@@ -10,9 +10,8 @@ from documents.helpers import TEST_MATRICULE, TEST_OID, sample, variant
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.documents import record
 from gateway.documents.xdm_writer import build_xdm
-from gateway.ins_matching import identities
+from gateway.ins_matching import identities, record
 from gateway.ins_matching.identities import Traits
 from gateway.store import db
 from gateway.store.models import Base, Event
