@@ -16,10 +16,11 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ from gateway.codes.rules import Rule
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 OTHER = "other"
+_DataHandler = Callable[..., Awaitable[str]]
 
 # --- vocabularies -----------------------------------------------------------------------------------------------
 #: Listener names, as the daemon calls them (config keys: smtp.submission, smtp.submissions, relay, imap...).
@@ -44,7 +46,8 @@ PROTOCOLS = frozenset({"smtp", "imap", "web", "card", "hl7"})
 #: SASL mechanisms (RFC 4422 registry names) and the IMAP LOGIN command, which counts as ``LOGIN``.
 MECHANISMS = frozenset({"PLAIN", "LOGIN", "EXTERNAL", "XOAUTH2", "OAUTHBEARER", "CRAM-MD5", "SCRAM-SHA-1",
                         "SCRAM-SHA-256", "CERTIFICATE"})
-LOGIN_OUTCOMES = frozenset({"ok", "failed", "throttled", "refused", "disabled"})
+#: gateway.auth's LoginOutcome values (ok, invalid, throttled), and refusals before any password is checked.
+LOGIN_OUTCOMES = frozenset({"ok", "invalid", "throttled", "refused", "disabled"})
 #: An SMTP transaction ends accepted (2xx after DATA), deferred (4xx), refused (5xx) or aborted (client gone).
 SMTP_OUTCOMES = frozenset({"accepted", "deferred", "refused", "aborted"})
 #: Commands of IMAP4rev2 (RFC 9051) and the extensions the engine serves; ``UID x`` is its own name.
@@ -129,8 +132,36 @@ def smtp_transaction(listener: str, code: int | None, seconds: float | None = No
         SMTP_DATA_SECONDS.labels(name).observe(seconds)
 
 
+def _reply_code(reply: object) -> int | None:
+    text = str(reply)
+    return int(text[:3]) if text[:3].isdigit() else None
+
+
+def observe_data(listener: str | None = None) -> Callable[[_DataHandler], _DataHandler]:
+    """Decorate an aiosmtpd ``handle_DATA`` method: count its transaction by the reply it returns and time the
+    end of DATA to that reply (``listener`` given, or the handler's ``listener`` attribute)."""
+
+    def decorate(handle: _DataHandler) -> _DataHandler:
+        @functools.wraps(handle)
+        async def observed(self: Any, *args: Any, **kwargs: Any) -> str:
+            name = listener if listener is not None else str(getattr(self, "listener", ""))
+            started = time.monotonic()
+            try:
+                reply = await handle(self, *args, **kwargs)
+            except BaseException:
+                smtp_transaction(name, None)
+                raise
+            smtp_transaction(name, _reply_code(reply), time.monotonic() - started)
+            return reply
+
+        return observed
+
+    return decorate
+
+
 def login(protocol: str, mechanism: str, outcome: str) -> None:
-    """One login attempt: ``outcome`` is ok, failed, throttled, refused (not allowed here) or disabled."""
+    """One login attempt: ``outcome`` is a LoginOutcome value (ok, invalid, throttled), refused (not allowed
+    here, e.g. before TLS) or disabled."""
     LOGINS.labels(pick(protocol, PROTOCOLS), pick(mechanism, MECHANISMS, upper=True),
                   pick(outcome, LOGIN_OUTCOMES)).inc()
 

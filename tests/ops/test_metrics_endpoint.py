@@ -102,7 +102,7 @@ async def test_listener_helpers_fill_smtp_imap_and_login_series_with_latency_his
         metrics.smtp_transaction("submissions", 550)
         metrics.smtp_transaction("relay", None)
         metrics.login("smtp", "plain", "ok")
-        metrics.login("imap", "LOGIN", "failed")
+        metrics.login("imap", "LOGIN", "invalid")
         metrics.imap_session("imaps", +1)
         metrics.imap_command("uid  fetch", "ok", 0.002)
         metrics.imap_command("SELECT", "NO", 0.01)
@@ -117,7 +117,7 @@ async def test_listener_helpers_fill_smtp_imap_and_login_series_with_latency_his
     assert grew("gateway_smtp_data_seconds_count", listener="submission") == 1
     assert grew("gateway_smtp_data_seconds_bucket", listener="submission", le="0.05") == 1
     assert grew("gateway_logins_total", protocol="smtp", mechanism="PLAIN", outcome="ok") == 1
-    assert grew("gateway_logins_total", protocol="imap", mechanism="LOGIN", outcome="failed") == 1
+    assert grew("gateway_logins_total", protocol="imap", mechanism="LOGIN", outcome="invalid") == 1
     assert grew("gateway_imap_sessions", listener="imaps") == 1
     assert grew("gateway_imap_commands_total", command="UID FETCH", status="OK") == 1
     assert grew("gateway_imap_command_seconds_count", command="SELECT") == 1
@@ -148,3 +148,44 @@ async def test_store_down_gives_store_up_zero_and_the_scrape_still_answers(tmp_p
         text = await gw.metrics()
     assert sample(text, "gateway_store_up") == 0
     assert sample(text, "gateway_queue_depth", queue="outbound") is None
+
+
+class _ObservedHandler:
+    """An aiosmtpd handler decorated as the gateway's are: 250 for one recipient, 554 for another."""
+
+    listener = "submissions"
+
+    @metrics.observe_data()
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        if "refuse@" in envelope.rcpt_tos[0]:  # type: ignore[attr-defined]
+            return "554 5.7.1 Refused"
+        return "250 2.0.0 Accepted"
+
+
+def test_observe_data_counts_real_smtp_transactions_by_reply_and_times_the_accepted_ones() -> None:
+    import smtplib
+
+    from aiosmtpd.controller import Controller
+    from ops.ops_support import free_port
+
+    def value(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    accepted = dict(listener="submissions", outcome="accepted")
+    refused = dict(listener="submissions", outcome="refused")
+    before = (value("gateway_smtp_transactions_total", **accepted), value("gateway_smtp_transactions_total", **refused),
+              value("gateway_smtp_data_seconds_count", listener="submissions"))
+    controller = Controller(_ObservedHandler(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", controller.port, timeout=30) as client:
+            client.sendmail("a@pro.gateway.test", ["b@pro.gateway.test"], b"Subject: x\r\n\r\nx\r\n")
+            try:
+                client.sendmail("a@pro.gateway.test", ["refuse@pro.gateway.test"], b"Subject: x\r\n\r\nx\r\n")
+            except smtplib.SMTPDataError as error:
+                assert error.smtp_code == 554
+    finally:
+        controller.stop()
+    after = (value("gateway_smtp_transactions_total", **accepted), value("gateway_smtp_transactions_total", **refused),
+             value("gateway_smtp_data_seconds_count", listener="submissions"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
