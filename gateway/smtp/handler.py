@@ -239,7 +239,7 @@ class SubmissionHandler:
             if over is not None:
                 log.info("smtp.data", outcome="refused", reason="message_rate", mailbox_id=account.id,
                          client=_client_ip(session))
-                return str(replies.MESSAGE_RATE)
+                return str(replies.MESSAGE_RATE.with_text(over) if over.isascii() else replies.MESSAGE_RATE)
         if self.config.documents is not None and self.config.documents.package_outgoing:
             raw = await self._package(raw)
         version, cipher = _tls(session)

@@ -199,7 +199,9 @@ class GatewaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refusal is not None:
-            await self._close_with(str(replies.TOO_MANY_CONNECTIONS))
+            reason = self._refusal
+            fixed = replies.TOO_MANY_CONNECTIONS
+            await self._close_with(str(fixed.with_text(reason) if reason.isascii() and reason else fixed))
             return
         await super()._handle_client()
 
