@@ -35,10 +35,14 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 def _url(args: argparse.Namespace) -> str | None:
     """The configured store's URL, or None when there is no configuration file (restore needs none)."""
     from gateway.cli import _config_path, load_config
+    from gateway.config import ConfigError
 
     if not _config_path(args).is_file():
         return None
-    return str(load_config(args).database_url)
+    try:
+        return str(load_config(args).database_url)
+    except ConfigError:
+        return None
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

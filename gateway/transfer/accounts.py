@@ -98,13 +98,12 @@ def read(path: Path, domains: Iterable[str], patient_domain: str) -> tuple[list[
     domain_set = frozenset(domains)
     csv.field_size_limit(MAX_FIELD)
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        sample = handle.read(8192)
+        header = handle.readline(MAX_FIELD)
         handle.seek(0)
-        try:
-            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        return _lines(csv.reader(handle, dialect), domain_set, patient_domain)
+        # The header names the columns: its most frequent separator is the file's (spreadsheets in French
+        # locales write ';').
+        delimiter = max(",;\t", key=header.count)
+        return _lines(csv.reader(handle, delimiter=delimiter), domain_set, patient_domain)
 
 
 def _lines(reader: Any, domains: frozenset[str], patient_domain: str) -> tuple[list[AccountLine], list[LineError]]:
