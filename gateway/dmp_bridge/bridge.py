@@ -20,6 +20,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.codes.identity_status import is_qualified
+from gateway.codes.rules import Rule
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, digest, find_attachments
 from gateway.dmp_bridge.metadata import WrappedPatient, wrap_document
@@ -225,7 +227,7 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
         unique_id = attachment.unique_id(policy.structure.source_id, message_key)
         refusal = _attachment_refusal(matricule, identity, author)
         if refusal is not None or identity is None or author is None:
-            decision = refusal or refuse("R12", "no_author", "The document names no author.")
+            decision = refusal or refuse(Rule.R12, "no_author", "The document names no author.")
             await record(session, "dmp.rule", "refused", rule=decision.rule, actor=ctx.actor,
                          message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
                          identity_id=identity.id if identity else None, code=decision.code,
@@ -250,13 +252,13 @@ def _attachment_refusal(matricule: str | None, identity: Identity | None,
                         author: Professional | None) -> Decision | None:
     """R7 and R12 before wrapping: the wrapper needs a qualified patient's traits and an author."""
     if matricule is None:
-        return refuse("R7", "no_patient", "The attached document is for no single patient: the message has no "
+        return refuse(Rule.R7, "no_patient", "The attached document is for no single patient: the message has no "
                       "CDA naming one, and its patient recipient and X-DMP-Patient header name none or different "
                       "patients; it is not deposited.")
-    if identity is None or identity.status != "qualifiée":
+    if identity is None or not is_qualified(identity.status):
         return r7_identity(identity.status if identity is not None else None)
     if author is None:
-        return refuse("R12", "no_author", "The sender is not one of the structure's professionals and no CDA of "
+        return refuse(Rule.R12, "no_author", "The sender is not one of the structure's professionals and no CDA of "
                       "the message names one: only a document's author may deposit it.")
     return None
 

@@ -32,6 +32,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.codes.rules import Rule
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare, submission_uid_for, together
 from gateway.dmp_bridge.rules import DepositPolicy
@@ -100,7 +101,7 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
     existing = (await session.execute(select(DmpDeposit.id, DmpDeposit.state)
                                       .where(DmpDeposit.unique_id == unique_id))).first()
     if existing is not None:
-        await record(session, "dmp.deposit.duplicate", "skipped", rule="R18", actor=actor, message_id=message_id,
+        await record(session, "dmp.deposit.duplicate", "skipped", rule=Rule.R18, actor=actor, message_id=message_id,
                      identity_id=identity_id, job_id=existing.id, state=existing.state, unique_id=unique_id)
         return None
     moment = now()
@@ -111,7 +112,7 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
                      state=PENDING, attempts=0, next_attempt_at=moment, created_at=moment)
     session.add(job)
     await session.flush()
-    await record(session, "dmp.deposit.queued", PENDING, rule="R12", actor=actor, message_id=message_id,
+    await record(session, "dmp.deposit.queued", PENDING, rule=Rule.R12, actor=actor, message_id=message_id,
                  identity_id=identity_id, mailbox_id=sender_mailbox_id, job_id=job.id, unique_id=unique_id,
                  type_code=type_code, visibility=sorted(visibility), replaces=replaces, matricule=matricule)
     return job.id
@@ -145,7 +146,7 @@ async def link(session: AsyncSession, job_ids: Iterable[int], *, root: str, acto
         uid = submission_uid_for(root, (r.unique_id for r in group))
         ids = [r.id for r in group]
         await session.execute(update(DmpDeposit).where(DmpDeposit.id.in_(ids)).values(submission_uid=uid))
-        await record(session, "dmp.deposit.linked", "linked", rule="R15", actor=actor, message_id=message_id,
+        await record(session, "dmp.deposit.linked", "linked", rule=Rule.R15, actor=actor, message_id=message_id,
                      job_ids=ids, submission_uid=uid, documents=len(ids))
         linked.append(ids)
     return linked
@@ -235,7 +236,7 @@ class OutboxWorker:
                 job.claim_token = token
                 job.sent_at = moment
                 job.next_attempt_at = moment + timedelta(seconds=self.lease)
-                await record(session, "dmp.deposit.sent", SENT, rule="R18", actor=self.worker_id,
+                await record(session, "dmp.deposit.sent", SENT, rule=Rule.R18, actor=self.worker_id,
                              message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
                 claimed.setdefault(job.submission_uid, []).append(
                     Claimed(job.id, token, job.attempts, job.unique_id, job.submission_uid, job.cda, job.title,
@@ -269,13 +270,13 @@ class OutboxWorker:
         """The job's submission, or the state it was finished in when it cannot be deposited at all."""
         author = self.policy.professional(job.author_id)
         if author is None:
-            return await self._finish(job, REFUSED, "R12", "not_a_professional",
+            return await self._finish(job, REFUSED, Rule.R12, "not_a_professional",
                                       f"The author {job.author_id} is no longer a professional of the structure.")
         try:
             return prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
                            submission_uid=job.submission_uid, policy=self.policy)
         except (CdaRefused, AssertionError, ValueError) as exc:
-            return await self._finish(job, REFUSED, "R15", "unreadable", f"The document cannot be deposited: {exc}")
+            return await self._finish(job, REFUSED, Rule.R15, "unreadable", f"The document cannot be deposited: {exc}")
 
     async def _send(self, jobs: Sequence[Claimed], prepared: Prepared) -> list[str]:
         """One ITI-41 request for ``jobs``; its answer recorded on each of them."""
@@ -287,13 +288,13 @@ class OutboxWorker:
         except DmpTransportError as exc:
             return [await self._retry(job, str(exc)) for job in jobs]
         if stored:  # an earlier send was stored before its answer was lost; the others go again on their own
-            return [await self._finish(job, ACCEPTED, "R18", c.ERR_DUPLICATE_UNIQUE_ID, "Already in the DMP (an "
+            return [await self._finish(job, ACCEPTED, Rule.R18, c.ERR_DUPLICATE_UNIQUE_ID, "Already in the DMP (an "
                                        "earlier send was stored before its answer was lost).")
                     if job.unique_id in stored else
                     await self._retry(job, "Sent again without the documents already in the DMP.")
                     for job in jobs]
         if result.success:
-            return [await self._finish(job, ACCEPTED, "R18", "Success", "Deposited.") for job in jobs]
+            return [await self._finish(job, ACCEPTED, Rule.R18, "Success", "Deposited.") for job in jobs]
         code = result.errors[0].code if result.errors else "Failure"
         text = result.message or "The DMP refused the deposit."
         return [await self._finish(job, REFUSED, _rule_of(result), code, text) for job in jobs]
@@ -323,7 +324,7 @@ class OutboxWorker:
                         next_attempt_at=now() + timedelta(seconds=delay)))
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 return SENT
-            await record(session, "dmp.deposit.retry", RETRY, rule="R18", actor=self.worker_id,
+            await record(session, "dmp.deposit.retry", RETRY, rule=Rule.R18, actor=self.worker_id,
                          message_id=job.message_id, job_id=job.id, attempts=job.attempts, delay=delay,
                          error=text[:300])
         return RETRY
@@ -361,7 +362,7 @@ class OutboxWorker:
 
 
 def _rule_of(result: RegistryResult) -> str:
-    return "R17" if any(e.code in R17_CODES for e in result.errors) else "R15"
+    return Rule.R17 if any(e.code in R17_CODES for e in result.errors) else Rule.R15
 
 
 # --- Commands (gateway dmp list|show|retry|cancel) -------------------------------------------------------------
@@ -408,7 +409,7 @@ async def retry_job(session: AsyncSession, job_id: int, actor: str) -> None:
     job.state = PENDING
     job.next_attempt_at = now()
     job.finished_at = None
-    await record(session, "dmp.deposit.retry_requested", PENDING, rule="R18", actor=actor,
+    await record(session, "dmp.deposit.retry_requested", PENDING, rule=Rule.R18, actor=actor,
                  message_id=job.message_id, job_id=job_id, previous=previous)
 
 
@@ -422,7 +423,7 @@ async def cancel_job(session: AsyncSession, job_id: int, actor: str) -> None:
     previous = job.state
     job.state = CANCELLED
     job.finished_at = now()
-    await record(session, "dmp.deposit.cancelled", CANCELLED, rule="R18", actor=actor,
+    await record(session, "dmp.deposit.cancelled", CANCELLED, rule=Rule.R18, actor=actor,
                  message_id=job.message_id, job_id=job_id, previous=previous)
 
 

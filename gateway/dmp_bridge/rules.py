@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 
+from gateway.codes.dmp import AccessMode
+from gateway.codes.identity_status import is_qualified
+from gateway.codes.rules import Rule
 from gateway.dmp_bridge import constants as c
 from gateway.documents.cda import CdaHeader, Code
 
@@ -42,14 +44,6 @@ DEFAULT_PRACTICE_SETTING = Code("AMBULATOIRE", c.OID_PRACTICE_SETTING, "Ambulato
 #: VIHF Secteur_Activite (the sample DMP request carries ``SA25^1.2.250.1.71.4.2.4``).
 DEFAULT_ACTIVITY_SECTOR = Code("SA07", c.OID_FACILITY_TYPE, "Cabinet individuel")
 DEFAULT_CONTENT_TYPE = Code("04", c.OID_CONTENT_TYPE, "Hospitalisation de jour")
-
-
-class AccessMode(StrEnum):
-    """R14: how deposits of a structure or professional are triggered."""
-
-    MANUAL = "manual"
-    PRESENCE = "presence"
-    SYSTEMATIC = "systematic"
 
 
 @dataclass(frozen=True)
@@ -134,12 +128,12 @@ class DepositPolicy:
 
 def r7_identity(status: str | None) -> Decision:
     """R7: only a ``qualifiée`` identity may feed the DMP."""
-    if status == "qualifiée":
-        return allow("R7", "qualified", "The patient's identity is qualifiée.")
+    if is_qualified(status):
+        return allow(Rule.R7, "qualified", "The patient's identity is qualifiée.")
     if status is None:
-        return refuse("R7", "unknown_identity",
+        return refuse(Rule.R7, "unknown_identity",
                       "The patient is not in the structure's identity repository; qualify the identity first.")
-    return refuse("R7", "not_qualified", f"The patient's identity is {status}, not qualifiée; the DMP can only "
+    return refuse(Rule.R7, "not_qualified", f"The patient's identity is {status}, not qualifiée; the DMP can only "
                   "be fed for a qualifiée identity (INSi call and identity document check).")
 
 
@@ -156,18 +150,18 @@ def r12_author(header: CdaHeader, policy: DepositPolicy, sender: Professional | 
     author_ids = [a.national_id for a in header.authors]
     ours = [a for a in author_ids if a and policy.professional(a) is not None]
     if not header.authors:
-        return refuse("R12", "no_author", "The document names no author; only its author may deposit it.")
+        return refuse(Rule.R12, "no_author", "The document names no author; only its author may deposit it.")
     if not ours:
         if confirmed_by:
-            return allow("R12", "confirmed", f"Authorship confirmed by {confirmed_by}.")
-        return refuse("R12", "not_author", "The document's author is not a professional of this structure: it is "
+            return allow(Rule.R12, "confirmed", f"Authorship confirmed by {confirmed_by}.")
+        return refuse(Rule.R12, "not_author", "The document's author is not a professional of this structure: it is "
                       "filed locally and not deposited, unless a person confirms authorship.")
     if sender is not None and sender.national_id not in ours:
         if confirmed_by:
-            return allow("R12", "confirmed", f"Authorship confirmed by {confirmed_by}.")
-        return refuse("R12", "sender_not_author", "The sender is not the document's author; a professional may "
+            return allow(Rule.R12, "confirmed", f"Authorship confirmed by {confirmed_by}.")
+        return refuse(Rule.R12, "sender_not_author", "The sender is not the document's author; a professional may "
                       "only deposit documents they wrote.")
-    return allow("R12", "author", "The document's author is a professional of this structure.")
+    return allow(Rule.R12, "author", "The document's author is a professional of this structure.")
 
 
 def depositing_author(header: CdaHeader, policy: DepositPolicy) -> Professional | None:
@@ -184,10 +178,10 @@ def depositing_author(header: CdaHeader, policy: DepositPolicy) -> Professional 
 def r13_kind(type_code: str, policy: DepositPolicy) -> Decision:
     """R13: deposit only the kinds the structure deposits automatically."""
     if type_code in NOT_DEPOSITED_TYPES:
-        return refuse("R13", "kind_excluded", f"Not deposited: {NOT_DEPOSITED_TYPES[type_code]} (type {type_code}).")
+        return refuse(Rule.R13, "kind_excluded", f"Not deposited: {NOT_DEPOSITED_TYPES[type_code]} (type {type_code}).")
     if type_code in policy.deposited_types:
-        return allow("R13", "kind_deposited", f"Type {type_code} is deposited automatically.")
-    return refuse("R13", "kind_not_listed", f"Type {type_code} is not among the kinds deposited automatically.")
+        return allow(Rule.R13, "kind_deposited", f"Type {type_code} is deposited automatically.")
+    return refuse(Rule.R13, "kind_not_listed", f"Type {type_code} is not among the kinds deposited automatically.")
 
 
 # --- R14 ----------------------------------------------------------------------------------------------------------
@@ -201,16 +195,16 @@ def r14_access(mode: AccessMode, *, manual_request: bool, patient_present: bool 
     given = (title or "").strip()
     if manual_request:
         if not given:
-            return refuse("R14", "title_required", "A manual deposit needs a title; give one and try again."), ""
-        return allow("R14", "manual", "Deposit triggered by a person."), given
+            return refuse(Rule.R14, "title_required", "A manual deposit needs a title; give one and try again."), ""
+        return allow(Rule.R14, "manual", "Deposit triggered by a person."), given
     if mode is AccessMode.MANUAL:
-        return refuse("R14", "manual_mode", "This mailbox deposits manually: a person must trigger each "
+        return refuse(Rule.R14, "manual_mode", "This mailbox deposits manually: a person must trigger each "
                       "deposit."), given
     if mode is AccessMode.PRESENCE and not patient_present:
-        return refuse("R14", "patient_absent", "This mailbox deposits in the patient's presence and the "
+        return refuse(Rule.R14, "patient_absent", "This mailbox deposits in the patient's presence and the "
                       "patient's Vitale card is not in the reader."), given
     reason = "Systematic deposit." if mode is AccessMode.SYSTEMATIC else "Deposit in the patient's presence."
-    return allow("R14", mode.value, reason), given or policy.default_title
+    return allow(Rule.R14, mode.value, reason), given or policy.default_title
 
 
 # --- R15 ----------------------------------------------------------------------------------------------------------
@@ -218,10 +212,10 @@ def r14_access(mode: AccessMode, *, manual_request: bool, patient_present: bool 
 def r15_document(header: CdaHeader, size: int, now: datetime, policy: DepositPolicy, title: str) -> Decision:
     """R15: size, format and mandatory metadata."""
     if size > policy.max_size:
-        return refuse("R15", "too_large", f"The document is {size} bytes; the DMP accepts at most "
+        return refuse(Rule.R15, "too_large", f"The document is {size} bytes; the DMP accepts at most "
                       f"{policy.max_size} bytes per document.")
     if header.body_media_type is not None and header.body_media_type not in c.ALLOWED_MEDIA_TYPES:
-        return refuse("R15", "format", f"The DMP does not accept {header.body_media_type} documents "
+        return refuse(Rule.R15, "format", f"The DMP does not accept {header.body_media_type} documents "
                       "(pdf, jpeg, tiff, txt, rtf or structured CDA).")
     missing = []
     if not header.type_code:
@@ -242,22 +236,22 @@ def r15_document(header: CdaHeader, size: int, now: datetime, policy: DepositPol
     if not header.patient.matricule:
         missing.append("patient INS")
     if missing:
-        return refuse("R15", "missing_metadata", "Mandatory deposit metadata missing: " + ", ".join(missing) + ".")
+        return refuse(Rule.R15, "missing_metadata", "Mandatory deposit metadata missing: " + ", ".join(missing) + ".")
     assert created is not None
     if created > now + CLOCK_SKEW:
-        return refuse("R15", "future_date", "The document date is in the future.")
-    return allow("R15", "document_ok", "Size, format and mandatory metadata are acceptable.")
+        return refuse(Rule.R15, "future_date", "The document date is in the future.")
+    return allow(Rule.R15, "document_ok", "Size, format and mandatory metadata are acceptable.")
 
 
 def r15_media_type(media_type: str, size: int, policy: DepositPolicy) -> Decision:
     """R15 for a raw attachment (before wrapping it in a level-1 CDA)."""
     if media_type not in c.ALLOWED_MEDIA_TYPES:
-        return refuse("R15", "format", f"The DMP does not accept {media_type} documents "
+        return refuse(Rule.R15, "format", f"The DMP does not accept {media_type} documents "
                       "(pdf, jpeg, tiff, txt, rtf).")
     if size > policy.max_size:
-        return refuse("R15", "too_large", f"The document is {size} bytes; the DMP accepts at most "
+        return refuse(Rule.R15, "too_large", f"The document is {size} bytes; the DMP accepts at most "
                       f"{policy.max_size} bytes per document.")
-    return allow("R15", "format_ok", f"{media_type} is accepted.")
+    return allow(Rule.R15, "format_ok", f"{media_type} is accepted.")
 
 
 # --- R16 ----------------------------------------------------------------------------------------------------------
@@ -290,13 +284,13 @@ def r16_visibility(requested: Iterable[str], policy: DepositPolicy, birth_date: 
     codes = set(requested) or set(policy.default_visibility)
     unknown = sorted(codes - set(c.VISIBILITY_CODES))
     if unknown:
-        return refuse("R16", "unknown_visibility", "Unknown visibility code(s): " + ", ".join(unknown) +
+        return refuse(Rule.R16, "unknown_visibility", "Unknown visibility code(s): " + ", ".join(unknown) +
                       f"; known codes are {', '.join(c.VISIBILITY_CODES)}."), frozenset()
     if c.INVISIBLE_REPRESENTANTS_LEGAUX in codes and _is_minor(birth_date, today) is False:
-        return refuse("R16", "not_a_minor", "Hiding a document from legal representatives only applies to a "
+        return refuse(Rule.R16, "not_a_minor", "Hiding a document from legal representatives only applies to a "
                       "minor patient."), frozenset()
     label = ", ".join(sorted(codes)) if codes else "normal visibility"
-    return allow("R16", "visibility", f"Visibility: {label}."), frozenset(codes)
+    return allow(Rule.R16, "visibility", f"Visibility: {label}."), frozenset(codes)
 
 
 def visible_to_patient(codes: Iterable[str]) -> bool:

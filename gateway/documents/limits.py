@@ -53,3 +53,6 @@ class CdaLimits:
 MIME = MimeLimits()
 XDM = XdmLimits()
 CDA = CdaLimits()
+#: A CDA considered for a DMP deposit: a level-1 CDA wrapping a 5 MB PDF (R15) in base64 is about 6.7 MB.
+MAX_DEPOSIT_CDA = 8 * MiB
+DEPOSIT_CDA = CdaLimits(max_bytes=MAX_DEPOSIT_CDA)

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.codes.rules import Rule
 from gateway.config import Config
 from gateway.documents.pipeline import Extracted, ExtractedDocument, extract, read_message
 from gateway.filing import mdn
@@ -120,7 +121,7 @@ class FilingWorker(Background):
                 recorded = await record_outcomes(session, outcomes, message_id=message_id)
                 job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
                 codes = [r.outcome.decision.code for r in recorded if r.kind == "review"]  # type: ignore[union-attr]
-                await record(session, "filing.done", "filed" if not codes else "review", rule="R10",
+                await record(session, "filing.done", "filed" if not codes else "review", rule=Rule.R10,
                              mailbox_id=mailbox_id, message_id=message_id, documents=len(documents),
                              filed=sum(r.kind == "filed" for r in recorded), review=len(codes))
                 if documents:
@@ -156,7 +157,7 @@ class FilingWorker(Background):
                 policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence(),
                 extracted=extracted, identities=await identities_for(session, matricules))
             job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
-            await record(session, "dmp.considered", "done", rule="R12", mailbox_id=mailbox_id,
+            await record(session, "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id,
                          message_id=message_id, documents=len(considered))
 
     async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
@@ -171,7 +172,7 @@ class FilingWorker(Background):
         requester = (await session.execute(
             select(Mailbox.id).where(Mailbox.address == request.notify, Mailbox.active.is_(True)))).scalar()
         if requester is None:
-            await record(session, "filing.mdn", "not_sent", rule="R6", mailbox_id=mailbox_id,
+            await record(session, "filing.mdn", "not_sent", rule=Rule.R6, mailbox_id=mailbox_id,
                          message_id=message_id, reason="requester is not a mailbox of this gateway")
             return
         body = mdn.build(request, mailbox.address, self.config.hostname, error_code)
@@ -180,7 +181,7 @@ class FilingWorker(Background):
                                sender_mailbox_id=mailbox_id, message_id_header=None, subject="MDN",
                                header_from=mailbox.address),
             [bulk.Placement(requester, "INBOX")],
-            [bulk.EventRow("filing.mdn", "processed" if error_code is None else f"error {error_code}", "R6",
+            [bulk.EventRow("filing.mdn", "processed" if error_code is None else f"error {error_code}", Rule.R6,
                            None, mailbox_id, detail={"in_reply_to": message_id})])
         await bulk.apply(session, [plan])
 
@@ -195,5 +196,5 @@ class FilingWorker(Background):
                 attempts=attempts, state=state, last_error=f"{type(exc).__name__}: {exc}"[:2000],
                 next_attempt_at=now() + timedelta(seconds=min(600, 2 ** attempts))))
             if state == FAILED:
-                await record(session, "filing.failed", "failed", rule="R10", mailbox_id=mailbox_id,
+                await record(session, "filing.failed", "failed", rule=Rule.R10, mailbox_id=mailbox_id,
                              message_id=message_id, attempts=attempts, error=type(exc).__name__)

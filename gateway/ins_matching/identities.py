@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.codes.identity_status import PROVISOIRE, QUALIFIEE, RECUPEREE, STATUSES, VALIDEE
+from gateway.codes.rules import Rule
 from gateway.ins_matching.nir import INS_OIDS, TEST_OIDS, key_ok
 from gateway.store.events import now, record
 from gateway.store.models import Identity, IdentityEvidence
@@ -89,7 +90,7 @@ async def add_identity(
         status=PROVISOIRE, replaced_by=None, created_at=at, updated_at=at,
     ).returning(Identity.id))
     identity_id = result.scalar_one()
-    await record(session, "identity.added", PROVISOIRE, rule="R7", actor=actor, identity_id=identity_id)
+    await record(session, "identity.added", PROVISOIRE, rule=Rule.R7, actor=actor, identity_id=identity_id)
     return identity_id
 
 
@@ -121,7 +122,7 @@ async def _recompute(session: AsyncSession, identity: Identity, actor: str) -> s
     if status != previous:
         await session.execute(update(Identity).where(Identity.id == identity.id)
                               .values(status=status, updated_at=now()))
-        await record(session, "identity.status", status, rule="R7", actor=actor, identity_id=identity.id,
+        await record(session, "identity.status", status, rule=Rule.R7, actor=actor, identity_id=identity.id,
                      previous=previous)
         identity.status = status
     return status
@@ -136,7 +137,7 @@ async def record_insi(session: AsyncSession, identity_id: int, result: str, acto
         raise IdentityError("This matricule is obsolete; qualify the principal identity instead (R8).")
     await session.execute(insert(IdentityEvidence).values(
         identity_id=identity_id, kind="insi", detail=result, actor=actor, at=now()))
-    await record(session, "identity.insi", result, rule="R9", actor=actor, identity_id=identity_id)
+    await record(session, "identity.insi", result, rule=Rule.R9, actor=actor, identity_id=identity_id)
     return await _recompute(session, identity, actor)
 
 
@@ -150,7 +151,7 @@ async def record_document(session: AsyncSession, identity_id: int, document: str
         raise IdentityError("This matricule is obsolete; qualify the principal identity instead (R8).")
     await session.execute(insert(IdentityEvidence).values(
         identity_id=identity_id, kind="document", detail=document, actor=actor, at=now()))
-    await record(session, "identity.document", document, rule="R7", actor=actor, identity_id=identity_id,
+    await record(session, "identity.document", document, rule=Rule.R7, actor=actor, identity_id=identity_id,
                  high_trust=document in HIGH_TRUST_DOCUMENTS)
     return await _recompute(session, identity, actor)
 
@@ -174,7 +175,7 @@ async def replace_matricule(session: AsyncSession, obsolete: str, principal: str
         new_id = await add_identity(session, principal, oid, traits, actor, allow_test=True)
     await session.execute(update(Identity).where(Identity.id == old.id)
                           .values(replaced_by=principal, updated_at=now()))
-    await record(session, "identity.replaced", "obsolete", rule="R8", actor=actor, identity_id=old.id,
+    await record(session, "identity.replaced", "obsolete", rule=Rule.R8, actor=actor, identity_id=old.id,
                  principal_identity_id=new_id)
     return new_id
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.codes.identity_status import QUALIFIEE
+from gateway.codes.rules import Rule
 from gateway.documents.cda import CdaHeader
 from gateway.ins_matching.nir import INS_OIDS, TEST_OIDS, key_ok
 from gateway.ins_matching.normalise import normalise
@@ -33,7 +35,6 @@ CODES = {
     TRAITS_INCOMPLETE: "matricule present but traits incomplete",
     OTHER: "other",
 }
-QUALIFIEE = "qualifiée"
 
 
 class IdentityLike(Protocol):
@@ -80,7 +81,7 @@ class FileTo:
     """File the document into ``identity``'s record (R10)."""
 
     identity: IdentityLike
-    rule: str = "R10"
+    rule: str = Rule.R10
     note: str | None = None
 
 
@@ -90,7 +91,7 @@ class Review:
 
     code: int
     reason: str
-    rule: str = "R10"
+    rule: str = Rule.R10
     candidate: IdentityLike | None = None
 
     @property
@@ -157,6 +158,6 @@ def match(header: CdaHeader, lookup: Lookup, *, allow_test_oids: bool = False,
     if identity.status != QUALIFIEE:
         return Review(OTHER, f"The identity is '{identity.status}', not 'qualifiée': the document does not "
                              "qualify it; a person must check it and INSi verification remains required (R11).",
-                      rule="R11", candidate=identity)
+                      rule=Rule.R11, candidate=identity)
     note = "obsolete matricule: filed under the principal identity (R8)" if identity.matricule != matricule else None
     return FileTo(identity, note=note)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
 from gateway.codes.oids import OID_RPPS
+from gateway.codes.rules import Rule
 from gateway.documents.cda import CdaHeader
 from gateway.documents.pipeline import extract
 from gateway.ins_matching import identities
@@ -178,7 +179,7 @@ def _replaced_id(header: dict[str, Any]) -> str | None:
 
 async def file_document(session: AsyncSession, identity_id: int, content: bytes,
                         header: CdaHeader | dict[str, Any], *, message_id: int | None = None, source: str = "",
-                        actor: str = "gateway", rule: str = "R10", review_id: int | None = None) -> int:
+                        actor: str = "gateway", rule: str = Rule.R10, review_id: int | None = None) -> int:
     """File a document into an identity's record; returns its id (the existing one if already filed).
 
     The older versions it replaces (RPLC parent, or a lower version of the same setId) are marked superseded.
@@ -209,7 +210,7 @@ async def file_document(session: AsyncSession, identity_id: int, content: bytes,
         for old_id in superseded:
             await session.execute(sql_update(PatientDocument).where(PatientDocument.id == old_id)
                                   .values(superseded_by=document.id, superseded_at=at))
-            await record(session, "document.superseded", "replaced", rule="R15", actor=actor,
+            await record(session, "document.superseded", "replaced", rule=Rule.R15, actor=actor,
                          identity_id=identity_id, document_id=old_id, replaced_by=document.id)
     return document.id
 
@@ -292,11 +293,11 @@ async def resolve_review(session: AsyncSession, review_id: int, identity_id: int
         raise RecordError("This item is not a readable CDA document; it can only be rejected.")
     identity = await identities.get(session, identity_id)
     document_id = await file_document(session, identity_id, review.content, review.header,
-                                      message_id=review.message_id, source=review.source, actor=actor, rule="R11",
+                                      message_id=review.message_id, source=review.source, actor=actor, rule=Rule.R11,
                                       review_id=review_id)
     await session.execute(sql_update(DocumentReview).where(DocumentReview.id == review_id).values(
         status=RESOLVED, decided_at=now(), decided_by=actor, decision_note=note, filed_document_id=document_id))
-    await record(session, "document.review_resolved", RESOLVED, rule="R11", actor=actor, identity_id=identity_id,
+    await record(session, "document.review_resolved", RESOLVED, rule=Rule.R11, actor=actor, identity_id=identity_id,
                  review_id=review_id, document_id=document_id, identity_status=identity.status,
                  code=review.code, reason_text=note)
     return document_id
@@ -311,7 +312,7 @@ async def reject_review(session: AsyncSession, review_id: int, actor: str, reaso
         raise RecordError("Say why the document is rejected; the reason is kept in the trail (R18).")
     await session.execute(sql_update(DocumentReview).where(DocumentReview.id == review_id).values(
         status=REJECTED, decided_at=now(), decided_by=actor, decision_note=reason))
-    await record(session, "document.review_rejected", REJECTED, rule="R10", actor=actor, review_id=review_id,
+    await record(session, "document.review_rejected", REJECTED, rule=Rule.R10, actor=actor, review_id=review_id,
                  code=review.code, reason_text=reason)
 
 

@@ -36,8 +36,9 @@ async def record(
     **detail: Any,
 ) -> None:
     """Append an event inside the caller's transaction, and log it (private details only at debug)."""
-    row = dict(at=now(), kind=kind, rule=rule, outcome=outcome, actor=actor, mailbox_id=mailbox_id,
-               message_id=message_id, conversation_id=conversation_id, identity_id=identity_id, detail=detail)
+    row = dict(at=now(), kind=kind, rule=str(rule) if rule is not None else None, outcome=outcome, actor=actor,
+               mailbox_id=mailbox_id, message_id=message_id, conversation_id=conversation_id, identity_id=identity_id,
+               detail=detail)
     await session.execute(insert(Event).values(**row))
     log_event(row)
 
