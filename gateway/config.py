@@ -212,7 +212,7 @@ class DmpProfessional:
 
 @dataclass(frozen=True)
 class DmpSettings:
-    """The DMP bridge (issue 6): where the DMP is, who the structure is, and its deposit policy (R12–R16)."""
+    """The DMP bridge: where the DMP is, who the structure is, and its deposit policy (R12–R16)."""
 
     repository_url: str
     registry_url: str
@@ -624,7 +624,7 @@ def _card_section(root: _Reader, path: Callable[..., Path | None], tls: TLSSetti
 def _documents_sections(
     root: _Reader, path: Callable[..., Path | None], domains: frozenset[str]
 ) -> tuple[DocumentSettings | None, tuple[UpstreamSettings, ...]]:
-    """[documents] (which deliveries are filed) and [[upstream]] (operator mailboxes read over IMAP), issue 4."""
+    """[documents] (which deliveries are filed) and [[upstream]] (operator mailboxes read over IMAP)."""
     documents = None
     docs = root.table("documents")
     if docs is not None:
@@ -672,7 +672,7 @@ def _readable(reader: _Reader, name: str, p: Path | None) -> None:
 def _relay_sections(
     root: _Reader, tls: TLSSettings, path: Callable[..., Path | None]
 ) -> tuple[RelaySettings | None, WhitelistSettings | None, OutboundSettings | None]:
-    """[relay], [whitelist] and [outbound]: exchanging mail with other operators over mutual TLS (issue 5)."""
+    """[relay], [whitelist] and [outbound]: exchanging mail with other operators over mutual TLS."""
     relay: RelaySettings | None = None
     relay_r = root.table("relay")
     anchors_default = tls.client_ca

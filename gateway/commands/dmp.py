@@ -1,4 +1,4 @@
-"""``gateway dmp``: the deposit outbox (issue 6) — list, show, retry, cancel — and the deposits a person asks for:
+"""``gateway dmp``: the deposit outbox — list, show, retry, cancel — and the deposits a person asks for:
 ``deposit`` a file (R14 manual mode, a title required) and ``confirm`` the authorship of a message's documents
 (R12). Every action is traced (R18) with ``--actor``."""
 

@@ -1,4 +1,4 @@
-"""Issue 6 end to end through real sockets: SMTP submission → deposit job → outbox → DMP simulator → ITI-18.
+"""The DMP bridge end to end through real sockets: SMTP submission → deposit job → outbox → DMP simulator → ITI-18.
 
 A biologist's practice software submits a message with the lab report CDA to the qualified test patient; the
 running gateway considers it (R12–R16), deposits it over ITI-41 (SOAP/MTOM, signed VIHF, TLS client certificate)

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: CDA documents sent by SMTP to a filing mailbox are filed to the qualified patient (R10).
+"""Filing end to end: CDA documents sent by SMTP to a filing mailbox are filed to the qualified patient (R10).
 
 Each of the six ANS samples is sent as a bare CDA attachment and again inside an XDM zip built by our writer;
 the filing worker of the running gateway files them to the test identity with the header's type, title, date

@@ -1,4 +1,4 @@
-"""Issue 4, source 2: an upstream operator mailbox read over IMAP (aioimaplib, TLS, IDLE).
+"""Filing from an upstream operator mailbox read over IMAP (aioimaplib, TLS, IDLE).
 
 The "upstream operator" is a mailbox served by the gateway's own IMAP listener. Messages delivered there are
 imported once into the local results mailbox and filed; a restart in the middle imports nothing twice, and

@@ -4,7 +4,7 @@ Revision ID: dmp_0001
 Revises: 0001
 Create Date: 2026-11-22 09:30:00
 
-The durable outbox of the DMP bridge (issue 6): one row per document to deposit, claimed with SKIP LOCKED,
+The durable outbox of the DMP bridge: one row per document to deposit, claimed with SKIP LOCKED,
 with the document's uniqueId as the idempotency key (see gateway/dmp_bridge/outbox.py).
 """
 

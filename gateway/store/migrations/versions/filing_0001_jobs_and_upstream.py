@@ -1,4 +1,4 @@
-"""filing jobs and upstream imports (issue 4)
+"""filing jobs and upstream imports
 
 Revision ID: filing_0001
 Revises: 0001

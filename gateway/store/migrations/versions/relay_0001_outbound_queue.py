@@ -4,7 +4,7 @@ Revision ID: relay_0001
 Revises: 0001
 Create Date: 2026-11-22 09:00:00
 
-Relayed mail (issue 5): a professional at another operator writing to our patient opens a conversation keyed
+Relayed mail: a professional at another operator writing to our patient opens a conversation keyed
 by the remote address (R1, R5), so ``conversations.professional_id`` becomes nullable beside a new
 ``remote_professional`` column. Mail to other operators waits in ``outbound_queue`` until delivered.
 """
