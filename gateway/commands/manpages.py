@@ -28,8 +28,10 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 
 def escape(text: str) -> str:
-    """Text safe in roff: backslashes and hyphens escaped, no line taken for a request."""
+    """Text safe in roff: backslashes and hyphens escaped, non-ASCII as ``\\[uXXXX]``, no line taken for a
+    request."""
     out = text.replace("\\", "\\e").replace("-", "\\-")
+    out = "".join(c if ord(c) < 128 else f"\\[u{ord(c):04X}]" for c in out)
     return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in out.splitlines())
 
 
@@ -46,7 +48,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpars
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     lines: list[str] = []
     for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue
         if action.option_strings:
             metavar = "" if action.nargs == 0 else f" {action.metavar or action.dest.upper()}"
