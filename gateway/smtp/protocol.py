@@ -147,10 +147,8 @@ class GatewaySMTP(SMTP):
     def _tracked(self, name: str, method: Any) -> Any:
         async def run(arg: Any) -> None:
             self.command = name
-            try:
-                await method(arg)
-            finally:
-                self.command = None
+            await method(arg)  # on an exception the name stays, for handle_exception's reply
+            self.command = None
         return run
 
     @property
@@ -254,7 +252,8 @@ class GatewaySMTP(SMTP):
         log.error("smtp.unexpected_error", outcome="temporary_failure", command=self.command, client=self.client_ip,
                   mailbox_id=getattr(getattr(self.session, "auth_data", None), "id", None), exc_info=error)
         self._bdat = None
-        return str(replies.AUTH_TEMPORARY if self.command == "AUTH" else replies.TEMPORARY_ERROR)
+        command, self.command = self.command, None
+        return str(replies.AUTH_TEMPORARY if command == "AUTH" else replies.TEMPORARY_ERROR)
 
     # --- EHLO ---------------------------------------------------------------------------------------------------
     def _has_client_certificate(self) -> bool:
