@@ -25,6 +25,8 @@ import structlog
 
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, ConfigError, Listen
+from gateway.ops.health import Listeners
+from gateway.ops.http import start_http
 from gateway.process.reload import changed_keys, read_config, restart_keys
 from gateway.smtp.handler import SubmissionHandler
 from gateway.smtp.protocol import GatewaySMTP
@@ -68,6 +70,8 @@ class Gateway:
         self._smtp_sessions: weakref.WeakSet[GatewaySMTP] = weakref.WeakSet()
         self._whitelist: Any = None
         self._imap: Any = None
+        #: What /readyz checks: every listener this process should serve (gateway/ops/health.py).
+        self.listeners = Listeners.from_config(config, once=once)
         self.ready = asyncio.Event()
 
     async def _smtp_listener(self, listen: Listen, implicit_tls: bool) -> None:
@@ -91,6 +95,7 @@ class Gateway:
         server = await loop.create_server(factory, listen.host, listen.port, ssl=tls if implicit_tls else None,
                                           reuse_address=True)
         self._servers.append(server)
+        self.listeners.up(name, listen)
         log.info("listening", service=name, address=str(listen))
 
     async def start(self) -> None:
@@ -98,6 +103,8 @@ class Gateway:
             await db.migrate(self.config.database_url)
         await self.authenticator.start()  # hashing workers, before the listeners
         self.committer.start()
+        http = await start_http(self.config, self.reads, self.listeners)  # metrics, probes, autoconfig
+        self._closers.append(http.close)
         if self.config.submission:
             await self._smtp_listener(self.config.submission, implicit_tls=False)
         if self.config.submissions:
@@ -110,7 +117,7 @@ class Gateway:
         self.ready.set()
 
     async def _start_card_endpoint(self) -> None:
-        """Issue 7: card agents report Vitale and professional card presence (R14)."""
+        """Card agents report Vitale and professional card presence (R14)."""
         if self.config.card is None:
             return
         from gateway.card.endpoint import endpoint_ssl_context, start_card_endpoint
@@ -121,6 +128,7 @@ class Gateway:
         endpoint = await start_card_endpoint(card.listen.host, card.listen.port, context, self.sessions,
                                              PresenceSettings(card.presence_timeout))
         self._closers.append(endpoint.close)
+        self.listeners.up("card", card.listen)
         log.info("listening", service="card", address=str(card.listen))
 
     def _start_filing(self) -> None:
@@ -154,7 +162,7 @@ class Gateway:
             self._closers.append(connector.stop)
 
     async def _start_operator_exchange(self) -> None:
-        """Issue 5: the whitelist, the relay listener for other operators, and the outbound queue worker."""
+        """The whitelist, the relay listener for other operators, and the outbound queue worker."""
         if self.config.whitelist is not None and self.once:  # other workers get the domains from gateway/process
             from gateway.trust.whitelist import WhitelistLoader
 
@@ -166,6 +174,7 @@ class Gateway:
             from gateway.smtp.relay import start_relay_listener
 
             self._servers.append(await start_relay_listener(self.config, self.committer))
+            self.listeners.up("relay", self.config.relay.listen)
         if self.config.outbound is not None and self.once:
             from gateway.smtp.outbound import OutboundWorker
 
@@ -184,6 +193,8 @@ class Gateway:
         service = await start_imap(self.config, self.sessions, self.authenticator, self.hub)
         self._imap = service
         self._closers.append(service.close)
+        for name, port in service.ports.items():
+            self.listeners.up(name, port)
 
     # --- graceful stop (SIGTERM) ----------------------------------------------------------------------------
     async def drain(self, grace: float) -> None:
@@ -192,6 +203,7 @@ class Gateway:
 
         A transaction still in DATA after ``grace`` is cut without a reply: nothing of it was acknowledged.
         """
+        self.listeners.drain()  # /readyz answers 503 from now on
         loop = asyncio.get_running_loop()
         for server in [*getattr(loop, "servers", ()), *self._servers]:
             server.close()

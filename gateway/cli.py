@@ -111,6 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_config(args)  # the usual sentence for a missing file
     text, cfg = read_config(path)
     line_stderr()
+    from gateway.ops import multiprocess
+
+    multiprocess.prepare(cfg)  # metrics of every worker process add up in one scrape
     logs.configure(cfg.log_level)
 
     def banner(*_: Any) -> None:
@@ -135,6 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gateway: cannot start a listener: {exc.strerror or exc}.", file=sys.stderr)
         return 1
+    finally:
+        multiprocess.finish()
     return 0
 
 

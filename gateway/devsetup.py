@@ -58,6 +58,12 @@ cache = "liste-blanche.cache.xml"
 use_mx = false
 # routes = {{ "pro.other.test" = "127.0.0.1:2526" }}
 
+# Prometheus metrics, /healthz and /readyz, and mail-client autoconfiguration (Thunderbird, Outlook).
+[metrics]
+listen = "127.0.0.1:9187"
+
+[autoconfig]
+
 # Documents a filing mailbox receives are filed to the patient's record (R10) or sent to review.
 [documents]
 filing_mailboxes = ["{filing}"]

@@ -117,6 +117,9 @@ def run(data: Path) -> int:
             demo = "sent at the first start"
         print(connection_banner(cfg, data), flush=True)
         print(f"  DMP simulator    https://localhost:{DEV_DMP_PORT} (documents kept in {data / 'dmp-simulator.json'})")
+        if cfg.metrics is not None:
+            print(f"  Metrics, probes  http://{cfg.metrics.listen}/metrics  /healthz  /readyz")
+            print(f"  Autoconfig       http://{cfg.metrics.listen}/mail/config-v1.1.xml?emailaddress={DEMO_PROFESSIONAL}")
         print(f"  Demo             a lab report to {DEMO_PATIENT} and {DEMO_FILING}, {demo}:")
         print(f"                   gateway identity list --config {config_path}   (the patient's identity id)")
         print(f"                   gateway documents list ID --config {config_path}   (filed, R10)")

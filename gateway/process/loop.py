@@ -16,6 +16,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import time
@@ -33,7 +34,9 @@ BIND_PATIENCE = 3.0
 def listen_addresses(config: Config) -> list[Listen]:
     """The listeners every worker serves (the card endpoint is worker 0's alone and binds there)."""
     found = [config.submission, config.submissions, config.imap, config.imaps,
-             config.relay.listen if config.relay is not None else None]
+             config.relay.listen if config.relay is not None else None,
+             config.metrics.listen if config.metrics is not None else None,
+             config.autoconfig.listen if config.autoconfig is not None else None]
     return [listen for listen in found if listen is not None]
 
 
@@ -84,7 +87,8 @@ class DaemonLoop(asyncio.SelectorEventLoop):
 
         def factory() -> Any:
             protocol = protocol_factory()
-            self.protocols.add(protocol)
+            with contextlib.suppress(TypeError):  # aiohttp's handlers have __slots__ and no weak reference
+                self.protocols.add(protocol)
             return protocol
 
         server = await super().create_server(factory, host, port, **kwargs)

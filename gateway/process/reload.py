@@ -19,12 +19,13 @@ from gateway.tlsctx import check_server_settings
 
 #: Settings read once at start: changing them takes a restart (the reload applies the others).
 RESTART_KEYS = ("database_url", "submission", "submissions", "imap", "imaps", "relay", "card", "workers",
-                "upstreams", "dmp", "documents", "outbound")
+                "upstreams", "dmp", "documents", "outbound", "metrics", "autoconfig")
 #: How the configuration's fields are named in the file, for log lines.
 _FILE_NAMES = {"database_url": "database.url", "submission": "smtp.submission", "submissions": "smtp.submissions",
                "imap": "imap.listen", "imaps": "imap.listen_tls", "workers": "gateway.workers",
                "stop_grace": "gateway.stop_grace", "log_level": "gateway.log_level", "hostname": "gateway.hostname",
-               "domains": "gateway.domains", "patient_domain": "gateway.patient_domain", "upstreams": "upstream"}
+               "domains": "gateway.domains", "patient_domain": "gateway.patient_domain", "upstreams": "upstream",
+               "metrics": "metrics.listen"}
 
 
 def parse_text(text: str, base_dir: Path, name: str) -> Config:

@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from gateway.config import Config, ConfigError
+from gateway.ops import multiprocess
 from gateway.process.channel import Channel
 from gateway.process.loop import bind, key, listen_addresses
 from gateway.process.reload import read_config, restart_keys
@@ -175,6 +176,7 @@ class Supervisor:
 
     async def _watch(self, worker: Worker) -> None:
         status = await worker.process.wait()
+        multiprocess.worker_exited(worker.process.pid)  # its live gauges leave the scrape
         await worker.channel.close()
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
