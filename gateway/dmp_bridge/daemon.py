@@ -18,6 +18,7 @@ from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
 from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional, Structure
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.pki import Issued
+from gateway.store.changes import ChangeHub
 from gateway.tasks import Background
 
 
@@ -41,11 +42,13 @@ def policy_from(settings: DmpSettings) -> DepositPolicy:
 
 
 class DmpBridge(Background):
-    """The outbox worker sending deposits to the configured DMP endpoint."""
+    """The outbox worker sending deposits to the configured DMP endpoint; given the store's change ``hub``, it
+    starts a deposit as soon as the transaction that queued it commits."""
 
     name = "dmp-outbox"
 
-    def __init__(self, settings: DmpSettings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: DmpSettings, sessions: async_sessionmaker[AsyncSession],
+                 hub: ChangeHub | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.policy = policy_from(settings)
@@ -56,7 +59,7 @@ class DmpBridge(Background):
         self.client = DmpClient(endpoint, client_cert)
         self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy),
                                    self.policy, concurrency=settings.concurrency, lease=settings.lease,
-                                   backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling))
+                                   backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling), hub=hub)
 
     async def main(self) -> None:
         stop = asyncio.Event()

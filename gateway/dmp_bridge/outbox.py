@@ -38,6 +38,7 @@ from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare, submission_
 from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
 from gateway.documents.errors import CdaRefused
+from gateway.store.changes import DMP_OUTBOX, ChangeHub, mark_changed
 from gateway.store.events import record
 from gateway.store.models import Base, Event, Id
 
@@ -112,6 +113,7 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
                      state=PENDING, attempts=0, next_attempt_at=moment, created_at=moment)
     session.add(job)
     await session.flush()
+    mark_changed(session, DMP_OUTBOX)  # the outbox worker wakes at commit, not at its next poll
     await record(session, "dmp.deposit.queued", PENDING, rule=Rule.R12, actor=actor, message_id=message_id,
                  identity_id=identity_id, mailbox_id=sender_mailbox_id, job_id=job.id, unique_id=unique_id,
                  type_code=type_code, visibility=sorted(visibility), replaces=replaces, matricule=matricule)
@@ -188,7 +190,7 @@ class OutboxWorker:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], depositor: Depositor, policy: DepositPolicy, *,
                  concurrency: int = 8, lease: float = 300.0, backoff: Backoff | None = None,
-                 poll_interval: float = 1.0, worker_id: str | None = None) -> None:
+                 poll_interval: float = 1.0, worker_id: str | None = None, hub: ChangeHub | None = None) -> None:
         self.sessions = sessions
         self.depositor = depositor
         self.policy = policy
@@ -197,7 +199,8 @@ class OutboxWorker:
         self.backoff = backoff or Backoff()
         self.poll_interval = poll_interval
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
-        self._wake = asyncio.Event()
+        #: Set when deposits are committed (``DMP_OUTBOX`` on the store's change hub); the poll is the safety net.
+        self._wake = hub.watch(DMP_OUTBOX) if hub is not None else asyncio.Event()
 
     def wake(self) -> None:
         """New jobs were committed: look now rather than at the next poll."""

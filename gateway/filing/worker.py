@@ -30,7 +30,7 @@ from gateway.ins_matching.filing import Outcome, decide
 from gateway.ins_matching.record import Recorded, filed_versions, identities_for, record_outcomes
 from gateway.routing.headers import header_block
 from gateway.store import bulk
-from gateway.store.changes import ChangeHub, notify_database, take_changed
+from gateway.store.changes import FILING, ChangeHub, notify_database, take_changed
 from gateway.store.events import now, record
 from gateway.store.mailstore import StoredMessage
 from gateway.store.models import Mailbox, Message
@@ -58,21 +58,30 @@ class FilingWorker(Background):
         self._sessions = sessions
         self._reads = reads
         self._hub = hub
-        self.wake = asyncio.Event()
+        self.wake = hub.watch(FILING)
+        #: Set while the worker waits with no job due (tests wait on it before committing work).
+        self.idle = asyncio.Event()
 
     async def main(self) -> None:
-        while True:
-            try:
-                worked = await self.run_once()
-            except Exception:
-                log.exception("filing.loop_error")
-                worked = False
-            if not worked:
-                self.wake.clear()
+        """Work while jobs are due; otherwise sleep until a commit adds one (``FILING`` on the change hub, in
+        this process or, on PostgreSQL, by NOTIFY from another) or the poll comes round as a safety net."""
+        try:
+            while True:
+                self.wake.clear()  # a commit during run_once leaves it set: no job waits for the poll
                 try:
-                    await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                    worked = await self.run_once()
+                except Exception:
+                    log.exception("filing.loop_error")
+                    worked = False
+                if not worked:
+                    self.idle.set()
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+                    except TimeoutError:
+                        pass
+                    self.idle.clear()
+        finally:
+            self._hub.unwatch(FILING, self.wake)
 
     async def _due(self) -> list[tuple[int, str, int, int]]:
         async with self._reads() as session:
@@ -159,6 +168,8 @@ class FilingWorker(Background):
             job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
             await record(session, "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id,
                          message_id=message_id, documents=len(considered))
+            await notify_database(session)
+        self._hub.publish(take_changed(session))  # the outbox starts the deposits queued in this transaction
 
     async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
                            error_code: int | None) -> None:
