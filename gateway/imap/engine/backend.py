@@ -17,6 +17,9 @@ from gateway.imap.engine.state import No
 from gateway.imap.proto import commands as c
 from gateway.imap.proto.fetch import Section
 from gateway.imap.proto.sequence import SequenceSet, ranges_of
+from gateway.imap.view import search as view_search
+from gateway.imap.view import sort as view_sort
+from gateway.imap.view import thread as view_thread
 from gateway.imap.view.folders import Folders
 from gateway.imap.view.selected import SelectedView
 from gateway.imap.view.store import ViewStore
@@ -85,21 +88,16 @@ class Backend:
     # --- search ---------------------------------------------------------------------------------------------
     async def search(self, view: Any, key: Any) -> tuple[list[int], int | None]:
         """UIDs matching ``key`` and, when MODSEQ was a criterion, the highest MODSEQ among them (RFC 7162 3.1.5)."""
-        from gateway.imap.view import search
-
-        found = await search.search(view, key, saved=self.saved)
+        found = await view_search.search(view, key, saved=self.saved)
         return list(found.uids), found.highest_modseq
 
     async def sort(self, view: Any, criteria: Any, key: Any) -> list[int]:
-        from gateway.imap.view import sort
-
-        return list(await sort.sort(view, criteria, key, saved=self.saved))
+        return list(await view_sort.sort(view, criteria, key, saved=self.saved))
 
     async def thread(self, view: Any, algorithm: str, key: Any, *, uid: bool) -> str:
         """The THREAD response's thread list (RFC 5256 4), numbered by UID or sequence number."""
-        from gateway.imap.view import thread
-
-        return str(await thread.thread(view, algorithm, key, uid=uid, saved=self.saved))
+        roots = await view_thread.thread(view, algorithm, key, saved=self.saved)
+        return view_thread.render(roots, (lambda u: u) if uid else (lambda u: view.seq_of(u) or 0))
 
     async def quota(self) -> tuple[int, int | None]:
         from gateway.imap.view import quota

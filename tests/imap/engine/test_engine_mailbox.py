@@ -179,3 +179,16 @@ def test_folders_with_imapclient(engine: EngineHarness):
         client.delete_folder("Dossiers/Dupont")
         assert not client.folder_exists("Dossiers/Dupont")
         assert client.get_quota_root("INBOX")[0].quota_roots == [""]
+
+
+def test_thread_references_and_orderedsubject(engine: EngineHarness):
+    engine.deliver(ALICE, message("Dossier"))
+    engine.deliver(ALICE, message("Re: Dossier"))
+    engine.deliver(ALICE, message("Autre"))
+    sock = raw_session(engine)
+    exchange(sock, "b SELECT INBOX", "b")
+    reply = exchange(sock, "c THREAD ORDEREDSUBJECT UTF-8 ALL", "c")
+    assert b"* THREAD " in reply and b"(1 2)" in reply and b"(3)" in reply and b"c OK" in reply
+    reply = exchange(sock, "d UID THREAD REFERENCES UTF-8 ALL", "d")
+    assert b"* THREAD " in reply and b"d OK" in reply
+    sock.close()
