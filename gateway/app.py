@@ -153,7 +153,7 @@ class Gateway:
         if self.config.dmp is not None:  # issue 6: deposits considered by the worker are sent by the outbox
             from gateway.dmp_bridge.daemon import DmpBridge
 
-            bridge = DmpBridge(self.config.dmp, self.sessions)
+            bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub)  # woken at the commit that queues a deposit
             bridge.start()
             self._closers.append(bridge.stop)
         for settings in self.config.upstreams:
@@ -186,7 +186,7 @@ class Gateway:
         if not (self.config.imap or self.config.imaps):
             return
         try:
-            from gateway.imap.server import start_imap
+            from gateway.imap.engine.server import start_imap
         except ImportError:
             log.warning("imap_unavailable", reason="gateway.imap is not installed")
             return

@@ -1,4 +1,8 @@
-"""IMAP access to the store for mail clients: pymap's protocol engine with a backend over our tables.
+"""IMAP access to the store for mail clients: the gateway's own IMAP4rev1/IMAP4rev2 engine over our tables.
 
-Nothing outside this package knows pymap exists; the daemon only calls :func:`gateway.imap.server.start_imap`.
+``proto`` (pure protocol), ``anatomy`` (what FETCH and SEARCH need, computed at delivery), ``view`` (the mailbox
+view over the store) and ``engine`` (the asyncio server); the daemon only calls
+:func:`gateway.imap.engine.server.start_imap`.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """

@@ -24,7 +24,7 @@ from gateway.auth.accounts import Authenticator
 from gateway.auth.passwords import hash_password
 from gateway.auth.throttle import LoginThrottle
 from gateway.config import Config, Limits, Listen, TLSSettings
-from gateway.imap.server import ImapService, start_imap
+from gateway.imap.engine.server import ImapService, start_imap
 from gateway.store import db, mailstore
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 

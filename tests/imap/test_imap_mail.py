@@ -206,7 +206,7 @@ async def test_aioimaplib_reads_flags_and_moves(imap: ImapHarness):
 
 def test_cached_view_of_a_large_folder_follows_changes_between_selects(imap: ImapHarness, monkeypatch):
     """The per-process view cache (large folders) must show deliveries, flag changes and expunges made since."""
-    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 2)
+    monkeypatch.setattr("gateway.imap.view.store.CACHE_MIN_MESSAGES", 2)
     for n in range(4):
         imap.deliver(ALICE, message(f"Cache {n}"))
     with imap.imaps() as client:

@@ -1,7 +1,7 @@
 """The selected-folder state: sequence numbers, and what a session is told of other sessions' changes (RFC 9051 7).
 
-Unit tests of the UID list and of the untagged responses it produces, then the same behaviour seen by real
-clients over TLS on SQLite and PostgreSQL.
+The behaviour seen by real clients over TLS on SQLite and PostgreSQL (the view's own unit tests are in
+tests/imap/view).
 """
 
 from __future__ import annotations
@@ -10,92 +10,6 @@ import re
 
 import pytest
 from imap.imap_support import ALICE, ImapHarness, message
-from pymap.flags import PermanentFlags, SessionFlags
-from pymap.parsing.command.any import NoOpCommand
-from pymap.parsing.specials import ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Flagged, Recent, Seen
-from pymap.parsing.specials.sequenceset import MaxValue
-
-from gateway.imap.selected import StoreSelected, UidList, index_ranges, new_uids
-
-STAR = MaxValue()
-
-
-def seqs(*elems: object, uid: bool = False) -> SequenceSet:
-    return SequenceSet(list(elems), uid=uid)  # type: ignore[arg-type]
-
-
-def folder(*uids: int) -> UidList:
-    return UidList(new_uids(uids))
-
-
-def test_sequence_numbers_index_the_uid_list():
-    known = folder(3, 5, 8, 13, 21)
-    assert known.get_uids(seqs((2, 3))) == [(2, 5), (3, 8)]
-    assert known.get_uids(seqs((4, STAR))) == [(4, 13), (5, 21)]
-    assert known.get_uids(seqs(STAR)) == [(5, 21)]
-    assert known.get_uids(seqs(9)) == []  # beyond the last message
-    assert known.get_uids(seqs(5, (1, 2), (2, 3))) == [(1, 3), (2, 5), (3, 8), (5, 21)]  # sorted, each once
-
-
-def test_uid_sets_find_existing_uids_only():
-    known = folder(3, 5, 8, 13, 21)
-    assert known.get_uids(seqs((4, 13), uid=True)) == [(2, 5), (3, 8), (4, 13)]
-    assert known.get_uids(seqs(7, uid=True)) == []
-    assert known.get_uids(seqs((30, STAR), uid=True)) == [(5, 21)]  # n:* names the highest UID (RFC 9051 6.4.8)
-    assert known.get_uids(seqs((100, 200), uid=True)) == []
-    assert index_ranges(seqs((1, STAR), uid=True), new_uids()) == []
-
-
-def test_new_uids_append_and_removal_gives_expunge_order():
-    known = folder(1, 2, 3, 4)
-    assert known.add([6, 5, 4]) == 2
-    assert list(known.uids) == [1, 2, 3, 4, 5, 6]
-    assert known.remove([2, 5, 99]) == [5, 2]  # highest sequence number first, as EXPUNGE responses go
-    assert list(known.uids) == [1, 3, 4, 6]
-    many = folder(*range(1, 1001))
-    assert many.remove(range(1, 1001, 2))[:2] == [999, 997]
-    assert list(many.uids) == list(range(2, 1001, 2))
-
-
-def selected(*uids: int) -> StoreSelected:
-    state = StoreSelected(ObjectId(b"F1"), False, PermanentFlags([Seen, Flagged]), SessionFlags([Recent]))
-    state.load(new_uids(uids), None)
-    state, untagged = state.fork(NoOpCommand(b"a"))
-    assert list(untagged) == []  # SELECT's own response gave the state
-    return state
-
-
-def lines(untagged: object) -> list[bytes]:
-    return [bytes(response).strip() for response in untagged]  # type: ignore[attr-defined]
-
-
-def test_expunges_wait_while_sequence_numbers_are_in_use():
-    state = selected(10, 11, 12)
-    state.learn([], [11])
-    state.hide_expunged = True  # FETCH, STORE or SEARCH by sequence number
-    state, untagged = state.fork(NoOpCommand(b"a"))
-    assert lines(untagged) == [] and state.messages.exists == 3
-    state, untagged = state.fork(NoOpCommand(b"b"))
-    assert lines(untagged) == [b"* 2 EXPUNGE"]
-    assert list(state.messages.uids) == [10, 12]
-
-
-def test_new_mail_and_other_sessions_flags_are_told_but_not_our_own():
-    state = selected(10, 11)
-    state.own_flags({10: frozenset({Seen})})
-    state.learn([(10, frozenset({Seen})), (11, frozenset({Flagged})), (12, frozenset())], [])
-    state, untagged = state.fork(NoOpCommand(b"a"))
-    assert lines(untagged) == [b"* 3 EXISTS", b"* 2 FETCH (FLAGS (\\Flagged))"]
-    state, untagged = state.fork(NoOpCommand(b"b"))
-    assert lines(untagged) == []
-
-
-def test_a_message_expunged_and_delivered_in_one_step_keeps_exists_right():
-    state = selected(10, 11)
-    state.learn([(12, frozenset()), (13, frozenset())], [10])
-    _, untagged = state.fork(NoOpCommand(b"a"))
-    assert lines(untagged) == [b"* 1 EXPUNGE", b"* 3 EXISTS"]
 
 
 def untagged_of(client: object, kind: str) -> list[bytes]:
@@ -149,7 +63,7 @@ def test_select_reports_the_first_unseen_and_status_counts_unseen(imap: ImapHarn
 @pytest.mark.parametrize("big", [3000])
 def test_paging_a_large_folder_reads_the_right_messages(imap: ImapHarness, big: int, monkeypatch):
     """The last page of a folder larger than the cache threshold: sequence numbers map to the right UIDs."""
-    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 100)
+    monkeypatch.setattr("gateway.imap.view.store.CACHE_MIN_MESSAGES", 100)
     imap.deliver_many(ALICE, [message(f"Page {n}") for n in range(big)])
     with imap.imaps() as client:
         assert client.select("INBOX")[1] == [str(big).encode()]
@@ -212,7 +126,7 @@ def test_pruned_expunge_records_never_hide_an_expunge_from_a_late_session(imap: 
     from gateway.imap.housekeeping import prune_expunged
     from gateway.imap.models import ExpungedUid
 
-    monkeypatch.setattr("gateway.imap.store.CACHE_MIN_MESSAGES", 2)
+    monkeypatch.setattr("gateway.imap.view.store.CACHE_MIN_MESSAGES", 2)
     imap.deliver_many(ALICE, [message(f"Message {n}") for n in range(5)])
     with imap.imaps() as late, imap.imaps() as writer:
         late.select("INBOX")  # also caches the folder's UID list at this MODSEQ

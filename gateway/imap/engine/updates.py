@@ -110,7 +110,7 @@ class Selected:
             else:
                 for seq in changes.expunged_seqs:
                     await session.untagged(f"{seq} EXPUNGE")
-        if changes.new or changes.expunged:
+        if changes.new:  # EXPUNGE/VANISHED already told the client the new count (RFC 9051 7.4.1)
             await session.untagged(f"{changes.exists} EXISTS")
         for row in changes.flags:
             seq = self.seq_of(row.uid)

@@ -159,28 +159,10 @@ def test_poison_message_is_flat_quickly_within_memory(raw: bytes) -> None:
     assert body(raw, ()) == raw
 
 
-def test_poison_message_under_50ms_without_tracing() -> None:
-    raw = siblings(50_000)
-    analyse(raw)
-    started = time.perf_counter()
-    for _ in range(5):
-        analyse(raw)
-    assert (time.perf_counter() - started) / 5 < 0.05
-
-
 def test_just_within_the_limits_is_described_fully() -> None:
     anatomy = analyse(nested(MAX_DEPTH // 2 - 1))
     assert anatomy.refused is None
     assert analyse(siblings(MAX_PARTS - 2)).refused is None
-
-
-def test_small_message_analysed_well_under_a_millisecond() -> None:
-    raw = (SIMPLE[:600] + b"\r\n\r\n" + b"x" * 400)[:1024]
-    analyse(raw)
-    started = time.perf_counter()
-    for _ in range(200):
-        analyse(raw)
-    assert (time.perf_counter() - started) / 200 < 0.001
 
 
 def test_stored_form_round_trips_and_rejects_other_bytes() -> None:

@@ -3,7 +3,6 @@ THREAD builds and renders long chains without recursion."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +72,7 @@ async def test_unreachable_database_is_unavailable() -> None:
 
 
 @pytest.mark.slow
-async def test_fetch_flags_of_50000_messages_is_one_quick_query(store_url: str) -> None:
+async def test_fetch_flags_of_50000_messages_numbers_every_message(store_url: str) -> None:
     store, account_id, engine = await _account(store_url)
     count = 50_000
 
@@ -89,13 +88,9 @@ async def test_fetch_flags_of_50000_messages_is_one_quick_query(store_url: str) 
 
     await store.write(work)
     view = await SelectedView.open(store, account_id, "INBOX", readonly=True)
-    best = float("inf")
-    for _ in range(3):  # CPU time of the process (its threads included): other jobs on the machine do not count
-        started = time.process_time()
-        rows = await view.fetch(SequenceSet(((1, None),)), uid=False)
-        best = min(best, time.process_time() - started)
+    rows = await view.fetch(SequenceSet(((1, None),)), uid=False)  # its speed: bench/imap.py
     assert len(rows) == count and rows[-1][0] == count and rows[0][1].flags == ("\\Seen",)
-    assert best < 0.15, f"FETCH 1:* (FLAGS) over {count} messages took {best * 1000:.0f} ms of CPU"
+    assert [seq for seq, _ in rows[:3]] == [1, 2, 3] and rows[2][1].flags == ()
     await engine.dispose()  # type: ignore[attr-defined]
 
 
