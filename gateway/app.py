@@ -153,7 +153,7 @@ class Gateway:
         if self.config.dmp is not None:  # issue 6: deposits considered by the worker are sent by the outbox
             from gateway.dmp_bridge.daemon import DmpBridge
 
-            bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub)  # woken at the commit that queues a deposit
+            bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub)  # woken by the commit that queues
             bridge.start()
             self._closers.append(bridge.stop)
         for settings in self.config.upstreams:
