@@ -150,3 +150,63 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     _run(sync)
     assert server_snapshot(imap) == server_before
     assert maildir_snapshot(maildir) == local_before
+
+
+# --- offlineimap ----------------------------------------------------------------------------------------------
+
+def _offlineimap_config(imap: ImapHarness, tmp_path: Path) -> tuple[Path, Path]:
+    maildir = tmp_path / "offlineimap-mail"
+    maildir.mkdir()
+    config = tmp_path / "offlineimaprc"
+    config.write_text(f"""\
+[general]
+accounts = gateway
+metadata = {tmp_path / "offlineimap-meta"}
+
+[Account gateway]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {maildir}
+
+[Repository remote]
+type = IMAP
+remotehost = localhost
+remoteport = {imap.imaps_port}
+remoteuser = {ALICE}
+remotepass = {PASSWORD}
+ssl = yes
+sslcacertfile = {imap.pki.ca_bundle}
+""")
+    return config, maildir
+
+
+def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqlite: ImapHarness, tmp_path: Path):
+    offlineimap = _need("offlineimap")
+    imap = imap_sqlite
+    _seed(imap)
+    config, maildir = _offlineimap_config(imap, tmp_path)
+    sync = [offlineimap, "-c", str(config), "-o", "-u", "basic"]
+
+    _run(sync, timeout=40)
+    assert len(maildir_messages(maildir / "INBOX")) == 3
+    drafts = maildir / "Drafts"
+    (drafts / "new" / "1700000000.local.draft").write_bytes(message("Brouillon local", "Ecrit hors ligne."))
+    flagged = maildir_messages(maildir / "INBOX")[0]
+    flagged.rename(flagged.parent.parent / "cur" / (flagged.name.partition(":2,")[0] + ":2,FS"))
+
+    snapshots = []
+    for _ in range(3):
+        output = _run(sync, timeout=40)
+        assert "ERROR" not in output.stdout + output.stderr
+        assert _subjects(imap, "Drafts") == ["Brouillon local"]
+        assert len(maildir_messages(drafts)) == 1
+        assert _subjects(imap, "INBOX") == ["Inbox 1", "Inbox 2", "Inbox 3"]
+        assert len(maildir_messages(maildir / "INBOX")) == 3
+        assert _subjects(imap, "Projets") == ["Projet A"]
+        assert len(maildir_messages(maildir / "Projets")) == 1
+        snapshots.append((server_snapshot(imap), maildir_snapshot(maildir)))
+    assert snapshots[2] == snapshots[1]  # the third run had nothing to do and did nothing
+    assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in server_folder(imap, "INBOX")) == 1
