@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -210,3 +211,57 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
         snapshots.append((server_snapshot(imap), maildir_snapshot(maildir)))
     assert snapshots[2] == snapshots[1]  # the third run had nothing to do and did nothing
     assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in server_folder(imap, "INBOX")) == 1
+
+
+# --- neomutt in tmux ------------------------------------------------------------------------------------------
+
+def test_neomutt_opens_the_mailbox_reads_a_message_and_marks_it_seen(imap_sqlite: ImapHarness, tmp_path: Path):
+    neomutt, tmux = _need("neomutt"), _need("tmux")
+    imap = imap_sqlite
+    imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
+    imap.deliver(ALICE, message("Rendez-vous", "Mardi 10 h."))
+    config = tmp_path / "neomuttrc"
+    config.write_text(f"""\
+set folder = "imaps://localhost:{imap.imaps_port}/"
+set spoolfile = "+INBOX"
+set imap_user = "{ALICE}"
+set imap_pass = "{PASSWORD}"
+set ssl_ca_certificates_file = "{imap.pki.ca_bundle}"
+set certificate_file = "{tmp_path / 'certificates'}"
+set quit = yes
+""")
+    home = tmp_path / "home"
+    home.mkdir()
+    socket_dir = Path(tempfile.mkdtemp(prefix="nm"))  # a short path: tmux sockets are limited to ~100 bytes
+    socket = str(socket_dir / "s")
+    control = [tmux, "-S", socket]
+
+    def screen() -> str:
+        return subprocess.run([*control, "capture-pane", "-p", "-t", "mutt"], capture_output=True, text=True,
+                              timeout=10, check=False).stdout
+
+    def keys(*sequence: str) -> None:
+        _run([*control, "send-keys", "-t", "mutt", *sequence], timeout=10)
+
+    def running() -> bool:
+        return subprocess.run([*control, "has-session", "-t", "mutt"], capture_output=True,
+                              timeout=10, check=False).returncode == 0
+
+    _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40",
+          f"HOME={home} TERM=screen {neomutt} -n -F {config}"], timeout=10)
+    try:
+        _wait_for(lambda: "Compte rendu" in screen() and "Rendez-vous" in screen(), "the index")
+        keys("/", "~s Compte", "Enter")
+        keys("Enter")
+        _wait_for(lambda: "Tension 12/8" in screen(), "the message body")
+        assert "Subject: Compte rendu" in screen()
+        keys("q")
+        _wait_for(lambda: "Tension 12/8" not in screen(), "the index again")
+        keys("q")
+        _wait_for(lambda: not running(), "neomutt to quit")
+    finally:
+        if running():
+            subprocess.run([*control, "kill-server"], capture_output=True, timeout=10, check=False)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    seen = {m.subject: "\\Seen" in m.flags for m in server_folder(imap, "INBOX")}
+    assert seen == {"Compte rendu": True, "Rendez-vous": False}
