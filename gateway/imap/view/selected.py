@@ -126,6 +126,39 @@ async def changes_since(session: AsyncSession, folder_id: int, since: int, known
     return rows, sorted(uid for uid in gone if _contains(known, uid))
 
 
+@dataclass(frozen=True)
+class FolderDelta:
+    """What changed in a folder after a MODSEQ, as every view of it needs it (shared through the
+    :class:`~gateway.imap.view.store.ChangeFeed`): the counters, rows added or re-flagged, all UIDs expunged
+    (each view keeps those it knows) and the expunge floor."""
+
+    highestmodseq: int
+    uidnext: int
+    rows: list[Row]
+    gone: frozenset[int]
+    floor: int | None
+
+
+async def folder_delta(session: AsyncSession, folder_id: int, since: int) -> FolderDelta:
+    """One indexed read of the folder row, and when its MODSEQ moved, the (folder_id, modseq) ranges of
+    ``deliveries`` and ``imap_expunged``; raises :class:`MailboxNotFound` for a deleted folder."""
+    row = (await session.execute(select(Folder.highestmodseq, Folder.uidnext).where(
+        Folder.id == folder_id))).one_or_none()
+    if row is None:
+        raise MailboxNotFound("The selected mailbox no longer exists.")
+    highest, uidnext = int(row.highestmodseq), int(row.uidnext)
+    if highest == since:
+        return FolderDelta(highest, uidnext, [], frozenset(), None)
+    changed = await session.execute(select(Delivery.uid, Delivery.flags, Delivery.modseq).where(
+        Delivery.folder_id == folder_id, Delivery.modseq > since).order_by(Delivery.uid))
+    rows = [Row(r.uid, parse_flags(r.flags), r.modseq) for r in changed]
+    gone = frozenset((await session.execute(select(ExpungedUid.uid).where(
+        ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since))).scalars())
+    # Read after the records, so a pruning that raced them is noticed (as in changes_since).
+    floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == folder_id))).scalar()
+    return FolderDelta(highest, uidnext, rows, gone, None if floor is None else int(floor))
+
+
 def _contains(uids: Sequence[int], uid: int) -> bool:
     index = bisect_left(uids, uid)
     return index < len(uids) and uids[index] == uid
@@ -242,7 +275,9 @@ class SelectedView:
         top = self.max_uid
         if self.readonly or not top or (self._recent and self._recent[-1][1] >= top):
             return False
-        folder_id = self.folder_id
+        folder_id, claimed = self.folder_id, self.store.recent_claimed
+        if claimed.get(folder_id, 0) >= top:  # another session of this process took them already
+            return False
 
         async def work(session: AsyncSession) -> int | None:
             query = select(Folder.recent_uid).where(Folder.id == folder_id)
@@ -255,6 +290,7 @@ class SelectedView:
             return int(before)
 
         before = await self.store.write(work, "claiming recent messages")
+        claimed[folder_id] = max(claimed.get(folder_id, 0), top)
         if before is None:
             return False
         self._recent.append((before + 1, top))
@@ -436,27 +472,22 @@ class SelectedView:
         (numbers do not move under the client) and are reported by a later refresh. Raises
         :class:`MailboxNotFound` when the folder was deleted.
         """
-        folder_id, since, known = self.folder_id, self.highestmodseq, self.uids
-
-        async def work(session: AsyncSession) -> tuple[int, int, list[Row], list[int]] | None:
-            row = (await session.execute(select(Folder.highestmodseq, Folder.uidnext).where(
-                Folder.id == folder_id))).one_or_none()
-            if row is None:
-                raise MailboxNotFound("The selected mailbox no longer exists.")
-            if row.highestmodseq == since:
-                return int(row.highestmodseq), int(row.uidnext), [], []
-            rows, gone = await changes_since(session, folder_id, since, known)
-            return int(row.highestmodseq), int(row.uidnext), rows, gone
-
-        result = await self.store.read(work, "reading mailbox changes")
+        folder_id, since, store = self.folder_id, self.highestmodseq, self.store
+        delta = await store.feed.get(folder_id, since, lambda: store.read(
+            lambda session: folder_delta(session, folder_id, since), "reading mailbox changes"))
+        if delta.floor is not None and since < delta.floor:  # expunge records pruned: compare UIDs
+            known = self.uids
+            current = await store.read(lambda session: all_uids(session, folder_id), "reading mailbox changes")
+            gone = missing(known, current)
+        else:
+            gone = sorted(uid for uid in delta.gone if _contains(self.uids, uid))
         changes = Changes()
-        if result is not None:
-            highest, uidnext, rows, gone = result
-            # Rows committed after the counter was read are learned now; commits follow MODSEQ order (the folder
-            # row lock), so everything below the highest MODSEQ seen is in this answer too.
-            highest = max([highest, *(row.modseq or 0 for row in rows)])
-            self.highestmodseq, self.uidnext = highest, max(self.uidnext, uidnext)
-            self._learn(rows, gone, changes)
+        rows = delta.rows
+        # Rows committed after the counter was read are learned now; commits follow MODSEQ order (the folder
+        # row lock), so everything below the highest MODSEQ seen is in this answer too.
+        self.highestmodseq = max([delta.highestmodseq, *(row.modseq or 0 for row in rows)])
+        self.uidnext = max(self.uidnext, delta.uidnext)
+        self._learn(rows, gone, changes)
         if self._pending_expunge and expunges:
             changes.expunged = sorted(self._pending_expunge)
             changes.expunged_seqs = self._remove(changes.expunged)

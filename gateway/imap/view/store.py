@@ -11,9 +11,12 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +33,9 @@ CHUNK = 500
 CACHE_MIN_MESSAGES = 2000
 #: UIDs kept in the per-process cache, all folders together (8 bytes each: 16 MB).
 CACHE_MAX_MESSAGES = 2_000_000
+#: How long a finished change read is handed to later sessions asking the same question (seconds); a change
+#: published in this process meanwhile makes the next question read again.
+FEED_REUSE = 0.05
 
 
 def chunks(values: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
@@ -73,6 +79,60 @@ class UidCache:
         self._entries.pop(folder_id, None)
 
 
+class ChangeFeed:
+    """One read per folder and MODSEQ step, shared by every view of this process that asks for it.
+
+    When one delivery wakes a thousand IDLE sessions of a folder, they all ask "what changed after MODSEQ n":
+    the first question starts the read, the others wait for the same answer and apply it to their own UID
+    array (RFC 9051 7.5: each session still decides what its client is told). A read started before a change
+    was published in this process is never handed to a question asked after it (a session's own STORE or
+    EXPUNGE is always seen by its next refresh); a finished read is reused for :data:`FEED_REUSE` seconds at
+    most, which only matters for writes of other processes, seen late anyway.
+    """
+
+    def __init__(self, hub: ChangeHub) -> None:
+        self._hub = hub
+        #: folder id -> (the hub's event for it, {since: (read, finished at or None)}).
+        self._folders: dict[int, tuple[asyncio.Event, dict[int, list[Any]]]] = {}
+        #: Reads started (a figure for tests and the bench: fan-out shares them).
+        self.reads = 0
+
+    async def get(self, folder_id: int, since: int, read: Callable[[], Awaitable[T]]) -> T:
+        """The answer of ``read()`` for ``(folder_id, since)``, shared with the sessions asking the same."""
+        folder = self._folders.get(folder_id)
+        if folder is None:
+            folder = self._folders[folder_id] = (self._hub.watch(folder_id), {})
+        changed, entries = folder
+        if changed.is_set():  # published since these reads started: none of them may answer
+            changed.clear()
+            entries.clear()
+        entry = entries.get(since)
+        now = time.monotonic()
+        if entry is None or (entry[1] is not None and now - entry[1] > FEED_REUSE):
+            task: asyncio.Task[T] = asyncio.ensure_future(read())
+            entry = entries[since] = [task, None]
+            self.reads += 1
+            task.add_done_callback(functools.partial(self._finished, folder_id, since, entry))
+        return cast(T, await asyncio.shield(entry[0]))
+
+    def _finished(self, folder_id: int, since: int, entry: list[Any], task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone (a client's DONE, a disconnect)
+        entry[1] = time.monotonic()
+        asyncio.get_running_loop().call_later(FEED_REUSE, self._expire, folder_id, since, entry)
+
+    def _expire(self, folder_id: int, since: int, entry: list[Any]) -> None:
+        folder = self._folders.get(folder_id)
+        if folder is None:
+            return
+        changed, entries = folder
+        if entries.get(since) is entry:
+            del entries[since]
+        if not entries:
+            self._hub.unwatch(folder_id, changed)
+            del self._folders[folder_id]
+
+
 class ViewStore:
     """What the views of one process share: read and write sessions, the change hub and the UID cache."""
 
@@ -83,6 +143,10 @@ class ViewStore:
         self.hub = hub or ChangeHub()
         self.committer = committer
         self.uid_cache = UidCache()
+        self.feed = ChangeFeed(self.hub)
+        #: Highest ``folders.recent_uid`` a view of this process set or saw, per folder: ``\\Recent`` is claimed
+        #: by one session, the others need not ask the database again (RFC 3501 2.3.2).
+        self.recent_claimed: dict[int, int] = {}
 
     async def read(self, work: Work[T], action: str = "reading") -> T:
         """Run ``work`` in a read session (a consistent snapshot on both databases)."""

@@ -342,9 +342,13 @@ async def idle(session: Session, cmd: c.Idle) -> Done:
                     raise Bad("Expected DONE.", "CLIENTBUG")
                 break
             if selected is not None and selected.changed.is_set():
+                # A delivery wakes every idler of the folder at once: their reads are shared (ChangeFeed), and
+                # the account check keeps its own pace rather than costing each of them a query per change.
                 selected.changed.clear()
                 await selected.announce(session, expunges=True)
-            await session.check_account(force=True)
+                await session.check_account()
+            else:
+                await session.check_account(force=True)
     finally:
         if not line_task.done():
             line_task.cancel()
