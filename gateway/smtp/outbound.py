@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Config, OutboundSettings
 from gateway.routing.delivery import OUTBOUND_WAKE
-from gateway.routing.headers import HeaderError
+from gateway.routing.headers import HeaderError, without_bcc
 from gateway.smtp import dsn
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter
@@ -333,7 +333,7 @@ class OutboundWorker:
                     results[row.id] = Result(_classify(exc.code, exc.message), _reply(exc.code, exc.message), host)
             if accepted:
                 try:
-                    response = await client.data(group.raw)
+                    response = await client.data(_without_bcc(group.raw))  # RFC 5322 3.6.3
                     outcome = Result("sent", _reply(response.code, response.message), host, peer_dsn)
                 except aiosmtplib.SMTPDataError as exc:
                     outcome = Result(_classify(exc.code, exc.message), _reply(exc.code, exc.message), host)
@@ -440,3 +440,11 @@ async def retry_now(session: AsyncSession, ids: list[int] | None = None) -> int:
         query = query.where(OutboundRecipient.id.in_(ids))
     result = await session.execute(query)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _without_bcc(raw: bytes) -> bytes:
+    """Another operator never gets Bcc: submission already queues the Bcc-less copy; this also covers older rows."""
+    try:
+        return without_bcc(raw)
+    except HeaderError:
+        return raw

@@ -73,7 +73,8 @@ class RawSession:
     def login(self, user: str, password: str = "secret-password") -> None:
         assert self.command("EHLO client.test")[-1].startswith(b"250 ")
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        assert self.command(f"AUTH PLAIN {token}")[0].startswith(b"235 ")
+        reply = self.command(f"AUTH PLAIN {token}")
+        assert reply[0].startswith(b"235 "), reply
 
     def close(self) -> None:
         try:
