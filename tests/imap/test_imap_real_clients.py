@@ -265,3 +265,47 @@ set quit = yes
         shutil.rmtree(socket_dir, ignore_errors=True)
     seen = {m.subject: "\\Seen" in m.flags for m in server_folder(imap, "INBOX")}
     assert seen == {"Compte rendu": True, "Rendez-vous": False}
+
+
+# --- curl -----------------------------------------------------------------------------------------------------
+
+def _curl(imap: ImapHarness, url: str, *args: str) -> bytes:
+    curl = _need("curl")
+    result = subprocess.run([curl, "--silent", "--show-error", "--max-time", "20", "--cacert",
+                             str(imap.pki.ca_bundle), "--user", f"{ALICE}:{PASSWORD}", *args, url],
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, (url, args, result.returncode, result.stderr)
+    return result.stdout
+
+
+def test_curl_fetches_by_uid_lists_searches_and_appends(imap_sqlite: ImapHarness, tmp_path: Path):
+    imap = imap_sqlite
+    _seed(imap)
+    base = f"imaps://localhost:{imap.imaps_port}"
+    inbox = server_folder(imap, "INBOX")
+    second = next(m for m in inbox if m.subject == "Inbox 2")
+
+    fetched = _curl(imap, f"{base}/INBOX;UID={second.uid}")
+    assert fetched == message("Inbox 2", "Corps 2.")
+    body = _curl(imap, f"{base}/INBOX;UID={second.uid};SECTION=TEXT")
+    assert body == b"Corps 2.\r\n"
+    assert next(m for m in server_folder(imap, "INBOX") if m.uid == second.uid).flags == {"\\Seen"}
+
+    listing = _curl(imap, f"{base}/")
+    names = {line.rsplit(b" ", 1)[1].strip(b'"') for line in listing.splitlines() if line.startswith(b"* LIST")}
+    assert names == {b"INBOX", b"Sent", b"Drafts", b"Trash", b"Archive", b"Projets"}
+
+    found = _curl(imap, f"{base}/INBOX?SUBJECT%20%22Inbox%203%22")
+    third = next(n for n, m in enumerate(inbox, 1) if m.subject == "Inbox 3")
+    assert found.split() == [b"*", b"SEARCH", str(third).encode()]  # a URL's query is a SEARCH: sequence numbers
+    unseen = _curl(imap, f"{base}/INBOX", "--request", "UID SEARCH UNSEEN")
+    assert sorted(int(uid) for uid in unseen.split(b"SEARCH", 1)[1].split()) == sorted(
+        m.uid for m in inbox if m.subject != "Inbox 2")
+
+    upload = tmp_path / "note.eml"
+    upload.write_bytes(message("Note curl", "Deposee par curl -T."))
+    _curl(imap, f"{base}/Projets", "-T", str(upload))
+    projets = server_folder(imap, "Projets")
+    assert sorted(m.subject for m in projets) == ["Note curl", "Projet A"]
+    uploaded = next(m for m in projets if m.subject == "Note curl")
+    assert _curl(imap, f"{base}/Projets;UID={uploaded.uid}") == upload.read_bytes()
