@@ -309,3 +309,39 @@ def test_curl_fetches_by_uid_lists_searches_and_appends(imap_sqlite: ImapHarness
     assert sorted(m.subject for m in projets) == ["Note curl", "Projet A"]
     uploaded = next(m for m in projets if m.subject == "Note curl")
     assert _curl(imap, f"{base}/Projets;UID={uploaded.uid}") == upload.read_bytes()
+
+
+def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_sqlite: ImapHarness, tmp_path: Path):
+    mbsync = _need("mbsync")
+    imap = imap_sqlite
+    _seed(imap)
+    config, maildir = _mbsync_config(imap, tmp_path)
+    config.write_text(config.read_text().replace(f"Port {imap.imaps_port}", f"Port {imap.imap_port}")
+                      .replace("SSLType IMAPS", "SSLType STARTTLS"))
+    sync = [mbsync, "-c", str(config), "-a"]
+    _run(sync)
+    assert len(maildir_messages(maildir / "INBOX")) == 3
+
+    client = imap.imap_starttls()
+    client.select("INBOX")
+    uids = [m.uid for m in server_folder(imap, "INBOX")]
+    assert client.uid("STORE", str(uids[0]), "+FLAGS", "(\\Seen \\Flagged)")[0] == "OK"
+    assert client.uid("MOVE", str(uids[1]), "Archive")[0] == "OK"
+    assert client.uid("STORE", str(uids[2]), "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert client.expunge()[0] == "OK"
+    client.select("Archive")
+    assert client.store("1", "-FLAGS", "(\\Seen)")[0] == "OK"
+    client.logout()
+
+    _run(sync)
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert [maildir_flags(path) for path in local_inbox] == ["FS"]
+    archive = sorted(maildir_messages(maildir / "Archive"), key=lambda path: b"Inbox 2" in path.read_bytes())
+    assert [b"Inbox 2" in path.read_bytes() for path in archive] == [False, True]
+    assert [maildir_flags(path) for path in archive] == ["", ""]
+    assert _subjects(imap, "Archive") == ["Archive A", "Inbox 2"]
+
+    server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
+    _run(sync)
+    assert server_snapshot(imap) == server_before
+    assert maildir_snapshot(maildir) == local_before
