@@ -215,11 +215,12 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
 
 # --- neomutt in tmux ------------------------------------------------------------------------------------------
 
-def test_neomutt_opens_the_mailbox_reads_a_message_and_marks_it_seen(imap_sqlite: ImapHarness, tmp_path: Path):
+def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sqlite: ImapHarness, tmp_path: Path):
     neomutt, tmux = _need("neomutt"), _need("tmux")
     imap = imap_sqlite
     imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
     imap.deliver(ALICE, message("Rendez-vous", "Mardi 10 h."))
+    imap.deliver(ALICE, message("Publicite", "Offre speciale."))
     config = tmp_path / "neomuttrc"
     config.write_text(f"""\
 set folder = "imaps://localhost:{imap.imaps_port}/"
@@ -250,21 +251,29 @@ set quit = yes
     _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40",
           f"HOME={home} TERM=screen {neomutt} -n -F {config}"], timeout=10)
     try:
-        _wait_for(lambda: "Compte rendu" in screen() and "Rendez-vous" in screen(), "the index")
+        _wait_for(lambda: all(subject in screen() for subject in ("Compte rendu", "Rendez-vous", "Publicite")),
+                  "the index")
         keys("/", "~s Compte", "Enter")
         keys("Enter")
         _wait_for(lambda: "Tension 12/8" in screen(), "the message body")
         assert "Subject: Compte rendu" in screen()
         keys("q")
         _wait_for(lambda: "Tension 12/8" not in screen(), "the index again")
+        keys("/", "~s Rendez", "Enter", "s")
+        _wait_for(lambda: "Save to mailbox" in screen(), "the save prompt")
+        keys("C-u", "=Archive", "Enter")
+        keys("/", "~s Publicite", "Enter", "d")
         keys("q")
+        _wait_for(lambda: "Purge" in screen() or not running(), "the purge question")
+        if running():
+            keys("y")
         _wait_for(lambda: not running(), "neomutt to quit")
     finally:
         if running():
             subprocess.run([*control, "kill-server"], capture_output=True, timeout=10, check=False)
         shutil.rmtree(socket_dir, ignore_errors=True)
-    seen = {m.subject: "\\Seen" in m.flags for m in server_folder(imap, "INBOX")}
-    assert seen == {"Compte rendu": True, "Rendez-vous": False}
+    assert [(m.subject, "\\Seen" in m.flags) for m in server_folder(imap, "INBOX")] == [("Compte rendu", True)]
+    assert _subjects(imap, "Archive") == ["Rendez-vous"]
 
 
 # --- curl -----------------------------------------------------------------------------------------------------
