@@ -102,10 +102,15 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     mbsync = _need("mbsync")
     imap = imap_sqlite
     _seed(imap)
+    client = imap.imaps()
+    assert client.create("Projets/2026")[0] == "OK"
+    client.logout()
+    imap.deliver(ALICE, message("Projet 2026", "Sous-dossier."), folder="Projets/2026")
     config, maildir = _mbsync_config(imap, tmp_path)
     sync = [mbsync, "-c", str(config), "-a"]
 
     _run(sync)
+    assert len(maildir_messages(maildir / "Projets" / "2026")) == 1
     inbox = maildir_messages(maildir / "INBOX")
     assert len(inbox) == 3
     assert len(maildir_messages(maildir / "Projets")) == 1
@@ -134,6 +139,7 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     assert _subjects(imap, "Projets") == ["Inbox 2", "Projet A"]
     assert _subjects(imap, "Drafts") == ["Brouillon local"]
     assert _subjects(imap, "Archive") == ["Archive A"]
+    assert _subjects(imap, "Projets/2026") == ["Projet 2026"]
 
     # Changes on the server side reach the Maildir too: a new message and a flag.
     imap.deliver(ALICE, message("Nouveau serveur", "Arrive apres."))
