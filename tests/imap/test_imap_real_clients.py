@@ -216,7 +216,24 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
         assert len(maildir_messages(maildir / "Projets")) == 1
         snapshots.append((server_snapshot(imap), maildir_snapshot(maildir)))
     assert snapshots[2] == snapshots[1]  # the third run had nothing to do and did nothing
-    assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in server_folder(imap, "INBOX")) == 1
+    inbox = server_folder(imap, "INBOX")
+    assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in inbox) == 1
+
+    # Then a deletion on each side and a flag taken off on the server.
+    flagged_uid = next(m.uid for m in inbox if "\\Flagged" in m.flags)
+    other = next(m for m in inbox if "\\Flagged" not in m.flags)
+    client = imap.imaps()
+    client.select("INBOX")
+    assert client.uid("STORE", str(flagged_uid), "-FLAGS", "(\\Flagged)")[0] == "OK"
+    assert client.uid("STORE", str(other.uid), "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert client.expunge()[0] == "OK"
+    client.logout()
+    next(path for path in maildir_messages(maildir / "Projets")).unlink()
+    _run(sync, timeout=40)
+    assert _subjects(imap, "Projets") == []
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert len(local_inbox) == 2
+    assert sorted(maildir_flags(path) for path in local_inbox) == ["", "S"]
 
 
 # --- neomutt in tmux ------------------------------------------------------------------------------------------
