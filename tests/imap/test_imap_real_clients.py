@@ -238,7 +238,9 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
 
 # --- neomutt in tmux ------------------------------------------------------------------------------------------
 
-def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sqlite: ImapHarness, tmp_path: Path):
+@pytest.mark.parametrize("scheme", ["imaps", "imap"])  # implicit TLS, then STARTTLS (neomutt's default on imap://)
+def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sqlite: ImapHarness, tmp_path: Path,
+                                                                          scheme: str):
     neomutt, tmux = _need("neomutt"), _need("tmux")
     imap = imap_sqlite
     imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
@@ -246,7 +248,7 @@ def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sq
     imap.deliver(ALICE, message("Publicite", "Offre speciale."))
     config = tmp_path / "neomuttrc"
     config.write_text(f"""\
-set folder = "imaps://localhost:{imap.imaps_port}/"
+set folder = "{scheme}://localhost:{imap.imaps_port if scheme == 'imaps' else imap.imap_port}/"
 set spoolfile = "+INBOX"
 set imap_user = "{ALICE}"
 set imap_pass = "{PASSWORD}"
