@@ -123,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(connection_banner(cfg, path.parent), flush=True)
 
     try:
+        from gateway.store import db
+
+        asyncio.run(db.check_store(cfg.database_url))  # never create the store a mistyped key names
         if cfg.workers > 1:
             from gateway.process import supervisor
 
@@ -133,7 +136,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         forget_in_children([])
 
-        with asyncio.Runner(loop_factory=DaemonLoop) as runner:
+        from gateway.process.loop import named_listeners
+
+        with asyncio.Runner(loop_factory=lambda: DaemonLoop(names=named_listeners(cfg))) as runner:
             runner.run(serve(cfg, on_ready=banner, config_path=path))
     except OSError as exc:
         print(f"gateway: cannot start a listener: {exc.strerror or exc}.", file=sys.stderr)
@@ -522,8 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     dns_records.register(sub, with_config)
     dmp.register(sub, with_config)
     throttle.register(sub, with_config)
-    from gateway.commands import backup, mail_transfer, manpages
+    from gateway.commands import backup, mail_transfer, manpages, migrate
 
+    migrate.register(sub, with_config)
     mail_transfer.register(sub, with_config)
     backup.register(sub, with_config)
     manpages.register(sub, with_config)

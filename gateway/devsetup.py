@@ -80,8 +80,6 @@ signing_key = "pki/structure-signing.key"
 structure_id = "1120459876"
 structure_name = "Cabinet de démonstration"
 source_id = "1.2.250.1.999.42"
-lps_homologation = "DEV-HOMOLOGATION"
-activity_sector = "SA25"
 default_mode = "systematic"
 
 # The demo professional is the author of the sample lab report (R12: only the author deposits).
@@ -90,8 +88,6 @@ national_id = "801234534765"
 family = "CAMPARINI"
 given = "Marcel"
 mailbox = "{professional}"
-role = "21"
-specialty = "SM05"
 
 # The relay listener other operators deliver to (port 25 in production), client certificate required:
 # [relay]
@@ -146,6 +142,7 @@ async def _demo_accounts(cfg: Config, data: Path) -> None:
     from gateway.ins_matching.insi import TEST_PATIENT
     from gateway.store import db, mailstore
 
+    await db.create_database(cfg.database_url)  # the daemon never creates the store it is given
     await db.migrate(cfg.database_url)
     engine = db.create_engine(cfg.database_url)
     lines = []
@@ -171,11 +168,28 @@ async def _demo_accounts(cfg: Config, data: Path) -> None:
             out.write("\n".join(lines) + "\n")
 
 
+async def _store_exists(url: str) -> bool:
+    from gateway.store import db
+
+    try:
+        await db.check_store(url)
+    except db.StoreUnavailable:
+        return False
+    return True
+
+
 def initialise(data: Path, force: bool = False) -> Path:
-    """Create ``data/`` with PKI, configuration, a migrated SQLite store and two demo accounts."""
+    """Create ``data/`` with PKI, configuration, a migrated SQLite store and two demo accounts.
+
+    An existing configuration is kept (unless ``force``), but the store it names is created if missing:
+    ``gateway serve`` refuses a ``database.url`` that names no store.
+    """
     data.mkdir(parents=True, exist_ok=True)
     path = data / "gateway.toml"
     if path.exists() and not force:
+        cfg = config_module.load(path)
+        if not asyncio.run(_store_exists(cfg.database_url)):
+            asyncio.run(_demo_accounts(cfg, data))
         return path
     write_pki(data / "pki", DEV_HOSTNAME)
     write_config(data)

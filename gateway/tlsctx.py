@@ -1,12 +1,22 @@
-"""TLS contexts for every listener and client: TLS 1.2 at least, the ANS cipher list for 1.2 (domain.md 6)."""
+"""TLS contexts for every listener and client: TLS 1.2 at least, the ANS cipher list for 1.2 (domain.md 6).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import weakref
 from pathlib import Path
+from typing import Any
 
-from gateway.config import TLSSettings
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.config import ConfigError, TLSSettings
 
 
 def _harden(context: ssl.SSLContext, settings: TLSSettings) -> ssl.SSLContext:
@@ -36,8 +46,58 @@ _SERVER_CONTEXTS: weakref.WeakKeyDictionary[ssl.SSLContext, TLSSettings] = weakr
 
 
 def check_server_settings(settings: TLSSettings) -> None:
-    """Raise :class:`ssl.SSLError` or :class:`OSError` when ``settings`` cannot make a server context."""
-    server_context(settings)
+    """Raise :class:`ConfigError` (one sentence naming ``tls.certificate`` or ``tls.private_key``) when
+    ``settings`` cannot make a server context: a file that is not PEM, an expired or not yet valid
+    certificate, a key that is not the certificate's. OpenSSL's own codes name neither key nor file."""
+    certificate, private_key = _read_pair(settings.certificate, settings.private_key)
+    if not certificate or private_key is None:
+        return  # server_context below says why
+    first = certificate[0]
+    now = dt.datetime.now(dt.UTC)
+    if first.not_valid_after_utc < now:
+        raise ConfigError(f"Configuration key 'tls.certificate' names a certificate that expired on "
+                          f"{first.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({settings.certificate}).")
+    if first.not_valid_before_utc > now:
+        raise ConfigError(f"Configuration key 'tls.certificate' names a certificate that is not valid before "
+                          f"{first.not_valid_before_utc:%Y-%m-%d %H:%M} UTC ({settings.certificate}).")
+    if first.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) != \
+            private_key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo):
+        raise ConfigError(f"Configuration key 'tls.private_key' names a key ({settings.private_key}) that does "
+                          f"not match the certificate of 'tls.certificate' ({settings.certificate}).")
+    try:
+        server_context(settings)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"Configuration key 'tls.certificate' names a certificate that cannot be used with "
+                          f"'tls.private_key' ({reason}).") from None
+
+
+def _read_pair(cert_path: Path, key_path: Path) -> tuple[list[Any], Any]:
+    """The certificate chain and private key in the two files; :class:`ConfigError` naming the bad one."""
+    try:
+        cert_data = cert_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Configuration key 'tls.certificate' names {str(cert_path)!r}, which cannot be read "
+                          f"({exc.strerror or exc}).") from None
+    try:
+        key_data = key_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Configuration key 'tls.private_key' names {str(key_path)!r}, which cannot be read "
+                          f"({exc.strerror or exc}).") from None
+    try:
+        chain = x509.load_pem_x509_certificates(cert_data)
+    except ValueError:
+        raise ConfigError(f"Configuration key 'tls.certificate' names {str(cert_path)!r}, which holds no PEM "
+                          "certificate.") from None
+    try:
+        key = serialization.load_pem_private_key(key_data, password=None)
+    except TypeError:
+        raise ConfigError(f"Configuration key 'tls.private_key' names {str(key_path)!r}, a key protected by a "
+                          "passphrase: the gateway needs it unencrypted (readable by its user only).") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(f"Configuration key 'tls.private_key' names {str(key_path)!r}, which holds no PEM "
+                          "private key.") from None
+    return chain, key
 
 
 def reload_server_contexts(old: TLSSettings, new: TLSSettings) -> int:

@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Any
 
-from gateway.config import Config, Listen
+from gateway.config import Config, ConfigError, Listen
 
 #: Pending connections a listening socket holds while every worker is busy (or being restarted).
 BACKLOG = 1024
@@ -40,8 +40,37 @@ def listen_addresses(config: Config) -> list[Listen]:
     return [listen for listen in found if listen is not None]
 
 
-def bind(listen: Listen) -> socket.socket:
-    """A listening TCP socket on the first address ``listen.host`` resolves to."""
+class ListenerError(ConfigError):
+    """A listener that cannot be bound (port in use, permission, unknown host), as one sentence naming its key."""
+
+    @classmethod
+    def of(cls, name: str | None, listen: Listen, exc: OSError) -> ListenerError:
+        reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+        reason = reason[:1].lower() + reason[1:]
+        subject = f"Configuration key '{name}' names" if name else "A listener has"
+        return cls(f"{subject} an address the gateway cannot listen on ({listen}: {reason}).")
+
+
+def named_listeners(config: Config) -> dict[str, str]:
+    """The configuration key of every listener, by :func:`key` of its address (for the sentences above)."""
+    found = [("smtp.submission", config.submission), ("smtp.submissions", config.submissions),
+             ("imap.listen", config.imap), ("imap.listen_tls", config.imaps),
+             ("relay.listen", config.relay.listen if config.relay is not None else None),
+             ("metrics.listen", config.metrics.listen if config.metrics is not None else None),
+             ("autoconfig.listen", config.autoconfig.listen if config.autoconfig is not None else None),
+             ("card.listen", config.card.listen if config.card is not None else None)]
+    return {key(listen): name for name, listen in reversed(found) if listen is not None}
+
+
+def bind(listen: Listen, name: str | None = None) -> socket.socket:
+    """A listening TCP socket on the first address ``listen.host`` resolves to; :class:`ListenerError` if not."""
+    try:
+        return _bind(listen)
+    except OSError as exc:
+        raise ListenerError.of(name, listen, exc) from None
+
+
+def _bind(listen: Listen) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     deadline = time.monotonic() + BIND_PATIENCE
@@ -69,9 +98,12 @@ def key(listen: Listen) -> str:
 class DaemonLoop(asyncio.SelectorEventLoop):
     """A selector loop whose ``create_server`` uses inherited sockets and records servers and protocols."""
 
-    def __init__(self, inherited: dict[str, socket.socket] | None = None) -> None:
+    def __init__(self, inherited: dict[str, socket.socket] | None = None,
+                 names: dict[str, str] | None = None) -> None:
         super().__init__()
         self.inherited = dict(inherited or {})
+        #: Configuration keys by address (:func:`named_listeners`), for a bind failure's sentence.
+        self.names = dict(names or {})
         self.servers: list[asyncio.AbstractServer] = []
         self.protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -91,6 +123,12 @@ class DaemonLoop(asyncio.SelectorEventLoop):
                 self.protocols.add(protocol)
             return protocol
 
-        server = await super().create_server(factory, host, port, **kwargs)
+        try:
+            server = await super().create_server(factory, host, port, **kwargs)
+        except OSError as exc:
+            if not (isinstance(host, str) and isinstance(port, int)):
+                raise
+            listen = Listen(host, port)
+            raise ListenerError.of(self.names.get(key(listen)), listen, exc) from None
         self.servers.append(server)
         return server

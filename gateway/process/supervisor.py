@@ -35,7 +35,7 @@ import structlog
 from gateway.config import Config, ConfigError
 from gateway.ops import multiprocess
 from gateway.process.channel import Channel
-from gateway.process.loop import bind, key, listen_addresses
+from gateway.process.loop import bind, key, listen_addresses, named_listeners
 from gateway.process.reload import read_config, restart_keys
 from gateway.store import db
 
@@ -85,8 +85,9 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_task(self.reload()))
         await db.migrate(self.config.database_url)  # once, before any worker opens the store
+        names = named_listeners(self.config)
         for listen in listen_addresses(self.config):
-            self.sockets[key(listen)] = bind(listen)
+            self.sockets[key(listen)] = bind(listen, names.get(key(listen)))
         count = self.config.workers
         await self._start(0)
         if self.config.whitelist is not None:  # the others start with the domains worker 0 loaded

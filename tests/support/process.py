@@ -33,6 +33,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def create_store(url: str) -> None:
+    """Create and migrate a SQLite store not made yet, as an operator does with ``gateway migrate --create``
+    (the daemon refuses a store that does not exist); a PostgreSQL test database is made by its fixture."""
+    from gateway.store import db
+
+    path = db.sqlite_path(url) if db.is_sqlite(url) else None
+    if path is not None and not path.exists():
+        db.migrate_sync(url)
+
+
 CONFIG = """\
 [gateway]
 hostname = "{hostname}"
@@ -91,6 +101,7 @@ class GatewayProcess:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> GatewayProcess:
         self._ready.clear()
+        create_store(self.store_url)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],

@@ -1,0 +1,226 @@
+"""``gateway serve`` refuses a configuration it cannot serve with one sentence naming the key, never a traceback.
+
+A mistyped ``database.url`` must not create an empty store that serves no account; a PostgreSQL server that is
+down, a key that is not the certificate's, an expired certificate or a port in use each get one line on
+stderr naming the key (and the address, never the database password) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from support.pki import PKIFiles
+from support.process import GatewayProcess, free_port
+from support.store import Store
+
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+HINT = "create it with 'gateway init' or 'gateway migrate --create'"
+
+
+def gateway(config: Path, *args: str, command: str = "serve", timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", command, "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def configured(folder: Path, pki: PKIFiles, url: str, *, extra: str = "", workers: int = 1) -> GatewayProcess:
+    """A gateway's configuration file (quiet log level: stderr holds only what a refusal says)."""
+    process = GatewayProcess(folder, pki, url, log_level="warning", extra_config=extra)
+    if workers != 1:
+        text = process.config_path.read_text(encoding="utf-8")
+        process.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n", 1),
+                                       encoding="utf-8")
+    return process
+
+
+def refused(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refusal prints (asserting exit status 2 and nothing else on stderr)."""
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("gateway: ")
+    return lines[0].removeprefix("gateway: ")
+
+
+async def _noop(_session: object) -> None:
+    return None
+
+
+# --- database.url ---------------------------------------------------------------------------------------------
+def test_a_sqlite_file_that_does_not_exist_is_refused_and_not_created(tmp_path: Path, pki: PKIFiles) -> None:
+    missing = tmp_path / "typo" / "gatewy.sqlite3"
+    process = configured(tmp_path / "gw", pki, f"sqlite+aiosqlite:///{missing}")
+    assert refused(gateway(process.config_path)) == (
+        f"Configuration key 'database.url' names a SQLite file that does not exist ({missing}): {HINT}.")
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_migrate_without_create_refuses_the_missing_file_and_with_create_makes_it(tmp_path: Path,
+                                                                                  pki: PKIFiles) -> None:
+    path = tmp_path / "store" / "gateway.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    process = configured(tmp_path / "gw", pki, url)
+    assert refused(gateway(process.config_path, command="migrate")) == (
+        f"Configuration key 'database.url' names a SQLite file that does not exist ({path}): {HINT}.")
+    assert not path.exists()
+    created = gateway(process.config_path, "--create", command="migrate")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"Store {url} created and migrated to the newest schema."
+    again = gateway(process.config_path, command="migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"Store {url} migrated to the newest schema."
+    assert Store(url).count_messages() == 0  # a store with the schema
+
+
+def test_a_store_made_by_migrate_is_served(tmp_path: Path, pki: PKIFiles) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
+    Store(url).run(_noop)  # gateway.store.db.migrate, as tests and 'gateway migrate --create' do
+    process = GatewayProcess(tmp_path / "gw", pki, url).start()
+    try:
+        assert process.process is not None and process.process.poll() is None
+    finally:
+        process.stop()
+
+
+def test_a_postgresql_server_that_is_down_is_named_without_the_password(tmp_path: Path, pki: PKIFiles) -> None:
+    port = free_port()  # nothing listens there
+    process = configured(tmp_path / "gw", pki, f"postgresql+asyncpg://gateway:s3cret-pw@127.0.0.1:{port}/mail")
+    line = refused(gateway(process.config_path))
+    assert line.startswith("Configuration key 'database.url' names a PostgreSQL server that cannot be reached "
+                           f"(postgresql+asyncpg://gateway@127.0.0.1:{port}/mail: ")
+    assert line.endswith(").") and "s3cret-pw" not in line
+
+
+def test_a_postgresql_server_that_is_down_is_named_by_every_command(tmp_path: Path, pki: PKIFiles) -> None:
+    port = free_port()
+    process = configured(tmp_path / "gw", pki, f"postgresql+asyncpg://gateway:s3cret-pw@127.0.0.1:{port}/mail")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "mailbox", "list", "--config",
+                           str(process.config_path)], capture_output=True, text=True, timeout=60)
+    line = refused(done)
+    assert line.startswith("Configuration key 'database.url' names a PostgreSQL server that cannot be reached")
+    assert "s3cret-pw" not in line
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    assert POSTGRES_URL is not None
+    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def missing_database() -> Iterator[str]:
+    """The URL of a PostgreSQL database nobody created (dropped afterwards if a test created it)."""
+    if not POSTGRES_URL:
+        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set (.ci/setup.d/10-postgres.sh sets it in CI)")
+    name = f"gw_missing_{uuid.uuid4().hex[:10]}"
+    yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_postgresql_database_that_does_not_exist_is_refused_until_migrate_creates_it(
+        tmp_path: Path, pki: PKIFiles, missing_database: str) -> None:
+    process = configured(tmp_path / "gw", pki, missing_database)
+    assert refused(gateway(process.config_path)) == (
+        f"Configuration key 'database.url' names a PostgreSQL database that does not exist "
+        f"({missing_database}): {HINT}.")
+    created = gateway(process.config_path, "--create", command="migrate")
+    assert created.returncode == 0, created.stderr
+    assert "created and migrated" in created.stdout
+    assert Store(missing_database).count_messages() == 0
+
+
+# --- tls ------------------------------------------------------------------------------------------------------
+def _self_signed(folder: Path, *, days: tuple[int, int]) -> tuple[Path, Path]:
+    """A certificate and its key valid from ``days[0]`` to ``days[1]`` days from now."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.gateway.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + dt.timedelta(days=days[0])).not_valid_after(now + dt.timedelta(days=days[1]))
+            .sign(key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "other.crt", folder / "other.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
+    Store(url).run(_noop)
+    return url
+
+
+def _with_tls(process: GatewayProcess, cert: Path, key: Path) -> Path:
+    text = process.config_path.read_text(encoding="utf-8")
+    text = text.replace(f'certificate = "{process.pki.server_cert}"', f'certificate = "{cert}"')
+    text = text.replace(f'private_key = "{process.pki.server_key}"', f'private_key = "{key}"')
+    process.config_path.write_text(text, encoding="utf-8")
+    return process.config_path
+
+
+def test_a_key_that_is_not_the_certificates_names_tls_private_key(tmp_path: Path, pki: PKIFiles,
+                                                                 store: str) -> None:
+    _, other_key = _self_signed(tmp_path / "other", days=(-1, 30))
+    process = configured(tmp_path / "gw", pki, store)
+    config = _with_tls(process, pki.server_cert, other_key)
+    assert refused(gateway(config)) == (
+        f"Configuration key 'tls.private_key' names a key ({other_key}) that does not match the certificate "
+        f"of 'tls.certificate' ({pki.server_cert}).")
+
+
+def test_an_expired_certificate_names_tls_certificate(tmp_path: Path, pki: PKIFiles, store: str) -> None:
+    cert, key = _self_signed(tmp_path / "other", days=(-30, -2))
+    expiry = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+    config = _with_tls(configured(tmp_path / "gw", pki, store), cert, key)
+    assert refused(gateway(config)) == (
+        f"Configuration key 'tls.certificate' names a certificate that expired on {expiry:%Y-%m-%d %H:%M} UTC "
+        f"({cert}).")
+
+
+def test_a_certificate_file_without_a_certificate_names_tls_certificate(tmp_path: Path, pki: PKIFiles,
+                                                                       store: str) -> None:
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_text("not a certificate\n", encoding="utf-8")
+    config = _with_tls(configured(tmp_path / "gw", pki, store), garbage, pki.server_key)
+    assert refused(gateway(config)) == (
+        f"Configuration key 'tls.certificate' names {str(garbage)!r}, which holds no PEM certificate.")
+
+
+def test_a_key_file_without_a_key_names_tls_private_key(tmp_path: Path, pki: PKIFiles, store: str) -> None:
+    config = _with_tls(configured(tmp_path / "gw", pki, store), pki.server_cert, pki.server_cert)
+    assert refused(gateway(config)) == (
+        f"Configuration key 'tls.private_key' names {str(pki.server_cert)!r}, which holds no PEM private key.")
+
+
+# --- listeners ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_names_the_listener_key_and_address(tmp_path: Path, pki: PKIFiles, store: str,
+                                                          workers: int) -> None:
+    process = configured(tmp_path / "gw", pki, store, workers=workers)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", process.imap_port))
+        taken.listen()
+        line = refused(gateway(process.config_path))
+    assert line == (f"Configuration key 'imap.listen' names an address the gateway cannot listen on "
+                    f"(127.0.0.1:{process.imap_port}: address already in use).")
