@@ -8,6 +8,7 @@ typed, frozen dataclasses and never read the TOML themselves.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ class Limits:
     #: Messages and recipients per minute per account (gateway.auth.anvil).
     messages_per_minute: int = 120
     recipients_per_minute: int = 1000
+    #: Bytes a mailbox account may hold over all its folders (RFC 9208 STORAGE); 0 = no quota. APPEND past it
+    #: is ``NO [OVERQUOTA]``, SMTP to a full mailbox ``452 4.2.2``.
+    mailbox_quota: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,9 @@ class RelaySettings:
     crl: Path | None = None
     #: The MAIL FROM domain must be one the peer's certificate names (or a parent of one of its names).
     sender_must_match_certificate: bool = True
+    #: Seconds during which a message from the same operator with the same Message-ID and envelope is answered
+    #: 250 and not stored again: a peer that crashed after our 250 re-sends it, and it arrives once.
+    dedupe_window: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,12 @@ class DmpProfessional:
     family: str
     given: str
     mailbox: str
+    #: Profession code (TRE_G15, e.g. "10" médecin) and its label: VIHF subject:role and XDS authorRole.
+    role: str = "10"
+    role_name: str = ""
+    #: Specialty code (TRE_R38, e.g. "SM26") and its label: VIHF subject:role and XDS authorSpecialty.
+    specialty: str = "SM26"
+    specialty_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,17 @@ class DmpSettings:
     retry_ceiling: float = 3600.0
     #: Seconds a sent deposit belongs to the process that sent it; after that (the process died) another resends.
     lease: float = 300.0
+    #: The software's DMP homologation number (VIHF LPS_ID_HOMOLOGATION_DMP), its name and version (LPS_Nom,
+    #: LPS_Version; the version defaults to the package's).
+    lps_homologation: str = "DEV-HOMOLOGATION"
+    lps_name: str = "MSS gateway"
+    lps_version: str = ""
+    #: VIHF Secteur_Activite and the structure's healthcareFacilityTypeCode (TRE_R02, one code for both).
+    activity_sector: str = "SA07"
+    activity_sector_name: str = ""
+    #: The submission set's contentTypeCode (1.2.250.1.213.2.2) and its label.
+    content_type_code: str = "04"
+    content_type_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -450,7 +474,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
             lim, "connection_rate_per_address", d.connection_rate_per_address, int),
         messages_per_minute=_positive(lim, "messages_per_minute", d.messages_per_minute, int),
         recipients_per_minute=_positive(lim, "recipients_per_minute", d.recipients_per_minute, int),
+        mailbox_quota=lim.get("mailbox_quota", int, d.mailbox_quota),
     )
+    lim.check("mailbox_quota", limits.mailbox_quota >= 0, "must be a number of bytes (0 means no quota)")
     lim.check("failed_logins_per_address", limits.failed_logins_per_address >= limits.failed_logins,
               "must not be below failed_logins (it counts every account of the address together)")
     lim.finish()
@@ -555,6 +581,18 @@ _ACCESS_MODES = ("manual", "presence", "systematic")
 _VISIBILITY = ("INVISIBLE_PATIENT", "MASQUE_PS", "INVISIBLE_REPRESENTANTS_LEGAUX")
 
 
+#: A code of an ANS terminology (TRE_*): letters, digits, '_' and '-'.
+_DMP_CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _label(reader: _Reader, name: str) -> str:
+    """An optional display name of a code (XDS Name, VIHF displayName)."""
+    value = reader.get(name, str, "").strip()
+    reader.check(name, len(value) <= 200 and value.isprintable() and "^" not in value,
+                 "must be a printable label of at most 200 characters without '^'")
+    return value
+
+
 def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings | None:
     """[dmp] and [[dmp.professional]]: the DMP endpoint, the structure's certificates and its deposit policy."""
     dmp = root.table("dmp")
@@ -588,17 +626,40 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
         national_id = pro.get("national_id", str, required=True)
         pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
                   "must be '8' followed by the 11-digit RPPS number")
+        role = pro.get("role", str, required=True)
+        pro.check("role", _DMP_CODE.fullmatch(role) is not None and role.isdigit(),
+                  "must be a profession code of TRE_G15 such as '10' (médecin)")
+        specialty = pro.get("specialty", str, required=True)
+        pro.check("specialty", _DMP_CODE.fullmatch(specialty) is not None,
+                  "must be a specialty code of TRE_R38 such as 'SM26' (médecine générale)")
         professionals.append(DmpProfessional(national_id, pro.get("family", str, required=True),
                                              pro.get("given", str, required=True),
-                                             pro.get("mailbox", str, required=True).lower()))
+                                             pro.get("mailbox", str, required=True).lower(),
+                                             role, _label(pro, "role_name"), specialty,
+                                             _label(pro, "specialty_name")))
         pro.finish()
+    lps: dict[str, str] = {}
+    for name, default in (("lps_homologation", DmpSettings.lps_homologation), ("lps_name", DmpSettings.lps_name),
+                          ("lps_version", "")):
+        lps[name] = dmp.get(name, str, default).strip()
+        dmp.check(name, (lps[name] == "" and name == "lps_version")
+                  or (0 < len(lps[name]) <= 64 and lps[name].isprintable() and "^" not in lps[name]),
+                  "must be 1 to 64 printable characters without '^' (it is a VIHF attribute)")
+    sector = dmp.get("activity_sector", str, DmpSettings.activity_sector)
+    dmp.check("activity_sector", len(sector) == 4 and sector.startswith("SA") and sector[2:].isdigit(),
+              "must be a TRE_R02 sector code such as 'SA07' (cabinet individuel) or 'SA25' (laboratoire); it is "
+              "both the VIHF Secteur_Activite and the healthcareFacilityTypeCode of deposits")
+    content_type = dmp.get("content_type_code", str, DmpSettings.content_type_code)
+    dmp.check("content_type_code", _DMP_CODE.fullmatch(content_type) is not None,
+              "must be a submission set contentTypeCode (1.2.250.1.213.2.2) such as '04'")
     settings = DmpSettings(
         urls["repository_url"], urls["registry_url"], files["ca_file"], files["client_certificate"],
         files["client_key"], files["signing_certificate"], files["signing_key"],
         dmp.get("structure_id", str, required=True), dmp.get("structure_name", str, required=True),
         dmp.get("source_id", str, required=True), mode,
         tuple((k.lower(), v) for k, v in modes.items()), frozenset(visibility), tuple(professionals), concurrency,
-        retry_base, retry_ceiling, lease)
+        retry_base, retry_ceiling, lease, lps["lps_homologation"], lps["lps_name"], lps["lps_version"], sector,
+        _label(dmp, "activity_sector_name"), content_type, _label(dmp, "content_type_name"))
     dmp.finish()
     return settings
 
@@ -688,8 +749,9 @@ def _relay_sections(
         crl = path(relay_r, "crl", required=False)
         _readable(relay_r, "crl", crl)
         match = relay_r.get("sender_must_match_certificate", bool, True)
+        dedupe_window = _positive(relay_r, "dedupe_window", RelaySettings.dedupe_window, float)
         relay_r.finish()
-        relay = RelaySettings(listen, anchors, crl, match)
+        relay = RelaySettings(listen, anchors, crl, match, dedupe_window)
         anchors_default = anchors
 
     whitelist: WhitelistSettings | None = None

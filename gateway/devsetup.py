@@ -80,6 +80,8 @@ signing_key = "pki/structure-signing.key"
 structure_id = "1120459876"
 structure_name = "Cabinet de démonstration"
 source_id = "1.2.250.1.999.42"
+lps_homologation = "DEV-HOMOLOGATION"
+activity_sector = "SA25"
 default_mode = "systematic"
 
 # The demo professional is the author of the sample lab report (R12: only the author deposits).
@@ -88,6 +90,8 @@ national_id = "801234534765"
 family = "CAMPARINI"
 given = "Marcel"
 mailbox = "{professional}"
+role = "21"
+specialty = "SM05"
 
 # The relay listener other operators deliver to (port 25 in production), client certificate required:
 # [relay]

@@ -6,6 +6,8 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -13,9 +15,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import DmpSettings
+from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
-from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional, Structure
+from gateway.dmp_bridge.rules import (
+    CONTENT_TYPE_LABELS,
+    PROFESSION_LABELS,
+    SECTOR_LABELS,
+    SPECIALTY_LABELS,
+    AccessMode,
+    DepositPolicy,
+    Professional,
+    Structure,
+    labelled,
+)
+from gateway.dmp_bridge.saml import Software
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.pki import Issued
 from gateway.store.changes import ChangeHub
@@ -33,12 +47,36 @@ def load_issued(certificate: str, key: str) -> Issued:
 
 
 def policy_from(settings: DmpSettings) -> DepositPolicy:
-    """R13, R14, R16 as configured: the structure, its professionals, access modes and default visibility."""
-    structure = Structure(settings.structure_id, settings.structure_name, settings.source_id)
-    professionals = tuple(Professional(p.national_id, p.family, p.given, p.mailbox) for p in settings.professionals)
+    """R13, R14, R16 as configured: the structure (its sector is both the VIHF Secteur_Activite and the
+    healthcareFacilityTypeCode, so that they agree), its professionals with their role and specialty, access
+    modes and default visibility."""
+    sector = labelled(settings.activity_sector, c.OID_FACILITY_TYPE, settings.activity_sector_name, SECTOR_LABELS)
+    content_type = labelled(settings.content_type_code, c.OID_CONTENT_TYPE, settings.content_type_name,
+                            CONTENT_TYPE_LABELS)
+    structure = Structure(settings.structure_id, settings.structure_name, settings.source_id,
+                          facility_type=sector, activity_sector=sector, content_type=content_type)
+    professionals = tuple(
+        Professional(p.national_id, p.family, p.given, p.mailbox,
+                     profession=labelled(p.role, c.OID_PROFESSION, p.role_name, PROFESSION_LABELS),
+                     specialty=labelled(p.specialty, c.OID_SPECIALTY, p.specialty_name, SPECIALTY_LABELS))
+        for p in settings.professionals)
     return DepositPolicy(structure, professionals, AccessMode(settings.default_mode),
                          {address: AccessMode(mode) for address, mode in settings.modes},
                          default_visibility=settings.default_visibility)
+
+
+def package_version() -> str:
+    """The installed distribution's version: LPS_Version when the configuration does not name one."""
+    try:
+        return dist_version("mss-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def software_from(settings: DmpSettings) -> Software:
+    """The VIHF LPS attributes as configured (LPS_ID_HOMOLOGATION_DMP, LPS_Nom, LPS_Version)."""
+    return Software(name=settings.lps_name, version=settings.lps_version or package_version(),
+                    homologation=settings.lps_homologation)
 
 
 class DmpBridge(Background):
@@ -57,7 +95,7 @@ class DmpBridge(Background):
         endpoint = Endpoint(settings.repository_url, settings.registry_url,
                             client_ssl_context(client_cert, str(settings.ca_file)))
         self.client = DmpClient(endpoint, client_cert)
-        self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy),
+        self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy, software_from(settings)),
                                    self.policy, concurrency=settings.concurrency, lease=settings.lease,
                                    backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling), hub=hub)
 

@@ -92,6 +92,11 @@ class DocumentEntry:
     mime_type: str = "text/xml"
     replaces: str | None = None
     source_patient_id: str = ""
+    #: HL7 v2 PID fields of the patient's traits (sourcePatientInfo: PID-5 name, PID-7 birth date, PID-8 sex,
+    #: PID-11 birth place), as the ANS ITI-41 sample carries them.
+    source_patient_info: tuple[str, ...] = ()
+    #: The submission time repeated on the entry (slot submissionTime), as the DMP reads it on each document.
+    submission_time: datetime | None = None
 
     @property
     def entry_uuid(self) -> str:
@@ -138,8 +143,29 @@ def entry_from_cda(content: bytes, header: CdaHeader, plan: DepositPlan, policy:
         legal_authenticator=_xcn(header.legal_authenticator), language=header.language or "fr-FR",
         confidentiality=header.confidentiality.code if header.confidentiality else "N",
         visibility=plan.visibility, replaces=str(header.replaces) if header.replaces else None,
-        source_patient_id=patient_cx(matricule, oid),
+        source_patient_id=patient_cx(matricule, oid), source_patient_info=source_patient_info(header),
     )
+
+
+def _pid(value: str | None) -> str:
+    """A trait as an HL7 v2 component: separators cannot be smuggled in from the document."""
+    return "".join(ch for ch in (value or "") if ch not in "^|&~\\\r\n")
+
+
+def source_patient_info(header: CdaHeader) -> tuple[str, ...]:
+    """sourcePatientInfo from the CDA's patient traits (R7): birth name and first name (PID-5), birth date
+    (PID-7), sex (PID-8) and the INSEE code of the birth place (PID-11), each only when the document gives it."""
+    p = header.patient
+    info = []
+    if p.birth_name or p.first_name or p.first_names:
+        info.append(f"PID-5|{_pid(p.birth_name)}^{_pid(p.first_name or p.first_names)}^^^^^L")
+    if p.birth_date:
+        info.append(f"PID-7|{_pid(p.birth_date.replace('-', ''))}")
+    if p.sex:
+        info.append(f"PID-8|{_pid(p.sex)}")
+    if p.birth_place:
+        info.append(f"PID-11|^^^^^^BDL^^{_pid(p.birth_place)}")
+    return tuple(info)
 
 
 def _xcn(person: Person | None) -> str:
@@ -225,6 +251,7 @@ def build_request(submission: SubmissionSet, entries: Sequence[DocumentEntry], *
         eo = etree.SubElement(objects, _rim("ExtrinsicObject"), id=entry.entry_uuid, mimeType=entry.mime_type,
                               objectType=c.DE_OBJECT_TYPE)
         _slot(eo, "creationTime", [xds_time(entry.creation_time)])
+        _slot(eo, "submissionTime", [xds_time(entry.submission_time or submission.submission_time)])
         _slot(eo, "hash", [entry.hash])
         _slot(eo, "languageCode", [entry.language])
         if entry.legal_authenticator:
@@ -234,6 +261,8 @@ def build_request(submission: SubmissionSet, entries: Sequence[DocumentEntry], *
             _slot(eo, "serviceStopTime", [xds_time(entry.service_stop)])
         _slot(eo, "size", [str(entry.size)])
         _slot(eo, "sourcePatientId", [entry.source_patient_id or patient])
+        if entry.source_patient_info:
+            _slot(eo, "sourcePatientInfo", entry.source_patient_info)
         _name(eo, "Name", entry.title)
         _author(eo, ids, c.DE_AUTHOR, entry.entry_uuid, entry.author, entry.structure)
         _classification(eo, ids, c.DE_CLASS_CODE, entry.entry_uuid, entry.class_code)
@@ -254,11 +283,12 @@ def build_request(submission: SubmissionSet, entries: Sequence[DocumentEntry], *
     _name(package, "Name", submission.title or entries[0].title)
     _author(package, ids, c.SS_AUTHOR, ss_id, submission.author, submission.structure)
     _classification(package, ids, c.SS_CONTENT_TYPE, ss_id, submission.content_type)
+    # The set's own classification inside the package, where the ANS ITI-41 sample carries it.
+    etree.SubElement(package, _rim("Classification"), id=ids.next("cl"), classifiedObject=ss_id,
+                     classificationNode=c.SS_CLASSIFICATION_NODE)
     _external_id(package, ids, c.SS_PATIENT_ID, ss_id, patient, "XDSSubmissionSet.patientId")
     _external_id(package, ids, c.SS_SOURCE_ID, ss_id, submission.source_id, "XDSSubmissionSet.sourceId")
     _external_id(package, ids, c.SS_UNIQUE_ID, ss_id, submission.unique_id, "XDSSubmissionSet.uniqueId")
-    etree.SubElement(objects, _rim("Classification"), id=ids.next("cl"), classifiedObject=ss_id,
-                     classificationNode=c.SS_CLASSIFICATION_NODE)
     for entry in entries:
         assoc = etree.SubElement(objects, _rim("Association"), id=ids.next("as"),
                                  associationType=c.ASSOC_HAS_MEMBER, sourceObject=ss_id,

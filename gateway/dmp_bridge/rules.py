@@ -45,6 +45,26 @@ DEFAULT_PRACTICE_SETTING = Code("AMBULATOIRE", c.OID_PRACTICE_SETTING, "Ambulato
 DEFAULT_ACTIVITY_SECTOR = Code("SA07", c.OID_FACILITY_TYPE, "Cabinet individuel")
 DEFAULT_CONTENT_TYPE = Code("04", c.OID_CONTENT_TYPE, "Hospitalisation de jour")
 
+#: Labels of the codes a configuration names most often, used when it gives a code without its label.
+PROFESSION_LABELS: Mapping[str, str] = {
+    "10": "Médecin", "21": "Pharmacien", "40": "Chirurgien-Dentiste", "50": "Sage-Femme", "60": "Infirmier",
+    "70": "Masseur-Kinésithérapeute", "91": "Orthophoniste",
+}
+SPECIALTY_LABELS: Mapping[str, str] = {
+    "SM26": "Qualifié en médecine générale", "SM54": "Médecine générale", "SM44": "Radio-diagnostic",
+    "SM05": "Biologie médicale",
+}
+SECTOR_LABELS: Mapping[str, str] = {
+    "SA01": "Etablissement public de santé", "SA07": "Cabinet individuel", "SA08": "Cabinet de groupe",
+    "SA25": "Laboratoire de biologie médicale",
+}
+CONTENT_TYPE_LABELS: Mapping[str, str] = {"04": "Hospitalisation de jour"}
+
+
+def labelled(code: str, system: str, label: str, labels: Mapping[str, str]) -> Code:
+    """A configured code with its label: the one given, else the known one, else the code itself."""
+    return Code(code, system, label or labels.get(code, code))
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -123,6 +123,8 @@ class Simulator:
         self.documents: dict[str, StoredDocument] = {}  # by uniqueId
         self.faults: list[Fault] = []
         self.requests = 0
+        #: The last ITI-41 request as received (its SOAP envelope and parts), for conformance checks.
+        self.last_request: soap.MtomMessage | None = None
         self.accepted = 0
         self.lock = asyncio.Lock()
         self.url = ""
@@ -422,6 +424,7 @@ class Simulator:
             message = soap.mtom_decode(request.headers.get("Content-Type", ""), await request.read())
         except soap.SoapError as exc:
             return _fault(str(exc))
+        self.last_request = message
         async with self.lock:
             errors = self.provide_and_register(message)
         if fault is not None and fault.mode == "lost_answer":

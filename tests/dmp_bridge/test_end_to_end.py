@@ -100,6 +100,8 @@ national_id = "{professional.national_id}"
 family = "{professional.family}"
 given = "{professional.given}"
 mailbox = "{mailbox}"
+role = "{professional.profession.code}"
+specialty = "{professional.specialty.code}"
 """
 
 

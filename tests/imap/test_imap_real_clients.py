@@ -102,10 +102,15 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     mbsync = _need("mbsync")
     imap = imap_sqlite
     _seed(imap)
+    client = imap.imaps()
+    assert client.create("Projets/2026")[0] == "OK"
+    client.logout()
+    imap.deliver(ALICE, message("Projet 2026", "Sous-dossier."), folder="Projets/2026")
     config, maildir = _mbsync_config(imap, tmp_path)
     sync = [mbsync, "-c", str(config), "-a"]
 
     _run(sync)
+    assert len(maildir_messages(maildir / "Projets" / "2026")) == 1
     inbox = maildir_messages(maildir / "INBOX")
     assert len(inbox) == 3
     assert len(maildir_messages(maildir / "Projets")) == 1
@@ -134,6 +139,7 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     assert _subjects(imap, "Projets") == ["Inbox 2", "Projet A"]
     assert _subjects(imap, "Drafts") == ["Brouillon local"]
     assert _subjects(imap, "Archive") == ["Archive A"]
+    assert _subjects(imap, "Projets/2026") == ["Projet 2026"]
 
     # Changes on the server side reach the Maildir too: a new message and a flag.
     imap.deliver(ALICE, message("Nouveau serveur", "Arrive apres."))
@@ -210,19 +216,39 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
         assert len(maildir_messages(maildir / "Projets")) == 1
         snapshots.append((server_snapshot(imap), maildir_snapshot(maildir)))
     assert snapshots[2] == snapshots[1]  # the third run had nothing to do and did nothing
-    assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in server_folder(imap, "INBOX")) == 1
+    inbox = server_folder(imap, "INBOX")
+    assert sum({"\\Flagged", "\\Seen"} <= m.flags for m in inbox) == 1
+
+    # Then a deletion on each side and a flag taken off on the server.
+    flagged_uid = next(m.uid for m in inbox if "\\Flagged" in m.flags)
+    other = next(m for m in inbox if "\\Flagged" not in m.flags)
+    client = imap.imaps()
+    client.select("INBOX")
+    assert client.uid("STORE", str(flagged_uid), "-FLAGS", "(\\Flagged)")[0] == "OK"
+    assert client.uid("STORE", str(other.uid), "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert client.expunge()[0] == "OK"
+    client.logout()
+    next(path for path in maildir_messages(maildir / "Projets")).unlink()
+    _run(sync, timeout=40)
+    assert _subjects(imap, "Projets") == []
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert len(local_inbox) == 2
+    assert sorted(maildir_flags(path) for path in local_inbox) == ["", "S"]
 
 
 # --- neomutt in tmux ------------------------------------------------------------------------------------------
 
-def test_neomutt_opens_the_mailbox_reads_a_message_and_marks_it_seen(imap_sqlite: ImapHarness, tmp_path: Path):
+@pytest.mark.parametrize("scheme", ["imaps", "imap"])  # implicit TLS, then STARTTLS (neomutt's default on imap://)
+def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sqlite: ImapHarness, tmp_path: Path,
+                                                                          scheme: str):
     neomutt, tmux = _need("neomutt"), _need("tmux")
     imap = imap_sqlite
     imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
     imap.deliver(ALICE, message("Rendez-vous", "Mardi 10 h."))
+    imap.deliver(ALICE, message("Publicite", "Offre speciale."))
     config = tmp_path / "neomuttrc"
     config.write_text(f"""\
-set folder = "imaps://localhost:{imap.imaps_port}/"
+set folder = "{scheme}://localhost:{imap.imaps_port if scheme == 'imaps' else imap.imap_port}/"
 set spoolfile = "+INBOX"
 set imap_user = "{ALICE}"
 set imap_pass = "{PASSWORD}"
@@ -250,21 +276,29 @@ set quit = yes
     _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40",
           f"HOME={home} TERM=screen {neomutt} -n -F {config}"], timeout=10)
     try:
-        _wait_for(lambda: "Compte rendu" in screen() and "Rendez-vous" in screen(), "the index")
+        _wait_for(lambda: all(subject in screen() for subject in ("Compte rendu", "Rendez-vous", "Publicite")),
+                  "the index")
         keys("/", "~s Compte", "Enter")
         keys("Enter")
         _wait_for(lambda: "Tension 12/8" in screen(), "the message body")
         assert "Subject: Compte rendu" in screen()
         keys("q")
         _wait_for(lambda: "Tension 12/8" not in screen(), "the index again")
+        keys("/", "~s Rendez", "Enter", "s")
+        _wait_for(lambda: "Save to mailbox" in screen(), "the save prompt")
+        keys("C-u", "=Archive", "Enter")
+        keys("/", "~s Publicite", "Enter", "d")
         keys("q")
+        _wait_for(lambda: "Purge" in screen() or not running(), "the purge question")
+        if running():
+            keys("y")
         _wait_for(lambda: not running(), "neomutt to quit")
     finally:
         if running():
             subprocess.run([*control, "kill-server"], capture_output=True, timeout=10, check=False)
         shutil.rmtree(socket_dir, ignore_errors=True)
-    seen = {m.subject: "\\Seen" in m.flags for m in server_folder(imap, "INBOX")}
-    assert seen == {"Compte rendu": True, "Rendez-vous": False}
+    assert [(m.subject, "\\Seen" in m.flags) for m in server_folder(imap, "INBOX")] == [("Compte rendu", True)]
+    assert _subjects(imap, "Archive") == ["Rendez-vous"]
 
 
 # --- curl -----------------------------------------------------------------------------------------------------
@@ -309,3 +343,39 @@ def test_curl_fetches_by_uid_lists_searches_and_appends(imap_sqlite: ImapHarness
     assert sorted(m.subject for m in projets) == ["Note curl", "Projet A"]
     uploaded = next(m for m in projets if m.subject == "Note curl")
     assert _curl(imap, f"{base}/Projets;UID={uploaded.uid}") == upload.read_bytes()
+
+
+def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_sqlite: ImapHarness, tmp_path: Path):
+    mbsync = _need("mbsync")
+    imap = imap_sqlite
+    _seed(imap)
+    config, maildir = _mbsync_config(imap, tmp_path)
+    config.write_text(config.read_text().replace(f"Port {imap.imaps_port}", f"Port {imap.imap_port}")
+                      .replace("SSLType IMAPS", "SSLType STARTTLS"))
+    sync = [mbsync, "-c", str(config), "-a"]
+    _run(sync)
+    assert len(maildir_messages(maildir / "INBOX")) == 3
+
+    client = imap.imap_starttls()
+    client.select("INBOX")
+    uids = [m.uid for m in server_folder(imap, "INBOX")]
+    assert client.uid("STORE", str(uids[0]), "+FLAGS", "(\\Seen \\Flagged)")[0] == "OK"
+    assert client.uid("MOVE", str(uids[1]), "Archive")[0] == "OK"
+    assert client.uid("STORE", str(uids[2]), "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert client.expunge()[0] == "OK"
+    client.select("Archive")
+    assert client.store("1", "-FLAGS", "(\\Seen)")[0] == "OK"
+    client.logout()
+
+    _run(sync)
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert [maildir_flags(path) for path in local_inbox] == ["FS"]
+    archive = sorted(maildir_messages(maildir / "Archive"), key=lambda path: b"Inbox 2" in path.read_bytes())
+    assert [b"Inbox 2" in path.read_bytes() for path in archive] == [False, True]
+    assert [maildir_flags(path) for path in archive] == ["", ""]
+    assert _subjects(imap, "Archive") == ["Archive A", "Inbox 2"]
+
+    server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
+    _run(sync)
+    assert server_snapshot(imap) == server_before
+    assert maildir_snapshot(maildir) == local_before
