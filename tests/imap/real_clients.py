@@ -97,3 +97,14 @@ def maildir_messages(folder: Path) -> list[Path]:
 def maildir_flags(path: Path) -> str:
     """The Maildir info flags of a message file (``...:2,FS`` → ``FS``)."""
     return path.name.rsplit(":2,", 1)[1] if ":2," in path.name else ""
+
+
+# A tagged or untagged BAD/NO answer in a client's protocol trace, whichever way the client prints it:
+# mbsync -Dn (``5 NO ...``), offlineimap -d imap (``< b'ABCD12 NO ...``), neomutt -d 5 (``4< a0005 NO ...``),
+# curl -v (``< A003 NO ...``).
+_REFUSAL = re.compile(r"(?m)(?:^|< b'|\d< |^< )((?:[A-Za-z]*\d+|\*) (?:BAD|NO)\b.*)$")
+
+
+def refusals(trace: str) -> list[str]:
+    """The server's BAD and NO answers a client logged; a client on its defaults should never meet one."""
+    return _REFUSAL.findall(trace)

@@ -23,6 +23,7 @@ from imap.real_clients import (
     maildir_flags,
     maildir_messages,
     maildir_snapshot,
+    refusals,
     server_folder,
     server_snapshot,
 )
@@ -38,6 +39,13 @@ def _need(program: str) -> str:
 def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, (argv, result.returncode, result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def _sync(argv: list[str], timeout: float = 40) -> subprocess.CompletedProcess[str]:
+    """Run a synchronisation whose protocol trace is on its output; the server must have refused nothing."""
+    result = _run(argv, timeout)
+    assert refusals(result.stdout + result.stderr) == []
     return result
 
 
@@ -107,9 +115,9 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     client.logout()
     imap.deliver(ALICE, message("Projet 2026", "Sous-dossier."), folder="Projets/2026")
     config, maildir = _mbsync_config(imap, tmp_path)
-    sync = [mbsync, "-c", str(config), "-a"]
+    sync = [mbsync, "-Dn", "-c", str(config), "-a"]  # -Dn: the protocol trace
 
-    _run(sync)
+    _sync(sync)
     assert len(maildir_messages(maildir / "Projets" / "2026")) == 1
     inbox = maildir_messages(maildir / "INBOX")
     assert len(inbox) == 3
@@ -132,7 +140,7 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     draft = message("Brouillon local", "Ecrit hors ligne.")
     (maildir / "Drafts" / "new" / "1700000000.local.draft").write_bytes(draft)
 
-    _run(sync)
+    _sync(sync)
     inbox_now = server_folder(imap, "INBOX")
     assert [m.subject for m in inbox_now] == ["Inbox 1"]
     assert {"\\Flagged", "\\Seen"} <= inbox_now[0].flags
@@ -148,13 +156,13 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     typ, data = client.uid("STORE", str(inbox_now[0].uid), "+FLAGS", "(\\Answered)")
     assert typ == "OK", data
     client.logout()
-    _run(sync)
+    _sync(sync)
     local_inbox = maildir_messages(maildir / "INBOX")
     assert len(local_inbox) == 2
     assert sorted(maildir_flags(path) for path in local_inbox) == ["", "FRS"]
 
     server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
-    _run(sync)
+    _sync(sync)
     assert server_snapshot(imap) == server_before
     assert maildir_snapshot(maildir) == local_before
 
@@ -195,9 +203,9 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
     imap = imap_sqlite
     _seed(imap)
     config, maildir = _offlineimap_config(imap, tmp_path)
-    sync = [offlineimap, "-c", str(config), "-o", "-u", "basic"]
+    sync = [offlineimap, "-c", str(config), "-o", "-u", "basic", "-d", "imap"]
 
-    _run(sync, timeout=40)
+    _sync(sync)
     assert len(maildir_messages(maildir / "INBOX")) == 3
     drafts = maildir / "Drafts"
     (drafts / "new" / "1700000000.local.draft").write_bytes(message("Brouillon local", "Ecrit hors ligne."))
@@ -206,7 +214,7 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
 
     snapshots = []
     for _ in range(3):
-        output = _run(sync, timeout=40)
+        output = _sync(sync)
         assert "ERROR" not in output.stdout + output.stderr
         assert _subjects(imap, "Drafts") == ["Brouillon local"]
         assert len(maildir_messages(drafts)) == 1
@@ -229,7 +237,7 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
     assert client.expunge()[0] == "OK"
     client.logout()
     next(path for path in maildir_messages(maildir / "Projets")).unlink()
-    _run(sync, timeout=40)
+    _sync(sync)
     assert _subjects(imap, "Projets") == []
     local_inbox = maildir_messages(maildir / "INBOX")
     assert len(local_inbox) == 2
@@ -274,7 +282,7 @@ set quit = yes
                               timeout=10, check=False).returncode == 0
 
     _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40",
-          f"HOME={home} TERM=screen {neomutt} -n -F {config}"], timeout=10)
+          f"HOME={home} TERM=screen {neomutt} -d 5 -l {tmp_path / 'neomutt.log'} -n -F {config}"], timeout=10)
     try:
         _wait_for(lambda: all(subject in screen() for subject in ("Compte rendu", "Rendez-vous", "Publicite")),
                   "the index")
@@ -299,16 +307,19 @@ set quit = yes
         shutil.rmtree(socket_dir, ignore_errors=True)
     assert [(m.subject, "\\Seen" in m.flags) for m in server_folder(imap, "INBOX")] == [("Compte rendu", True)]
     assert _subjects(imap, "Archive") == ["Rendez-vous"]
+    trace = "".join(path.read_text(errors="replace") for path in tmp_path.glob("neomutt.log*"))
+    assert "SELECT" in trace and refusals(trace) == []
 
 
 # --- curl -----------------------------------------------------------------------------------------------------
 
 def _curl(imap: ImapHarness, url: str, *args: str) -> bytes:
     curl = _need("curl")
-    result = subprocess.run([curl, "--silent", "--show-error", "--max-time", "20", "--cacert",
+    result = subprocess.run([curl, "--verbose", "--silent", "--show-error", "--max-time", "20", "--cacert",
                              str(imap.pki.ca_bundle), "--user", f"{ALICE}:{PASSWORD}", *args, url],
                             capture_output=True, timeout=30, check=False)
     assert result.returncode == 0, (url, args, result.returncode, result.stderr)
+    assert refusals(result.stderr.decode(errors="replace")) == []
     return result.stdout
 
 
@@ -352,8 +363,8 @@ def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_
     config, maildir = _mbsync_config(imap, tmp_path)
     config.write_text(config.read_text().replace(f"Port {imap.imaps_port}", f"Port {imap.imap_port}")
                       .replace("SSLType IMAPS", "SSLType STARTTLS"))
-    sync = [mbsync, "-c", str(config), "-a"]
-    _run(sync)
+    sync = [mbsync, "-Dn", "-c", str(config), "-a"]  # -Dn: the protocol trace
+    _sync(sync)
     assert len(maildir_messages(maildir / "INBOX")) == 3
 
     client = imap.imap_starttls()
@@ -367,7 +378,7 @@ def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_
     assert client.store("1", "-FLAGS", "(\\Seen)")[0] == "OK"
     client.logout()
 
-    _run(sync)
+    _sync(sync)
     local_inbox = maildir_messages(maildir / "INBOX")
     assert [maildir_flags(path) for path in local_inbox] == ["FS"]
     archive = sorted(maildir_messages(maildir / "Archive"), key=lambda path: b"Inbox 2" in path.read_bytes())
@@ -376,6 +387,6 @@ def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_
     assert _subjects(imap, "Archive") == ["Archive A", "Inbox 2"]
 
     server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
-    _run(sync)
+    _sync(sync)
     assert server_snapshot(imap) == server_before
     assert maildir_snapshot(maildir) == local_before
