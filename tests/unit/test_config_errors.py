@@ -224,3 +224,41 @@ def test_a_port_in_use_names_the_listener_key_and_address(tmp_path: Path, pki: P
         line = refused(gateway(process.config_path))
     assert line == (f"Configuration key 'imap.listen' names an address the gateway cannot listen on "
                     f"(127.0.0.1:{process.imap_port}: address already in use).")
+
+
+# --- database.url's form, checked when the file is read ---------------------------------------------------
+@pytest.mark.parametrize(("url", "expected"), [
+    ("sqlite+aiosqlite://", "must name a SQLite file"),
+    ("sqlite+aiosqlite:///:memory:", "must name a SQLite file"),
+    ("postgresql+asyncpg://gateway@db.example:5432", "must name a server and a database"),
+    ("postgresql+asyncpg:///gateway", "must name a server and a database"),
+])
+def test_a_database_url_that_names_no_store_is_refused_when_read(tmp_path: Path, pki: PKIFiles, url: str,
+                                                                  expected: str) -> None:
+    process = configured(tmp_path / "gw", pki, url)
+    line = refused(gateway(process.config_path, command="migrate"))
+    assert line.startswith(f"Configuration key 'database.url' {expected}, as ")
+
+
+def test_a_postgresql_url_through_a_socket_folder_is_accepted(tmp_path: Path, pki: PKIFiles) -> None:
+    from gateway.config import load
+
+    url = "postgresql+asyncpg://gateway@/gateway?host=/run/postgresql"
+    assert load(configured(tmp_path / "gw", pki, url).config_path).database_url == url
+
+
+# --- gateway init -------------------------------------------------------------------------------------------
+def test_init_creates_the_store_its_kept_configuration_names(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = subprocess.run([sys.executable, "-m", "gateway.cli", "init", "--data", str(data)],
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    store = data / "gateway.sqlite3"
+    assert store.is_file()
+    store.unlink()
+    again = subprocess.run([sys.executable, "-m", "gateway.cli", "init", "--data", str(data)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert store.is_file()
+    migrated = gateway(data / "gateway.toml", command="migrate")
+    assert migrated.returncode == 0, migrated.stderr
