@@ -108,3 +108,18 @@ _REFUSAL = re.compile(r"(?m)(?:^|< b'|\d< |^< )((?:[A-Za-z]*\d+|\*) (?:BAD|NO)\b
 def refusals(trace: str) -> list[str]:
     """The server's BAD and NO answers a client logged; a client on its defaults should never meet one."""
     return _REFUSAL.findall(trace)
+
+
+def maildir_letter(subject: str, attachment_size: int = 400_000) -> bytes:
+    """A message as a local mail program writes it in a Maildir: LF line ends, 8-bit UTF-8 text, a PDF attached
+    (base64, ``attachment_size`` bytes before encoding): larger than one literal outside APPEND."""
+    import base64
+
+    pdf = base64.encodebytes(bytes(range(256)) * (attachment_size // 256)).decode()
+    return (f"From: Alice <alice@pro.gateway.test>\nTo: bob@pro.gateway.test\nSubject: {subject}\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@local>\nMIME-Version: 1.0\n"
+            "Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\n"
+            "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+            "Résultats de l'échographie ci-joints, à revoir en décembre.\n--b1\n"
+            "Content-Type: application/pdf; name=\"compte-rendu.pdf\"\nContent-Transfer-Encoding: base64\n\n"
+            f"{pdf}--b1--\n").encode()

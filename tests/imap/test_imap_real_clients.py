@@ -10,6 +10,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ import pytest
 from imap.imap_support import ALICE, PASSWORD, ImapHarness, message
 from imap.real_clients import (
     maildir_flags,
+    maildir_letter,
     maildir_messages,
     maildir_snapshot,
     refusals,
@@ -66,6 +68,18 @@ def _seed(imap: ImapHarness) -> None:
         imap.deliver(ALICE, message(f"Inbox {n}", f"Corps {n}."))
     imap.deliver(ALICE, message("Projet A", "Plan du projet."), folder="Projets")
     imap.deliver(ALICE, message("Archive A", "Ancien."), folder="Archive", flags="\\Seen")
+
+
+def _server_raw(imap: ImapHarness, folder: str) -> bytes:
+    """The one message of a folder, as stored."""
+    client = imap.imaps()
+    try:
+        assert client.select(folder, readonly=True)[0] == "OK"
+        typ, rows = client.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK" and isinstance(rows[0], tuple), rows
+        return rows[0][1]
+    finally:
+        client.logout()
 
 
 def _subjects(imap: ImapHarness, folder: str) -> list[str]:
@@ -136,8 +150,8 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     moved.rename(maildir / "Projets" / "cur" / moved_name)
     # One deleted locally.
     by_subject["Inbox 3"].unlink()
-    # One written locally (a draft).
-    draft = message("Brouillon local", "Ecrit hors ligne.")
+    # One written locally (a draft, as a local mail program stores it: LF, 8-bit, an attachment).
+    draft = maildir_letter("Brouillon local")
     (maildir / "Drafts" / "new" / "1700000000.local.draft").write_bytes(draft)
 
     _sync(sync)
@@ -146,6 +160,8 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     assert {"\\Flagged", "\\Seen"} <= inbox_now[0].flags
     assert _subjects(imap, "Projets") == ["Inbox 2", "Projet A"]
     assert _subjects(imap, "Drafts") == ["Brouillon local"]
+    stored = re.sub(rb"(?m)^X-TUID: .*\r\n", b"", _server_raw(imap, "Drafts"))  # mbsync's tracking header
+    assert stored == draft.replace(b"\n", b"\r\n")
     assert _subjects(imap, "Archive") == ["Archive A"]
     assert _subjects(imap, "Projets/2026") == ["Projet 2026"]
 
@@ -208,7 +224,8 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
     _sync(sync)
     assert len(maildir_messages(maildir / "INBOX")) == 3
     drafts = maildir / "Drafts"
-    (drafts / "new" / "1700000000.local.draft").write_bytes(message("Brouillon local", "Ecrit hors ligne."))
+    draft = maildir_letter("Brouillon local")
+    (drafts / "new" / "1700000000.local.draft").write_bytes(draft)
     flagged = maildir_messages(maildir / "INBOX")[0]
     flagged.rename(flagged.parent.parent / "cur" / (flagged.name.partition(":2,")[0] + ":2,FS"))
 
@@ -217,6 +234,7 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
         output = _sync(sync)
         assert "ERROR" not in output.stdout + output.stderr
         assert _subjects(imap, "Drafts") == ["Brouillon local"]
+        assert b"\xc3\xa9chographie" in _server_raw(imap, "Drafts")
         assert len(maildir_messages(drafts)) == 1
         assert _subjects(imap, "INBOX") == ["Inbox 1", "Inbox 2", "Inbox 3"]
         assert len(maildir_messages(maildir / "INBOX")) == 3
