@@ -226,6 +226,27 @@ def test_a_port_in_use_names_the_listener_key_and_address(tmp_path: Path, pki: P
                     f"(127.0.0.1:{process.imap_port}: address already in use).")
 
 
+def test_an_address_of_no_local_interface_names_the_listener_key(tmp_path: Path, pki: PKIFiles,
+                                                                  store: str) -> None:
+    process = configured(tmp_path / "gw", pki, store)
+    text = process.config_path.read_text(encoding="utf-8")
+    port = process.smtp_port
+    process.config_path.write_text(text.replace(f'submission = "127.0.0.1:{port}"',
+                                                f'submission = "192.0.2.1:{port}"'), encoding="utf-8")
+    assert refused(gateway(process.config_path)) == (
+        f"Configuration key 'smtp.submission' names an address the gateway cannot listen on "
+        f"(192.0.2.1:{port}: cannot assign requested address).")
+
+
+def test_a_certificate_not_yet_valid_names_tls_certificate(tmp_path: Path, pki: PKIFiles, store: str) -> None:
+    cert, key = _self_signed(tmp_path / "other", days=(2, 30))
+    start = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_before_utc
+    config = _with_tls(configured(tmp_path / "gw", pki, store), cert, key)
+    assert refused(gateway(config)) == (
+        f"Configuration key 'tls.certificate' names a certificate that is not valid before "
+        f"{start:%Y-%m-%d %H:%M} UTC ({cert}).")
+
+
 # --- database.url's form, checked when the file is read ---------------------------------------------------
 @pytest.mark.parametrize(("url", "expected"), [
     ("sqlite+aiosqlite://", "must name a SQLite file"),
