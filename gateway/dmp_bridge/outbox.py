@@ -174,6 +174,16 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What one request's answer means for one job: its new state, the rule, the code and a sentence."""
+
+    state: str
+    rule: str
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Backoff:
     """Exponential backoff: first ``base`` seconds, doubling, at most ``ceiling``."""
 
@@ -208,7 +218,8 @@ class OutboxWorker:
 
     async def claim(self, limit: int) -> list[list[Claimed]]:
         """Move up to ``limit`` due deposits to ``sent`` under a new lease, in one transaction; each comes with
-        the due jobs linked to it (R15), as one group to send together."""
+        every job linked to it (R15), due or not, as one group to send together. A group of which a member is
+        locked or in flight under another live claim is left whole for later: a group never goes in part."""
         moment = now()
         async with self.sessions() as session, session.begin():
             # Ids first, from the (state, next_attempt_at) index alone: the rows hold the documents, and neither
@@ -221,13 +232,9 @@ class OutboxWorker:
             ids = list((await session.execute(ids_query)).scalars().all())
             if not ids:
                 return []
-            linked = (select(DmpDeposit.id)
-                      .where(DmpDeposit.state.in_((PENDING, RETRY, SENT)), DmpDeposit.next_attempt_at <= moment,
-                             DmpDeposit.submission_uid.in_(select(DmpDeposit.submission_uid)
-                                                           .where(DmpDeposit.id.in_(ids))),
-                             DmpDeposit.id.not_in(ids))
-                      .with_for_update(skip_locked=True))
-            ids += list((await session.execute(linked)).scalars().all())
+            ids = await _whole_groups(session, ids, moment)
+            if not ids:
+                return []
             rows = await session.execute(select(DmpDeposit).where(DmpDeposit.id.in_(ids)))
             jobs = sorted(rows.scalars().all(), key=lambda j: (j.next_attempt_at, j.id))
             claimed: dict[str, list[Claimed]] = {}
@@ -282,55 +289,69 @@ class OutboxWorker:
             return await self._finish(job, REFUSED, Rule.R15, "unreadable", f"The document cannot be deposited: {exc}")
 
     async def _send(self, jobs: Sequence[Claimed], prepared: Prepared) -> list[str]:
-        """One ITI-41 request for ``jobs``; its answer recorded on each of them."""
+        """One ITI-41 request for ``jobs``; its answer recorded on all of them in one transaction, so that linked
+        jobs retried come due at the same instant and are claimed again together (R15)."""
         try:
             result = await self.depositor.send(prepared)
             stored = set()
             if not result.success and result.has(c.ERR_DUPLICATE_UNIQUE_ID):
                 stored = await self.depositor.deposited(prepared)
         except DmpTransportError as exc:
-            return [await self._retry(job, str(exc)) for job in jobs]
-        if stored:  # an earlier send was stored before its answer was lost; the others go again on their own
-            return [await self._finish(job, ACCEPTED, Rule.R18, c.ERR_DUPLICATE_UNIQUE_ID, "Already in the DMP (an "
-                                       "earlier send was stored before its answer was lost).")
-                    if job.unique_id in stored else
-                    await self._retry(job, "Sent again without the documents already in the DMP.")
-                    for job in jobs]
+            return await self._settle([(job, Answer(RETRY, Rule.R18, "transport", str(exc))) for job in jobs])
+        if stored:  # an earlier send was stored before its answer was lost; the others go again, still together
+            return await self._settle([
+                (job, Answer(ACCEPTED, Rule.R18, c.ERR_DUPLICATE_UNIQUE_ID, "Already in the DMP (an earlier send "
+                             "was stored before its answer was lost).")) if job.unique_id in stored else
+                (job, Answer(RETRY, Rule.R18, "partial", "Sent again without the documents already in the DMP."))
+                for job in jobs])
         if result.success:
-            return [await self._finish(job, ACCEPTED, Rule.R18, "Success", "Deposited.") for job in jobs]
+            return await self._settle([(job, Answer(ACCEPTED, Rule.R18, "Success", "Deposited.")) for job in jobs])
         code = result.errors[0].code if result.errors else "Failure"
         text = result.message or "The DMP refused the deposit."
-        return [await self._finish(job, REFUSED, _rule_of(result), code, text) for job in jobs]
+        return await self._settle([(job, Answer(REFUSED, _rule_of(result), code, text)) for job in jobs])
 
     async def _finish(self, job: Claimed, state: str, rule: str, code: str, text: str) -> str:
-        async with self.sessions() as session, session.begin():
-            done = await session.execute(
-                update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
-                                         DmpDeposit.state == SENT)
-                .values(state=state, result_code=code[:80], last_error=None if state == ACCEPTED else text,
-                        finished_at=now(), claim_token=None))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                log.warning("dmp.deposit.stale_claim", job_id=job.id)
-                return SENT
-            await record(session, f"dmp.deposit.{state}", state, rule=rule, actor=self.worker_id,
-                         message_id=job.message_id, job_id=job.id, code=code, reason_text=text,
-                         attempts=job.attempts)
-        return state
+        return (await self._settle([(job, Answer(state, rule, code, text))]))[0]
 
     async def _retry(self, job: Claimed, text: str) -> str:
-        delay = self.backoff.delay(job.attempts)
+        return (await self._settle([(job, Answer(RETRY, Rule.R18, "transport", text))]))[0]
+
+    async def _settle(self, answers: Sequence[tuple[Claimed, Answer]]) -> list[str]:
+        """Record the answers of one request in one transaction; the new state of each job, in order.
+
+        Only the claim still current (its ``claim_token``) writes; a stale one leaves the job as it is (``sent``).
+        Jobs retried together get one ``next_attempt_at``, from the most attempts among them.
+        """
+        moment = now()
+        retried = [job.attempts for job, answer in answers if answer.state == RETRY]
+        delay = self.backoff.delay(max(retried)) if retried else 0.0
+        states: list[str] = []
         async with self.sessions() as session, session.begin():
-            done = await session.execute(
-                update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
-                                         DmpDeposit.state == SENT)
-                .values(state=RETRY, last_error=text[:2000], claim_token=None,
-                        next_attempt_at=now() + timedelta(seconds=delay)))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                return SENT
-            await record(session, "dmp.deposit.retry", RETRY, rule=Rule.R18, actor=self.worker_id,
-                         message_id=job.message_id, job_id=job.id, attempts=job.attempts, delay=delay,
-                         error=text[:300])
-        return RETRY
+            for job, answer in answers:
+                values: dict[str, Any]
+                if answer.state == RETRY:
+                    values = {"state": RETRY, "last_error": answer.text[:2000], "claim_token": None,
+                              "next_attempt_at": moment + timedelta(seconds=delay)}
+                else:
+                    values = {"state": answer.state, "result_code": answer.code[:80], "claim_token": None,
+                              "last_error": None if answer.state == ACCEPTED else answer.text, "finished_at": moment}
+                done = await session.execute(
+                    update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
+                                             DmpDeposit.state == SENT).values(**values))
+                if done.rowcount != 1:  # type: ignore[attr-defined]
+                    log.warning("dmp.deposit.stale_claim", job_id=job.id)
+                    states.append(SENT)
+                    continue
+                if answer.state == RETRY:
+                    await record(session, "dmp.deposit.retry", RETRY, rule=Rule.R18, actor=self.worker_id,
+                                 message_id=job.message_id, job_id=job.id, attempts=job.attempts, delay=delay,
+                                 error=answer.text[:300], submission_uid=job.submission_uid)
+                else:
+                    await record(session, f"dmp.deposit.{answer.state}", answer.state, rule=answer.rule,
+                                 actor=self.worker_id, message_id=job.message_id, job_id=job.id, code=answer.code,
+                                 reason_text=answer.text, attempts=job.attempts)
+                states.append(answer.state)
+        return states
 
     async def run_once(self) -> int:
         """Claim and process one batch; the number of jobs processed."""
@@ -362,6 +383,26 @@ class OutboxWorker:
             stopping.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+
+ACTIVE = (PENDING, RETRY, SENT)
+
+
+async def _whole_groups(session: AsyncSession, ids: list[int], moment: datetime) -> list[int]:
+    """The ids of every job linked (R15, same ``submission_uid``) to the due jobs ``ids``, locked for this claim,
+    leaving out the groups that cannot be taken whole (a member locked by a concurrent claim, or ``sent`` under a
+    lease that has not run out)."""
+    keys = select(DmpDeposit.submission_uid).where(DmpDeposit.id.in_(ids))
+    members = (await session.execute(select(DmpDeposit.id, DmpDeposit.submission_uid)
+                                     .where(DmpDeposit.state.in_(ACTIVE), DmpDeposit.submission_uid.in_(keys))
+                                     )).all()
+    locked = set((await session.execute(select(DmpDeposit.id).where(DmpDeposit.id.in_([m.id for m in members]))
+                                        .with_for_update(skip_locked=True))).scalars().all())
+    busy = set((await session.execute(select(DmpDeposit.submission_uid).where(
+        DmpDeposit.id.in_([m.id for m in members]), DmpDeposit.state == SENT,
+        DmpDeposit.next_attempt_at > moment))).scalars().all())
+    busy |= {m.submission_uid for m in members if m.id not in locked}
+    return [m.id for m in members if m.submission_uid not in busy]
 
 
 def _rule_of(result: RegistryResult) -> str:
