@@ -341,8 +341,8 @@ def _curl(imap: ImapHarness, url: str, *args: str) -> bytes:
     return result.stdout
 
 
-def test_curl_fetches_by_uid_lists_searches_and_appends(imap_sqlite: ImapHarness, tmp_path: Path):
-    imap = imap_sqlite
+def test_curl_fetches_by_uid_lists_searches_and_appends(imap: ImapHarness, tmp_path: Path):
+    """On both stores (SQLite and PostgreSQL): the cheapest client that covers FETCH, LIST, SEARCH and APPEND."""
     _seed(imap)
     base = f"imaps://localhost:{imap.imaps_port}"
     inbox = server_folder(imap, "INBOX")
