@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.codes.rules import Rule
 from gateway.config import Config
-from gateway.documents.pipeline import Extracted, ExtractedDocument, extract, read_message
+from gateway.documents.pipeline import Extracted, ExtractedDocument, NotDocument, read_message
 from gateway.filing import mdn
 from gateway.filing.jobs import DEPOSIT, DONE, FAILED, PENDING
 from gateway.filing.models import FilingJob
@@ -106,14 +107,16 @@ class FilingWorker(Background):
                 extracted = await asyncio.to_thread(read_message, raw, validate=False)
                 await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted)
             else:
-                documents = await asyncio.to_thread(extract, raw)
-                await self._file(job_id, message_id, mailbox_id, raw, documents)
+                read = await asyncio.to_thread(read_message, raw)
+                await self._file(job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
         except Exception as exc:
             log.warning("filing.job_error", job_id=job_id, message_id=message_id, error=type(exc).__name__)
             await self._failed(job_id, message_id, mailbox_id, exc)
 
     async def _file(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
-                    documents: list[ExtractedDocument]) -> None:
+                    documents: list[ExtractedDocument], not_documents: Sequence[NotDocument] = ()) -> None:
+        """File or review every document; record every other XML, PDF or zip part as not a document with its
+        reason, so that no message ends with zero outcomes (R10); then answer as the sender asked (R6)."""
         async with self._sessions() as session:
             async with session.begin():
                 job = await self._claim(session, job_id)
@@ -130,11 +133,18 @@ class FilingWorker(Background):
                 recorded = await record_outcomes(session, outcomes, message_id=message_id)
                 job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
                 codes = [r.outcome.decision.code for r in recorded if r.kind == "review"]  # type: ignore[union-attr]
+                for other in not_documents:
+                    await record(session, "filing.not_a_document", "recorded", rule=Rule.R10,
+                                 mailbox_id=mailbox_id, message_id=message_id, source=other.source,
+                                 reason=other.reason)
+                filed = sum(r.kind == "filed" for r in recorded)
                 await record(session, "filing.done", "filed" if not codes else "review", rule=Rule.R10,
                              mailbox_id=mailbox_id, message_id=message_id, documents=len(documents),
-                             filed=sum(r.kind == "filed" for r in recorded), review=len(codes))
-                if documents:
-                    await self._acknowledge(session, raw, mailbox_id, message_id, min(codes) if codes else None)
+                             filed=filed, review=len(codes), not_documents=len(not_documents))
+                error = min(codes) if codes else (mdn.OTHER_ERROR if not_documents and not filed else None)
+                reasons = [str(getattr(r.outcome.decision, "reason", "")) for r in recorded if r.kind == "review"]
+                reasons += [f"{o.source} : {o.reason}" for o in not_documents]
+                await self._acknowledge(session, raw, mailbox_id, message_id, error, reasons)
                 await notify_database(session)
             self._hub.publish(take_changed(session))
 
@@ -172,28 +182,45 @@ class FilingWorker(Background):
         self._hub.publish(take_changed(session))  # the outbox starts the deposits queued in this transaction
 
     async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
-                           error_code: int | None) -> None:
-        """R6: an MDN when the message asked for one; delivered here if the requester is ours."""
+                           error_code: int | None, reasons: Sequence[str] = ()) -> None:
+        """R6: an MDN when the message asked for one; without Disposition-Notification-To, an integration error
+        still reaches the sender as a readable message (ANS platform volet). Delivered here if the recipient is
+        ours."""
         headers: EmailMessage = BytesHeaderParser(policy=email.policy.default).parsebytes(header_block(raw))
         mailbox = await session.get(Mailbox, mailbox_id)
         assert mailbox is not None
         request = mdn.requested(headers, mailbox.address)
+        subject = str(headers.get("Subject") or "")
         if request is None:
-            return
+            if error_code is None:
+                return
+            sender = mdn.sender_of(headers)
+            if sender is None:
+                message = await session.get(Message, message_id)
+                sender = (message.mail_from or "").lower() if message is not None else ""
+            if not sender:
+                return
+            message_id_header = headers.get("Message-ID")
+            body = mdn.error_notice(sender, mailbox.address, self.config.hostname, error_code, list(reasons),
+                                    str(message_id_header) if message_id_header else None, subject)
+            request = mdn.MdnRequest(sender, None, mailbox.address)
+            kind = "error_notice"
+        else:
+            body = mdn.build(request, mailbox.address, self.config.hostname, error_code, raw, subject)
+            kind = "mdn"
         requester = (await session.execute(
             select(Mailbox.id).where(Mailbox.address == request.notify, Mailbox.active.is_(True)))).scalar()
         if requester is None:
             await record(session, "filing.mdn", "not_sent", rule=Rule.R6, mailbox_id=mailbox_id,
-                         message_id=message_id, reason="requester is not a mailbox of this gateway")
+                         message_id=message_id, reason="requester is not a mailbox of this gateway", notice=kind)
             return
-        body = mdn.build(request, mailbox.address, self.config.hostname, error_code)
         plan = bulk.Plan(
             StoredMessage(raw=body, mail_from=mailbox.address, rcpt_to=[request.notify],
                                sender_mailbox_id=mailbox_id, message_id_header=None, subject="MDN",
                                header_from=mailbox.address),
             [bulk.Placement(requester, "INBOX")],
             [bulk.EventRow("filing.mdn", "processed" if error_code is None else f"error {error_code}", Rule.R6,
-                           None, mailbox_id, detail={"in_reply_to": message_id})])
+                           None, mailbox_id, detail={"in_reply_to": message_id, "kind": kind})])
         await bulk.apply(session, [plan])
 
     async def _failed(self, job_id: int, message_id: int, mailbox_id: int, exc: Exception) -> None:
