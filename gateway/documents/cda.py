@@ -232,6 +232,8 @@ class CdaHeader:
     body_media_type: str | None
     schema_valid: bool | None = None
     schema_errors: tuple[str, ...] = field(default_factory=tuple)
+    #: The ClinicalDocument came wrapped in an XSL stylesheet (auto-presentable CDA).
+    auto_presentable: bool = False
 
     @property
     def unique_id(self) -> str:
@@ -283,27 +285,51 @@ class CdaHeader:
 def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
                 schema: Path | None = None) -> CdaHeader:
     """Read a CDA document's header; raises :class:`CdaRefused` (and nothing else) when it cannot be read."""
-    root = parse_xml(data, limits.max_bytes, "CDA document")
-    if root.tag != f"{{{HL7}}}ClinicalDocument":
+    outer = parse_xml(data, limits.max_bytes, "CDA document")
+    root = clinical_document(outer)
+    if root is None:
         raise CdaRefused("not-cda", "The XML document is not an HL7 CDA R2 ClinicalDocument.")
     try:
         header = _header(root)
+        if root is not outer:
+            header = _replace(header, auto_presentable=True)
     except CdaRefused:
         raise
     except Exception as error:  # a strange but well-formed document: refuse with a sentence, not a traceback
         raise CdaRefused("bad-header", f"The CDA header could not be read ({type(error).__name__}).") from None
     if not validate:
         return header
+    if root is not outer:  # the schema describes a ClinicalDocument root: validate the wrapped one on its own
+        root = etree.fromstring(etree.tostring(root), _parser())
     valid, errors = validate_tree(root, schema)
     return _replace(header, schema_valid=valid, schema_errors=errors)
+
+
+#: The XSLT namespace of an auto-presentable CDA (ANS CI-SIS): an ``xsl:stylesheet`` that carries the
+#: ClinicalDocument with the transform that renders it, so that a browser shows it as it is.
+XSLT = "http://www.w3.org/1999/XSL/Transform"
+
+
+def clinical_document(root: etree._Element) -> etree._Element | None:
+    """The ClinicalDocument of a parsed document: the root itself, or the one an auto-presentable CDA
+    (root ``xsl:stylesheet`` or ``xsl:transform``) wraps; None for any other XML. The search is lxml's
+    iterative walk over an already bounded tree (no recursion driven by the input)."""
+    if root.tag == f"{{{HL7}}}ClinicalDocument":
+        return root
+    if root.tag not in (f"{{{XSLT}}}stylesheet", f"{{{XSLT}}}transform"):
+        return None
+    return next(root.iter(f"{{{HL7}}}ClinicalDocument"), None)
 
 
 def non_xml_body(data: bytes, limits: CdaLimits = CDA) -> bytes | None:
     """The content a level-1 CDA wraps (``nonXMLBody/text``, base64), None when it wraps nothing readable; the
     DMP bridge compares it with a message's attachments to leave out the rendering of a CDA."""
     try:
-        root = parse_xml(data, limits.max_bytes, "CDA document")
+        outer = parse_xml(data, limits.max_bytes, "CDA document")
     except DocumentRefused:
+        return None
+    root = clinical_document(outer)
+    if root is None:
         return None
     text = root.find("h:component/h:nonXMLBody/h:text", NS)
     if text is None or text.get("representation") != "B64":

@@ -42,6 +42,15 @@ class ExtractedDocument:
 
 
 @dataclass(frozen=True)
+class NotDocument:
+    """An XML, PDF or zip part that holds no CDA to file, and why: recorded so that no message to a filing
+    mailbox ends without an outcome for what it carries (R10)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Extracted:
     """Everything read from one message: its documents, its MIME parts and the XDM archives among them."""
 
@@ -50,6 +59,8 @@ class Extracted:
     parts: list[Part] = field(default_factory=list)
     #: The XDM zips read without refusal, by the MIME path of their part.
     archives: dict[str, XdmArchive] = field(default_factory=dict)
+    #: The XML, PDF and zip parts that yielded no document, with the reason.
+    not_documents: list[NotDocument] = field(default_factory=list)
 
 
 def _is_zip(part: Part) -> bool:
@@ -60,6 +71,16 @@ def _is_zip(part: Part) -> bool:
 def _is_xml(part: Part) -> bool:
     name = (part.filename or "").lower()
     return part.content_type in _XML_TYPES or name.endswith(".xml")
+
+
+def _declared_zip(part: Part) -> bool:
+    name = (part.filename or "").lower()
+    return part.content_type in _ZIP_TYPES - {"application/octet-stream"} or name.endswith(".zip")
+
+
+def _is_pdf(part: Part) -> bool:
+    name = (part.filename or "").lower()
+    return part.content_type == "application/pdf" or name.endswith(".pdf")
 
 
 def _label(part: Part) -> str:
@@ -75,14 +96,26 @@ def read_message(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits =
         return Extracted([ExtractedDocument("message", b"", problem=str(refusal))])
     found: list[ExtractedDocument] = []
     archives: dict[str, XdmArchive] = {}
+    others: list[NotDocument] = []
     for part in parts:
         if _is_zip(part):
-            found.extend(_from_xdm(part, validate, xdm_limits, archives))
+            from_zip = _from_xdm(part, validate, xdm_limits, archives)
+            found.extend(from_zip)
+            if not from_zip:
+                others.append(NotDocument(_label(part), "The IHE XDM archive holds no CDA document."))
+        elif _declared_zip(part):
+            others.append(NotDocument(_label(part), "The part is named or typed as a zip archive but is not one."))
     for part in parts:
         if _is_xml(part) and not _is_zip(part):
             document = _from_bare(part, validate)
             if document is not None:
                 found.append(document)
+            else:
+                others.append(NotDocument(_label(part), "The XML attachment is not an HL7 CDA R2 ClinicalDocument "
+                                                        "(nor an auto-presentable CDA)."))
+        elif _is_pdf(part):
+            others.append(NotDocument(_label(part), "A PDF is a rendering for people, not a structured document "
+                                                    "to file; it stays with the message."))
     unique: list[ExtractedDocument] = []
     seen: dict[tuple[str, int], list[bytes]] = {}
     for document in found:
@@ -92,7 +125,7 @@ def read_message(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits =
                 continue  # the same CDA attached both inside the XDM and beside it
             seen.setdefault(key, []).append(document.content)
         unique.append(document)
-    return Extracted(unique, parts, archives)
+    return Extracted(unique, parts, archives, others)
 
 
 def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME,
