@@ -261,6 +261,18 @@ def with_filing(config: Config, decision: Decision) -> Decision:
 
 
 # --- What the SMTP handlers call: load the facts, then decide ----------------------------------------------------
+async def _quota(session: AsyncSession, config: Config, decision: Decision) -> Decision:
+    """A local mailbox at or over ``limits.mailbox_quota`` bytes is refused temporarily (RFC 3463 4.2.2), so the
+    sender retries instead of losing the mail; only an accepted recipient costs the extra query."""
+    limit = config.limits.mailbox_quota
+    target = decision.target
+    if limit <= 0 or target is None or target.mailbox_id is None:
+        return decision
+    if await recipients.stored_bytes(session, target.mailbox_id) < limit:
+        return decision
+    return _refuse(replies.MAILBOX_FULL, None, "rcpt.refused.mailbox_full")
+
+
 async def decide(session: AsyncSession, config: Config, sender: Account, address: str) -> Decision:
     """Whether ``sender`` may send to ``address`` now, and why (R1–R5, R8, R10)."""
     destination = classify(address, config)
@@ -268,7 +280,7 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
     facts = RecipientFacts()
     if not isinstance(destination, Reply):
         facts = await recipients.load(session, wanted_submitted(config, who, destination))
-    return with_filing(config, decide_submitted(config, who, destination, facts))
+    return with_filing(config, await _quota(session, config, decide_submitted(config, who, destination, facts)))
 
 
 async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "") -> Decision:
@@ -277,7 +289,8 @@ async def decide_relayed(session: AsyncSession, config: Config, address: str, se
     facts = RecipientFacts()
     if not isinstance(destination, Reply):
         facts = await recipients.load(session, wanted_relayed(config, sender, destination))
-    return with_filing(config, decide_relayed_facts(config, sender, destination, facts))
+    return with_filing(config, await _quota(session, config,
+                                            decide_relayed_facts(config, sender, destination, facts)))
 
 
 async def recheck(session: AsyncSession, target: Target) -> Decision:

@@ -39,6 +39,8 @@ ADDRESS_TRICK = Reply(550, "5.7.1", "Relaying denied: %-hacks, '!' paths, source
 BAD_ADDRESS = Reply(501, "5.1.3", "Bad recipient address syntax")
 UNKNOWN_MAILBOX = Reply(550, "5.1.1", "No such mailbox here")
 DISABLED_MAILBOX = Reply(550, "5.2.1", "This mailbox is disabled")
+#: Temporary (RFC 3463 4.2.2): the sender retries and the mail arrives once the user has made room.
+MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
 BAD_INS_KEY = Reply(550, "5.1.3", "Patient address refused: the INS matricule key is wrong (R8)")
 BAD_INS_SHAPE = Reply(550, "5.1.3", "Patient address refused: a patient address is a 15-character INS matricule (R8)")
 MATRICULE_OBSOLETE = Reply(550, "5.1.6", "Patient address refused: this INS matricule is obsolete and was replaced "

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, false, literal, select
+from sqlalchemy import and_, false, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.store.models import Conversation, Identity, Mailbox
+from gateway.store.models import Conversation, Delivery, Folder, Identity, Mailbox, Message
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,15 @@ async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
         IdentityFacts(row.status, row.replaced_by) if row.status is not None else None,
         ConversationFacts(row.conversation_id, row.state, row.replies_blocked)
         if row.conversation_id is not None else None)
+
+
+async def stored_bytes(session: AsyncSession, mailbox_id: int) -> int:
+    """The sizes of every message filed in the mailbox's folders (a copy in two folders counts twice), for the
+    ``limits.mailbox_quota`` check at RCPT (RFC 9208 5.1, the same sum GETQUOTA reports)."""
+    query = (select(func.coalesce(func.sum(Message.size), 0))
+             .select_from(Folder).join(Delivery, Delivery.folder_id == Folder.id)
+             .join(Message, Message.id == Delivery.message_id).where(Folder.mailbox_id == mailbox_id))
+    return int((await session.execute(query)).scalar_one())
 
 
 async def conversation(session: AsyncSession, matricule: str, *, professional_id: int | None = None,

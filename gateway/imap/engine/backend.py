@@ -102,8 +102,15 @@ class Backend:
     async def quota(self) -> tuple[int, int | None]:
         from gateway.imap.view import quota
 
-        usage = await quota.usage(self.store, self.account.id, None)
+        usage = await quota.usage(self.store, self.account.id, self.quota_limit)
         return usage.used_bytes, usage.limit_bytes
+
+    @property
+    def quota_limit(self) -> int | None:
+        """The account's storage limit in bytes (``limits.mailbox_quota``, RFC 9208), None when unlimited."""
+        from gateway.imap.view import quota
+
+        return quota.limit_of(self.context.config.limits.mailbox_quota)
 
     # --- selected -------------------------------------------------------------------------------------------
     async def select(self, name: str, *, readonly: bool) -> SelectedView:
@@ -114,7 +121,7 @@ class Backend:
 
         items = [mutate.AppendItem(m.data, frozenset(f for f in m.flags if f != "\\Recent"), m.date)
                  for m in messages]
-        result = await mutate.append(self.store, self.account.id, name, items)
+        result = await mutate.append(self.store, self.account.id, name, items, quota=self.quota_limit)
         return result.uidvalidity, result.uids
 
     # --- message content ------------------------------------------------------------------------------------

@@ -112,6 +112,8 @@ class Selected:
                     await session.untagged(f"{seq} EXPUNGE")
         if changes.new:  # EXPUNGE/VANISHED already told the client the new count (RFC 9051 7.4.1)
             await session.untagged(f"{changes.exists} EXISTS")
+        if changes.recent_changed and not session.rev2:  # RFC 3501 7.3.2: SEARCH RECENT agrees with it
+            await session.untagged(f"{changes.recent} RECENT")
         for row in changes.flags:
             seq = self.seq_of(row.uid)
             if seq is None:

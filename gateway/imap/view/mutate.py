@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.imap.view import flags as flagops
 from gateway.imap.view import quota as quotas
-from gateway.imap.view.errors import MailboxNotFound
+from gateway.imap.view.errors import MailboxNotFound, OverQuota
 from gateway.imap.view.rows import parse_flags, uid_condition, utc
 from gateway.imap.view.store import ViewStore, chunks
 from gateway.store.changes import mark_changed
@@ -134,7 +134,19 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
             await hook(session, [(message_id, item.data) for message_id, item in zip(message_ids, items, strict=True)])
         return AppendResult(folder_id, uidvalidity, uids)
 
-    result = await store.write(work, "appending a message")
+    try:
+        result = await store.write(work, "appending a message")
+    except OverQuota:
+        # The refused transaction rolled back: the refusal is traced in its own (sizes only, never content).
+        adding = sum(len(item.data) for item in items)
+
+        async def trace(session: AsyncSession) -> None:
+            await record(session, "imap.append.over_quota", "refused", mailbox_id=account_id, size=adding,
+                         limit=quota)
+
+        await store.write(trace, "recording a refusal")
+        log.info("imap.append_over_quota", mailbox_id=account_id, size=adding, limit=quota)
+        raise
     log.info("imap.appended", mailbox_id=account_id, folder_id=result.folder_id, count=len(result.uids))
     return result
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.imap.view.errors import OverQuota
 from gateway.imap.view.store import ViewStore
-from gateway.store.models import Delivery, Folder, Mailbox, Message
+from gateway.store.models import Delivery, Folder, Mailbox
+from gateway.store.recipients import stored_bytes
 
 #: The one quota root of an account (RFC 9208 3.1).
 ROOT = ""
@@ -39,11 +40,13 @@ class Usage:
 
 
 async def used_bytes(session: AsyncSession, account_id: int) -> int:
-    """The sizes of every delivery of the account: the folders by account, deliveries by folder, sizes by id."""
-    query = (select(func.coalesce(func.sum(Message.size), 0))
-             .select_from(Folder).join(Delivery, Delivery.folder_id == Folder.id)
-             .join(Message, Message.id == Delivery.message_id).where(Folder.mailbox_id == account_id))
-    return int((await session.execute(query)).scalar_one())
+    """The sizes of every delivery of the account: the same sum SMTP's RCPT check reads (one definition)."""
+    return await stored_bytes(session, account_id)
+
+
+def limit_of(setting: int) -> int | None:
+    """``limits.mailbox_quota`` as the view takes it: 0 means no quota (None)."""
+    return setting if setting > 0 else None
 
 
 async def lock_account(session: AsyncSession, account_id: int) -> None:

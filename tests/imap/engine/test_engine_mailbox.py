@@ -48,7 +48,7 @@ def test_select_announces_flags_permanentflags_and_counters(engine: EngineHarnes
     assert flags and permanent
     assert b"\\*" not in flags.group(1) and b"$Label1" in flags.group(1)  # RFC 9051 7.3.5
     assert b"\\*" in permanent.group(1)
-    for needle in (b"* 1 EXISTS", b"* 0 RECENT", b"[UIDVALIDITY ", b"[UIDNEXT 2]", b"[HIGHESTMODSEQ ",
+    for needle in (b"* 1 EXISTS", b"* 1 RECENT", b"[UIDVALIDITY ", b"[UIDNEXT 2]", b"[HIGHESTMODSEQ ",
                    b"b OK [READ-WRITE]"):
         assert needle in reply
     reply = exchange(sock, "c EXAMINE INBOX", "c")

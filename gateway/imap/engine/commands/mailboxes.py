@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gateway.imap.engine.state import Done, No
 from gateway.imap.proto import commands as c
 from gateway.imap.proto import response
+from gateway.imap.view.selected import canonical
 
 if TYPE_CHECKING:
     from gateway.imap.engine.backend import FolderEntry
@@ -75,11 +76,35 @@ async def list_(session: Session, cmd: c.List) -> Done:
         await session.untagged(f"{word} ({' '.join(attrs)}) \"{DELIMITER}\" ".encode() + name)
         if cmd.status and not cmd.lsub:
             await _status_line(session, entry.name, cmd.status)
+    if cmd.lsub:
+        await _lsub_superiors(session, entries, patterns)
     return Done(f"{word} completed")
+
+
+async def _lsub_superiors(session: Session, entries: list[FolderEntry], patterns: list[re.Pattern[str]]) -> None:
+    """RFC 3501 6.3.9: a ``%`` that stops above a subscribed folder names its unsubscribed superior, with
+    ``\\Noselect`` (the client learns there is something subscribed below)."""
+    subscribed = {entry.name for entry in entries if entry.subscribed}
+    shown: set[str] = set()
+    for name in sorted(subscribed):
+        parts = name.split(DELIMITER)
+        for depth in range(1, len(parts)):
+            superior = DELIMITER.join(parts[:depth])
+            if superior in subscribed or superior in shown or not any(p.fullmatch(superior) for p in patterns):
+                continue
+            shown.add(superior)
+            await session.untagged(f'LSUB (\\Noselect) "{DELIMITER}" '.encode() +
+                                   response.mailbox(superior, session.utf8))
 
 
 async def _status_line(session: Session, name: str, items: tuple[str, ...]) -> None:
     values = await session.backend.status(name, [i for i in items if i in STATUS_ITEMS])
+    selected = session.selected
+    if "RECENT" in values and selected is not None and session.selected_name is not None and (
+            canonical(session.selected_name) == canonical(name)):
+        # The store counts what no session claimed yet; what this session claimed is \Recent here too
+        # (RFC 3501 2.3.2), so STATUS agrees with SELECT's RECENT and SEARCH RECENT.
+        values["RECENT"] = int(values["RECENT"]) + selected.view.recent
     pieces = []
     for item in items:
         if item not in values:
@@ -131,7 +156,8 @@ async def _quota_line(session: Session) -> None:
     if limit is None:
         await session.untagged('QUOTA "" ()')
         return
-    await session.untagged(f'QUOTA "" (STORAGE {used // 1024} {limit // 1024})')
+    # RFC 9208 5.1: STORAGE in units of 1024 octets, the usage rounded up (a started KiB is used).
+    await session.untagged(f'QUOTA "" (STORAGE {(used + 1023) // 1024} {limit // 1024})')
 
 
 async def getquota(session: Session, cmd: c.GetQuota) -> Done:

@@ -78,9 +78,8 @@ async def fetch(session: Session, cmd: c.Fetch) -> Done:
     names = {i.name for i in items}
     if cmd.uid and "UID" not in names:
         items.insert(0, FetchItem("UID"))
-    if (cmd.changedsince is not None or session.condstore) and "MODSEQ" not in names and (
-            cmd.changedsince is not None):
-        items.append(FetchItem("MODSEQ"))
+    if "MODSEQ" not in names and (cmd.changedsince is not None or (session.condstore and "FLAGS" in names)):
+        items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1; with CONDSTORE on, flags come with their MODSEQ
     uids = selected.resolve(cmd.sequence, uid=cmd.uid)
     backend = session.backend
     if cmd.vanished and cmd.changedsince is not None:
@@ -278,7 +277,8 @@ async def copy(session: Session, cmd: c.Copy | c.Move) -> Done:
     uids = selected.resolve(cmd.sequence, uid=cmd.uid)
     if not uids:
         return Done(f"{'MOVE' if move else 'COPY'} completed")
-    result = await selected.view.copy(uid_set(uids), cmd.mailbox, uid=True, move=move)
+    result = await selected.view.copy(uid_set(uids), cmd.mailbox, uid=True, move=move,
+                                      quota=session.backend.quota_limit)
     code = None
     if result.dest_uids:
         code = (f"COPYUID {result.uidvalidity} {sequence.from_numbers(result.source_uids)} "

@@ -30,7 +30,8 @@ async def select(session: Session, cmd: c.Select) -> Done:
     await selected.send_flags()
     await session.untagged(f"{view.exists} EXISTS")
     if not session.rev2:
-        await session.untagged("0 RECENT")  # \Recent is not kept (see Selected.flags_of)
+        # RFC 3501 2.3.2: the messages this session is the first to see; SEARCH RECENT and STATUS agree.
+        await session.untagged(f"{view.recent} RECENT")
         if view.first_unseen is not None:
             await session.untagged(f"OK [UNSEEN {view.first_unseen}] First unseen message.")
     await session.untagged(f"OK [UIDVALIDITY {view.uidvalidity}] UIDs valid.")
