@@ -272,6 +272,10 @@ def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sq
     imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
     imap.deliver(ALICE, message("Rendez-vous", "Mardi 10 h."))
     imap.deliver(ALICE, message("Publicite", "Offre speciale."))
+    client = imap.imaps()
+    assert client.create('"M&AOk-decins"')[0] == "OK"  # "Médecins", RFC 3501 5.1.3 modified UTF-7
+    client.logout()
+    imap.deliver(ALICE, message("Avis cardio", "Confrere."), folder="Médecins")
     config = tmp_path / "neomuttrc"
     config.write_text(f"""\
 set folder = "{scheme}://localhost:{imap.imaps_port if scheme == 'imaps' else imap.imap_port}/"
@@ -299,8 +303,8 @@ set quit = yes
         return subprocess.run([*control, "has-session", "-t", "mutt"], capture_output=True,
                               timeout=10, check=False).returncode == 0
 
-    _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40",
-          f"HOME={home} TERM=screen {neomutt} -d 5 -l {tmp_path / 'neomutt.log'} -n -F {config}"], timeout=10)
+    command = f"LANG=C.UTF-8 HOME={home} TERM=screen {neomutt} -d 5 -l {tmp_path / 'neomutt.log'} -n -F {config}"
+    _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40", command], timeout=10)
     try:
         _wait_for(lambda: all(subject in screen() for subject in ("Compte rendu", "Rendez-vous", "Publicite")),
                   "the index")
@@ -314,10 +318,15 @@ set quit = yes
         _wait_for(lambda: "Save to mailbox" in screen(), "the save prompt")
         keys("C-u", "=Archive", "Enter")
         keys("/", "~s Publicite", "Enter", "d")
-        keys("q")
-        _wait_for(lambda: "Purge" in screen() or not running(), "the purge question")
-        if running():
+        # To a folder with a non-ASCII name (neomutt has enabled UTF8=ACCEPT, RFC 6855), leaving INBOX purged.
+        keys("c")
+        _wait_for(lambda: "Open mailbox" in screen(), "the change-folder prompt")
+        keys("C-u", "=Médecins", "Enter")
+        _wait_for(lambda: "Purge" in screen() or "Avis cardio" in screen(), "the purge question")
+        if "Purge" in screen():
             keys("y")
+        _wait_for(lambda: "Avis cardio" in screen() and "Médecins" in screen(), "the Médecins folder")
+        keys("q")
         _wait_for(lambda: not running(), "neomutt to quit")
     finally:
         if running():
