@@ -26,6 +26,8 @@ from gateway.config import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "gateway_read_only"
+#: Page cache of one SQLite connection, in KiB.
+SQLITE_CACHE_KIB = 512
 
 
 def is_sqlite(url: str) -> bool:
@@ -41,6 +43,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Each pooled connection keeps its own page cache (2 MiB by default) for as long as it lives: reads of
+    # message bodies by many concurrent IMAP sessions would pin tens of MiB. The OS cache serves re-reads.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

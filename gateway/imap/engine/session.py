@@ -214,7 +214,7 @@ class Session:
             done = await handler(self, command)
             if self.selected is not None and updates is not None:
                 # RFC 9051 7.5.1: no EXPUNGE while answering FETCH/STORE/SEARCH by number; UID forms may.
-                await self.selected.announce(self, expunges=updates or bool(getattr(command, "uid", False)))
+                await self._announce(name, expunges=updates or bool(getattr(command, "uid", False)))
         except Bye:
             raise
         except CommandFailed as failed:
@@ -238,6 +238,20 @@ class Session:
         if done is None:
             done = Done(f"{name} completed")
         await self.send(wire.status(tag, "OK", done.text, done.code))
+
+    async def _announce(self, command: str, *, expunges: bool) -> None:
+        """Untagged updates after a command that succeeded; a store outage here leaves them for a later command
+        rather than turn the command's OK into a NO (its effect is done; a NOOP never fails, RFC 9051 6.1.2)."""
+        assert self.selected is not None
+        try:
+            await self.selected.announce(self, expunges=expunges)
+        except (Bye, Closed, TimedOut):
+            raise
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            self.log.info("imap_updates_deferred", command=command, reason="store unavailable",
+                          mailbox_id=self.account.id if self.account else None)
 
     def _log_failure(self, command: str, status: str, code: str | None, text: str) -> None:
         self.log.info("imap_command_refused", command=command, status=status, code=code, reason=text,

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Messages whose rows are read in one query while FETCH streams (bounded memory, few round trips).
 FETCH_BATCH = 200
+#: Largest piece of a literal handed to the transport at once, each followed by ``drain()`` (RFC 9051 5.5).
+WRITE_CHUNK = 64 * 1024
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: Items that need the stored anatomy (body structure / envelope / part offsets).
 _ANATOMY_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "BINARY", "BINARY.SIZE", "RFC822",
@@ -108,7 +110,7 @@ async def fetch(session: Session, cmd: c.Fetch) -> Done:
 
 async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, items: list[FetchItem]) -> None:
     backend = session.backend
-    out: list[bytes] = []
+    out: list[bytes | tuple[bytes, bytes]] = []  # a body item is (its label and literal prefix, its bytes)
     for item in items:
         name = item.name
         if name == "UID":
@@ -139,24 +141,49 @@ async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, i
             out.append(f"BINARY.SIZE[{item.section}] {len(data)}".encode())
         else:
             out.append(await _body(session, row, item))
-    await session.send(b"* %d FETCH (" % seq + b" ".join(out) + b")\r\n")
+    await _write_fetch(session, seq, out)
 
 
-async def _body(session: Session, row: Any, item: FetchItem) -> bytes:
+async def _write_fetch(session: Session, seq: int, out: list[bytes | tuple[bytes, bytes]]) -> None:
+    """One ``* n FETCH (...)`` line, a large literal written in pieces: never a second copy of a message body,
+    and never more than :data:`WRITE_CHUNK` over the transport's write-buffer limit (RFC 9051 5.5)."""
+    pending = bytearray(b"* %d FETCH (" % seq)
+    for index, piece in enumerate(out):
+        if index:
+            pending += b" "
+        if isinstance(piece, bytes):
+            pending += piece
+            continue
+        head, data = piece
+        pending += head
+        if len(data) <= WRITE_CHUNK:
+            pending += data
+            continue
+        await session.send(bytes(pending))
+        pending = bytearray()
+        view = memoryview(data)
+        for start in range(0, len(data), WRITE_CHUNK):
+            await session.send(bytes(view[start:start + WRITE_CHUNK]))
+    pending += b")\r\n"
+    await session.send(bytes(pending))
+
+
+def _literal(label: bytes, data: bytes, *, binary: bool = False) -> tuple[bytes, bytes]:
+    return label + (b" ~{%d}\r\n" if binary else b" {%d}\r\n") % len(data), data
+
+
+async def _body(session: Session, row: Any, item: FetchItem) -> tuple[bytes, bytes]:
     """BODY[...], BINARY[...], RFC822(.HEADER/.TEXT) with ``<origin.count>`` (RFC 9051 6.4.5, RFC 3516 4.2)."""
     from gateway.imap.proto.fetch import Section
 
     backend = session.backend
     name = item.name
     if name == "RFC822":
-        data = await backend.section(row, Section())
-        return b"RFC822 " + response.literal(data)
+        return _literal(b"RFC822", await backend.section(row, Section()))
     if name == "RFC822.HEADER":
-        data = await backend.section(row, Section((), "HEADER"))
-        return b"RFC822.HEADER " + response.literal(data)
+        return _literal(b"RFC822.HEADER", await backend.section(row, Section((), "HEADER")))
     if name == "RFC822.TEXT":
-        data = await backend.section(row, Section((), "TEXT"))
-        return b"RFC822.TEXT " + response.literal(data)
+        return _literal(b"RFC822.TEXT", await backend.section(row, Section((), "TEXT")))
     section = item.section or Section()
     if name == "BINARY":
         data = await backend.binary(row, section)
@@ -167,9 +194,7 @@ async def _body(session: Session, row: Any, item: FetchItem) -> bytes:
         if name == "BINARY":
             data = data[origin:origin + count]
     label = item.response_label().replace("BODY.PEEK", "BODY").replace("BINARY.PEEK", "BINARY").encode()
-    if name == "BINARY" and b"\x00" in data:
-        return label + b" ~{%d}\r\n" % len(data) + data
-    return label + b" " + response.literal(data)
+    return _literal(label, data, binary=name == "BINARY" and b"\x00" in data)
 
 
 # --- STORE ------------------------------------------------------------------------------------------------------
