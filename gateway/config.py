@@ -279,6 +279,9 @@ class DocumentSettings:
     cda_schema: Path | None = None
     #: Package bare CDA of submitted messages in an IHE XDM zip and add X-MSS-CODECDA / X-MSS-INS (ANS spec).
     package_outgoing: bool = True
+    #: R7: the birth place (INSEE code) must agree whenever the document and the identity both carry it;
+    #: ``false`` compares only the four traits R10 names.
+    compare_birth_place: bool = True
 
 
 @dataclass(frozen=True)
@@ -706,7 +709,8 @@ def _documents_sections(
         if schema is not None:
             _readable(docs, "cda_schema", schema)
         documents = DocumentSettings(frozenset(a.lower() for a in listed), docs.get("file_all_inboxes", bool, False),
-                                     schema, docs.get("package_outgoing", bool, True))
+                                     schema, docs.get("package_outgoing", bool, True),
+                                     docs.get("compare_birth_place", bool, True))
         docs.finish()
     upstreams = []
     for up in _array_of_tables(root, "upstream"):

@@ -128,7 +128,9 @@ class FilingWorker(Background):
                 lookup = await identities_for(session, matricules)
                 versions = await filed_versions(session, set_ids)
                 allow_test = self.config.rules.allow_test_identities
-                outcomes = [Outcome(d, decide(d, lookup, allow_test_oids=allow_test, filed_version=versions.get))
+                compare_place = self.config.documents.compare_birth_place if self.config.documents else True
+                outcomes = [Outcome(d, decide(d, lookup, allow_test_oids=allow_test, filed_version=versions.get,
+                                              compare_birth_place=compare_place))
                             for d in documents]
                 recorded = await record_outcomes(session, outcomes, message_id=message_id)
                 job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1

@@ -25,7 +25,7 @@ class Outcome:
 
 def decide(document: ExtractedDocument, lookup: Lookup, *, allow_test_oids: bool = False,
            author_allowed: Callable[[CdaHeader], bool] | None = None,
-           filed_version: Callable[[str], int | None] | None = None) -> Decision:
+           filed_version: Callable[[str], int | None] | None = None, compare_birth_place: bool = True) -> Decision:
     """The filing decision for one extracted document (R10, R11); an unreadable one is reviewed (906)."""
     if document.header is None:
         return Review(OTHER, document.problem or "The document could not be read.")
@@ -34,7 +34,7 @@ def decide(document: ExtractedDocument, lookup: Lookup, *, allow_test_oids: bool
     if declared is not None and patient.ins and declared != (patient.matricule, patient.oid):
         return Review(INS_MISMATCH, "The XDM metadata's patient id differs from the INS in the CDA header.")
     return match(document.header, lookup, allow_test_oids=allow_test_oids, author_allowed=author_allowed,
-                 filed_version=filed_version)
+                 filed_version=filed_version, compare_birth_place=compare_birth_place)
 
 
 def outcomes(documents: list[ExtractedDocument], lookup: Lookup, *, allow_test_oids: bool = False,

@@ -111,13 +111,16 @@ def _find(lookup: Lookup, matricule: str) -> IdentityLike | None:
 
 def match(header: CdaHeader, lookup: Lookup, *, allow_test_oids: bool = False,
           author_allowed: Callable[[CdaHeader], bool] | None = None,
-          filed_version: Callable[[str], int | None] | None = None) -> Decision:
+          filed_version: Callable[[str], int | None] | None = None,
+          compare_birth_place: bool = True) -> Decision:
     """Decide where a received document goes (R10, R11).
 
     ``lookup`` maps a matricule to the repository's identity (an obsolete matricule may lead to its principal
     identity, R8). ``allow_test_oids`` accepts the INS-NIR test and demonstration OIDs (never in production).
     ``author_allowed`` and ``filed_version`` (the highest version already filed for a setId; an older version
-    is refused, the same one is a harmless duplicate) are optional checks.
+    is refused, the same one is a harmless duplicate) are optional checks. ``compare_birth_place``: R7's fifth
+    trait, the INSEE code of the birth place, must agree whenever both the document and the identity carry it
+    (``[documents] compare_birth_place = false`` relaxes this to the four traits R10 names).
     """
     if header.version is None or header.version < 1:
         return Review(VERSION_PROBLEM, "The document has no valid versionNumber (a positive integer).")
@@ -151,7 +154,10 @@ def match(header: CdaHeader, lookup: Lookup, *, allow_test_oids: bool = False,
     if identity.oid != oid and not ({identity.oid, oid} <= TEST_OIDS):
         return Review(INS_MISMATCH, "The document's INS OID (NIR/NIA) differs from the stored identity's.",
                       candidate=identity)
-    differences = traits.differences(normalise(identity))
+    stored = normalise(identity)
+    differences = traits.differences(stored)
+    if compare_birth_place and traits.birth_place and stored.birth_place and traits.birth_place != stored.birth_place:
+        differences = (*differences, "birth place")  # R7: the fifth trait, when both sides carry it
     if differences:
         return Review(INS_MISMATCH, f"The document's traits differ from the stored identity: "
                                     f"{', '.join(differences)}.", candidate=identity)
