@@ -99,9 +99,10 @@ def read_message(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits =
     others: list[NotDocument] = []
     for part in parts:
         if _is_zip(part):
-            from_zip = _from_xdm(part, validate, xdm_limits, archives)
+            before = len(others)
+            from_zip = _from_xdm(part, validate, xdm_limits, archives, others)
             found.extend(from_zip)
-            if not from_zip:
+            if not from_zip and len(others) == before:
                 others.append(NotDocument(_label(part), "The IHE XDM archive holds no CDA document."))
         elif _declared_zip(part):
             others.append(NotDocument(_label(part), "The part is named or typed as a zip archive but is not one."))
@@ -134,8 +135,8 @@ def extract(raw: bytes, *, validate: bool = True, mime_limits: MimeLimits = MIME
     return read_message(raw, validate=validate, mime_limits=mime_limits, xdm_limits=xdm_limits).documents
 
 
-def _from_xdm(part: Part, validate: bool, limits: XdmLimits, archives: dict[str, XdmArchive]
-              ) -> list[ExtractedDocument]:
+def _from_xdm(part: Part, validate: bool, limits: XdmLimits, archives: dict[str, XdmArchive],
+              others: list[NotDocument]) -> list[ExtractedDocument]:
     try:
         archive = read_xdm(part.data, limits)
     except XdmRefused as refusal:
@@ -152,6 +153,10 @@ def _from_xdm(part: Part, validate: bool, limits: XdmLimits, archives: dict[str,
         try:
             header = read_header(entry.content, validate=validate)
         except CdaRefused as refusal:
+            if refusal.reason == "not-cda":  # e.g. the XAdES signature of the set (ANS XDM): not a document
+                others.append(NotDocument(source, "The XML file of the XDM is not an HL7 CDA R2 ClinicalDocument "
+                                                  "(a signature or another XML file)."))
+                continue
             documents.append(ExtractedDocument(source, entry.content, problem=str(refusal)))
             continue
         documents.append(ExtractedDocument(source, entry.content, header, declared_patient=entry.patient))
