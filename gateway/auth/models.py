@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, String
+from sqlalchemy import Boolean, DateTime, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.store.models import Base, Id
 
 
 class AuthFailure(Base):
-    """One failed password login: from which client address, for which account name, when."""
+    """One failed password login (or one being checked): from which client address, for which account, when."""
 
     __tablename__ = "auth_failures"
     __table_args__ = (Index("ix_auth_failures_client_failed_at", "client", "failed_at"),
@@ -29,3 +29,6 @@ class AuthFailure(Base):
     #: The account name as given (lower case, bounded), whether or not such a mailbox exists.
     account: Mapped[str] = mapped_column(String(320))
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The password of this attempt is being checked now: not a failure yet, but it holds a slot, so parallel
+    #: guesses cannot all be checked at once; a parallel login waits for it rather than being refused.
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

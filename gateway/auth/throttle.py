@@ -8,8 +8,12 @@ Two ceilings, both over the sliding window ``[limits] failed_login_window``:
   address is stopped too.
 
 A login that needs a hash first *reserves* a slot: in one write transaction, the attempts of the window (table
-``auth_failures``) are counted and, under both ceilings, a row for this attempt is inserted; otherwise the login
-is refused at once, without hashing. The transaction is serialised per client address across every process and
+``auth_failures``) are counted and, under both ceilings, a *pending* row for this attempt is inserted; over a
+ceiling of confirmed failures the login is refused at once, without hashing. When only attempts still being
+checked fill the ceiling, the login waits for them (at most :data:`RESERVE_PATIENCE`): parallel logins with the
+right password (a mail client opening several connections) are served one after the other instead of being
+refused, and parallel guesses never get more than the ceiling's hashes. The transaction is serialised per
+client address across every process and
 instance sharing the store (SQLite's write lock, taken at BEGIN; a PostgreSQL advisory lock on the address), so
 100 parallel wrong passwords give exactly ``failed_logins`` answers "invalid" and the rest "throttled", however
 many gateway processes share them. The row stays as the failure when the password was wrong; it is deleted, with
@@ -25,6 +29,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections import Counter, deque
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.models import AuthFailure
@@ -41,6 +46,12 @@ from gateway.auth.models import AuthFailure
 ACCOUNT_MAX = 320
 #: Every this many reservations, rows older than the window are deleted for every address.
 _PRUNE_EVERY = 256
+#: Seconds a login waits for the attempts being checked that fill a ceiling, before it is refused.
+RESERVE_PATIENCE = 10.0
+#: A pending attempt older than this belongs to a process that died while hashing: it counts as a failure.
+PENDING_STALE = 30.0
+#: Seconds between two looks at the store while waiting (attempts of other processes end without a local signal).
+_WAIT_STEP = 0.05
 
 
 def _now() -> datetime:
@@ -92,6 +103,7 @@ class LoginThrottle:
         self._lock_users: Counter[str] = Counter()
         self._reserved = 0
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._settled = asyncio.Event()  # set whenever an attempt of this process ends
         # Per-process counter for certificate logins (SASL EXTERNAL).
         self._failures: dict[str, deque[float]] = {}
 
@@ -119,12 +131,18 @@ class LoginThrottle:
     def _locked(self, client: str) -> LoginThrottle._Locked:
         return LoginThrottle._Locked(self, client)
 
-    async def counts(self, session: AsyncSession, client: str) -> list[tuple[str, int, datetime]]:
-        """Attempts from ``client`` within the window: (account, count, oldest) per account."""
-        cutoff = _now() - timedelta(seconds=self.window)
+    async def counts(self, session: AsyncSession, client: str,
+                     with_pending: bool = False) -> list[tuple[str, int, datetime]]:
+        """Failures from ``client`` within the window: (account, count, oldest) per account; with ``with_pending``
+        the attempts being checked count too (stale ones always do)."""
+        now = _now()
+        cutoff = now - timedelta(seconds=self.window)
         query = (select(AuthFailure.account, func.count(), func.min(AuthFailure.failed_at))
                  .where(AuthFailure.client == client, AuthFailure.failed_at > cutoff)
                  .group_by(AuthFailure.account))
+        if not with_pending:
+            query = query.where((AuthFailure.pending == false())
+                                | (AuthFailure.failed_at < now - timedelta(seconds=PENDING_STALE)))
         return [(a, int(n), _aware(oldest)) for a, n, oldest in (await session.execute(query)).all()]
 
     def _retry_after(self, oldest: datetime | None) -> float:
@@ -152,23 +170,32 @@ class LoginThrottle:
 
     async def reserve(self, writes: async_sessionmaker[AsyncSession], client: str,
                       account: str) -> Reservation | Block:
-        """A slot to check one password (its row inserted), or why not; before any hashing."""
+        """A slot to check one password (its pending row inserted), or why not; before any hashing."""
         account = account[:ACCOUNT_MAX]
-        async with self._locked(client), writes() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
-            now = _now()
-            self._reserved += 1
-            if self._reserved % _PRUNE_EVERY == 0:
-                await session.execute(delete(AuthFailure).where(
-                    AuthFailure.failed_at <= now - timedelta(seconds=self.window)))
-            verdict = self._judge(await self.counts(session, client), account)
-            if isinstance(verdict, Block):
-                return verdict
-            row = AuthFailure(client=client, account=account, failed_at=now)
-            session.add(row)
-            await session.flush()
-            return Reservation(client, account, verdict, row.id)
+        deadline = time.monotonic() + RESERVE_PATIENCE
+        while True:
+            self._settled.clear()
+            async with self._locked(client), writes() as session, session.begin():
+                if session.get_bind().dialect.name == "postgresql":
+                    await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
+                now = _now()
+                self._reserved += 1
+                if self._reserved % _PRUNE_EVERY == 0:
+                    await session.execute(delete(AuthFailure).where(
+                        AuthFailure.failed_at <= now - timedelta(seconds=self.window)))
+                verdict = self._judge(await self.counts(session, client), account)
+                if isinstance(verdict, Block):
+                    return verdict
+                crowded = self._judge(await self.counts(session, client, with_pending=True), account)
+                if not isinstance(crowded, Block):
+                    row = AuthFailure(client=client, account=account, failed_at=now, pending=True)
+                    session.add(row)
+                    await session.flush()
+                    return Reservation(client, account, verdict, row.id)
+                if time.monotonic() >= deadline:
+                    return crowded
+            with contextlib.suppress(TimeoutError):  # an attempt here ended, or look again for other processes'
+                await asyncio.wait_for(self._settled.wait(), _WAIT_STEP)
 
     def release(self, reservation: Reservation, writes: async_sessionmaker[AsyncSession] | None = None) -> None:
         """The check did not happen (cancelled, store error): the attempt's row is deleted in the background."""
@@ -181,6 +208,7 @@ class LoginThrottle:
         async def forget() -> None:
             async with writes() as session, session.begin():
                 await session.execute(delete(AuthFailure).where(AuthFailure.id == reservation.row_id))
+            self._settled.set()
         task = asyncio.get_running_loop().create_task(forget())
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
@@ -188,6 +216,11 @@ class LoginThrottle:
     async def failure(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
         """The password was wrong: the attempt's row stays, as the failure."""
         reservation.done = True
+        if reservation.row_id is not None:
+            async with writes() as session, session.begin():
+                await session.execute(update(AuthFailure).where(AuthFailure.id == reservation.row_id)
+                                      .values(pending=False))
+        self._settled.set()
 
     async def success(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
         """The password was right: this attempt and this account's failures from this address are forgotten."""
@@ -195,9 +228,11 @@ class LoginThrottle:
             return
         reservation.done = True
         if reservation.pair_failures or reservation.row_id is not None:
-            async with writes() as session, session.begin():
+            async with writes() as session, session.begin():  # other attempts still being checked stay
                 await session.execute(delete(AuthFailure).where(
-                    AuthFailure.client == reservation.client, AuthFailure.account == reservation.account))
+                    AuthFailure.client == reservation.client, AuthFailure.account == reservation.account,
+                    (AuthFailure.pending == false()) | (AuthFailure.id == reservation.row_id)))
+        self._settled.set()
 
     # --- administration (``gateway throttle``) ----------------------------------------------------------------------
     async def list_blocks(self, session: AsyncSession) -> list[dict[str, Any]]:

@@ -172,6 +172,29 @@ async def test_parallel_wrong_passwords_are_counted_before_hashing(rig: Rig) -> 
     assert hashing.counts["verify"] - verified == 3
 
 
+async def test_parallel_logins_with_the_right_password_all_succeed(rig: Rig) -> None:
+    """A mail client opening several connections at once: attempts being checked hold slots, they are not
+    failures, so the logins beyond the ceiling wait for them instead of being refused."""
+    await rig.add(ALICE)
+    auth = rig.authenticator(settings=AuthSettings(argon2_memory_kib=CHEAP.memory_kib,
+                                                   argon2_time_cost=CHEAP.time_cost, cache_ttl=0))
+    results = await asyncio.gather(*(auth.login(ALICE, PASSWORD, "10.0.0.1", "imap") for _ in range(8)))
+    assert [r.outcome for r in results] == [LoginOutcome.OK] * 8
+    assert (await auth.login(ALICE, "typo", "10.0.0.1", "imap")).outcome is LoginOutcome.INVALID  # still counted
+
+
+async def test_wrong_and_right_passwords_in_parallel_count_only_the_wrong_ones(rig: Rig) -> None:
+    await rig.add(ALICE)
+    auth = rig.authenticator()
+    attempts = [PASSWORD if i % 2 else f"guess {i}" for i in range(6)]
+    results = await asyncio.gather(*(auth.login(ALICE, p, "10.0.0.1", "smtp") for p in attempts))
+    for password, result in zip(attempts, results, strict=True):
+        if password == PASSWORD:
+            assert result.outcome is LoginOutcome.OK
+        else:
+            assert result.outcome in (LoginOutcome.INVALID, LoginOutcome.THROTTLED)
+
+
 async def test_failures_are_shared_by_every_instance_on_the_store(rig: Rig) -> None:
     await rig.add(ALICE)
     first, second = rig.authenticator(), rig.authenticator()

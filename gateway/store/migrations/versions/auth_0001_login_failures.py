@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("client", sa.String(length=64), nullable=False),
         sa.Column("account", sa.String(length=320), nullable=False),
         sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_auth_failures_client_failed_at", "auth_failures", ["client", "failed_at"])
