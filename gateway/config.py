@@ -194,6 +194,8 @@ class Config:
     workers: int = 1
     #: Seconds a stopping daemon lets SMTP transactions in DATA finish (``[gateway] stop_grace``).
     stop_grace: float = 30.0
+    #: ``X-MSS-NIL`` on every message the gateway builds (``[gateway] software_reference``, ANS client spec).
+    software_reference: str = "mss-gateway"
     #: ``[metrics]``: the HTTP listener for Prometheus, /healthz and /readyz (gateway/ops); off when absent.
     metrics: MetricsSettings | None = None
     #: ``[autoconfig]``: mail-client autoconfiguration (Thunderbird, Outlook) served over HTTP (gateway/ops).
@@ -383,6 +385,16 @@ def _domain(reader: _Reader, name: str, value: str) -> str:
     return value
 
 
+def _default_software_reference() -> str:
+    """``mss-gateway/<version>``: the X-MSS-NIL of a gateway whose configuration names no other."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"mss-gateway/{version('mss-gateway')}"
+    except PackageNotFoundError:
+        return "mss-gateway"
+
+
 #: Most worker processes ``[gateway] workers`` may ask for.
 MAX_WORKERS = 64
 
@@ -411,6 +423,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     workers = gw.get("workers", int, default_workers())
     gw.check("workers", 0 < workers <= MAX_WORKERS, f"must be between 1 and {MAX_WORKERS}")
     stop_grace = _positive(gw, "stop_grace", 30.0, float)
+    software_reference = gw.get("software_reference", str, _default_software_reference()).strip()
+    gw.check("software_reference", 0 < len(software_reference) <= 200 and software_reference.isprintable(),
+             "must be 1 to 200 printable characters on one line (it is the X-MSS-NIL header)")
     gw.finish()
 
     def path(reader: _Reader, name: str, required: bool = True) -> Path | None:
@@ -519,7 +534,8 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
-                  stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig)
+                  stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig,
+                  software_reference=software_reference)
 
 
 @dataclass(frozen=True)

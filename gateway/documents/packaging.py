@@ -21,6 +21,8 @@ from gateway.documents.xdm_writer import build_xdm, mss_headers
 
 CODE_HEADER = "X-MSS-CODECDA"
 INS_HEADER = "X-MSS-INS"
+#: The software reference (ANS client specification) on the messages the gateway builds or rebuilds.
+NIL_HEADER = "X-MSS-NIL"
 
 
 def _is_cda(part: Part) -> bool:
@@ -54,8 +56,9 @@ def matricules(raw: bytes) -> list[str]:
         return []
 
 
-def package(raw: bytes, is_qualified: Callable[[str], bool]) -> bytes | None:
-    """The message with its CDA packaged and announced, or None when nothing is to change."""
+def package(raw: bytes, is_qualified: Callable[[str], bool], software_reference: str = "") -> bytes | None:
+    """The message with its CDA packaged and announced, or None when nothing is to change; a rebuilt message
+    names the gateway in ``X-MSS-NIL`` unless the sending software already named itself."""
     try:
         bare, in_xdm = find_cda(raw)
         if not bare and not in_xdm:
@@ -78,4 +81,6 @@ def package(raw: bytes, is_qualified: Callable[[str], bool]) -> bytes | None:
     for name, value in mss_headers(headers, qualified).items():
         del message[name]
         message[name] = value
+    if software_reference and message.get(NIL_HEADER) is None:
+        message[NIL_HEADER] = software_reference
     return message.as_bytes()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 
+from gateway.documents.packaging import NIL_HEADER
 from gateway.store.events import now
 
 #: ANS integration error codes and their labels (R10).
@@ -79,7 +80,8 @@ def ko_subject(error_code: int, original_subject: str) -> str:
     return f"{KO_PREFIX}[{error_code}] {original}".rstrip()
 
 
-def _base(reporter: str, to: str, hostname: str, subject: str, original_message_id: str | None) -> EmailMessage:
+def _base(reporter: str, to: str, hostname: str, subject: str, original_message_id: str | None,
+          software_reference: str = "") -> EmailMessage:
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = reporter
     message["To"] = to
@@ -87,6 +89,8 @@ def _base(reporter: str, to: str, hostname: str, subject: str, original_message_
     message["Date"] = format_datetime(now())
     message["Message-ID"] = f"<{uuid.uuid4().hex}@{hostname}>"
     message["Auto-Submitted"] = "auto-replied"  # RFC 3834: no loop of notifications about notifications
+    if software_reference:
+        message[NIL_HEADER] = software_reference
     if original_message_id:
         message["In-Reply-To"] = original_message_id
         message["References"] = original_message_id
@@ -104,7 +108,7 @@ def _original_part(original: bytes) -> EmailMessage:
 
 
 def build(request: MdnRequest, reporter: str, hostname: str, error_code: int | None,
-          original: bytes = b"", original_subject: str = "") -> bytes:
+          original: bytes = b"", original_subject: str = "", software_reference: str = "") -> bytes:
     """The MDN (RFC 8098) from ``reporter`` (the filing mailbox) to the requester.
 
     multipart/report with three parts: a readable text, the message/disposition-notification fields, and the
@@ -117,7 +121,8 @@ def build(request: MdnRequest, reporter: str, hostname: str, error_code: int | N
         subject = ko_subject(error_code, original_subject)
     else:
         subject = "Accusé de traitement : " + " ".join(original_subject.split())[:MAX_SUBJECT]
-    message = _base(reporter, request.notify, hostname, subject.strip(" :"), request.original_message_id)
+    message = _base(reporter, request.notify, hostname, subject.strip(" :"), request.original_message_id,
+                    software_reference)
     human = ("Les documents du message ont été intégrés." if error_code is None else
              f"Un document du message n'a pas pu être intégré automatiquement : {error_code} {label(error_code)}.")
     fields = [f"Reporting-UA: {hostname}; MSSante gateway",
@@ -142,10 +147,11 @@ def build(request: MdnRequest, reporter: str, hostname: str, error_code: int | N
 
 
 def error_notice(sender: str, reporter: str, hostname: str, error_code: int, reasons: list[str],
-                 original_message_id: str | None, original_subject: str) -> bytes:
+                 original_message_id: str | None, original_subject: str, software_reference: str = "") -> bytes:
     """A readable error message to the sender of a message that asked for no MDN (no
     Disposition-Notification-To): an integration error is never silent (R10), only its form differs."""
-    message = _base(reporter, sender, hostname, ko_subject(error_code, original_subject), original_message_id)
+    message = _base(reporter, sender, hostname, ko_subject(error_code, original_subject), original_message_id,
+                    software_reference)
     lines = [f"Votre message « {' '.join(original_subject.split())[:MAX_SUBJECT]} » a été reçu par {reporter}, "
              "mais un document n'a pas pu être intégré automatiquement au dossier du patient.",
              "", f"Erreur : {error_code} {label(error_code)}."]

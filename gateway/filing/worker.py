@@ -204,11 +204,13 @@ class FilingWorker(Background):
                 return
             message_id_header = headers.get("Message-ID")
             body = mdn.error_notice(sender, mailbox.address, self.config.hostname, error_code, list(reasons),
-                                    str(message_id_header) if message_id_header else None, subject)
+                                    str(message_id_header) if message_id_header else None, subject,
+                                    self.config.software_reference)
             request = mdn.MdnRequest(sender, None, mailbox.address)
             kind = "error_notice"
         else:
-            body = mdn.build(request, mailbox.address, self.config.hostname, error_code, raw, subject)
+            body = mdn.build(request, mailbox.address, self.config.hostname, error_code, raw, subject,
+                             self.config.software_reference)
             kind = "mdn"
         requester = (await session.execute(
             select(Mailbox.id).where(Mailbox.address == request.notify, Mailbox.active.is_(True)))).scalar()

@@ -57,6 +57,7 @@ def build(
     arrival: datetime,
     envid: str | None = None,
     ret: str | None = None,
+    software_reference: str = "",
 ) -> bytes:
     """The DSN message as CRLF bytes, ready to be stored in the sender's INBOX."""
     action = recipients[0].action
@@ -69,6 +70,7 @@ def build(
         f"Date: {email.utils.format_datetime(email.utils.localtime())}",
         f"Message-ID: <{uuid.uuid4().hex}@{domain}>",
         "Auto-Submitted: auto-replied",
+        *([f"X-MSS-NIL: {_clean(software_reference, 200)}"] if software_reference else []),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
         "",

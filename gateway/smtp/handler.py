@@ -212,7 +212,8 @@ class SubmissionHandler:
                 query = select(Identity.matricule).where(Identity.matricule.in_(found),
                                                          Identity.status == identities.QUALIFIEE)
                 qualified = set((await db.execute(query)).scalars())
-        return await asyncio.to_thread(package, raw, qualified.__contains__) or raw
+        return await asyncio.to_thread(package, raw, qualified.__contains__,
+                                       self.config.software_reference) or raw
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         account = _account(session)

@@ -398,11 +398,12 @@ class OutboundWorker:
             try:
                 raw = dsn.build(reporting_mta=self.config.hostname, postmaster=self.postmaster, to=mailbox.address,
                                 recipients=[s for _, s in entries], original=group.raw, arrival=group.received_at,
-                                envid=first.envid, ret=first.ret)
+                                envid=first.envid, ret=first.ret,
+                                software_reference=self.config.software_reference)
             except HeaderError:
                 raw = dsn.build(reporting_mta=self.config.hostname, postmaster=self.postmaster, to=mailbox.address,
                                 recipients=[s for _, s in entries], original=b"\r\n", arrival=group.received_at,
-                                envid=first.envid)
+                                envid=first.envid, software_reference=self.config.software_reference)
             message_id = await store_message(session, StoredMessage(
                 raw=raw, mail_from="", rcpt_to=[mailbox.address], sender_mailbox_id=None, message_id_header=None,
                 subject="Delivery status notification", header_from=self.postmaster))

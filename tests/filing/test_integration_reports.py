@@ -101,6 +101,7 @@ def test_r10_filing_mailbox_answers_every_message_with_an_outcome(filing_gateway
     wait_for(lambda: len(store.events("filing.done")) >= 4)
     answers = wait_for(lambda: (lambda m: m if len(m) >= 3 else None)(store.messages_in(LAB)))
     reports = [_parse(raw) for raw in answers]
+    assert all(str(r["X-MSS-NIL"]).startswith("mss-gateway") for r in reports)  # the gateway built them
     by_kind = {r.get_content_type(): r for r in reports}
     subjects = sorted(str(r["Subject"]) for r in reports)
     assert sum(s.startswith("[KO Intégration système !][902] ") for s in subjects) == 2, subjects
