@@ -62,8 +62,9 @@ def numbers(lines: list[bytes], word: bytes = b"SEARCH") -> list[int]:
 
 
 @pytest.fixture
-def quota_imap(tmp_path: Path, pki: PKIFiles) -> Iterator[ImapHarness]:
-    harness = make_harness(f"sqlite+aiosqlite:///{tmp_path / 'quota.sqlite3'}", pki,
+def quota_imap(store_url: str, pki: PKIFiles) -> Iterator[ImapHarness]:
+    """The IMAP service of ``imap`` with a quota of 8 KiB per account, on SQLite and on PostgreSQL."""
+    harness = make_harness(store_url, pki,
                            Limits(message_size=2 * 1024 * 1024, failed_logins=3, failed_login_window=600.0,
                                   mailbox_quota=QUOTA))
     harness.add_account(ALICE)
@@ -85,9 +86,18 @@ def test_getquotaroot_reports_the_storage_used_and_the_limit_in_kib(quota_imap: 
     client.logout()
 
 
-def test_without_a_quota_getquota_lists_no_resource(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_without_a_quota_getquota_lists_no_resource(imap: ImapHarness) -> None:
+    client = imap.imaps()
     assert b'* QUOTA "" ()' in ok(client, 'GETQUOTA ""')
+    client.logout()
+
+
+def test_quota_roots_name_only_existing_folders_and_setquota_is_the_operators(quota_imap: ImapHarness) -> None:
+    client = quota_imap.imaps()
+    assert raw(client, "GETQUOTAROOT Nowhere")[0].startswith(b"NO [NONEXISTENT]")
+    assert raw(client, 'GETQUOTA "elsewhere"')[0].startswith(b"NO [NONEXISTENT]")
+    assert raw(client, 'SETQUOTA "" (STORAGE 1)')[0].startswith(b"NO [NOPERM]")
+    assert b'* QUOTA "" (STORAGE 0 8)' in ok(client, 'GETQUOTA ""')
     client.logout()
 
 
@@ -148,8 +158,8 @@ def test_smtp_to_a_full_mailbox_is_deferred_with_452_and_traced(tmp_path: Path, 
 
 
 # --- Compliance --------------------------------------------------------------------------------------------------
-def test_check_in_an_imap4rev1_session_answers_ok(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_check_in_an_imap4rev1_session_answers_ok(imap: ImapHarness) -> None:
+    client = imap.imaps()
     client.select("INBOX")
     assert client.check()[0] == "OK"
     client.logout()
@@ -157,9 +167,9 @@ def test_check_in_an_imap4rev1_session_answers_ok(imap_sqlite: ImapHarness) -> N
 
 @pytest.mark.parametrize("key", ["(" * 1000 + "ALL" + ")" * 1000, "OR ALL " * 1000 + "ALL"],
                          ids=["nested-parentheses", "ors"])
-def test_search_too_deep_answers_bad_and_the_session_survives(imap_sqlite: ImapHarness, key: str) -> None:
-    imap_sqlite.deliver(ALICE, message())
-    client = imap_sqlite.imaps()
+def test_search_too_deep_answers_bad_and_the_session_survives(imap: ImapHarness, key: str) -> None:
+    imap.deliver(ALICE, message())
+    client = imap.imaps()
     client.select("INBOX")
     status, _ = raw(client, "SEARCH " + key)
     assert status.startswith(b"BAD"), status
@@ -167,17 +177,17 @@ def test_search_too_deep_answers_bad_and_the_session_survives(imap_sqlite: ImapH
     client.logout()
 
 
-def test_create_with_broken_modified_utf7_is_refused_and_the_session_survives(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_create_with_broken_modified_utf7_is_refused_and_the_session_survives(imap: ImapHarness) -> None:
+    client = imap.imaps()
     status, _ = raw(client, 'CREATE "&Jjo-&&&-"')
     assert status.startswith((b"BAD", b"NO")), status
     assert client.noop()[0] == "OK"
     client.logout()
 
 
-def test_a_new_keyword_is_announced_in_flags_before_fetch_uses_it(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message())
-    client = imap_sqlite.imaps()
+def test_a_new_keyword_is_announced_in_flags_before_fetch_uses_it(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message())
+    client = imap.imaps()
     client.select("INBOX")
     lines = ok(client, "STORE 1 +FLAGS ($Urgent)")
     flags = next(i for i, line in enumerate(lines) if line.startswith(b"* FLAGS") and b"$Urgent" in line)
@@ -187,8 +197,8 @@ def test_a_new_keyword_is_announced_in_flags_before_fetch_uses_it(imap_sqlite: I
     client.logout()
 
 
-def test_backslash_star_is_in_permanentflags_only(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_backslash_star_is_in_permanentflags_only(imap: ImapHarness) -> None:
+    client = imap.imaps()
     lines = ok(client, "SELECT INBOX")
     flags = [line for line in lines if line.startswith(b"* FLAGS")]
     permanent = [line for line in lines if b"[PERMANENTFLAGS" in line]
@@ -197,10 +207,10 @@ def test_backslash_star_is_in_permanentflags_only(imap_sqlite: ImapHarness) -> N
     client.logout()
 
 
-def test_search_sent_dates_use_the_date_header(imap_sqlite: ImapHarness) -> None:
+def test_search_sent_dates_use_the_date_header(imap: ImapHarness) -> None:
     for date in ("Wed, 01 Jan 2020 10:00:00 +0100", "Tue, 15 Jun 2021 23:30:00 +0200", "Fri, 03 Mar 2023 08:00:00 Z"):
-        imap_sqlite.deliver(ALICE, f"Date: {date}\r\n".encode() + message())
-    client = imap_sqlite.imaps()
+        imap.deliver(ALICE, f"Date: {date}\r\n".encode() + message())
+    client = imap.imaps()
     client.select("INBOX")
     assert numbers(ok(client, "SEARCH SENTBEFORE 1-Jun-2021")) == [1]
     assert numbers(ok(client, "SEARCH SENTON 15-Jun-2021")) == [2]
@@ -209,9 +219,9 @@ def test_search_sent_dates_use_the_date_header(imap_sqlite: ImapHarness) -> None
     client.logout()
 
 
-def test_envelope_lists_every_sender_address(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, b"Sender: one@a.test, two@b.test\r\n" + message())
-    client = imap_sqlite.imaps()
+def test_envelope_lists_every_sender_address(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, b"Sender: one@a.test, two@b.test\r\n" + message())
+    client = imap.imaps()
     client.select("INBOX")
     lines = ok(client, "FETCH 1 ENVELOPE")
     assert b'((NIL NIL "one" "a.test")(NIL NIL "two" "b.test"))' in lines[0], lines
@@ -244,18 +254,18 @@ def _fetch_item(client: imaplib.IMAP4, item: str) -> bytes:
     return rest.split(b")")[0].split(b" ")[0]
 
 
-def test_binary_of_a_binary_part_is_its_bytes(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, MULTIPART)
-    client = imap_sqlite.imaps()
+def test_binary_of_a_binary_part_is_its_bytes(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, MULTIPART)
+    client = imap.imaps()
     client.select("INBOX")
     assert _fetch_item(client, "BINARY.PEEK[4]") == b"\x00\x01raw\xff bytes"
     assert _fetch_item(client, "BINARY.SIZE[4]") == b"12"
     client.logout()
 
 
-def test_sections_of_mime_and_message_parts_match_the_structure(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, MULTIPART)
-    client = imap_sqlite.imaps()
+def test_sections_of_mime_and_message_parts_match_the_structure(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, MULTIPART)
+    client = imap.imaps()
     client.select("INBOX")
     structure = ok(client, "FETCH 1 (BODYSTRUCTURE)")[0]
     assert b'("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 14 1' in structure.upper().replace(b'"UTF-8"',
@@ -275,10 +285,10 @@ def test_sections_of_mime_and_message_parts_match_the_structure(imap_sqlite: Ima
     client.logout()
 
 
-def test_recent_is_consistent_across_select_status_and_search(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message())
-    imap_sqlite.deliver(ALICE, message("Deux"))
-    client = imap_sqlite.imaps()
+def test_recent_is_consistent_across_select_status_and_search(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message())
+    imap.deliver(ALICE, message("Deux"))
+    client = imap.imaps()
     recent = int(next(line for line in ok(client, "SELECT INBOX") if line.endswith(b" RECENT")).split()[1])
     status = ok(client, "STATUS INBOX (RECENT)")[0]
     assert int(re.search(rb"RECENT (\d+)", status).group(1)) == recent  # type: ignore[union-attr]
@@ -288,25 +298,25 @@ def test_recent_is_consistent_across_select_status_and_search(imap_sqlite: ImapH
     client.logout()
 
 
-def test_close_after_examine_answers_ok_and_expunges_nothing(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message(), flags="\\Deleted")
-    client = imap_sqlite.imaps()
+def test_close_after_examine_answers_ok_and_expunges_nothing(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message(), flags="\\Deleted")
+    client = imap.imaps()
     client.select("INBOX", readonly=True)
     assert client.close()[0] == "OK"
     assert b"MESSAGES 1" in ok(client, "STATUS INBOX (MESSAGES)")[0]
     client.logout()
 
 
-def test_create_with_a_trailing_delimiter_creates_the_name(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_create_with_a_trailing_delimiter_creates_the_name(imap: ImapHarness) -> None:
+    client = imap.imaps()
     ok(client, "CREATE Projets/")
     lines = ok(client, 'LIST "" "Proj*"')
     assert [line.rsplit(b" ", 1)[1] for line in lines] == [b"Projets"]
     client.logout()
 
 
-def test_lsub_marks_the_unsubscribed_parent_of_a_subscribed_folder_noselect(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_lsub_marks_the_unsubscribed_parent_of_a_subscribed_folder_noselect(imap: ImapHarness) -> None:
+    client = imap.imaps()
     ok(client, "CREATE Parent/Enfant")
     ok(client, "SUBSCRIBE Parent/Enfant")
     raw(client, "UNSUBSCRIBE Parent")  # whatever CREATE did with the parent, it is not subscribed
@@ -316,9 +326,9 @@ def test_lsub_marks_the_unsubscribed_parent_of_a_subscribed_folder_noselect(imap
     client.logout()
 
 
-def test_move_into_the_selected_mailbox_works(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message())
-    client = imap_sqlite.imaps()
+def test_move_into_the_selected_mailbox_works(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message())
+    client = imap.imaps()
     client.select("INBOX")
     lines = ok(client, "UID MOVE 1 INBOX")
     assert any(re.match(rb"\* OK \[COPYUID \d+ 1 2\]", line) for line in lines), lines
@@ -327,11 +337,11 @@ def test_move_into_the_selected_mailbox_works(imap_sqlite: ImapHarness) -> None:
     client.logout()
 
 
-def test_search_from_and_body_return_exactly_the_matching_messages(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message("Un", "Le scanner est normal.", sender="carol@x.test"))
-    imap_sqlite.deliver(ALICE, message("Deux", "Rendez-vous lundi.", sender=BOB))
-    imap_sqlite.deliver(ALICE, message("Trois scanner", "Compte rendu joint.", sender="dave@carol.test"))
-    client = imap_sqlite.imaps()
+def test_search_from_and_body_return_exactly_the_matching_messages(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message("Un", "Le scanner est normal.", sender="carol@x.test"))
+    imap.deliver(ALICE, message("Deux", "Rendez-vous lundi.", sender=BOB))
+    imap.deliver(ALICE, message("Trois scanner", "Compte rendu joint.", sender="dave@carol.test"))
+    client = imap.imaps()
     client.select("INBOX")
     assert numbers(ok(client, "SEARCH FROM carol")) == [1, 3]
     assert numbers(ok(client, f"SEARCH FROM {BOB}")) == [2]
@@ -340,9 +350,9 @@ def test_search_from_and_body_return_exactly_the_matching_messages(imap_sqlite: 
     client.logout()
 
 
-def test_select_with_condstore_enables_it(imap_sqlite: ImapHarness) -> None:
-    imap_sqlite.deliver(ALICE, message())
-    client = imap_sqlite.imaps()
+def test_select_with_condstore_enables_it(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message())
+    client = imap.imaps()
     lines = ok(client, "SELECT INBOX (CONDSTORE)")
     assert any(b"[HIGHESTMODSEQ " in line for line in lines)
     assert re.search(rb"MODSEQ \(\d+\)", ok(client, "FETCH 1 (FLAGS)")[0])
@@ -350,8 +360,8 @@ def test_select_with_condstore_enables_it(imap_sqlite: ImapHarness) -> None:
     client.logout()
 
 
-def test_mailboxid_only_when_objectid_is_advertised(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_mailboxid_only_when_objectid_is_advertised(imap: ImapHarness) -> None:
+    client = imap.imaps()
     advertised = b"OBJECTID" in ok(client, "CAPABILITY")[0].split()
     select = ok(client, "SELECT INBOX")
     status, lines = raw(client, "STATUS INBOX (MAILBOXID)")
@@ -372,10 +382,10 @@ THREAD = [
 ]
 
 
-def test_every_rfc_9051_command_answers(imap_sqlite: ImapHarness) -> None:
+def test_every_rfc_9051_command_answers(imap: ImapHarness) -> None:
     for raw_message in THREAD:
-        imap_sqlite.deliver(ALICE, b"From: bob@pro.gateway.test\r\nTo: alice@pro.gateway.test\r\n" + raw_message)
-    client = imap_sqlite.imaps()
+        imap.deliver(ALICE, b"From: bob@pro.gateway.test\r\nTo: alice@pro.gateway.test\r\n" + raw_message)
+    client = imap.imaps()
     assert b"* ENABLED CONDSTORE" in ok(client, "ENABLE CONDSTORE")
     assert b'* NAMESPACE (("" "/")) NIL NIL' in ok(client, "NAMESPACE")
     assert any(line.startswith(b"* ID (") for line in ok(client, 'ID ("name" "test")'))
@@ -392,8 +402,8 @@ def test_every_rfc_9051_command_answers(imap_sqlite: ImapHarness) -> None:
     client.logout()
 
 
-def test_mailbox_names_with_an_ampersand_round_trip(imap_sqlite: ImapHarness) -> None:
-    client = imap_sqlite.imaps()
+def test_mailbox_names_with_an_ampersand_round_trip(imap: ImapHarness) -> None:
+    client = imap.imaps()
     ok(client, 'CREATE "R&-D"')
     lines = ok(client, 'LIST "" "R*"')
     assert any(line.endswith(b' "R&-D"') or line.endswith(b" R&-D") for line in lines), lines
