@@ -208,17 +208,26 @@ class OutboundWorker:
 
     # --- one SMTP transaction -------------------------------------------------------------------------------
     async def _deliver(self, group: Group) -> None:
+        ledger = Ledger(self, group)
         try:
-            results = await self.attempt(group)
-        except asyncio.CancelledError:  # stopping: make the rows due again now rather than after the lease
-            with contextlib.suppress(Exception):
-                await self.committer.run(lambda s: _release(s, group))
+            results = await self.attempt(group, ledger)
+        except asyncio.CancelledError:
+            if ledger.recording is not None:  # the peer answered: its answer is committed, not given back
+                await asyncio.wait({ledger.recording}, timeout=5)
+            else:  # stopping before an answer: make the rows due again now rather than after the lease
+                with contextlib.suppress(Exception):
+                    await self.committer.run(lambda s: _release(s, group))
             raise
+        except Unrecorded:  # the claim lapses by lease; the peer's dedupe keeps the resend from doubling
+            log.exception("outbound.record_failed", message_id=group.message_id)
+            return
         except Exception as exc:  # never let one group kill the worker; it is retried
             log.exception("outbound.attempt_failed", message_id=group.message_id)
             results = {r.id: Result("temporary", f"internal error: {type(exc).__name__}") for r in group.rows}
+        if ledger.recording is not None:
+            return  # recorded on the connection, before it carried anything else
         try:
-            await self.committer.run(lambda s: self.record_results(s, group, results))
+            await ledger.record(results)
         except Exception:
             log.exception("outbound.record_failed", message_id=group.message_id)
 
@@ -249,8 +258,9 @@ class OutboundWorker:
             return f"550 5.1.10 {domain} does not accept mail (null MX, RFC 7505)"
         return [(host, self.settings.port) for _, host in records]
 
-    async def attempt(self, group: Group) -> dict[int, Result]:
-        """Try each next hop in turn until one answers; per-recipient results."""
+    async def attempt(self, group: Group, ledger: Ledger | None = None) -> dict[int, Result]:
+        """Try each next hop in turn until one answers; per-recipient results, recorded through ``ledger``
+        (when given) before the session that got them carries another transaction."""
         try:
             hops = await self.next_hops(group.domain)
         except OSError as exc:  # DNS trouble: retried like an unreachable host
@@ -260,7 +270,7 @@ class OutboundWorker:
         last = "no next hop"
         for host, port in hops:
             try:
-                return await self._transaction(host, port, group)
+                return await self._transaction(host, port, group, ledger)
             except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
                 code = getattr(exc, "code", None)
                 message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
@@ -300,19 +310,25 @@ class OutboundWorker:
                 client.close()
         self._idle.clear()
 
-    async def _transaction(self, host: str, port: int, group: Group) -> dict[int, Result]:
+    async def _transaction(self, host: str, port: int, group: Group, ledger: Ledger | None) -> dict[int, Result]:
         hop = (host, port)
         client = self._take_idle(hop)
         if client is not None:
             try:
-                return await self._on(client, hop, host, group)
+                return await self._on(client, hop, host, group, ledger)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError):
-                pass  # the peer closed the idle session meanwhile: open a new one
-        return await self._on(await self._connect(host, port), hop, host, group)
+                if ledger is not None and ledger.recording is not None:
+                    raise  # answered already: never sent again from here
+                # the peer closed the idle session meanwhile: open a new one
+        return await self._on(await self._connect(host, port), hop, host, group, ledger)
 
-    async def _on(self, client: aiosmtplib.SMTP, hop: tuple[str, int], host: str,
-                  group: Group) -> dict[int, Result]:
-        """One mail transaction on an open session; the session goes back to the pool when all went well."""
+    async def _on(self, client: aiosmtplib.SMTP, hop: tuple[str, int], host: str, group: Group,
+                  ledger: Ledger | None = None) -> dict[int, Result]:
+        """One mail transaction on an open session; the session goes back to the pool when all went well.
+
+        The peer's answers are committed (``ledger``) before the session is given back, so a crash re-sends at
+        most the one transaction in flight on each session, never one the peer answered and we recorded.
+        """
         reusable = False
         try:
             peer_dsn = client.supports_extension("dsn")
@@ -340,6 +356,13 @@ class OutboundWorker:
                 results.update({row.id: outcome for row in accepted})
             else:
                 await client.rset()
+            if ledger is not None:
+                try:
+                    await ledger.record(results)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    raise Unrecorded(str(exc)) from exc
             reusable = True
             return results
         finally:
@@ -410,6 +433,27 @@ class OutboundWorker:
             await deliver(session, message_id, await folder_id(session, mailbox_id, "INBOX"))
             await record(session, "outbound.dsn", action, actor=self.postmaster, mailbox_id=mailbox_id,
                          message_id=message_id, original_message_id=group.message_id, recipients=len(entries))
+
+
+class Unrecorded(Exception):
+    """The peer answered but its answer could not be committed: the group waits for its lease to run out."""
+
+
+class Ledger:
+    """Where one group's answers are committed, once. The commit is shielded from a stop: an answer the peer
+    gave is recorded even when the worker is being cancelled, so it is never given back and sent again."""
+
+    def __init__(self, worker: OutboundWorker, group: Group) -> None:
+        self.worker = worker
+        self.group = group
+        self.recording: asyncio.Future[Any] | None = None
+
+    async def record(self, results: dict[int, Result]) -> None:
+        if self.recording is None:
+            worker, group = self.worker, self.group
+            self.recording = asyncio.ensure_future(
+                worker.committer.run(lambda s: worker.record_results(s, group, results)))
+        await asyncio.shield(self.recording)
 
 
 async def _release(session: AsyncSession, group: Group) -> None:

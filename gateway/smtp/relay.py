@@ -11,17 +11,23 @@ Contract, in the order a session meets it:
 * At RCPT only our own domains are accepted (professional and patient); a patient recipient needs a qualified
   identity (R4) as for submitted mail (:func:`gateway.routing.policy.decide_relayed`).
 * At DATA the message is stored and filed in one transaction, with the conversation effects of R1–R3 keyed by
-  the remote sender's address, and only then "250".
+  the remote sender's address, and only then "250". The same message (operator, Message-ID, envelope) relayed
+  again within ``relay.dedupe_window`` is answered 250 and not stored twice: a peer that died between our 250
+  and recording it re-sends it, and between two gateways each message arrives once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Config
 from gateway.routing import replies
@@ -32,8 +38,10 @@ from gateway.routing.policy import Target, decide_relayed
 from gateway.routing.replies import Reply
 from gateway.smtp.handler import has_bare_line_ending
 from gateway.smtp.protocol import GatewaySMTP
+from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
-from gateway.store.events import record
+from gateway.store.events import now, record
+from gateway.store.models import RelayReceipt
 from gateway.trust.certificates import PeerVerdict, RelayCertificateVerifier, peer_certificate
 from gateway.trust.whitelist import covering_domain
 
@@ -169,17 +177,39 @@ class RelayHandler:
         mail_from = envelope.mail_from or ""
         raw = self._received(session, peer, targets) + raw
 
+        key = receipt_key(peer, summary.message_id, mail_from, [t.address for t in targets])
+
         async def unit(db: Any) -> Any:
-            return await plan_relayed(db, peer, mail_from, targets, raw, summary)
+            if key is not None and await self._already_received(db, key, peer, mail_from, summary.message_id):
+                return Outcome(DUPLICATE)
+            planned = await plan_relayed(db, peer, mail_from, targets, raw, summary)
+            if key is not None and isinstance(planned, Plan):
+                await _keep_receipt(db, key, peer)
+            return planned
 
         try:
             outcome: Outcome = await self.committer.run(unit)
         except Exception:
             log.exception("relay.data", outcome="temporary_failure")
             return str(replies.TEMPORARY_FAILURE)
-        log.info("relay.transaction", outcome="accepted" if outcome.message_id else "refused", peer=peer,
+        verdict = "duplicate" if outcome.reply == DUPLICATE else "accepted" if outcome.message_id else "refused"
+        log.info("relay.transaction", outcome=verdict, peer=peer,
                  message_id=outcome.message_id, recipients=len(outcome.delivered), size=len(raw))
         return str(outcome.reply)
+
+    async def _already_received(self, db: AsyncSession, key: str, peer: str, mail_from: str,
+                                message_id: str | None) -> bool:
+        """The same message from the same operator was accepted within ``relay.dedupe_window``: recorded (R18),
+        answered 250 and not stored again."""
+        since = now() - timedelta(seconds=self.relay.dedupe_window)
+        seen = (await db.execute(select(RelayReceipt.received_at).where(
+            RelayReceipt.key == key, RelayReceipt.received_at >= since))).first()
+        if seen is None:
+            return False
+        await record(db, "relay.duplicate", "accepted", actor=mail_from or None, peer=peer,
+                     message_id_header=message_id, first_received_at=str(seen.received_at))
+        log.info("relay.duplicate", peer=peer)
+        return True
 
     def _received(self, session: Session, peer: str, targets: list[Target]) -> bytes:
         """The trace header (RFC 5321 4.4), naming the TLS version and the operator's certificate."""
@@ -191,6 +221,27 @@ class RelayHandler:
         return (f"Received: from {helo} ([{_peer_ip(session)}])\r\n\tby {self.config.hostname} with ESMTPS "
                 f"({version}, operator certificate {peer}){for_clause};\r\n\t"
                 f"{email.utils.format_datetime(email.utils.localtime())}\r\n").encode("ascii", "replace")
+
+
+#: The answer to a message already accepted (within ``relay.dedupe_window``): stored once, acknowledged again.
+DUPLICATE = replies.ACCEPTED.with_text("Message accepted (already received)")
+
+
+def receipt_key(peer: str, message_id: str | None, mail_from: str, recipients: list[str]) -> str | None:
+    """What makes two relayed messages the same one: the operator, the Message-ID and the envelope (sender and
+    recipients). None without a Message-ID: such a message cannot be told from another and is always stored."""
+    if not message_id or not message_id.strip():
+        return None
+    parts = [peer.lower(), message_id.strip(), mail_from.lower(), *sorted({r.lower() for r in recipients})]
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+async def _keep_receipt(db: AsyncSession, key: str, peer: str) -> None:
+    """Remember the message in the transaction that stores it (a receipt older than the window is renewed)."""
+    renewed = await db.execute(update(RelayReceipt).where(RelayReceipt.key == key).values(received_at=now()))
+    if not getattr(renewed, "rowcount", 0):
+        db.add(RelayReceipt(key=key, peer=peer[:255], received_at=now()))
+        await db.flush()  # a receipt of the same key committed meanwhile fails this unit, which is run again
 
 
 def _peer_name(verdict: PeerVerdict) -> str:

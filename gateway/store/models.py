@@ -205,3 +205,16 @@ class OutboundRecipient(Base):
     remote_mta: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RelayReceipt(Base):
+    """A message accepted from another operator, by its key (operator, Message-ID, envelope sender and
+    recipients): the same message relayed again within ``relay.dedupe_window`` (its sender crashed between our
+    "250" and recording it) is answered 250 and not stored twice."""
+
+    __tablename__ = "relay_receipts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: SHA-256 (hex) of the operator's certificate name, the Message-ID and the envelope.
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    peer: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

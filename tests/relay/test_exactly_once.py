@@ -1,0 +1,107 @@
+"""Mail between two gateways arrives once: the relay answers 250 to a message it already accepted from the same
+operator (same Message-ID and envelope, within ``relay.dedupe_window``) without storing it again, and the
+outbound worker records each answer before its session carries the next message, so an instance killed while
+delivering leaves nothing doubled at the receiving gateway."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.mail import message
+from support.pki import PKIFiles
+from support.relay import OperatorProcess, free_port, make_pair, queue_rows, wait_for, write_whitelist
+from support.store import Store
+
+DR_A = "dr.alpha@pro.a.test"
+DR_B = "dr.beta@pro.b.test"
+DR_B2 = "dr.gamma@pro.b.test"
+
+
+@pytest.fixture
+def b(tmp_path: Path, pki: PKIFiles) -> Iterator[OperatorProcess]:
+    """Operator B alone, with a short dedupe window given in its configuration."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'b.sqlite3'}"
+    process = OperatorProcess(tmp_path / "b", pki, url, "b", relay_port=free_port(),
+                              whitelist=write_whitelist(tmp_path), routes={"a": free_port()})
+    process.config_path.write_text(process.config_path.read_text().replace(
+        "[whitelist]", "dedupe_window = 3600\n\n[whitelist]"), encoding="utf-8")
+    store = Store(url)
+    store.add_mailbox(DR_B)
+    store.add_mailbox(DR_B2)
+    process.start()
+    yield process
+    process.stop()
+    print("\n".join(process.log_lines[-30:]))
+
+
+def _message_ids(store: Store, address: str) -> Counter[str]:
+    return Counter(str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"])
+                   for raw in store.messages_in(address))
+
+
+def test_relay_same_message_id_and_envelope_from_the_same_operator_is_answered_250_and_stored_once(
+        b: OperatorProcess, pki: PKIFiles, tmp_path: Path):
+    a_certificate = pki.pki.operator("mx.a.test", ("pro.a.test", "patient.a.test"))
+    raw = message(DR_A, DR_B, "Compte rendu")
+    with b.relay_client(a_certificate, tmp_path) as client:
+        assert client.sendmail(DR_A, [DR_B], raw) == {}
+        code, text = client.docmd("NOOP")
+        assert code == 250
+    with b.relay_client(a_certificate, tmp_path) as client:  # A died before recording our 250: it sends again
+        client.mail(DR_A)
+        client.rcpt(DR_B)
+        code, text = client.data(raw)
+    assert (code, text) == (250, b"2.0.0 Message accepted (already received)")
+    store = Store(b.store_url)
+    assert list(_message_ids(store, DR_B).values()) == [1]
+    [event] = store.events("relay.duplicate")
+    assert event.outcome == "accepted" and event.detail["peer"] == "mx.a.test"
+
+
+def test_relay_same_message_id_with_another_envelope_or_without_message_id_is_stored_again(
+        b: OperatorProcess, pki: PKIFiles, tmp_path: Path):
+    a_certificate = pki.pki.operator("mx.a.test", ("pro.a.test", "patient.a.test"))
+    raw = message(DR_A, DR_B, "Compte rendu")
+    bare = b"From: " + DR_A.encode() + b"\r\nTo: " + DR_B.encode() + b"\r\nSubject: sans identifiant\r\n\r\nTexte.\r\n"
+    with b.relay_client(a_certificate, tmp_path) as client:
+        assert client.sendmail(DR_A, [DR_B], raw) == {}
+        assert client.sendmail(DR_A, [DR_B, DR_B2], raw) == {}  # other recipients: another envelope
+        assert client.sendmail(DR_A, [DR_B], bare) == {}
+        assert client.sendmail(DR_A, [DR_B], bare) == {}  # no Message-ID: nothing to tell them apart by
+    store = Store(b.store_url)
+    assert len(store.messages_in(DR_B)) == 4 and len(store.messages_in(DR_B2)) == 1
+    assert store.events("relay.duplicate") == []
+
+
+def test_relay_kill_9_of_one_of_two_instances_while_delivering_stores_no_duplicate_at_the_remote(
+        tmp_path: Path, pki: PKIFiles, two_stores: list[str]):
+    count = 100  # under the submission ceiling of 120 messages a minute per account
+    pair = make_pair(tmp_path, pki, two_stores, concurrency=5, lease=3)
+    second = OperatorProcess(tmp_path / "a2", pki, two_stores[0], "a", relay_port=free_port(),
+                             whitelist=pair.whitelist, routes={"b": pair.b.relay_port}, concurrency=5, lease=3)
+    try:
+        dr_a, dr_b = pair.a.address("dr.alpha"), pair.b.address("dr.beta")
+        pair.store_a.add_mailbox(dr_a)
+        pair.store_b.add_mailbox(dr_b)
+        second.config_path.write_text(second.config_path.read_text().replace(  # one process: kill -9 ends it all
+            "[gateway]\n", "[gateway]\nworkers = 1\n", 1), encoding="utf-8")
+        second.start()
+        with pair.a.smtp(dr_a) as client:
+            for i in range(count):
+                client.sendmail(dr_a, [dr_b], message(dr_a, dr_b, f"Message {i}"))
+        second.wait_log("outbound.delivered", timeout=60)  # the second instance is delivering ...
+        second.kill()  # ... and dies at once, with answers maybe unrecorded
+        wait_for(lambda: all(r.state == "sent" for r in queue_rows(pair.store_a)), timeout=120)
+        ids = _message_ids(pair.store_b, dr_b)
+        assert len(ids) == count and set(ids.values()) == {1}  # every message once at the receiving gateway
+        resent = [r for r in queue_rows(pair.store_a) if r.attempts > 1]
+        duplicates = pair.store_b.events("relay.duplicate")
+        assert len(duplicates) <= len(resent) <= 5  # at most what was in flight on each of its 5 sessions
+    finally:
+        second.stop()
+        pair.stop()
