@@ -282,6 +282,11 @@ def test_sections_of_mime_and_message_parts_match_the_structure(imap: ImapHarnes
     assert _fetch_item(client, "BODY.PEEK[3.2]") == b"<p>Inner</p>"
     assert _fetch_item(client, "BODY.PEEK[3.1.MIME]") == b"Content-Type: text/plain\r\n\r\n"
     assert b'"MESSAGE" "RFC822"' in structure.upper() and b'"ALTERNATIVE"' in structure.upper()
+    sizes = [int(n) for n in re.findall(rb'"(?:7BIT|BASE64|BINARY)" (\d+)', structure.upper())]
+    parts = [_fetch_item(client, f"BODY.PEEK[{n}]") for n in ("1", "2", "3", "3.1", "3.2", "4")]
+    assert sorted(sizes) == sorted(len(part) for part in parts), (sizes, [len(p) for p in parts])
+    assert _fetch_item(client, "BINARY.SIZE[3]") == str(len(inner)).encode()
+    assert _fetch_item(client, "BINARY.PEEK[3]") == inner
     client.logout()
 
 
