@@ -2,7 +2,8 @@
 
 mbsync and offlineimap synchronise both ways with a local Maildir, neomutt reads a message in a terminal (tmux),
 curl reads, lists, searches and appends. Each test reads the server's state back with imaplib, so a broken
-command (e.g. CHECK ending the session, an APPEND whose UID a client cannot find again) fails it.
+command (e.g. CHECK ending the session, an APPEND whose UID a client cannot find again) fails it, and reads the
+client's own protocol trace: a BAD or NO the client shrugged off fails it too.
 The clients are installed by .ci/setup.d/30-imap-clients.sh.
 
 SPDX-License-Identifier: GPL-3.0-or-later
@@ -51,10 +52,12 @@ def _sync(argv: list[str], timeout: float = 40) -> subprocess.CompletedProcess[s
     return result
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15,
+              show: Callable[[], str] = lambda: "") -> None:
+    """Poll with a deadline (a client's progress has no event to wait on); ``show`` tells what was seen instead."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{show()}"
         time.sleep(0.05)
 
 
@@ -121,6 +124,7 @@ SyncState *
 
 
 def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapHarness, tmp_path: Path):
+    """Flags, a move, a deletion and a new draft go up; new mail and flags come down; then nothing moves."""
     mbsync = _need("mbsync")
     imap = imap_sqlite
     _seed(imap)
@@ -183,6 +187,43 @@ def test_mbsync_two_way_sync_then_a_quiet_run_changes_nothing(imap_sqlite: ImapH
     assert maildir_snapshot(maildir) == local_before
 
 
+def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_sqlite: ImapHarness, tmp_path: Path):
+    """RFC 9051 6.2.1 STARTTLS on the imap port; what another client did on the server reaches the Maildir."""
+    mbsync = _need("mbsync")
+    imap = imap_sqlite
+    _seed(imap)
+    config, maildir = _mbsync_config(imap, tmp_path)
+    config.write_text(config.read_text().replace(f"Port {imap.imaps_port}", f"Port {imap.imap_port}")
+                      .replace("SSLType IMAPS", "SSLType STARTTLS"))
+    sync = [mbsync, "-Dn", "-c", str(config), "-a"]  # -Dn: the protocol trace
+    _sync(sync)
+    assert len(maildir_messages(maildir / "INBOX")) == 3
+
+    client = imap.imap_starttls()
+    client.select("INBOX")
+    uids = [m.uid for m in server_folder(imap, "INBOX")]
+    assert client.uid("STORE", str(uids[0]), "+FLAGS", "(\\Seen \\Flagged)")[0] == "OK"
+    assert client.uid("MOVE", str(uids[1]), "Archive")[0] == "OK"
+    assert client.uid("STORE", str(uids[2]), "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert client.expunge()[0] == "OK"
+    client.select("Archive")
+    assert client.store("1", "-FLAGS", "(\\Seen)")[0] == "OK"
+    client.logout()
+
+    _sync(sync)
+    local_inbox = maildir_messages(maildir / "INBOX")
+    assert [maildir_flags(path) for path in local_inbox] == ["FS"]
+    archive = sorted(maildir_messages(maildir / "Archive"), key=lambda path: b"Inbox 2" in path.read_bytes())
+    assert [b"Inbox 2" in path.read_bytes() for path in archive] == [False, True]
+    assert [maildir_flags(path) for path in archive] == ["", ""]
+    assert _subjects(imap, "Archive") == ["Archive A", "Inbox 2"]
+
+    server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
+    _sync(sync)
+    assert server_snapshot(imap) == server_before
+    assert maildir_snapshot(maildir) == local_before
+
+
 # --- offlineimap ----------------------------------------------------------------------------------------------
 
 def _offlineimap_config(imap: ImapHarness, tmp_path: Path) -> tuple[Path, Path]:
@@ -215,6 +256,7 @@ sslcacertfile = {imap.pki.ca_bundle}
 
 
 def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqlite: ImapHarness, tmp_path: Path):
+    """A local draft is uploaded once (offlineimap finds it again by its APPENDUID, RFC 4315), never re-sent."""
     offlineimap = _need("offlineimap")
     imap = imap_sqlite
     _seed(imap)
@@ -234,7 +276,9 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
         output = _sync(sync)
         assert "ERROR" not in output.stdout + output.stderr
         assert _subjects(imap, "Drafts") == ["Brouillon local"]
-        assert b"\xc3\xa9chographie" in _server_raw(imap, "Drafts")
+        stored = _server_raw(imap, "Drafts")
+        assert b"\xc3\xa9chographie" in stored
+        assert b"X-OfflineIMAP" not in stored  # the header it adds only when the server's APPENDUID is missing
         assert len(maildir_messages(drafts)) == 1
         assert _subjects(imap, "INBOX") == ["Inbox 1", "Inbox 2", "Inbox 3"]
         assert len(maildir_messages(maildir / "INBOX")) == 3
@@ -267,6 +311,7 @@ def test_offlineimap_three_runs_leave_exactly_one_copy_of_each_message(imap_sqli
 @pytest.mark.parametrize("scheme", ["imaps", "imap"])  # implicit TLS, then STARTTLS (neomutt's default on imap://)
 def test_neomutt_reads_saves_and_deletes_then_the_server_has_its_changes(imap_sqlite: ImapHarness, tmp_path: Path,
                                                                           scheme: str):
+    """An interactive client: the index, a message on screen, a save, a purge, a non-ASCII folder; state on quit."""
     neomutt, tmux = _need("neomutt"), _need("tmux")
     imap = imap_sqlite
     imap.deliver(ALICE, message("Compte rendu", "Tension 12/8, revoir dans un mois."))
@@ -307,25 +352,25 @@ set quit = yes
     _run([*control, "new-session", "-d", "-s", "mutt", "-x", "160", "-y", "40", command], timeout=10)
     try:
         _wait_for(lambda: all(subject in screen() for subject in ("Compte rendu", "Rendez-vous", "Publicite")),
-                  "the index")
+                  "the index", show=screen)
         keys("/", "~s Compte", "Enter")
         keys("Enter")
-        _wait_for(lambda: "Tension 12/8" in screen(), "the message body")
+        _wait_for(lambda: "Tension 12/8" in screen(), "the message body", show=screen)
         assert "Subject: Compte rendu" in screen()
         keys("q")
-        _wait_for(lambda: "Tension 12/8" not in screen(), "the index again")
+        _wait_for(lambda: "Tension 12/8" not in screen(), "the index again", show=screen)
         keys("/", "~s Rendez", "Enter", "s")
-        _wait_for(lambda: "Save to mailbox" in screen(), "the save prompt")
+        _wait_for(lambda: "Save to mailbox" in screen(), "the save prompt", show=screen)
         keys("C-u", "=Archive", "Enter")
         keys("/", "~s Publicite", "Enter", "d")
         # To a folder with a non-ASCII name (neomutt has enabled UTF8=ACCEPT, RFC 6855), leaving INBOX purged.
         keys("c")
-        _wait_for(lambda: "Open mailbox" in screen(), "the change-folder prompt")
+        _wait_for(lambda: "Open mailbox" in screen(), "the change-folder prompt", show=screen)
         keys("C-u", "=Médecins", "Enter")
-        _wait_for(lambda: "Purge" in screen() or "Avis cardio" in screen(), "the purge question")
+        _wait_for(lambda: "Purge" in screen() or "Avis cardio" in screen(), "the purge question", show=screen)
         if "Purge" in screen():
             keys("y")
-        _wait_for(lambda: "Avis cardio" in screen() and "Médecins" in screen(), "the Médecins folder")
+        _wait_for(lambda: "Avis cardio" in screen() and "Médecins" in screen(), "the Médecins folder", show=screen)
         keys("q")
         _wait_for(lambda: not running(), "neomutt to quit")
     finally:
@@ -382,38 +427,3 @@ def test_curl_fetches_by_uid_lists_searches_and_appends(imap: ImapHarness, tmp_p
     uploaded = next(m for m in projets if m.subject == "Note curl")
     assert _curl(imap, f"{base}/Projets;UID={uploaded.uid}") == upload.read_bytes()
 
-
-def test_mbsync_over_starttls_brings_server_side_moves_deletions_and_flags(imap_sqlite: ImapHarness, tmp_path: Path):
-    mbsync = _need("mbsync")
-    imap = imap_sqlite
-    _seed(imap)
-    config, maildir = _mbsync_config(imap, tmp_path)
-    config.write_text(config.read_text().replace(f"Port {imap.imaps_port}", f"Port {imap.imap_port}")
-                      .replace("SSLType IMAPS", "SSLType STARTTLS"))
-    sync = [mbsync, "-Dn", "-c", str(config), "-a"]  # -Dn: the protocol trace
-    _sync(sync)
-    assert len(maildir_messages(maildir / "INBOX")) == 3
-
-    client = imap.imap_starttls()
-    client.select("INBOX")
-    uids = [m.uid for m in server_folder(imap, "INBOX")]
-    assert client.uid("STORE", str(uids[0]), "+FLAGS", "(\\Seen \\Flagged)")[0] == "OK"
-    assert client.uid("MOVE", str(uids[1]), "Archive")[0] == "OK"
-    assert client.uid("STORE", str(uids[2]), "+FLAGS", "(\\Deleted)")[0] == "OK"
-    assert client.expunge()[0] == "OK"
-    client.select("Archive")
-    assert client.store("1", "-FLAGS", "(\\Seen)")[0] == "OK"
-    client.logout()
-
-    _sync(sync)
-    local_inbox = maildir_messages(maildir / "INBOX")
-    assert [maildir_flags(path) for path in local_inbox] == ["FS"]
-    archive = sorted(maildir_messages(maildir / "Archive"), key=lambda path: b"Inbox 2" in path.read_bytes())
-    assert [b"Inbox 2" in path.read_bytes() for path in archive] == [False, True]
-    assert [maildir_flags(path) for path in archive] == ["", ""]
-    assert _subjects(imap, "Archive") == ["Archive A", "Inbox 2"]
-
-    server_before, local_before = server_snapshot(imap), maildir_snapshot(maildir)
-    _sync(sync)
-    assert server_snapshot(imap) == server_before
-    assert maildir_snapshot(maildir) == local_before
