@@ -26,7 +26,7 @@ class RawImap:
         raw.settimeout(timeout)
         raw.connect(("127.0.0.1", gateway.imaps_port))
         self.sock = gateway.client_tls().wrap_socket(raw, server_hostname="mail.gateway.test")
-        self.buffer = b""
+        self.buffer = bytearray()
         self.counter = 0
         greeting = self.line()
         assert greeting.startswith(b"* OK"), greeting
@@ -46,24 +46,25 @@ class RawImap:
 
     def line(self) -> bytes:
         """The next response line with its literals, CRLF removed; b"" at EOF."""
-        out = b""
+        out = bytearray()
         while True:
             end = self.buffer.find(b"\r\n")
             while end < 0:
                 if not self._fill():
-                    return out + self.buffer
-                end = self.buffer.find(b"\r\n")
-            piece, self.buffer = self.buffer[:end + 2], self.buffer[end + 2:]
+                    return bytes(out + self.buffer)
+                end = self.buffer.find(b"\r\n", max(0, len(self.buffer) - 65536 - 1))
+            piece = bytes(self.buffer[:end + 2])
+            del self.buffer[:end + 2]
             out += piece
             literal = _LITERAL.search(piece)
             if literal is None:
-                return out[:-2]
+                return bytes(out[:-2])
             size = int(literal.group(1))
             while len(self.buffer) < size:
                 if not self._fill():
-                    return out + self.buffer
+                    return bytes(out + self.buffer)
             out += self.buffer[:size]
-            self.buffer = self.buffer[size:]
+            del self.buffer[:size]
 
     def command(self, text: str | bytes) -> tuple[bytes, list[bytes]]:
         """Send one command; (tagged line, untagged lines)."""
