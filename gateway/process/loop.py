@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import time
 import weakref
@@ -45,7 +46,10 @@ class ListenerError(ConfigError):
 
     @classmethod
     def of(cls, name: str | None, listen: Listen, exc: OSError) -> ListenerError:
-        reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+        if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+            reason = os.strerror(exc.errno)  # asyncio's own text repeats the address
+        else:
+            reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
         reason = reason[:1].lower() + reason[1:]
         subject = f"Configuration key '{name}' names" if name else "A listener has"
         return cls(f"{subject} an address the gateway cannot listen on ({listen}: {reason}).")

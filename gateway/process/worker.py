@@ -27,7 +27,7 @@ import structlog
 from gateway import logs
 from gateway.config import ConfigError
 from gateway.process.channel import Channel
-from gateway.process.loop import DaemonLoop
+from gateway.process.loop import DaemonLoop, named_listeners
 from gateway.process.reload import check_tls, parse_text
 from gateway.process.shared import SharedHub, SharedTrusted
 from gateway.store import db
@@ -104,6 +104,8 @@ async def _serve(index: int, channel_sock: socket.socket) -> int:
     except ConfigError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    if isinstance(loop, DaemonLoop):  # a listener bound here (the card endpoint) is named by key if it fails
+        loop.names.update(named_listeners(config))
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker=index)  # each log line says which worker wrote it
     hub = SharedHub(channel.send, folders=db.is_sqlite(config.database_url))

@@ -283,3 +283,20 @@ def test_init_creates_the_store_its_kept_configuration_names(tmp_path: Path) -> 
     assert store.is_file()
     migrated = gateway(data / "gateway.toml", command="migrate")
     assert migrated.returncode == 0, migrated.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_card_endpoint_port_in_use_names_card_listen(tmp_path: Path, pki: PKIFiles, store: str,
+                                                       workers: int) -> None:
+    """The card endpoint binds in worker 0 (not in the supervisor): its refusal names the key too."""
+    port = free_port()
+    process = configured(tmp_path / "gw", pki, store, workers=workers,
+                         extra=f'[card]\nlisten = "127.0.0.1:{port}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = gateway(process.config_path)
+    sentence = (f"gateway: Configuration key 'card.listen' names an address the gateway cannot listen on "
+                f"(127.0.0.1:{port}: address already in use).")
+    assert done.returncode == 2 and sentence in done.stderr.splitlines(), done.stderr
+    assert "Traceback" not in done.stderr
