@@ -103,6 +103,15 @@ def test_a_postgresql_server_that_is_down_is_named_without_the_password(tmp_path
     assert line.endswith(").") and "s3cret-pw" not in line
 
 
+def test_a_postgresql_host_that_does_not_resolve_is_named(tmp_path: Path, pki: PKIFiles) -> None:
+    url = "postgresql+asyncpg://gateway:s3cret-pw@db.no-such-host.invalid:5432/mail"
+    process = configured(tmp_path / "gw", pki, url)
+    line = refused(gateway(process.config_path))
+    assert line.startswith("Configuration key 'database.url' names a PostgreSQL server that cannot be reached "
+                           "(postgresql+asyncpg://gateway@db.no-such-host.invalid:5432/mail: ")
+    assert "s3cret-pw" not in line
+
+
 def test_a_postgresql_server_that_is_down_is_named_by_every_command(tmp_path: Path, pki: PKIFiles) -> None:
     port = free_port()
     process = configured(tmp_path / "gw", pki, f"postgresql+asyncpg://gateway:s3cret-pw@127.0.0.1:{port}/mail")
