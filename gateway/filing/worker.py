@@ -31,10 +31,11 @@ from gateway.ins_matching.filing import Outcome, decide
 from gateway.ins_matching.record import Recorded, filed_versions, identities_for, record_outcomes
 from gateway.routing.headers import header_block
 from gateway.store import bulk
-from gateway.store.changes import FILING, ChangeHub, notify_database, take_changed
+from gateway.store.changes import FILING, OUTBOUND, ChangeHub, notify_database, take_changed
+from gateway.store.effects import Rows
 from gateway.store.events import now, record
 from gateway.store.mailstore import StoredMessage
-from gateway.store.models import Mailbox, Message
+from gateway.store.models import Mailbox, Message, OutboundRecipient
 from gateway.tasks import Background
 
 log = structlog.get_logger("gateway.filing")
@@ -194,8 +195,9 @@ class FilingWorker(Background):
         request = mdn.requested(headers, mailbox.address)
         subject = str(headers.get("Subject") or "")
         if request is None:
-            if error_code is None:
-                return
+            auto = str(headers.get("Auto-Submitted") or "no").strip().lower()
+            if error_code is None or not auto.startswith("no"):
+                return  # RFC 3834: nothing answers an automatic message (no notice loops)
             sender = mdn.sender_of(headers)
             if sender is None:
                 message = await session.get(Message, message_id)
@@ -214,17 +216,36 @@ class FilingWorker(Background):
             kind = "mdn"
         requester = (await session.execute(
             select(Mailbox.id).where(Mailbox.address == request.notify, Mailbox.active.is_(True)))).scalar()
+        outcome = "processed" if error_code is None else f"error {error_code}"
+        event = bulk.EventRow("filing.mdn", outcome, Rule.R6, None, mailbox_id,
+                              detail={"in_reply_to": message_id, "kind": kind})
+        domain = request.notify.rpartition("@")[2]
+        if requester is None and not self.config.serves(domain) and self.config.outbound is not None:
+            # Another operator's mailbox: queued for it, a copy in the filing mailbox's Sent. The envelope sender
+            # is the filing mailbox with NOTIFY=NEVER rather than null (RFC 8098 section 2.1 prefers null, but
+            # the relay listener answers RCPT after MAIL FROM:<> with 503); Auto-Submitted stops any loop.
+            at = now()
+            row = dict(sender_mailbox_id=mailbox_id, mail_from=mailbox.address, recipient=request.notify,
+                       domain=domain,
+                       notify="NEVER", orcpt=None, ret=None, envid=None, state="queued", attempts=0,
+                       next_attempt_at=at, created_at=at)
+            await bulk.apply(session, [bulk.Plan(
+                StoredMessage(raw=body, mail_from=mailbox.address, rcpt_to=[request.notify],
+                              sender_mailbox_id=mailbox_id,
+                              message_id_header=None, subject="MDN", header_from=mailbox.address),
+                [bulk.Placement(mailbox_id, "Sent", "\\Seen")], [event],
+                [Rows(OutboundRecipient, (row,), wake=OUTBOUND)])])
+            return
         if requester is None:
             await record(session, "filing.mdn", "not_sent", rule=Rule.R6, mailbox_id=mailbox_id,
-                         message_id=message_id, reason="requester is not a mailbox of this gateway", notice=kind)
+                         message_id=message_id, reason="requester is not a mailbox of this gateway nor reachable "
+                         "through [outbound]", notice=kind)
             return
         plan = bulk.Plan(
             StoredMessage(raw=body, mail_from=mailbox.address, rcpt_to=[request.notify],
                                sender_mailbox_id=mailbox_id, message_id_header=None, subject="MDN",
                                header_from=mailbox.address),
-            [bulk.Placement(requester, "INBOX")],
-            [bulk.EventRow("filing.mdn", "processed" if error_code is None else f"error {error_code}", Rule.R6,
-                           None, mailbox_id, detail={"in_reply_to": message_id, "kind": kind})])
+            [bulk.Placement(requester, "INBOX")], [event])
         await bulk.apply(session, [plan])
 
     async def _failed(self, job_id: int, message_id: int, mailbox_id: int, exc: Exception) -> None:
