@@ -52,7 +52,7 @@ def test_delivered_message_reads_byte_exact_with_flags_and_uid(imap: ImapHarness
         typ, fetched = client.uid("FETCH", str(uid), "(UID FLAGS RFC822.SIZE BODY.PEEK[])")
         assert typ == "OK"
         head, body = fetched[0]  # type: ignore[misc]
-        assert body == raw and b"FLAGS ()" in head and f"RFC822.SIZE {len(raw)}".encode() in head
+        assert body == raw and b"FLAGS (\\Recent)" in head and f"RFC822.SIZE {len(raw)}".encode() in head
         # PEEK did not set \Seen; BODY[] does (RFC 9051 6.4.5)
         client.uid("FETCH", str(uid), "(BODY[TEXT])")
         typ, flags = client.uid("FETCH", str(uid), "(FLAGS)")

@@ -86,9 +86,11 @@ class Selected:
         await self.session.untagged("OK [PERMANENTFLAGS " + flags_text(permanent) + "] Flags permitted.")
 
     def flags_of(self, row: Any) -> tuple[str, ...]:
-        """The flags shown: the stored ones. ``\\Recent`` is never shown (RFC 9051 removed it; IMAP4rev1 clients
-        get ``* 0 RECENT``, which RFC 3501 2.3.2 allows when no message is recent to this session)."""
-        return tuple(row.flags or ())
+        """The flags shown: the stored ones, and for an IMAP4rev1 client ``\\Recent`` on the messages this session
+        is the first to see (RFC 3501 2.3.2, as SELECT's RECENT counts them); RFC 9051 removed it."""
+        if self.session.rev2:
+            return tuple(row.flags or ())
+        return tuple(self.view.with_recent(row))
 
     # --- updates --------------------------------------------------------------------------------------------
     async def announce(self, session: Session, *, expunges: bool) -> None:
