@@ -303,6 +303,21 @@ def test_recent_is_consistent_across_select_status_and_search(imap: ImapHarness)
     client.logout()
 
 
+def test_new_mail_is_recent_to_the_session_that_sees_it_first(imap: ImapHarness) -> None:
+    imap.deliver(ALICE, message())
+    client = imap.imaps()
+    assert b"* 1 RECENT" in ok(client, "SELECT INBOX")
+    assert b"\\Recent" in ok(client, "FETCH 1 (FLAGS)")[0]
+    imap.deliver(ALICE, message("Deux"))
+    lines = ok(client, "NOOP")
+    assert lines.index(b"* 2 EXISTS") < lines.index(b"* 2 RECENT"), lines
+    other = imap.imaps()
+    assert b"* 0 RECENT" in ok(other, "SELECT INBOX")  # the first session took them (RFC 3501 2.3.2)
+    assert b"\\Recent" not in ok(other, "FETCH 2 (FLAGS)")[0]
+    other.logout()
+    client.logout()
+
+
 def test_close_after_examine_answers_ok_and_expunges_nothing(imap: ImapHarness) -> None:
     imap.deliver(ALICE, message(), flags="\\Deleted")
     client = imap.imaps()
