@@ -51,6 +51,7 @@ hostname = "{host}"
 domains = ["pro.gateway.test"]
 patient_domain = "patient.gateway.test"
 log_level = "warning"
+workers = {workers}
 
 [database]
 url = "{url}"
@@ -68,6 +69,7 @@ listen_tls = "127.0.0.1:{imaps}"
 
 [limits]
 failed_logins = 100000
+failed_logins_per_address = 100000
 """
 
 
@@ -284,6 +286,202 @@ async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid:
     return before, with_connections
 
 
+def stats_line(timings: dict[str, list[float]]) -> str:
+    return ", ".join(f"{kind} p50 {percentile(values, 50) * 1000:.1f} / p99 {percentile(values, 99) * 1000:.1f} ms"
+                     for kind, values in timings.items() if values)
+
+
+async def bench_client_mix(port: int, context: ssl.SSLContext, seconds: float, *, logout: bool
+                           ) -> tuple[float, int, dict[str, list[float]]]:
+    """10 clients on their own 200-message INBOX, each looping what a mail client does in a visit: LOGIN,
+    SELECT, FETCH of flags / envelopes / a body, STORE of a flag and a keyword, EXPUNGE of one message, APPEND
+    of one, LOGOUT (``logout=False``: one login per client, the rest looped). The folder keeps its size."""
+    timings: dict[str, list[float]] = {}
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def timed(client: Client, name: str, text: str) -> list[bytes]:
+        nonlocal done
+        began = time.perf_counter()
+        lines = await client.command(text)
+        timings.setdefault(name, []).append(time.perf_counter() - began)
+        done += 1
+        return lines
+
+    async def visit(client: Client, rng: random.Random, user: str) -> None:
+        lines = await timed(client, "SELECT", "SELECT INBOX")
+        exists = next(int(line.split()[1]) for line in lines if line.rstrip().endswith(b"EXISTS"))
+        await timed(client, "FETCH FLAGS", "FETCH 1:* (UID FLAGS)")
+        await timed(client, "FETCH ENVELOPE", f"FETCH {max(1, exists - 19)}:* (UID RFC822.SIZE ENVELOPE)")
+        one = rng.randint(1, exists)
+        await timed(client, "FETCH BODY", f"FETCH {one} (BODY.PEEK[])")
+        await timed(client, "STORE", f"STORE {one} {rng.choice('+-')}FLAGS (\\Seen)")
+        await timed(client, "STORE keyword", f"STORE {one} {rng.choice('+-')}FLAGS.SILENT ($Label{rng.randint(1, 5)})")
+        await timed(client, "STORE", f"STORE {rng.randint(1, exists)} +FLAGS.SILENT (\\Deleted)")
+        await timed(client, "EXPUNGE", "EXPUNGE")
+        raw = sample(rng.randint(0, 10_000)).replace(b"big@", f"{user}@".encode())
+        began = time.perf_counter()
+        client.n += 1
+        tag = b"t%d" % client.n
+        client.writer.write(tag + b" APPEND INBOX (\\Seen) {%d+}\r\n" % len(raw) + raw + b"\r\n")
+        await client.read_response(tag)
+        timings.setdefault("APPEND", []).append(time.perf_counter() - began)
+        nonlocal done
+        done += 1
+
+    async def loop(n: int) -> None:
+        nonlocal done
+        rng = random.Random(n)
+        user = f"user{n}"
+        client: Client | None = None
+        while time.monotonic() < deadline:
+            if client is None:
+                client = await Client.connect(port, context, None)
+                await timed(client, "LOGIN", f'LOGIN {user}@pro.gateway.test "{PASSWORD}"')
+            await visit(client, rng, user)
+            if logout:
+                began = time.perf_counter()
+                await client.command("LOGOUT")
+                timings.setdefault("LOGOUT", []).append(time.perf_counter() - began)
+                done += 1
+                client.writer.close()
+                client = None
+        if client is not None:
+            await client.close()
+
+    start = time.monotonic()
+    await asyncio.gather(*(loop(n) for n in range(10)))
+    elapsed = time.monotonic() - start
+    return done / elapsed, done, timings
+
+
+async def bench_large(port: int, context: ssl.SSLContext, count: int, rounds: int = 3) -> dict[str, list[float]]:
+    """A ``count``-message INBOX: all flags, a full-text search (rare and common word), the last 50 bodies."""
+    client = await Client.connect(port, context, "big")
+    timings: dict[str, list[float]] = {}
+    commands = {
+        "SELECT": "SELECT INBOX",
+        "FETCH 1:* (FLAGS)": "FETCH 1:* (FLAGS)",
+        "SEARCH TEXT rare": f'SEARCH TEXT "numero {count // 2}."',
+        "SEARCH TEXT common": "SEARCH TEXT rendu",
+        "UID FETCH last 50 bodies": f"UID FETCH {max(1, count - 49)}:{count} (BODY.PEEK[])",
+    }
+    for _ in range(rounds):
+        for name, command in commands.items():
+            began = time.perf_counter()
+            await client.command(command)
+            timings.setdefault(name, []).append(time.perf_counter() - began)
+    await client.close()
+    return timings
+
+
+async def idlers(port: int, context: ssl.SSLContext, users: list[str]) -> list[Client]:
+    """One IDLE connection per entry of ``users`` (logged in, INBOX selected), opened 50 at a time."""
+    semaphore = asyncio.Semaphore(50)
+
+    async def one(user: str) -> Client:
+        async with semaphore:
+            client = await Client.connect(port, context, user)
+            await client.command("SELECT INBOX")
+            client.writer.write(b"i IDLE\r\n")
+            while not (await client.reader.readline()).startswith(b"+"):
+                pass
+            return client
+
+    first = await one(users[0])  # its login fills the login cache: the others pay no password hash
+    return [first, *await asyncio.gather(*(one(user) for user in users[1:]))]
+
+
+def smtp_client(smtp_port: int, cafile: str) -> smtplib.SMTP:
+    smtp = smtplib.SMTP("127.0.0.1", smtp_port, timeout=60)
+    smtp.starttls(context=ssl.create_default_context(cafile=cafile))
+    smtp.login("small@pro.gateway.test", PASSWORD)
+    return smtp
+
+
+def submit(smtp: smtplib.SMTP, user: str, n: int) -> float:
+    """Seconds from DATA's end to the 250 of one submission to ``user``."""
+    raw = re.sub(rb"From: [^\r]*", b"From: small@pro.gateway.test", sample(n).replace(b"big@", f"{user}@".encode()))
+    began = time.perf_counter()
+    smtp.sendmail("small@pro.gateway.test", [f"{user}@pro.gateway.test"], raw)
+    return time.perf_counter() - began
+
+
+async def bench_idle_wake(port: int, smtp_port: int, context: ssl.SSLContext, cafile: str, count: int,
+                          rounds: int = 3) -> list[tuple[float, float]]:
+    """``count`` idlers of one INBOX; per delivery: (SMTP 250 -> first EXISTS, SMTP 250 -> last EXISTS)."""
+    clients = await idlers(port, context, ["idle"] * count)
+    smtp = smtp_client(smtp_port, cafile)
+    print(f"{count} idlers ready", flush=True)
+    await asyncio.sleep(float(os.environ.get("BENCH_PAUSE", "0")))  # time to attach a profiler
+    figures = []
+    for n in range(rounds):
+
+        async def until_exists(client: Client) -> float:
+            while not (await client.reader.readline()).rstrip().endswith(b"EXISTS"):
+                pass
+            return time.perf_counter()
+
+        waits = [asyncio.ensure_future(until_exists(c)) for c in clients]
+        await asyncio.to_thread(submit, smtp, "idle", n)
+        accepted = time.perf_counter()
+        woken = await asyncio.wait_for(asyncio.gather(*waits), 300)
+        figures.append((min(woken) - accepted, max(woken) - accepted))
+    smtp.quit()
+    for client in clients:
+        client.writer.close()
+    return figures
+
+
+async def bench_idle_smtp(port: int, smtp_port: int, context: ssl.SSLContext, cafile: str, count: int,
+                          submissions: int = 20) -> tuple[list[float], list[float]]:
+    """SMTP 250 latency of ``submissions`` deliveries to 10 mailboxes, without idlers and with ``count``
+    idlers spread over those mailboxes (each delivery wakes a tenth of them)."""
+    smtp = smtp_client(smtp_port, cafile)
+    alone = [await asyncio.to_thread(submit, smtp, f"user{n % 10}", n) for n in range(submissions)]
+    clients = await idlers(port, context, [f"user{n % 10}" for n in range(count)])
+
+    async def drain(client: Client) -> None:
+        with contextlib.suppress(Exception):
+            while await client.reader.readline():
+                pass
+
+    drains = [asyncio.ensure_future(drain(c)) for c in clients]
+    loaded = [await asyncio.to_thread(submit, smtp, f"user{n % 10}", n) for n in range(submissions)]
+    smtp.quit()
+    for client in clients:
+        client.writer.close()
+    for task in drains:
+        task.cancel()
+    return alone, loaded
+
+
+async def single_mode(args: argparse.Namespace, port: int, smtp_port: int, context: ssl.SSLContext, cafile: str,
+                      pid: int) -> None:
+    if args.mix:
+        rate, total, timings = await bench_client_mix(port, context, args.seconds, logout=not args.no_logout)
+        kind = "one login per client" if args.no_logout else "LOGIN ... LOGOUT visits"
+        print(f"client mix, 10 clients, {kind}: {rate:.0f} commands/s ({total} in {args.seconds:.0f} s)")
+        print("  " + stats_line(timings))
+    if args.large:
+        print(f"{args.large}-message INBOX, median of 3 / worst: " + ", ".join(
+            f"{name} {statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f} ms"
+            for name, values in (await bench_large(port, context, args.large)).items()))
+    if args.idle:
+        before, loaded = await bench_connections(port, context, args.idle, pid)
+        print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.idle} idle authenticated "
+              f"IMAP connections ({(loaded - before) * 1000 / args.idle:.0f} kB each)")
+    if args.idle_wake:
+        for first, last in await bench_idle_wake(port, smtp_port, context, cafile, args.idle_wake):
+            print(f"{args.idle_wake} idlers of one INBOX, SMTP 250 -> EXISTS: first {first * 1000:.0f} ms, "
+                  f"all {last * 1000:.0f} ms (target < 1000 ms)")
+    if args.idle_smtp:
+        alone, crowded = await bench_idle_smtp(port, smtp_port, context, cafile, args.idle_smtp)
+        print(f"SMTP 250, median / worst of {len(alone)}: {statistics.median(alone) * 1000:.0f} / "
+              f"{max(alone) * 1000:.0f} ms alone, {statistics.median(crowded) * 1000:.0f} / "
+              f"{max(crowded) * 1000:.0f} ms with {args.idle_smtp} idlers on the 10 INBOXes")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)")
@@ -291,9 +489,21 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=1000, help="idle authenticated connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the command mix")
     parser.add_argument("--quick", action="store_true", help="small figures, for a smoke run")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gateway worker processes")
+    modes = parser.add_argument_group("single measurements (instead of the whole run)")
+    modes.add_argument("--mix", action="store_true", help="10 clients looping LOGIN ... APPEND, LOGOUT")
+    modes.add_argument("--no-logout", action="store_true", help="with --mix: one login per client")
+    modes.add_argument("--large", type=int, metavar="N", help="FETCH/SEARCH/UID FETCH on an N-message INBOX")
+    modes.add_argument("--idle", type=int, metavar="N", help="gateway RSS with N idle authenticated connections")
+    modes.add_argument("--idle-wake", type=int, metavar="N", help="N idlers of one INBOX woken by one delivery")
+    modes.add_argument("--idle-smtp", type=int, metavar="N", help="SMTP 250 latency with N idlers on 10 INBOXes")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.connections, args.seconds = 2000, 50, 2.0
+    single = args.mix or args.large or args.idle or args.idle_wake or args.idle_smtp
+    if single:
+        args.messages = args.large or 0
+        args.connections = max(args.connections, args.idle or 0, args.idle_wake or 0, args.idle_smtp or 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 256)), hard))
 
@@ -309,10 +519,11 @@ async def main() -> None:
               f"in {time.monotonic() - started:.1f} s")
         ports = {"smtp": free_port(), "imap": free_port(), "imaps": free_port()}
         (folder / "gateway.toml").write_text(CONFIG.format(
-            host=HOST, url=url, cert=folder / "server.crt", key=folder / "server.key", **ports))
+            host=HOST, workers=args.workers, url=url, cert=folder / "server.crt", key=folder / "server.key", **ports))
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        errors = None if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL
         server = subprocess.Popen([sys.executable, *profile, "-m", "gateway.cli", "serve", "--config",  # noqa: ASYNC220
-                                   str(folder / "gateway.toml")], stderr=subprocess.DEVNULL,
+                                   str(folder / "gateway.toml")], stderr=errors,
                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             deadline = time.monotonic() + 60
@@ -327,6 +538,9 @@ async def main() -> None:
             context = ssl.create_default_context(cafile=str(folder / "ca-bundle.crt"))
             port = ports["imaps"]
 
+            if single:
+                await single_mode(args, port, ports["smtp"], context, str(folder / "ca-bundle.crt"), server.pid)
+                return
             rate, total = await bench_mix(port, context, args.seconds)
             print(f"FETCH/SEARCH/STORE mix, 10 clients: {rate:.0f} commands/s ({total} in {args.seconds:.0f} s)")
             if os.environ.get("BENCH_ONLY_MIX"):

@@ -191,6 +191,7 @@ class Gateway:
             log.warning("imap_unavailable", reason="gateway.imap is not installed")
             return
         service = await start_imap(self.config, self.sessions, self.authenticator, self.hub)
+        service.context.extra["committer"] = self.committer  # IMAP writes share SMTP's commits and their fsync
         self._imap = service
         self._closers.append(service.close)
         for name, port in service.ports.items():

@@ -42,7 +42,8 @@ def view_store(context: Context) -> ViewStore:
     """The process-wide view store of a service (sessions, hub, UID cache)."""
     store = context.extra.get("view_store")
     if store is None:
-        store = context.extra["view_store"] = ViewStore(context.sessions, context.reads, context.hub)
+        store = context.extra["view_store"] = ViewStore(context.sessions, context.reads, context.hub,
+                                                        context.extra.get("committer"))
     return store
 
 

@@ -275,9 +275,7 @@ class SelectedView:
         top = self.max_uid
         if self.readonly or not top or (self._recent and self._recent[-1][1] >= top):
             return False
-        folder_id, claimed = self.folder_id, self.store.recent_claimed
-        if claimed.get(folder_id, 0) >= top:  # another session of this process took them already
-            return False
+        folder_id = self.folder_id
 
         async def work(session: AsyncSession) -> int | None:
             query = select(Folder.recent_uid).where(Folder.id == folder_id)
@@ -289,8 +287,12 @@ class SelectedView:
             await session.execute(update(Folder).where(Folder.id == folder_id).values(recent_uid=top))
             return int(before)
 
-        before = await self.store.write(work, "claiming recent messages")
-        claimed[folder_id] = max(claimed.get(folder_id, 0), top)
+        claim = self.store.recent_claim(folder_id)
+        async with claim.lock:  # the sessions woken together by a delivery wait for the first one's claim
+            if claim.top >= top:  # taken by a session of this process a moment ago
+                return False
+            before = await self.store.write(work, "claiming recent messages")
+            claim.top = max(claim.top, top)
         if before is None:
             return False
         self._recent.append((before + 1, top))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import weakref
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
@@ -133,6 +134,14 @@ class ChangeFeed:
             del self._folders[folder_id]
 
 
+class RecentClaim:
+    """A folder's ``\\Recent`` claim in progress: the lock its sessions take in turn, and the highest UID claimed."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.top = 0
+
+
 class ViewStore:
     """What the views of one process share: read and write sessions, the change hub and the UID cache."""
 
@@ -144,9 +153,17 @@ class ViewStore:
         self.committer = committer
         self.uid_cache = UidCache()
         self.feed = ChangeFeed(self.hub)
-        #: Highest ``folders.recent_uid`` a view of this process set or saw, per folder: ``\\Recent`` is claimed
-        #: by one session, the others need not ask the database again (RFC 3501 2.3.2).
-        self.recent_claimed: dict[int, int] = {}
+        self._recent_claims: weakref.WeakValueDictionary[int, RecentClaim] = weakref.WeakValueDictionary()
+
+    def recent_claim(self, folder_id: int) -> RecentClaim:
+        """The ``\\Recent`` claim of a folder that sessions are making right now (RFC 3501 2.3.2): the sessions
+        woken together by a delivery queue behind the first one, which alone asks the database. It lives only
+        while some session holds it, so nothing here outlives the moment (a database restored under the process
+        cannot be contradicted by it)."""
+        claim = self._recent_claims.get(folder_id)
+        if claim is None:
+            claim = self._recent_claims[folder_id] = RecentClaim()
+        return claim
 
     async def read(self, work: Work[T], action: str = "reading") -> T:
         """Run ``work`` in a read session (a consistent snapshot on both databases)."""

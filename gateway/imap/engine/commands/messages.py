@@ -377,6 +377,8 @@ async def idle(session: Session, cmd: c.Idle) -> Done:
     finally:
         if not line_task.done():
             line_task.cancel()
+        elif not line_task.cancelled():
+            line_task.exception()  # a client gone while an update was being sent: its Closed is handled above
     if selected is not None:
         await selected.announce(session, expunges=True)
     return Done("IDLE terminated")
