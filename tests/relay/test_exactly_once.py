@@ -9,13 +9,19 @@ import email
 import email.policy
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 from support.mail import message
 from support.pki import PKIFiles
 from support.relay import OperatorProcess, free_port, make_pair, queue_rows, wait_for, write_whitelist
 from support.store import Store
+
+from gateway.store.events import now
+from gateway.store.models import RelayReceipt
 
 DR_A = "dr.alpha@pro.a.test"
 DR_B = "dr.beta@pro.b.test"
@@ -105,3 +111,19 @@ def test_relay_kill_9_of_one_of_two_instances_while_delivering_stores_no_duplica
     finally:
         second.stop()
         pair.stop()
+
+
+def test_relay_same_message_after_the_dedupe_window_is_stored_again(b: OperatorProcess, pki: PKIFiles,
+                                                                     tmp_path: Path):
+    a_certificate = pki.pki.operator("mx.a.test", ("pro.a.test", "patient.a.test"))
+    raw = message(DR_A, DR_B, "Compte rendu")
+    store = Store(b.store_url)
+    with b.relay_client(a_certificate, tmp_path) as client:
+        assert client.sendmail(DR_A, [DR_B], raw) == {}
+
+    async def age(session: AsyncSession) -> None:  # the receipt is older than the hour B keeps them
+        await session.execute(update(RelayReceipt).values(received_at=now() - timedelta(hours=2)))
+    store.run(age)
+    with b.relay_client(a_certificate, tmp_path) as client:
+        assert client.sendmail(DR_A, [DR_B], raw) == {}
+    assert list(_message_ids(store, DR_B).values()) == [2] and store.events("relay.duplicate") == []
