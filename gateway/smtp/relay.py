@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import time
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Config
@@ -75,6 +76,8 @@ class RelayHandler:
         self.relay = config.relay
         self.committer = committer
         self.verifier = verifier
+        #: When this process last dropped the receipts older than the dedupe window (monotonic seconds).
+        self._pruned = float("-inf")
 
     # --- events ---------------------------------------------------------------------------------------------
     async def _event(self, kind: str, outcome: str, actor: str | None = None, **detail: Any) -> None:
@@ -195,7 +198,24 @@ class RelayHandler:
         verdict = "duplicate" if outcome.reply == DUPLICATE else "accepted" if outcome.message_id else "refused"
         log.info("relay.transaction", outcome=verdict, peer=peer,
                  message_id=outcome.message_id, recipients=len(outcome.delivered), size=len(raw))
+        if key is not None and time.monotonic() - self._pruned > PRUNE_INTERVAL:
+            await self._prune()
         return str(outcome.reply)
+
+    async def _prune(self) -> None:
+        """Receipts older than the window decide nothing any more: dropped, at most once per PRUNE_INTERVAL."""
+        self._pruned = time.monotonic()
+        before = now() - timedelta(seconds=self.relay.dedupe_window)
+
+        async def unit(db: AsyncSession) -> int:
+            done = await db.execute(delete(RelayReceipt).where(RelayReceipt.received_at < before))
+            return int(getattr(done, "rowcount", 0) or 0)
+        try:
+            dropped = await self.committer.run(unit)
+        except Exception:  # another instance pruning at the same moment: the next prune takes them
+            log.warning("relay.receipts_prune_failed")
+            return
+        log.info("relay.receipts_pruned", dropped=dropped)
 
     async def _already_received(self, db: AsyncSession, key: str, peer: str, mail_from: str,
                                 message_id: str | None) -> bool:
@@ -223,6 +243,8 @@ class RelayHandler:
                 f"{email.utils.format_datetime(email.utils.localtime())}\r\n").encode("ascii", "replace")
 
 
+#: Seconds between two prunings of the receipts older than ``relay.dedupe_window`` (per process).
+PRUNE_INTERVAL = 3600.0
 #: The answer to a message already accepted (within ``relay.dedupe_window``): stored once, acknowledged again.
 DUPLICATE = replies.ACCEPTED.with_text("Message accepted (already received)")
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from support.mail import message
 from support.pki import PKIFiles
@@ -113,17 +113,24 @@ def test_relay_kill_9_of_one_of_two_instances_while_delivering_stores_no_duplica
         pair.stop()
 
 
-def test_relay_same_message_after_the_dedupe_window_is_stored_again(b: OperatorProcess, pki: PKIFiles,
-                                                                     tmp_path: Path):
+def test_relay_same_message_after_the_dedupe_window_is_stored_again_and_old_receipts_are_dropped(
+        b: OperatorProcess, pki: PKIFiles, tmp_path: Path):
     a_certificate = pki.pki.operator("mx.a.test", ("pro.a.test", "patient.a.test"))
-    raw = message(DR_A, DR_B, "Compte rendu")
+    raw, other = message(DR_A, DR_B, "Compte rendu"), message(DR_A, DR_B, "Autre")
     store = Store(b.store_url)
     with b.relay_client(a_certificate, tmp_path) as client:
         assert client.sendmail(DR_A, [DR_B], raw) == {}
 
     async def age(session: AsyncSession) -> None:  # the receipt is older than the hour B keeps them
         await session.execute(update(RelayReceipt).values(received_at=now() - timedelta(hours=2)))
+
+    async def receipts(session: AsyncSession) -> int:
+        return len((await session.execute(select(RelayReceipt.id))).all())
     store.run(age)
+    b.restart()  # a fresh process prunes at its first relayed message
+    with b.relay_client(a_certificate, tmp_path) as client:
+        assert client.sendmail(DR_A, [DR_B], other) == {}
+    assert store.run(receipts) == 1  # the old one dropped, the new one kept
     with b.relay_client(a_certificate, tmp_path) as client:
         assert client.sendmail(DR_A, [DR_B], raw) == {}
-    assert list(_message_ids(store, DR_B).values()) == [2] and store.events("relay.duplicate") == []
+    assert sorted(_message_ids(store, DR_B).values()) == [1, 2] and store.events("relay.duplicate") == []
