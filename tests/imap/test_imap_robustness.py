@@ -8,6 +8,7 @@ garbage from one client never stalls the others.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -142,6 +143,50 @@ def test_fetch_everything_by_clients_that_stop_reading_keeps_server_memory_bound
         gateway.stop()
 
 
+def test_large_body_is_read_from_the_store_while_it_is_written(
+        tmp_path: Path, pki: PKIFiles, store_url: str) -> None:
+    store = Store(store_url)
+    raw = _big_message(7, size=20 * MB)
+    _fill_inbox(store, store.add_mailbox(PRO), [raw])
+    gateway = _gateway(tmp_path / "gw", pki, store_url, message_size=32 * MB).start()
+    hanging: list[RawImap] = []
+    try:
+        assert gateway.process is not None
+        pid = gateway.process.pid
+        reader = RawImap(gateway, timeout=60)
+        reader.login(PRO)
+        reader.command("EXAMINE INBOX")
+        start = time.monotonic()
+        tagged, lines = reader.command("FETCH 1 (BODY.PEEK[] BODY.PEEK[]<1000.3000000>)")
+        elapsed = time.monotonic() - start
+        assert b" OK" in tagged
+        assert lines[0] == (b"* 1 FETCH (BODY[] {%d}\r\n" % len(raw) + raw
+                            + b" BODY[]<1000> {3000000}\r\n" + raw[1000:3001000] + b")")
+        before = settle(pid, 0, 0)
+        for _ in range(5):
+            client = RawImap(gateway, rcvbuf=32 * 1024)
+            client.login(PRO)
+            client.command("EXAMINE INBOX")
+            client.send(b"f FETCH 1 (BODY.PEEK[])\r\n")  # and never read the answer
+            hanging.append(client)
+        peak = before
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            peak = max(peak, rss(pid))
+            time.sleep(0.1)
+        noop = timed_noop(reader)
+        grown = (peak - before) / MB
+        print(f"\n20 MiB BODY[] read in {elapsed * 1000:.0f} ms; 5 clients hanging on it: RSS +{grown:.1f} MB; "
+              f"NOOP {noop * 1000:.1f} ms")
+        if not store_url.startswith("sqlite"):  # SQLite reads a section whole (substr loads the whole BLOB)
+            assert peak - before < 20 * MB  # a whole body per client would be 100 MB
+        assert noop < 2.0
+    finally:
+        for client in hanging:
+            client.close()
+        gateway.stop()
+
+
 # --- 2. the database stops under APPEND --------------------------------------------------------------------------
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
@@ -200,6 +245,12 @@ def test_store_stopped_under_append_answers_no_unavailable_and_service_resumes(
         assert b" OK" in newcomer.command(f'LOGIN "{PRO2}" "secret-password"')[0]
         assert b" OK" in reader.command("EXAMINE INBOX")[0]
         assert not any("Traceback" in line for line in gateway.log_lines if not line.startswith("{"))
+        events = [json.loads(line) for line in gateway.log_lines if line.startswith("{")]
+        print("\n" + "\n".join(json.dumps(e) for e in events if e.get("event", "").startswith("imap_")))
+        assert not [e for e in events if e.get("event") == "imap_command_failed"]  # each outage was recognised
+        refused = {e["command"] for e in events if e.get("event") == "imap_command_refused"
+                   and e.get("code") == "UNAVAILABLE"}
+        assert {"APPEND", "LOGIN", "SELECT"} <= refused  # EXAMINE is the read-only SELECT
         for client in (writer, reader, newcomer):
             client.close()
     finally:

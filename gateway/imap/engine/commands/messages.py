@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.imap.engine.backend import uid_set
 from gateway.imap.engine.state import Bad, Done, No
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 FETCH_BATCH = 200
 #: Largest piece of a literal handed to the transport at once, each followed by ``drain()`` (RFC 9051 5.5).
 WRITE_CHUNK = 64 * 1024
+#: A body section larger than this is read from PostgreSQL range by range while it is written, not whole.
+STREAM_ABOVE = 1024 * 1024
+#: Bytes of such a section read from the store at a time.
+STREAM_READ = 1024 * 1024
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: Items that need the stored anatomy (body structure / envelope / part offsets).
 _ANATOMY_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "BINARY", "BINARY.SIZE", "RFC822",
@@ -110,7 +114,7 @@ async def fetch(session: Session, cmd: c.Fetch) -> Done:
 
 async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, items: list[FetchItem]) -> None:
     backend = session.backend
-    out: list[bytes | tuple[bytes, bytes]] = []  # a body item is (its label and literal prefix, its bytes)
+    out: list[bytes | tuple[bytes, bytes | Stored]] = []  # a body item: (label and literal prefix, bytes)
     for item in items:
         name = item.name
         if name == "UID":
@@ -144,7 +148,32 @@ async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, i
     await _write_fetch(session, seq, out)
 
 
-async def _write_fetch(session: Session, seq: int, out: list[bytes | tuple[bytes, bytes]]) -> None:
+class Stored(NamedTuple):
+    """A byte range of a stored message, read while it is written (sections over :data:`STREAM_ABOVE`)."""
+
+    message_id: int
+    start: int
+    end: int
+
+
+async def _write_stored(session: Session, part: Stored) -> None:
+    """The range read :data:`STREAM_READ` bytes at a time: one client's FETCH never holds a whole large body.
+
+    The literal's size is already announced: a range the store no longer holds ends the connection
+    (nothing else keeps the stream in step, RFC 9051 4.3)."""
+    from gateway.imap.engine.state import Bye
+
+    for start in range(part.start, part.end, STREAM_READ):
+        end = min(part.end, start + STREAM_READ)
+        data = await session.backend.read(part.message_id, start, end)
+        if len(data) != end - start:
+            raise Bye("A message changed while it was being sent; closing.", "SERVERBUG")
+        view = memoryview(data)
+        for offset in range(0, len(data), WRITE_CHUNK):
+            await session.send(bytes(view[offset:offset + WRITE_CHUNK]))
+
+
+async def _write_fetch(session: Session, seq: int, out: list[bytes | tuple[bytes, bytes | Stored]]) -> None:
     """One ``* n FETCH (...)`` line, a large literal written in pieces: never a second copy of a message body,
     and never more than :data:`WRITE_CHUNK` over the transport's write-buffer limit (RFC 9051 5.5)."""
     pending = bytearray(b"* %d FETCH (" % seq)
@@ -156,11 +185,14 @@ async def _write_fetch(session: Session, seq: int, out: list[bytes | tuple[bytes
             continue
         head, data = piece
         pending += head
-        if len(data) <= WRITE_CHUNK:
+        if isinstance(data, bytes) and len(data) <= WRITE_CHUNK:
             pending += data
             continue
         await session.send(bytes(pending))
         pending = bytearray()
+        if isinstance(data, Stored):
+            await _write_stored(session, data)
+            continue
         view = memoryview(data)
         for start in range(0, len(data), WRITE_CHUNK):
             await session.send(bytes(view[start:start + WRITE_CHUNK]))
@@ -172,12 +204,34 @@ def _literal(label: bytes, data: bytes, *, binary: bool = False) -> tuple[bytes,
     return label + (b" ~{%d}\r\n" if binary else b" {%d}\r\n") % len(data), data
 
 
-async def _body(session: Session, row: Any, item: FetchItem) -> tuple[bytes, bytes]:
+def _large(session: Session, row: Any, section: Any, partial: tuple[int, int] | None) -> Stored | None:
+    """The stored range of an unfiltered ``BODY[section]<partial>`` over :data:`STREAM_ABOVE`, else None."""
+    from gateway.imap.anatomy import render
+    from gateway.store.db import is_sqlite
+
+    # SQLite's substr() loads the whole BLOB for every range: there one read of the section is cheaper.
+    if (row.size or 0) <= STREAM_ABOVE or is_sqlite(session.context.config.database_url):
+        return None
+    extract = render.section_extract(session.backend.anatomy(row), section)
+    if extract is None or extract.filtered:
+        return None
+    start, end = (extract.start, extract.end) if partial is None else extract.window(*partial)
+    return Stored(row.message_id, start, end) if end - start > STREAM_ABOVE else None
+
+
+async def _body(session: Session, row: Any, item: FetchItem) -> tuple[bytes, bytes | Stored]:
     """BODY[...], BINARY[...], RFC822(.HEADER/.TEXT) with ``<origin.count>`` (RFC 9051 6.4.5, RFC 3516 4.2)."""
     from gateway.imap.proto.fetch import Section
 
     backend = session.backend
     name = item.name
+    if name in {"RFC822", "BODY"}:
+        section = Section() if name == "RFC822" else item.section or Section()
+        partial = item.partial if name == "BODY" else None
+        large = _large(session, row, section, partial)
+        if large is not None:
+            label = b"RFC822" if name == "RFC822" else item.response_label().replace("BODY.PEEK", "BODY").encode()
+            return label + b" {%d}\r\n" % (large.end - large.start), large
     if name == "RFC822":
         return _literal(b"RFC822", await backend.section(row, Section()))
     if name == "RFC822.HEADER":
