@@ -37,7 +37,7 @@ from gateway.dmp_bridge.rules import (
     r7_identity,
     refuse,
 )
-from gateway.documents.cda import CdaHeader, Code, non_xml_body, read_header
+from gateway.documents.cda import CdaHeader, Code, non_xml_body, read_header, unwrapped
 from gateway.documents.errors import CdaRefused
 from gateway.documents.pipeline import Extracted, read_message
 from gateway.store.events import record
@@ -62,7 +62,9 @@ def cdas_of(extracted: Extracted) -> list[tuple[bytes, CdaHeader]]:
     for document in extracted.documents:
         if document.header is None or len(document.content) > c.MAX_CDA_SIZE:
             continue
-        found.setdefault(document.header.unique_id, (document.content, document.header))
+        # an auto-presentable CDA is deposited as the ClinicalDocument it wraps, without the stylesheet
+        content = unwrapped(document.content, c.CDA_LIMITS) if document.header.auto_presentable else document.content
+        found.setdefault(document.header.unique_id, (content, document.header))
     return list(found.values())
 
 

@@ -310,6 +310,19 @@ def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
 XSLT = "http://www.w3.org/1999/XSL/Transform"
 
 
+def unwrapped(data: bytes, limits: CdaLimits = CDA) -> bytes:
+    """The ClinicalDocument alone from an auto-presentable CDA (what the DMP and XDS consumers expect); any
+    other input is returned as it is."""
+    try:
+        outer = parse_xml(data, limits.max_bytes, "CDA document")
+    except DocumentRefused:
+        return data
+    inner = clinical_document(outer)
+    if inner is None or inner is outer:
+        return data
+    return bytes(etree.tostring(inner, xml_declaration=True, encoding="UTF-8"))
+
+
 def clinical_document(root: etree._Element) -> etree._Element | None:
     """The ClinicalDocument of a parsed document: the root itself, or the one an auto-presentable CDA
     (root ``xsl:stylesheet`` or ``xsl:transform``) wraps; None for any other XML. The search is lxml's

@@ -67,3 +67,13 @@ def test_parts_that_are_no_documents_are_named_with_their_reason() -> None:
     assert set(reasons) == {"cr.pdf", "note.xml", "archive.zip"}
     assert reasons["cr.pdf"].startswith("A PDF")
     assert "not an HL7 CDA" in reasons["note.xml"] and "not one" in reasons["archive.zip"]
+
+
+def test_an_auto_presentable_cda_is_considered_for_deposit_as_the_clinical_document_it_wraps() -> None:
+    from gateway.dmp_bridge.bridge import cdas_of
+
+    auto = auto_presentable(sample("DOC_NON_STRUCTURE_CDA-R2-N1.xml"))
+    ((content, header),) = cdas_of(read_message(mail(("cr.xml", "text/xml", auto)), validate=False))
+    assert header.auto_presentable and b"xsl:stylesheet" not in content
+    assert read_header(content, validate=False).unique_id == header.unique_id
+    assert not read_header(content, validate=False).auto_presentable
