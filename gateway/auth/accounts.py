@@ -29,6 +29,7 @@ from gateway.auth.hashing import Argon2Params
 from gateway.auth.passwords import verify_password
 from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle
 from gateway.config import AuthSettings, Limits
+from gateway.ops import metrics
 from gateway.store.models import Mailbox
 
 log = structlog.get_logger("gateway.auth")
@@ -145,8 +146,14 @@ class Authenticator:
         async with self._sessions() as session:
             return (await session.execute(query)).one_or_none()
 
-    async def login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
+    async def login(self, username: str, password: str, client: str, protocol: str, *,
+                    mechanism: str = "PLAIN") -> LoginResult:
         """Verify a password login from ``client`` (an IP address); never raises for wrong credentials."""
+        result = await self._login(username, password, client, protocol)
+        metrics.login(protocol, mechanism, result.outcome.value)
+        return result
+
+    async def _login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
         name = normalise_username(username)
         row = await self._credentials(name)
         mailbox_id = row.id if row is not None else None
@@ -213,7 +220,9 @@ class Authenticator:
         if mailbox is None or (authzid and authzid.lower() != mailbox.address):
             log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="invalid", client=client,
                      mailbox_id=mailbox.id if mailbox else None)
+            metrics.login(protocol, "EXTERNAL", "invalid")
             return None
         log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="ok", client=client,
                  mailbox_id=mailbox.id)
+        metrics.login(protocol, "EXTERNAL", "ok")
         return account_of(mailbox)

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from gateway.auth.accounts import Account, Authenticator, LoginOutcome
 from gateway.config import Config
 from gateway.ins_matching import identities
+from gateway.ops import metrics
 from gateway.routing import replies
 from gateway.routing.addresses import parse
 from gateway.routing.delivery import Outcome, plan_submission, record_refusal
@@ -114,13 +115,14 @@ class SubmissionHandler:
         return [*responses[:-1], "250-ENHANCEDSTATUSCODES", "250-PIPELINING", responses[-1]]
 
     # --- AUTH (RFC 4954; PLAIN RFC 4616, LOGIN) --------------------------------------------------------------
-    async def _login(self, server: SMTP, username: bytes, password: bytes) -> AuthResult:
+    async def _login(self, server: SMTP, username: bytes, password: bytes, mechanism: str) -> AuthResult:
         assert server.session is not None
         try:
             user, secret = username.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False, message=str(replies.AUTH_INVALID))
-        result = await self.authenticator.login(user, secret, _client_ip(server.session), "smtp")
+        result = await self.authenticator.login(user, secret, _client_ip(server.session), "smtp",
+                                                mechanism=mechanism)
         if result.outcome is LoginOutcome.THROTTLED:
             return AuthResult(success=False, handled=False, message=str(replies.LOGIN_THROTTLED))
         if result.account is None:
@@ -144,7 +146,7 @@ class SubmissionHandler:
         authzid, username, password = parts
         if authzid and authzid != username:
             return AuthResult(success=False, handled=False, message=str(replies.AUTH_INVALID))
-        return await self._login(server, username, password)
+        return await self._login(server, username, password, "PLAIN")
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -159,7 +161,7 @@ class SubmissionHandler:
         password = await server.challenge_auth("Password:")
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
-        return await self._login(server, username, password)
+        return await self._login(server, username, password, "LOGIN")
 
     # --- Transaction -----------------------------------------------------------------------------------
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -215,6 +217,7 @@ class SubmissionHandler:
         return await asyncio.to_thread(package, raw, qualified.__contains__,
                                        self.config.software_reference) or raw
 
+    @metrics.observe_data()  # transactions by outcome and the DATA → 250 latency, per listener
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         account = _account(session)
         assert account is not None and envelope.mail_from is not None

@@ -24,6 +24,7 @@ from gateway.imap.changes import FolderWatcher
 from gateway.imap.engine.channel import Channel
 from gateway.imap.engine.session import Session
 from gateway.imap.housekeeping import ExpungePruner
+from gateway.ops import metrics
 from gateway.store import db
 from gateway.store.changes import ChangeHub
 
@@ -102,10 +103,12 @@ class ImapService:
             task = asyncio.current_task()
             assert task is not None
             self._connections.add(task)
+            metrics.imap_session(name, +1)
             try:
                 await self._serve(reader, writer)
             finally:
                 self._connections.discard(task)
+                metrics.imap_session(name, -1)
 
         server = await asyncio.start_server(
             handle, listen.host, listen.port, ssl=self.context.tls if implicit_tls else None,

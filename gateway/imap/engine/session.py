@@ -28,6 +28,7 @@ from gateway.imap.proto import reader as framing
 from gateway.imap.proto.errors import ProtocolError
 from gateway.imap.proto.limits import MAX_LINE
 from gateway.imap.proto.parser import parse
+from gateway.ops import metrics
 
 if TYPE_CHECKING:
     from gateway.imap.engine.backend import Backend
@@ -195,16 +196,28 @@ class Session:
                                     "Literal larger than this server accepts here; nothing was read.", "TOOBIG"))
 
     async def execute(self, command: Any) -> None:
+        """Run one parsed command and write its tagged answer; counted and timed for the metrics."""
+        self._command_status = "OK"
+        started = time.monotonic()
+        try:
+            await self._execute(command)
+        finally:
+            name = ("UID " if getattr(command, "uid", False) else "") + type(command).__name__.upper()
+            metrics.imap_command(name, self._command_status, time.monotonic() - started)
+
+    async def _execute(self, command: Any) -> None:
         """Run one parsed command and write its tagged answer (untagged updates first, RFC 9051 7.5)."""
         from gateway.imap.engine.commands import HANDLERS
 
         tag = command.tag
         entry = HANDLERS.get(type(command))
         if entry is None:
+            self._command_status = "BAD"
             await self.send(wire.status(tag, "BAD", "Command not supported.", "CLIENTBUG"))
             return
         handler, states, updates = entry
         if self.state not in states:
+            self._command_status = "BAD"
             await self.send(wire.status(tag, "BAD", f"Command not allowed in the {self.state.value} state.",
                                         "CLIENTBUG"))
             return
@@ -219,6 +232,7 @@ class Session:
             raise
         except CommandFailed as failed:
             self._log_failure(name, failed.status, failed.code, failed.text)
+            self._command_status = failed.status
             await self.send(wire.status(tag, failed.status, failed.text, failed.code))
             return
         except (Closed, TimedOut):
@@ -227,10 +241,12 @@ class Session:
             if is_store_error(exc):
                 refusal = translate(exc)
                 self._log_failure(name, refusal.status, refusal.code, refusal.text)
+                self._command_status = refusal.status
                 await self.send(wire.status(tag, refusal.status, refusal.text, refusal.code))
                 return
             self.log.exception("imap_command_failed", command=name,
                                mailbox_id=self.account.id if self.account else None)
+            self._command_status = "NO"
             await self.send(wire.status(tag, "NO", "The store is unavailable; try again later.", "UNAVAILABLE"))
             return
         if isinstance(done, Answered):
