@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, Listen
 from gateway.imap.changes import FolderWatcher
+from gateway.imap.engine import wire
 from gateway.imap.engine.channel import Channel
 from gateway.imap.engine.session import Session
 from gateway.imap.housekeeping import ExpungePruner
@@ -123,8 +124,10 @@ class ImapService:
         self.sessions.add(session)
         try:
             await session.run()
-        except asyncio.CancelledError:
-            pass
+        except asyncio.CancelledError:  # the daemon stops (SIGTERM): the client is told why (RFC 9051 7.1.5)
+            with contextlib.suppress(Exception):
+                channel.write_nowait(wire.status("*", "BYE", "The server is shutting down; reconnect later.",
+                                                 "UNAVAILABLE"))
         except Exception:
             log.exception("imap_connection_failed", client=channel.client)
         finally:
