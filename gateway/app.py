@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from gateway import logs
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, ConfigError, Listen
 from gateway.ops.health import Listeners
@@ -298,6 +299,7 @@ async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = Non
             loop.add_signal_handler(sig, stop.set)
     with contextlib.suppress(NotImplementedError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, hang_up)
+        loop.add_signal_handler(signal.SIGUSR1, logs.reopen)  # log rotation
     await gateway.start()
     log.info("ready", hostname=config.hostname, workers=1)
     if on_ready is not None:

@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.ops import multiprocess
 
     multiprocess.prepare(cfg)  # metrics of every worker process add up in one scrape
-    logs.configure(cfg.log_level)
+    logs.configure(cfg.log_level, path=cfg.log_file)
 
     def banner(*_: Any) -> None:
         if args.banner:

@@ -196,6 +196,8 @@ class Config:
     stop_grace: float = 30.0
     #: ``X-MSS-NIL`` on every message the gateway builds (``[gateway] software_reference``, ANS client spec).
     software_reference: str = "mss-gateway"
+    #: ``[gateway] log_file``: JSON log lines go there instead of stderr, reopened on SIGUSR1 (log rotation).
+    log_file: Path | None = None
     #: ``[metrics]``: the HTTP listener for Prometheus, /healthz and /readyz (gateway/ops); off when absent.
     metrics: MetricsSettings | None = None
     #: ``[autoconfig]``: mail-client autoconfiguration (Thunderbird, Outlook) served over HTTP (gateway/ops).
@@ -423,6 +425,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     workers = gw.get("workers", int, default_workers())
     gw.check("workers", 0 < workers <= MAX_WORKERS, f"must be between 1 and {MAX_WORKERS}")
     stop_grace = _positive(gw, "stop_grace", 30.0, float)
+    log_file_raw = gw.get("log_file", str, "")
+    log_file = (base_dir / log_file_raw) if log_file_raw else None
+    gw.check("log_file", log_file is None or log_file.parent.is_dir(), "must be a file in an existing folder")
     software_reference = gw.get("software_reference", str, _default_software_reference()).strip()
     gw.check("software_reference", 0 < len(software_reference) <= 200 and software_reference.isprintable(),
              "must be 1 to 200 printable characters on one line (it is the X-MSS-NIL header)")
@@ -535,7 +540,7 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
                   stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig,
-                  software_reference=software_reference)
+                  software_reference=software_reference, log_file=log_file)
 
 
 @dataclass(frozen=True)

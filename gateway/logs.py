@@ -17,6 +17,7 @@ import logging
 import sys
 import threading
 import warnings
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -62,12 +63,54 @@ def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """JSON lines on ``stream`` (stderr) for structlog and the standard library alike.
+class LogFile:
+    """A log file opened for appending, reopened on demand (SIGUSR1 after logrotate moved it away).
+
+    Each JSON line is written with one ``write`` on a file opened with ``O_APPEND``, so the daemon's worker
+    processes can share one file without mixing their lines.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO = self._open()
+
+    def _open(self) -> TextIO:
+        return open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def write(self, text: str) -> int:
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def reopen(self) -> None:
+        old, self._file = self._file, self._open()
+        old.close()
+
+
+#: The log file of this process, when ``[gateway] log_file`` is set (:func:`reopen` acts on it).
+_log_file: LogFile | None = None
+
+
+def reopen() -> None:
+    """SIGUSR1: reopen the log file (a no-op when logging to stderr)."""
+    if _log_file is not None:
+        _log_file.reopen()
+        structlog.get_logger("gateway.logs").info("log_reopened")
+
+
+def configure(level: str = "info", stream: TextIO | None = None, path: Path | None = None) -> None:
+    """JSON lines on ``stream`` (stderr), or appended to the file ``path``, for structlog and the standard
+    library alike.
 
     Libraries' own messages are shown from ``warning`` up, or all of them at ``debug`` (aiosmtpd logs each
     connection's peer at ``info``).
     """
+    global _log_file
+    if path is not None:
+        if _log_file is None or _log_file.path != path:
+            _log_file = LogFile(path)
+        stream = _log_file  # type: ignore[assignment]
     out = stream or sys.stderr
     numeric = _LEVELS.get(level, logging.INFO)
     shared = _processors()

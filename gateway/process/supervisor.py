@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from gateway import logs
 from gateway.config import Config, ConfigError
 from gateway.ops import multiprocess
 from gateway.process.channel import Channel
@@ -78,12 +79,20 @@ class Supervisor:
         self._worker0_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (after logrotate): this process and every worker reopen the log file."""
+        logs.reopen()
+        for worker in list(self.workers.values()):
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGUSR1)
+
     # --- run ------------------------------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_task(self.reload()))
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         await db.migrate(self.config.database_url)  # once, before any worker opens the store
         names = named_listeners(self.config)
         for listen in listen_addresses(self.config):

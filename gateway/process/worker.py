@@ -95,6 +95,7 @@ async def _serve(index: int, channel_sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, logs.reopen)  # log rotation
     channel = await Channel.open(channel_sock)
     first = await channel.receive()
     if first is None or first.get("t") != "config":
@@ -106,7 +107,7 @@ async def _serve(index: int, channel_sock: socket.socket) -> int:
         return 2
     if isinstance(loop, DaemonLoop):  # a listener bound here (the card endpoint) is named by key if it fails
         loop.names.update(named_listeners(config))
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, path=config.log_file)
     structlog.contextvars.bind_contextvars(worker=index)  # each log line says which worker wrote it
     hub = SharedHub(channel.send, folders=db.is_sqlite(config.database_url))
     trusted = SharedTrusted(channel.send)
