@@ -267,9 +267,13 @@ async def bench_idle(port: int, smtp_port: int, context: ssl.SSLContext, cafile:
 
 
 async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid: int) -> tuple[float, float]:
-    """RSS of the gateway process before and with ``count`` idle authenticated connections (MB)."""
+    """RSS of the gateway's processes before and with ``count`` idle authenticated connections (MB)."""
     process = psutil.Process(pid)
-    before = process.memory_info().rss / 1e6
+
+    def rss() -> float:  # the supervisor, its workers and their helpers together
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6
+
+    before = rss()
     clients: list[Client] = []
     semaphore = asyncio.Semaphore(20)
 
@@ -281,7 +285,7 @@ async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid:
 
     await asyncio.gather(*(one(n) for n in range(count)))
     await asyncio.sleep(2.0)  # let the login worker threads' Argon2 memory go back to the system
-    with_connections = process.memory_info().rss / 1e6
+    with_connections = rss()
     await asyncio.gather(*(c.close() for c in clients))
     return before, with_connections
 
