@@ -21,7 +21,7 @@ from support.relay import OperatorProcess, free_port, make_pair, queue_rows, wai
 from support.store import Store
 
 from gateway.store.events import now
-from gateway.store.models import RelayReceipt
+from gateway.store.models import OutboundRecipient, RelayReceipt
 
 DR_A = "dr.alpha@pro.a.test"
 DR_B = "dr.beta@pro.b.test"
@@ -134,3 +134,26 @@ def test_relay_same_message_after_the_dedupe_window_is_stored_again_and_old_rece
     with b.relay_client(a_certificate, tmp_path) as client:
         assert client.sendmail(DR_A, [DR_B], raw) == {}
     assert sorted(_message_ids(store, DR_B).values()) == [1, 2] and store.events("relay.duplicate") == []
+
+
+def test_relay_a_sender_that_lost_the_answer_sends_again_and_the_remote_stores_once(
+        tmp_path: Path, pki: PKIFiles, two_stores: list[str]):
+    pair = make_pair(tmp_path, pki, two_stores, concurrency=2)
+    try:
+        dr_a, dr_b = pair.a.address("dr.alpha"), pair.b.address("dr.beta")
+        pair.store_a.add_mailbox(dr_a)
+        pair.store_b.add_mailbox(dr_b)
+        with pair.a.smtp(dr_a) as client:
+            client.sendmail(dr_a, [dr_b], message(dr_a, dr_b, "Compte rendu"))
+        wait_for(lambda: [r for r in queue_rows(pair.store_a) if r.state == "sent"], timeout=60)
+
+        async def forget(session: AsyncSession) -> None:  # what an instance killed after B's 250 leaves behind
+            await session.execute(update(OutboundRecipient).values(state="queued", next_attempt_at=now(),
+                                                                   finished_at=None))
+        pair.store_a.run(forget)
+        wait_for(lambda: pair.store_b.events("relay.duplicate"), timeout=60)
+        wait_for(lambda: all(r.state == "sent" for r in queue_rows(pair.store_a)), timeout=60)
+        assert list(_message_ids(pair.store_b, dr_b).values()) == [1]
+        assert [r.last_reply for r in queue_rows(pair.store_a)] == ["250 2.0.0 Message accepted (already received)"]
+    finally:
+        pair.stop()
