@@ -70,10 +70,10 @@ class Limits:
     failed_logins_per_address: int = 30
     #: Connections open at once from one address (Postfix anvil's default concurrency), and opened per minute.
     connections_per_address: int = 50
-    connection_rate_per_address: int = 100
+    connection_rate_per_address: int = 0
     #: Messages and recipients per minute per account (gateway.auth.anvil).
-    messages_per_minute: int = 120
-    recipients_per_minute: int = 1000
+    messages_per_minute: int = 0
+    recipients_per_minute: int = 0
     #: Bytes a mailbox account may hold over all its folders (RFC 9208 STORAGE); 0 = no quota. APPEND past it
     #: is ``NO [OVERQUOTA]``, SMTP to a full mailbox ``452 4.2.2``.
     mailbox_quota: int = 0
@@ -379,6 +379,13 @@ def _positive(reader: _Reader, name: str, default: T, convert: Callable[[Any], T
     return convert(value)
 
 
+def _rate(reader: _Reader, name: str, default: int) -> int:
+    """A per-minute ceiling; 0 means none (Postfix's anvil rate limits are off by default too)."""
+    value = reader.get(name, int, default)
+    reader.check(name, value >= 0, "must be a number per minute, or 0 for no limit")
+    return value
+
+
 def _domain(reader: _Reader, name: str, value: str) -> str:
     value = value.strip().lower().rstrip(".")
     labels = value.split(".")
@@ -503,10 +510,9 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
         imap_literal_authenticated=_positive(lim, "imap_literal_authenticated", d.imap_literal_authenticated, int),
         failed_logins_per_address=_positive(lim, "failed_logins_per_address", d.failed_logins_per_address, int),
         connections_per_address=_positive(lim, "connections_per_address", d.connections_per_address, int),
-        connection_rate_per_address=_positive(
-            lim, "connection_rate_per_address", d.connection_rate_per_address, int),
-        messages_per_minute=_positive(lim, "messages_per_minute", d.messages_per_minute, int),
-        recipients_per_minute=_positive(lim, "recipients_per_minute", d.recipients_per_minute, int),
+        connection_rate_per_address=_rate(lim, "connection_rate_per_address", d.connection_rate_per_address),
+        messages_per_minute=_rate(lim, "messages_per_minute", d.messages_per_minute),
+        recipients_per_minute=_rate(lim, "recipients_per_minute", d.recipients_per_minute),
         mailbox_quota=lim.get("mailbox_quota", int, d.mailbox_quota),
     )
     lim.check("mailbox_quota", limits.mailbox_quota >= 0, "must be a number of bytes (0 means no quota)")

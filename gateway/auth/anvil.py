@@ -4,6 +4,8 @@
   concurrency limit, 50) and at most ``connection_rate_per_address`` opened per minute;
 - messages: at most ``messages_per_minute`` messages and ``recipients_per_minute`` recipients per minute per
   account, whatever address it sends from.
+The three rates are off (0) by default, as Postfix's: a lab system legitimately sends hundreds of results a
+minute; a structure sets them for its patients' and people's accounts.
 
 A listener calls :meth:`Anvil.open` when a connection arrives and :meth:`Lease.close` when it ends (a refused
 connection is answered with :attr:`Refusal.reason` and closed); the submission handler calls
@@ -110,8 +112,8 @@ class _Windows:
 class Anvil:
     """Connection and message limits per address and per account, for one process's listeners."""
 
-    def __init__(self, connections_per_address: int = 50, connection_rate_per_address: int = 100,
-                 messages_per_minute: int = 120, recipients_per_minute: int = 1000,
+    def __init__(self, connections_per_address: int = 50, connection_rate_per_address: int = 0,
+                 messages_per_minute: int = 0, recipients_per_minute: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.connections_per_address = connections_per_address
         self.connection_rate_per_address = connection_rate_per_address
@@ -137,7 +139,8 @@ class Anvil:
                         open=self._open[client_ip], ceiling=self.connections_per_address)
             return Refusal(f"Too many connections from your address (at most {self.connections_per_address} at "
                            "once); close some and try again", "connections_per_address")
-        if self._connections.total(client_ip, now) >= self.connection_rate_per_address:
+        rate = self.connection_rate_per_address
+        if rate and self._connections.total(client_ip, now) >= rate:
             log.warning("limit", limit="connection_rate_per_address", protocol=protocol, client=client_ip,
                         ceiling=self.connection_rate_per_address)
             return Refusal(f"Too many connections from your address in the last minute (at most "
@@ -160,13 +163,13 @@ class Anvil:
         """Count one message with ``recipients`` recipients for the account; the refusal sentence, or None."""
         now = self._clock()
         messages = self._messages.total(mailbox_id, now)
-        if messages + 1 > self.messages_per_minute:
+        if self.messages_per_minute and messages + 1 > self.messages_per_minute:
             log.warning("limit", limit="messages_per_minute", client=client_ip, mailbox_id=mailbox_id,
                         ceiling=self.messages_per_minute)
             return (f"Too many messages from your account in the last minute (at most {self.messages_per_minute});"
                     " try again in a minute")
         sent = self._recipients.total(mailbox_id, now)
-        if sent + recipients > self.recipients_per_minute:
+        if self.recipients_per_minute and sent + recipients > self.recipients_per_minute:
             log.warning("limit", limit="recipients_per_minute", client=client_ip, mailbox_id=mailbox_id,
                         ceiling=self.recipients_per_minute, recipients=recipients)
             return (f"Too many recipients from your account in the last minute (at most "
