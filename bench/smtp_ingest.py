@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.pki import make_pki  # noqa: E402
 from support.process import GatewayProcess  # noqa: E402
 from support.store import Store  # noqa: E402
+from support.workers import configure  # noqa: E402
 
 RECIPIENT = "inbox@pro.gateway.test"
 
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=6000, help="total messages")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=None, help="[gateway] workers (default: one per core)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -104,6 +106,8 @@ def main() -> None:
         for address in [*senders, RECIPIENT]:
             store.add_mailbox(address)
         gateway = GatewayProcess(folder / "gw", make_pki(folder / "pki"), url, log_level="warning")
+        if args.workers is not None:
+            configure(gateway, workers=args.workers)
         gateway.start()
         try:
             per_session = max(1, args.messages // args.sessions)
@@ -115,7 +119,8 @@ def main() -> None:
         stored = store.count_messages()
     latencies.sort()
     total = len(latencies)
-    print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; sessions: {args.sessions}; "
+    print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; workers: {args.workers or 'cores'}; "
+          f"sessions: {args.sessions}; "
           f"messages: {total} of 1 KiB; stored in total (with warm-up): {stored}")
     print(f"throughput: {total / elapsed:.0f} msg/s over {elapsed:.1f} s")
     print(f"latency: p50 {statistics.median(latencies) * 1000:.1f} ms, "
