@@ -144,7 +144,7 @@ class RelayHandler:
                 return await self._refuse_peer(session, verdict, replies.RELAY_SENDER_NOT_CERTIFIED,
                                                "sender_not_certified", parsed.address)
             sender = parsed.address
-        envelope.mail_from = sender
+        envelope.mail_from = sender or NULL_SENDER  # aiosmtpd reads an empty sender as "no MAIL yet"
         envelope.mail_options.extend(mail_options)
         envelope.targets = []  # type: ignore[attr-defined]
         envelope.relay_peer = _peer_name(verdict)  # type: ignore[attr-defined]
@@ -157,9 +157,9 @@ class RelayHandler:
         if len(targets) >= self.config.limits.recipients_per_message:
             return str(replies.TOO_MANY_RECIPIENTS)
         async with self.committer.reader() as db:
-            decision = await decide_relayed(db, self.config, address, envelope.mail_from or "")
+            decision = await decide_relayed(db, self.config, address, sender_of(envelope))
         if decision.target is None:
-            sender = envelope.mail_from or None
+            sender = sender_of(envelope) or None
             await self.committer.run(lambda s: record_relay_refusal(s, peer, sender, decision))
             return str(decision.reply)
         if decision.target.address not in envelope.rcpt_tos:
@@ -177,7 +177,7 @@ class RelayHandler:
             return str(replies.BAD_HEADERS)
         peer: str = envelope.relay_peer  # type: ignore[attr-defined]
         targets: list[Target] = list(envelope.targets)  # type: ignore[attr-defined]
-        mail_from = envelope.mail_from or ""
+        mail_from = sender_of(envelope)
         raw = self._received(session, peer, targets) + raw
 
         key = receipt_key(peer, summary.message_id, mail_from, [t.address for t in targets])
@@ -247,6 +247,16 @@ class RelayHandler:
 PRUNE_INTERVAL = 3600.0
 #: The answer to a message already accepted (within ``relay.dedupe_window``): stored once, acknowledged again.
 DUPLICATE = replies.ACCEPTED.with_text("Message accepted (already received)")
+
+
+#: The null reverse-path of bounces, DSNs and MDNs (RFC 5321 4.5.5), as the envelope keeps it.
+NULL_SENDER = "<>"
+
+
+def sender_of(envelope: Envelope) -> str:
+    """The envelope sender, ``""`` for the null reverse-path."""
+    mail_from = envelope.mail_from or ""
+    return "" if mail_from == NULL_SENDER else mail_from
 
 
 def receipt_key(peer: str, message_id: str | None, mail_from: str, recipients: list[str]) -> str | None:

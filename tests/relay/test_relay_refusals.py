@@ -142,3 +142,17 @@ def test_submission_to_a_domain_not_on_the_whitelist_is_refused_at_rcpt(b: Opera
         code, text = client.rcpt("dr.gamma@pro.c.test")
         assert code == 550 and text.startswith(b"5.7.1") and b"Relaying denied" in text
         assert client.rcpt("dr.alpha@pro.a.test")[0] == 250  # whitelisted: accepted into the queue
+
+
+def test_a_bounce_with_the_null_sender_from_a_whitelisted_operator_is_delivered(
+        b: OperatorProcess, pki: PKIFiles, tmp_path: Path):
+    """RFC 5321 4.5.5: DSNs and MDNs come with ``MAIL FROM:<>``; the relay accepts them for our mailboxes."""
+    a_cert = pki.pki.operator("mx.a.test", ("pro.a.test", "patient.a.test"))
+    bounce = message("MAILER-DAEMON@pro.a.test", DR_B, "Undelivered Mail Returned to Sender")
+    with b.relay_client(a_cert, tmp_path) as client:
+        assert client.mail("")[0] == 250
+        assert client.rcpt(DR_B)[0] == 250
+        code, _ = client.data(bounce)
+    assert code == 250
+    stored = Store(b.store_url).messages_in(DR_B)
+    assert len(stored) == 1 and b"Undelivered Mail Returned to Sender" in stored[0]
