@@ -1,6 +1,6 @@
 """IMAP benchmark: a real ``gateway serve`` process, driven over TLS, figures printed.
 
-Measures (issue 3):
+Measures:
 - commands/s of a FETCH / SEARCH / STORE mix with 10 concurrent clients;
 - IDLE wake-up latency (SMTP submission accepted -> untagged EXISTS at the idling client), p50 / p99;
 - SELECT latency, and paging (FETCH of 50 headers), on a 100,000-message INBOX beside a 100-message one;

@@ -133,7 +133,7 @@ class Gateway:
         log.info("listening", service="card", address=str(card.listen))
 
     def _start_filing(self) -> None:
-        """Issue 4: file the documents of delivered messages, and import from upstream operator mailboxes."""
+        """File the documents of delivered messages, and import from upstream operator mailboxes."""
         if self.config.documents is None and not self.config.upstreams and self.config.dmp is None:
             return
         from gateway.documents.cda import SchemaUnavailable, load_schema, use_schema
@@ -151,7 +151,7 @@ class Gateway:
         worker = FilingWorker(self.config, self.sessions, self.reads, self.hub)
         worker.start()
         self._closers.append(worker.stop)
-        if self.config.dmp is not None:  # issue 6: deposits considered by the worker are sent by the outbox
+        if self.config.dmp is not None:  # deposits considered by the worker are sent by the outbox
             from gateway.dmp_bridge.daemon import DmpBridge
 
             bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub)  # woken by the commit that queues

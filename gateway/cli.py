@@ -355,7 +355,7 @@ def cmd_conversation(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- development PKI (issue 5) ----------------------------------------------------------------------------------
+# --- development PKI ----------------------------------------------------------------------------------------------
 def cmd_pki(args: argparse.Namespace) -> int:
     """The development PKI standing in for IGC-Santé: never for production, never committed."""
     from cryptography import x509
@@ -413,7 +413,7 @@ def _pem() -> Any:
     return Encoding.PEM
 
 
-# --- outbound queue (issue 5) ---------------------------------------------------------------------------------
+# --- outbound queue ---------------------------------------------------------------------------------------------
 def cmd_queue(args: argparse.Namespace) -> int:
     from gateway.smtp import outbound
 

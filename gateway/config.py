@@ -266,7 +266,7 @@ class DmpSettings:
 
 @dataclass(frozen=True)
 class CardSettings:
-    """The endpoint card agents report to (issue 7), over mutual TLS with the agents' certificates."""
+    """The endpoint card agents report to, over mutual TLS with the agents' certificates."""
 
     listen: Listen
     client_ca: Path

@@ -1,4 +1,4 @@
-"""Smart-card readers: the workstation's card agent and the gateway's presence windows (issue 7, R14, R18).
+"""Smart-card readers: the workstation's card agent and the gateway's presence windows (R14, R18).
 
 ``atr`` recognises cards, ``watcher`` follows PC/SC readers (pyscard), ``spool`` and ``client`` carry the agent's
 events to the gateway in order, ``agent`` is the ``gateway card-agent`` command, ``endpoint`` is the gateway's

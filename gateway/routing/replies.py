@@ -64,7 +64,7 @@ LOGIN_THROTTLED = Reply(454, "4.7.0", "Too many failed logins from your address;
 AUTH_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
-# --- Relay between operators, outbound delivery and certificate login (issue 5) -----------------------------
+# --- Relay between operators, outbound delivery and certificate login ---------------------------------------
 RELAY_NO_CERTIFICATE = Reply(530, "5.7.0", "Relay refused: present your operator client certificate; mail between "
                                            "operators needs mutual TLS")
 RELAY_CERT_EXPIRED = Reply(550, "5.7.1", "Relay refused: your client certificate (or its issuer) is expired or "

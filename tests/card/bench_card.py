@@ -1,4 +1,4 @@
-"""Figures for the card agent (issue 7), on the real PC/SC stack of the tests. Run as root from the repository:
+"""Figures for the card agent, on the real PC/SC stack of the tests. Run as root from the repository:
 
     .venv/bin/python tests/card/bench_card.py [--cycles 30]
 

@@ -1,4 +1,4 @@
-"""Issue 5 on the IMAP listeners: practice software logs in with its client certificate (SASL EXTERNAL)."""
+"""The IMAP listeners: practice software logs in with its client certificate (SASL EXTERNAL)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Revision ID: card_0001
 Revises: 0001
 Create Date: 2026-11-22 09:00:00
 
-Issue 7: workstations' card agents (known by their client certificate) report card insertions and removals;
+Workstations' card agents (known by their client certificate) report card insertions and removals;
 a Vitale insertion whose patient is known opens a presence window used by the DMP's "patient present" mode (R14).
 """
 

@@ -4,7 +4,7 @@ Revision ID: imap_0001
 Revises: 0001
 Create Date: 2026-11-22 09:10:00
 
-Selected IMAP sessions learn about expunges by MODSEQ (issue 3): ``imap_expunged`` records each removed UID
+Selected IMAP sessions learn about expunges by MODSEQ: ``imap_expunged`` records each removed UID
 with the folder MODSEQ of its removal.
 """
 

@@ -4,7 +4,7 @@ Revision ID: imap_0002
 Revises: imap_0001
 Create Date: 2026-11-22 12:30:00
 
-SELECT reports the first unseen message and STATUS the unseen count (issue 3). Read from the flags text, both
+SELECT reports the first unseen message and STATUS the unseen count. Read from the flags text, both
 scan the whole folder; ``seen`` mirrors ``\\Seen`` in ``flags`` (every writer sets both) and the index
 (folder_id, seen, uid) answers them by a range of the index.
 """

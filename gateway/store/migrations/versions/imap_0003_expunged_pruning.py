@@ -4,7 +4,7 @@ Revision ID: imap_0003
 Revises: imap_0002
 Create Date: 2026-11-22 13:00:00
 
-``imap_expunged`` grew with every expunge (issue 3). Records older than the retention are now deleted, and
+``imap_expunged`` grew with every expunge. Records older than the retention are now deleted, and
 ``folders.expunged_floor`` keeps the highest MODSEQ deleted, so that a session last synchronised before it
 compares UID lists instead of missing expunges.
 """
