@@ -1,7 +1,9 @@
 """One connection's byte stream: TLS upgrade, COMPRESS=DEFLATE, read timeouts and flow-controlled writes.
 
-Every write is followed by ``drain()``: a client that reads slowly holds the FETCH producer back at the
-transport's write-buffer limit instead of making the server buffer a whole answer (RFC 9051 5.5).
+Writes are corked: a command's untagged lines and its tagged answer collect in one buffer that goes out as
+one TLS record (and one compressed block) when the session next waits for the client, or when it reaches
+:data:`FLUSH_AT`. Every flush is followed by ``drain()``: a client that reads slowly holds the FETCH producer
+back at the transport's write-buffer limit instead of making the server buffer a whole answer (RFC 9051 5.5).
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -21,6 +23,8 @@ from gateway.imap.engine.compress import Deflate
 READ_CHUNK = 64 * 1024
 #: Transport write-buffer high-water mark: above it ``drain()`` waits for the client.
 WRITE_HIGH = 256 * 1024
+#: Corked output sent without waiting for the end of the command once it reaches this size.
+FLUSH_AT = 64 * 1024
 
 
 #: glibc ``mallopt`` parameters and the fixed value given to both.
@@ -66,6 +70,8 @@ class Channel:
         self.reader = reader
         self.writer = writer
         self.deflate: Deflate | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
         transport = writer.transport
         if hasattr(transport, "set_write_buffer_limits"):
             transport.set_write_buffer_limits(high=WRITE_HIGH)
@@ -96,7 +102,11 @@ class Channel:
 
     # --- reading --------------------------------------------------------------------------------------------
     async def read(self, timeout: float) -> bytes:  # noqa: ASYNC109 - the autologout timer of the caller's state
-        """The next bytes from the client, decompressed; raises :class:`Closed` or :class:`TimedOut`."""
+        """The next bytes from the client, decompressed; raises :class:`Closed` or :class:`TimedOut`.
+
+        What was written so far goes out first: the client may be waiting for it before it sends more."""
+        if self._out:
+            await self.flush()
         deflate = self.deflate
         if deflate is not None and deflate.pending:
             try:
@@ -124,9 +134,23 @@ class Channel:
 
     # --- writing --------------------------------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
-        """Send ``data`` and wait until the transport's buffer is under its limit."""
-        if self.deflate is not None:
-            data = self.deflate.compress(data)
+        """Add ``data`` to the output; sent at the next read or :meth:`flush`, or now if the buffer is full."""
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= FLUSH_AT:
+            await self.flush()
+
+    def _take(self) -> bytes:
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        return self.deflate.compress(data) if self.deflate is not None else data
+
+    async def flush(self) -> None:
+        """Send the corked output and wait until the transport's buffer is under its limit."""
+        if not self._out:
+            return
+        data = self._take()
         try:
             self.writer.write(data)
             await self.writer.drain()
@@ -134,24 +158,30 @@ class Channel:
             raise Closed() from None
 
     def write_nowait(self, data: bytes) -> None:
-        """Queue ``data`` without waiting (a BYE on the way out)."""
-        if self.deflate is not None:
-            data = self.deflate.compress(data)
+        """Queue the corked output and ``data`` without waiting (a BYE on the way out)."""
+        self._out.append(data)
+        data = self._take()
         if not self.writer.is_closing():
             self.writer.write(data)
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
+        await self.flush()  # the OK that invited the handshake goes out in clear (RFC 9051 6.2.1)
         try:
             await asyncio.wait_for(self.writer.start_tls(context), 30.0)
         except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
             raise Closed() from None
 
     def start_compress(self) -> None:
+        """The corked output (the tagged OK) is queued uncompressed; everything after it is compressed (RFC 4978 3)."""
+        if self._out and not self.writer.is_closing():
+            self.writer.write(self._take())
         self.deflate = Deflate()
 
     async def close(self) -> None:
         writer = self.writer
         try:
+            if self._out and not writer.is_closing():
+                writer.write(self._take())
             if not writer.is_closing():
                 try:
                     async with asyncio.timeout(5):

@@ -425,6 +425,7 @@ async def idle(session: Session, cmd: c.Idle) -> Done:
                 # the account check keeps its own pace rather than costing each of them a query per change.
                 selected.changed.clear()
                 await selected.announce(session, expunges=True)
+                await session.channel.flush()  # the client is reading, not sending: push the updates now
                 await session.check_account()
             else:
                 await session.check_account(force=True)
