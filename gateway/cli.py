@@ -554,6 +554,7 @@ DELEGATED = {
     "card-agent": ("gateway.card.agent", "the workstation's smart-card agent"),
     "card": ("gateway.card.admin", "register, list, deactivate card agents"),
     "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
+    "psc-simulator": ("gateway.psc.simulator", "a local Pro Sante Connect (OpenID Connect) for development and tests"),
     "dev-stack": ("gateway.devstack", "the development stack: DMP simulator, gateway and demo (make run)"),
 }
 
