@@ -527,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     dns_records.register(sub, with_config)
     dmp.register(sub, with_config)
     throttle.register(sub, with_config)
+    from gateway.commands import directory
+
+    directory.register(sub, with_config)
     from gateway.commands import backup, mail_transfer, manpages, migrate
 
     migrate.register(sub, with_config)
@@ -555,6 +558,7 @@ DELEGATED = {
     "card": ("gateway.card.admin", "register, list, deactivate card agents"),
     "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
     "psc-simulator": ("gateway.psc.simulator", "a local Pro Sante Connect (OpenID Connect) for development and tests"),
+    "directory-simulator": ("gateway.directory.simulator", "a local Annuaire Santé (FHIR) for development and tests"),
     "dev-stack": ("gateway.devstack", "the development stack: DMP simulator, gateway and demo (make run)"),
 }
 

@@ -13,7 +13,10 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from gateway.directory.settings import DirectorySettings
 
 T = TypeVar("T")
 
@@ -202,6 +205,8 @@ class Config:
     metrics: MetricsSettings | None = None
     #: ``[autoconfig]``: mail-client autoconfiguration (Thunderbird, Outlook) served over HTTP (gateway/ops).
     autoconfig: AutoconfigSettings | None = None
+    #: ``[directory]``: the Annuaire Santé (gateway/directory): DMP authors, lookups, the optional RCPT check.
+    directory: DirectorySettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -220,10 +225,12 @@ class DmpProfessional:
     given: str
     mailbox: str
     #: Profession code (TRE_G15, e.g. "10" médecin) and its label: VIHF subject:role and XDS authorRole.
-    role: str = "10"
+    #: Empty: read from the Annuaire Santé (gateway/dmp_bridge/authors.py); given, it overrides the directory.
+    role: str = ""
     role_name: str = ""
     #: Specialty code (TRE_R38, e.g. "SM26") and its label: VIHF subject:role and XDS authorSpecialty.
-    specialty: str = "SM26"
+    #: Empty: read from the Annuaire Santé; given, it overrides the directory.
+    specialty: str = ""
     specialty_name: str = ""
 
 
@@ -541,12 +548,15 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     card = _card_section(root, path, tls)
     dmp = _dmp_section(root, path)
     metrics, autoconfig = _ops_sections(root)
+    from gateway.directory.settings import parse_section as directory_section
+
+    directory = directory_section(root, path)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
                   stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig,
-                  software_reference=software_reference, log_file=log_file)
+                  software_reference=software_reference, log_file=log_file, directory=directory)
 
 
 @dataclass(frozen=True)
@@ -666,12 +676,15 @@ def _dmp_section(root: _Reader, path: Callable[..., Path | None]) -> DmpSettings
         national_id = pro.get("national_id", str, required=True)
         pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
                   "must be '8' followed by the 11-digit RPPS number")
-        role = pro.get("role", str, required=True)
-        pro.check("role", _DMP_CODE.fullmatch(role) is not None and role.isdigit(),
-                  "must be a profession code of TRE_G15 such as '10' (médecin)")
-        specialty = pro.get("specialty", str, required=True)
-        pro.check("specialty", _DMP_CODE.fullmatch(specialty) is not None,
-                  "must be a specialty code of TRE_R38 such as 'SM26' (médecine générale)")
+        # Without role or specialty they come from the Annuaire Santé ([directory]); given, they override it.
+        role = pro.get("role", str, "")
+        pro.check("role", role == "" or (_DMP_CODE.fullmatch(role) is not None and role.isdigit()),
+                  "must be a profession code of TRE_G15 such as '10' (médecin), or absent to read it from the "
+                  "Annuaire Santé")
+        specialty = pro.get("specialty", str, "")
+        pro.check("specialty", specialty == "" or _DMP_CODE.fullmatch(specialty) is not None,
+                  "must be a specialty code of TRE_R38 such as 'SM26' (médecine générale), or absent to read it "
+                  "from the Annuaire Santé")
         professionals.append(DmpProfessional(national_id, pro.get("family", str, required=True),
                                              pro.get("given", str, required=True),
                                              pro.get("mailbox", str, required=True).lower(),
