@@ -106,6 +106,12 @@ class Gateway:
         self.committer.start()
         http = await start_http(self.config, self.reads, self.listeners)  # metrics, probes, autoconfig
         self._closers.append(http.close)
+        if self.config.web is not None:  # the staff console (gateway/web), stateless: every worker serves it
+            from gateway.web.app import start_web
+
+            console = await start_web(self.config, self.sessions)
+            self._closers.append(console.close)
+            self.listeners.up("web", self.config.web.listen)
         if self.config.submission:
             await self._smtp_listener(self.config.submission, implicit_tls=False)
         if self.config.submissions:
