@@ -154,7 +154,8 @@ class Gateway:
         if self.config.dmp is not None:  # deposits considered by the worker are sent by the outbox
             from gateway.dmp_bridge.daemon import DmpBridge
 
-            bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub)  # woken by the commit that queues
+            bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub,
+                               directory=self.config.directory)  # woken by the commit that queues
             bridge.start()
             self._closers.append(bridge.stop)
         for settings in self.config.upstreams:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import DmpSettings
+from gateway.directory.settings import DirectorySettings
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
@@ -86,9 +87,11 @@ class DmpBridge(Background):
     name = "dmp-outbox"
 
     def __init__(self, settings: DmpSettings, sessions: async_sessionmaker[AsyncSession],
-                 hub: ChangeHub | None = None) -> None:
+                 hub: ChangeHub | None = None, directory: DirectorySettings | None = None) -> None:
         super().__init__()
         self.settings = settings
+        #: Authors' profession, specialty and structure come from the Annuaire Santé when configured (authors.py).
+        self.directory = directory.client() if directory is not None else None
         self.policy = policy_from(settings)
         client_cert = load_issued(str(settings.client_certificate), str(settings.client_key))
         signer = load_issued(str(settings.signing_certificate), str(settings.signing_key))
@@ -97,7 +100,8 @@ class DmpBridge(Background):
         self.client = DmpClient(endpoint, client_cert)
         self.worker = OutboxWorker(sessions, Depositor(self.client, signer, self.policy, software_from(settings)),
                                    self.policy, concurrency=settings.concurrency, lease=settings.lease,
-                                   backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling), hub=hub)
+                                   backoff=Backoff(settings.retry_base, 2.0, settings.retry_ceiling), hub=hub,
+                                   directory=self.directory)
 
     async def main(self) -> None:
         stop = asyncio.Event()
@@ -106,3 +110,5 @@ class DmpBridge(Background):
         finally:
             stop.set()
             await self.client.close()
+            if self.directory is not None:
+                await self.directory.close()

@@ -216,7 +216,7 @@ def _author(parent: etree._Element, ids: _Ids, scheme: str, obj: str, author: Pr
     cl = etree.SubElement(parent, _rim("Classification"), classificationScheme=scheme, classifiedObject=obj,
                           id=ids.next("cl"), nodeRepresentation="")
     _slot(cl, "authorPerson", [author.xcn()])
-    _slot(cl, "authorInstitution", [structure.xon()])
+    _slot(cl, "authorInstitution", [(author.institution or structure).xon()])  # from the directory (authors.py)
     _slot(cl, "authorRole", [f"{author.profession.code}^{author.profession.display}^{author.profession.system}"])
     _slot(cl, "authorSpecialty", [f"{author.specialty.code}^{author.specialty.display}^{author.specialty.system}"])
 

@@ -34,6 +34,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.codes.rules import Rule
 from gateway.dmp_bridge import constants as c
+from gateway.dmp_bridge.authors import AuthorDirectory, Unresolved
+from gateway.dmp_bridge.authors import resolve as resolve_author
 from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare, submission_uid_for, together
 from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
@@ -200,8 +202,11 @@ class OutboxWorker:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], depositor: Depositor, policy: DepositPolicy, *,
                  concurrency: int = 8, lease: float = 300.0, backoff: Backoff | None = None,
-                 poll_interval: float = 1.0, worker_id: str | None = None, hub: ChangeHub | None = None) -> None:
+                 poll_interval: float = 1.0, worker_id: str | None = None, hub: ChangeHub | None = None,
+                 directory: AuthorDirectory | None = None) -> None:
         self.sessions = sessions
+        #: The Annuaire Santé the authors' profession, specialty and structure come from (authors.py).
+        self.directory = directory
         self.depositor = depositor
         self.policy = policy
         self.concurrency = concurrency
@@ -282,6 +287,10 @@ class OutboxWorker:
         if author is None:
             return await self._finish(job, REFUSED, Rule.R12, "not_a_professional",
                                       f"The author {job.author_id} is no longer a professional of the structure.")
+        described = await resolve_author(author, self.policy.structure, self.directory)
+        if isinstance(described, Unresolved):  # R15: never a guessed author; wait and try again later
+            return (await self._settle([(job, Answer(RETRY, Rule.R15, described.code, described.reason))]))[0]
+        author = described
         try:
             return prepare(job.cda, title=job.title, visibility=job.visibility, author=author,
                            submission_uid=job.submission_uid, policy=self.policy)
@@ -345,7 +354,7 @@ class OutboxWorker:
                 if answer.state == RETRY:
                     await record(session, "dmp.deposit.retry", RETRY, rule=Rule.R18, actor=self.worker_id,
                                  message_id=job.message_id, job_id=job.id, attempts=job.attempts, delay=delay,
-                                 error=answer.text[:300], submission_uid=job.submission_uid)
+                                 error=answer.text[:300], submission_uid=job.submission_uid, code=answer.code)
                 else:
                     await record(session, f"dmp.deposit.{answer.state}", answer.state, rule=answer.rule,
                                  actor=self.worker_id, message_id=job.message_id, job_id=job.id, code=answer.code,

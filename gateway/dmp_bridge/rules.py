@@ -97,6 +97,9 @@ class Professional:
     mailbox: str = ""  # the professional's PER mailbox address, if any
     profession: Code = DEFAULT_PROFESSION
     specialty: Code = DEFAULT_SPECIALTY
+    #: The structure of the practice situation the Annuaire Santé publishes for this author (XDS
+    #: authorInstitution); None: the structure hosting the gateway (see gateway/dmp_bridge/authors.py).
+    institution: Structure | None = None
 
     def xcn(self) -> str:
         """HL7 v2 XCN as the DMP wants it for authorPerson and legalAuthenticator."""

@@ -20,6 +20,7 @@ from gateway.auth.accounts import Account
 from gateway.codes.identity_status import is_qualified
 from gateway.codes.rules import Rule
 from gateway.config import Config
+from gateway.filing.jobs import wants_filing
 from gateway.ins_matching.nir import is_well_formed, key_ok
 from gateway.routing import conversations, replies
 from gateway.routing.addresses import Destination, Local, PatientAddress, Remote, classify
@@ -251,15 +252,6 @@ def decide_relayed_facts(config: Config, sender: str, destination: Destination |
                     Target(destination.address, facts.mailbox.id, "remote-to-pro"))
 
 
-def wants_filing(config: Config, address: str) -> bool:
-    """Whether mail delivered to ``address`` is filed (R10): listed mailboxes, or every professional INBOX."""
-    settings = config.documents
-    if settings is None:
-        return False
-    return address.lower() in settings.filing_mailboxes or (
-        settings.file_all_inboxes and address.rpartition("@")[2] in config.domains)
-
-
 def with_filing(config: Config, decision: Decision) -> Decision:
     """Mark an accepted local recipient whose mail is filed (R10), so every door files it alike."""
     target = decision.target
@@ -288,7 +280,13 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
     facts = RecipientFacts()
     if not isinstance(destination, Reply):
         facts = await recipients.load(session, wanted_submitted(config, who, destination))
-    return with_filing(config, await _quota(session, config, decide_submitted(config, who, destination, facts)))
+    decision = decide_submitted(config, who, destination, facts)
+    if decision.kind == "rcpt.accepted.remote" and config.directory is not None and config.directory.check_recipients:
+        from gateway.directory.recipients import is_published
+
+        if await is_published(config.directory, decision.target.address if decision.target else address) is False:
+            return _refuse(replies.NOT_PUBLISHED, None, "rcpt.refused.not_published")
+    return with_filing(config, await _quota(session, config, decision))
 
 
 async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "") -> Decision:

@@ -38,6 +38,9 @@ ADDRESS_TRICK = Reply(550, "5.7.1", "Relaying denied: %-hacks, '!' paths, source
                                     "are not accepted")
 BAD_ADDRESS = Reply(501, "5.1.3", "Bad recipient address syntax")
 UNKNOWN_MAILBOX = Reply(550, "5.1.1", "No such mailbox here")
+#: ``[directory] check_recipients``: the remote address is not in the Annuaire Santé (gateway/directory).
+NOT_PUBLISHED = Reply(550, "5.1.1", "This address is not published in the Annuaire Sante; check the address "
+                                    "with the recipient (gateway directory mailbox ADDRESS)")
 DISABLED_MAILBOX = Reply(550, "5.2.1", "This mailbox is disabled")
 #: Temporary (RFC 3463 4.2.2): the sender retries and the mail arrives once the user has made room.
 MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
