@@ -1,10 +1,21 @@
-"""Benchmark: SMTP ingest of 1 KiB messages over concurrent authenticated TLS sessions, durably stored and routed.
+"""Benchmark: SMTP submission over STARTTLS + AUTH PLAIN, durably stored; optionally beside Debian's Postfix.
 
-Starts a real gateway process on SQLite (or --store-url) with a fresh PKI, opens N sessions with aiosmtplib
-(STARTTLS, AUTH PLAIN once per session), sends messages for a fixed count, and prints messages/s and latency
-percentiles. Every 250 counted was given after the commit.
+Starts a real gateway process on SQLite (or --store-url) with a fresh PKI and drives it with aiosmtplib from
+several client processes. Two modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new
+connection, STARTTLS and AUTH for every message). For each mode, message size (1 KiB, 100 KiB, 1 MiB) and
+number of sessions it prints messages/s, MB/s, p50/p99 latency (a message's MAIL..250, or in ``login`` mode its
+whole connection), the server's CPU per message (user + system of every server process, from /proc) and the
+load average at the end of the round. Every 250 counted was given after the commit.
 
-    .venv/bin/python bench/smtp_ingest.py --sessions 20 --messages 6000
+With ``--postfix`` a private Postfix (bench/postfix_peer.py: own config folder and port, the same certificate,
+SASL PLAIN from a sasldb, delivery by ``virtual`` into Maildir) gets the same load in the same run, each round
+right after the gateway's, and the ratio gateway/Postfix is printed. Postfix is installed with apt-get when
+missing (as root), and stopped at the end.
+
+    .venv/bin/python bench/smtp_ingest.py --sessions 20 --messages 3000
+    .venv/bin/python bench/smtp_ingest.py --modes reuse,login --sizes 1k,100k,1m --sessions 1,20,50 --postfix
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
@@ -12,8 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
+import shutil
 import ssl
-import statistics
 import sys
 import tempfile
 import time
@@ -25,23 +37,31 @@ import aiosmtplib
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from postfix_peer import PostfixPeer, Unavailable, cpu_seconds  # noqa: E402
 from support.pki import make_pki  # noqa: E402
-from support.process import GatewayProcess  # noqa: E402
+from support.process import GatewayProcess, free_port  # noqa: E402
 from support.store import Store  # noqa: E402
 from support.workers import configure  # noqa: E402
 
-RECIPIENT = "inbox@pro.gateway.test"
+DOMAIN = "pro.gateway.test"
+RECIPIENT = f"inbox@{DOMAIN}"
+PASSWORD = "secret-password"
+SIZES = {"1k": 1024, "100k": 100 * 1024, "1m": 1024 * 1024}
 
 
-def body(sender: str, index: int) -> bytes:
+def body(sender: str, index: int, size: int) -> bytes:
     head = (f"From: {sender}\r\nTo: {RECIPIENT}\r\nSubject: bench {index}\r\n"
-            f"Message-ID: <{index}.{sender}>\r\n\r\n").encode()
-    return head + b"x" * (1024 - len(head) - 2) + b"\r\n"
+            f"Message-ID: <{index}.{os.getpid()}.{sender}>\r\n\r\n").encode()
+    line = b"x" * 76 + b"\r\n"
+    lines = max(0, (size - len(head)) // len(line))
+    return head + line * lines
 
 
 @dataclass(frozen=True)
 class Target:
+    name: str
     port: int
     ca_file: str
 
@@ -49,82 +69,182 @@ class Target:
         return ssl.create_default_context(cafile=self.ca_file)
 
 
-async def session(target: Target, sender: str, count: int, latencies: list[float]) -> None:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=target.port, tls_context=target.tls(),
-                             start_tls=True, timeout=60)
-    await client.connect()
-    await client.login(sender, "secret-password")
-    for i in range(count):
+@dataclass(frozen=True)
+class Load:
+    mode: str  # "reuse" or "login"
+    size: int
+    per_session: int
+
+
+async def session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
+    def client() -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(hostname="127.0.0.1", port=target.port, tls_context=target.tls(), start_tls=True,
+                               timeout=120)
+
+    if load.mode == "login":
+        for i in range(load.per_session):
+            started = time.perf_counter()
+            smtp = client()
+            await smtp.connect()
+            await smtp.login(sender, PASSWORD)
+            await smtp.sendmail(sender, [RECIPIENT], body(sender, i, load.size))
+            await smtp.quit()
+            latencies.append(time.perf_counter() - started)
+        return
+    smtp = client()
+    await smtp.connect()
+    await smtp.login(sender, PASSWORD)
+    for i in range(load.per_session):
+        message = body(sender, i, load.size)
         started = time.perf_counter()
-        await client.sendmail(sender, [RECIPIENT], body(sender, i))
+        await smtp.sendmail(sender, [RECIPIENT], message)
         latencies.append(time.perf_counter() - started)
-    await client.quit()
+    await smtp.quit()
 
 
-async def sessions(target: Target, senders: list[str], per_session: int) -> list[float]:
+async def sessions(target: Target, load: Load, senders: list[str]) -> list[float]:
     latencies: list[float] = []
-    await asyncio.gather(*(session(target, s, per_session, latencies) for s in senders))
+    await asyncio.gather(*(session(target, load, s, latencies) for s in senders))
     return latencies
 
 
-def client_process(target: Target, senders: list[str], per_session: int, start: Any) -> list[float]:
+def client_process(target: Target, load: Load, senders: list[str], start: Any) -> list[float]:
     """One load-generating process: its own event loop (uvloop when installed) driving a share of the sessions."""
     start.wait()
     try:
         import uvloop
-        return uvloop.run(sessions(target, senders, per_session))
+        return uvloop.run(sessions(target, load, senders))
     except ImportError:
-        return asyncio.run(sessions(target, senders, per_session))
+        return asyncio.run(sessions(target, load, senders))
 
 
-def run(target: Target, senders: list[str], per_session: int, processes: int) -> tuple[float, list[float]]:
+@dataclass(frozen=True)
+class Figures:
+    messages: int
+    elapsed: float
+    latencies: list[float]
+    cpu: float
+    size: int
+    load_average: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.elapsed
+
+    @property
+    def megabytes(self) -> float:
+        return self.messages * self.size / self.elapsed / 1e6
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[max(0, int(len(ordered) * share) - 1)] * 1000
+
+    def line(self, name: str) -> str:
+        return (f"  {name:8} {self.rate:7.0f} msg/s {self.megabytes:6.1f} MB/s  p50 {self.percentile(0.5):6.1f} ms"
+                f"  p99 {self.percentile(0.99):6.1f} ms  server CPU {self.cpu / self.messages * 1000:5.2f} ms/msg"
+                f"  ({self.messages} msgs, load {self.load_average:.2f})")
+
+
+def run(target: Target, load: Load, senders: list[str], processes: int, server_pid: int) -> Figures:
     """Drive the sessions from several client processes, so that the client is not what is measured."""
+    processes = max(1, min(processes, len(senders)))
     with multiprocessing.Manager() as manager:
         start = manager.Event()
         with multiprocessing.Pool(processes) as pool:
             shares = [senders[i::processes] for i in range(processes)]
-            pending = [pool.apply_async(client_process, (target, share, per_session, start)) for share in shares]
+            pending = [pool.apply_async(client_process, (target, load, share, start)) for share in shares]
+            cpu_before = cpu_seconds(server_pid)
             started = time.perf_counter()
             start.set()
             latencies = [lat for p in pending for lat in p.get()]
-            return time.perf_counter() - started, latencies
+            elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(server_pid) - cpu_before
+    return Figures(len(latencies), elapsed, latencies, cpu, load.size, os.getloadavg()[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--messages", type=int, default=6000, help="total messages")
+    parser.add_argument("--modes", default="reuse", help="reuse, login, or both comma-separated")
+    parser.add_argument("--sizes", default="1k", help="comma-separated among 1k, 100k, 1m")
+    parser.add_argument("--sessions", default="20", help="comma-separated session counts, e.g. 1,20,50")
+    parser.add_argument("--messages", type=int, default=3000,
+                        help="messages per round of 1 KiB in reuse mode (100 KiB: a tenth, 1 MiB: a fiftieth; "
+                             "login mode: a fifth of those)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of each case")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--workers", type=int, default=None, help="[gateway] workers (default: one per core)")
+    parser.add_argument("--postfix", action="store_true", help="run the same load against a private Postfix")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    counts = [int(n) for n in args.sessions.split(",") if n.strip()]
+    if any(m not in ("reuse", "login") for m in modes) or any(s not in SIZES for s in sizes):
+        parser.error("--modes takes reuse and login, --sizes takes 1k, 100k and 1m")
+    largest = max(SIZES[s] for s in sizes)
+    senders = [f"sender{i}@{DOMAIN}" for i in range(max(counts))]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        pki = make_pki(folder / "pki")
         url = args.store_url or f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}"
         store = Store(url)
-        senders = [f"sender{i}@pro.gateway.test" for i in range(args.sessions)]
         for address in [*senders, RECIPIENT]:
-            store.add_mailbox(address)
-        gateway = GatewayProcess(folder / "gw", make_pki(folder / "pki"), url, log_level="warning")
+            store.add_mailbox(address, password=PASSWORD)
+        gateway = GatewayProcess(folder / "gw", pki, url, log_level="warning", message_size=2 * largest + 65536)
         if args.workers is not None:
             configure(gateway, workers=args.workers)
-        gateway.start()
+        postfix = None
+        # Postfix's processes run as the postfix user: its folder must be reachable by it (not under 0700 tmp).
+        postfix_folder = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+        postfix_folder.chmod(0o755)
+        if args.postfix:
+            postfix = PostfixPeer(postfix_folder, pki.server_cert, pki.server_key, free_port(), DOMAIN,
+                                  senders, PASSWORD, 2 * largest + 65536)
         try:
-            per_session = max(1, args.messages // args.sessions)
-            target = Target(gateway.smtp_port, str(gateway.pki.ca_bundle))
-            run(target, senders, max(1, per_session // 10), args.client_processes)  # warm-up
-            elapsed, latencies = run(target, senders, per_session, args.client_processes)
+            gateway.start()
+            assert gateway.process is not None
+            targets = [(Target("gateway", gateway.smtp_port, str(pki.ca_bundle)), gateway.process.pid)]
+            if postfix is not None:
+                try:
+                    postfix.start()
+                except Unavailable as exc:
+                    print(f"{exc} Running the gateway alone.")
+                    postfix = None
+            if postfix is not None:
+                master = postfix.master_pid()
+                assert master is not None
+                targets.append((Target("postfix", postfix.port, str(pki.ca_bundle)), master))
+            print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; "
+                  f"workers: {args.workers or 'one per core'}; cores: {os.cpu_count()}; "
+                  f"postfix: {'Maildir via virtual(8), SASL PLAIN from sasldb' if postfix else 'not run'}")
+            for target, pid in targets:  # warm-up: TLS session caches, pools, first logins
+                run(target, Load("reuse", 1024, 5), senders[:max(counts)], args.client_processes, pid)
+            for mode in modes:
+                for size_name in sizes:
+                    size = SIZES[size_name]
+                    for count in counts:
+                        scale = {"1k": 1, "100k": 10, "1m": 50}[size_name] * (5 if mode == "login" else 1)
+                        total = max(count, args.messages // scale)
+                        load = Load(mode, size, max(1, total // count))
+                        print(f"{mode}, {size_name}, {count} session(s):")
+                        for _ in range(args.rounds):
+                            figures = {}
+                            for target, pid in targets:
+                                figures[target.name] = run(target, load, senders[:count], args.client_processes,
+                                                           pid)
+                                print(figures[target.name].line(target.name), flush=True)
+                            if "postfix" in figures:
+                                ours, theirs = figures["gateway"], figures["postfix"]
+                                cpu_ratio = (ours.cpu / ours.messages) / (theirs.cpu / theirs.messages)
+                                print(f"  ratio gateway/postfix: {ours.rate / theirs.rate:.2f}x msg/s, "
+                                      f"CPU per message {cpu_ratio:.1f}x")
         finally:
             gateway.stop()
-        stored = store.count_messages()
-    latencies.sort()
-    total = len(latencies)
-    print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; workers: {args.workers or 'cores'}; "
-          f"sessions: {args.sessions}; "
-          f"messages: {total} of 1 KiB; stored in total (with warm-up): {stored}")
-    print(f"throughput: {total / elapsed:.0f} msg/s over {elapsed:.1f} s")
-    print(f"latency: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {latencies[int(total * 0.99) - 1] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+            if postfix is not None:
+                postfix.stop()
+                print(f"delivered by postfix: {postfix.delivered()}")
+            shutil.rmtree(postfix_folder, ignore_errors=True)
+        print(f"stored by the gateway (with warm-up): {store.count_messages()}")
 
 
 if __name__ == "__main__":

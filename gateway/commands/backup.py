@@ -34,10 +34,10 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 def _url(args: argparse.Namespace) -> str | None:
     """The configured store's URL, or None when there is no configuration file (restore needs none)."""
-    from gateway.cli import _config_path, load_config
+    from gateway.commands.common import config_path, load_config
     from gateway.config import ConfigError
 
-    if not _config_path(args).is_file():
+    if not config_path(args).is_file():
         return None
     try:
         return str(load_config(args).database_url)
@@ -46,7 +46,7 @@ def _url(args: argparse.Namespace) -> str | None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config
+    from gateway.commands.common import CommandError, load_config
     from gateway.store.db import is_sqlite
     from gateway.transfer import backup
 
@@ -68,7 +68,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError
+    from gateway.commands.common import CommandError
     from gateway.store.db import is_sqlite
     from gateway.transfer import backup
 

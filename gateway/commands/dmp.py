@@ -32,7 +32,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 
 def cmd_dmp(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config, print_rows, run_in_store
+    from gateway.commands.common import CommandError, load_config, print_rows, run_in_store
     from gateway.dmp_bridge import outbox
 
     cfg = load_config(args)
@@ -77,7 +77,7 @@ def cmd_dmp(args: argparse.Namespace) -> int:
 
 def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
     """``deposit`` and ``confirm``: the rules decide as for automatic deposits; each refusal is one sentence."""
-    from gateway.cli import CommandError, run_in_store
+    from gateway.commands.common import CommandError, run_in_store
     from gateway.dmp_bridge.bridge import Considered, consider_manual, consider_message
     from gateway.dmp_bridge.daemon import policy_from
     from gateway.store.models import Message

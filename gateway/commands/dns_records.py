@@ -22,7 +22,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 
 def cmd_dns_records(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config
+    from gateway.commands.common import CommandError, load_config
     from gateway.ops import dns
 
     if not 0 < args.ttl <= 2_147_483_647:  # RFC 2181 section 8

@@ -31,7 +31,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config, print_rows, run_in_store
+    from gateway.commands.common import CommandError, load_config, print_rows, run_in_store
     from gateway.ins_matching import record
 
     cfg = load_config(args)
@@ -86,7 +86,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_documents(args: argparse.Namespace) -> int:
-    from gateway.cli import load_config, print_rows, run_in_store
+    from gateway.commands.common import load_config, print_rows, run_in_store
     from gateway.ins_matching import record
 
     cfg = load_config(args)

@@ -60,7 +60,7 @@ def _guess(path: Path) -> str:
 
 
 async def _account(cfg: Any, address: str) -> tuple[Any, int]:
-    from gateway.cli import CommandError
+    from gateway.commands.common import CommandError
     from gateway.store import db, mailstore
 
     await db.migrate(cfg.database_url)
@@ -74,7 +74,7 @@ async def _account(cfg: Any, address: str) -> tuple[Any, int]:
 
 
 def cmd_mail_import(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config
+    from gateway.commands.common import CommandError, load_config
     from gateway.transfer.names import canonical
 
     cfg = load_config(args)
@@ -95,7 +95,7 @@ def cmd_mail_import(args: argparse.Namespace) -> int:
 
 async def _import(cfg: Any, args: argparse.Namespace, path: Path, kind: str, max_size: int,
                   prefix: str | None) -> int:
-    from gateway.cli import CommandError
+    from gateway.commands.common import CommandError
     from gateway.store import db
     from gateway.transfer import maildir, mbox
     from gateway.transfer.loader import ImportRefused, Item, MailLoader
@@ -163,7 +163,7 @@ def _mtime(path: Path) -> Any:
 
 
 def cmd_mail_export(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config
+    from gateway.commands.common import CommandError, load_config
 
     cfg = load_config(args)
     path: Path = args.path

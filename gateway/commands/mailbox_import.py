@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """``mailbox import``: ``args.address`` holds the CSV file's path."""
     from gateway.auth import hashing
     from gateway.auth.hashing import Argon2Params
-    from gateway.cli import CommandError, load_config
+    from gateway.commands.common import CommandError, load_config
     from gateway.transfer import accounts
 
     cfg = load_config(args)

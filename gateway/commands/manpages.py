@@ -115,11 +115,10 @@ def main_page(parser: argparse.ArgumentParser, groups: list[tuple[str, str]], ve
     return "\n".join(lines)
 
 
-def write_pages(folder: Path, version: str) -> list[Path]:
-    """Write every page into ``folder``; their paths."""
-    from gateway.cli import DELEGATED, build_parser
-
-    parser = build_parser()
+def write_pages(folder: Path, version: str, parser: argparse.ArgumentParser,
+                delegated: dict[str, tuple[str, str]]) -> list[Path]:
+    """Write every page of ``parser`` into ``folder`` (``delegated``: groups with a parser of their own, by
+    command name: module and help); their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     groups: list[tuple[str, str]] = []
@@ -127,8 +126,8 @@ def write_pages(folder: Path, version: str) -> list[Path]:
         if name in ("worker", "man"):
             continue
         summary = help_text.split(";")[0]
-        if name in DELEGATED:
-            text = delegated_page(name, summary, DELEGATED[name][0], version)
+        if name in delegated:
+            text = delegated_page(name, summary, delegated[name][0], version)
         else:
             text = group_page(name, summary, sub, version)
         path = folder / f"gateway-{name}.1"
@@ -141,8 +140,9 @@ def write_pages(folder: Path, version: str) -> list[Path]:
 
 
 def cmd_man(args: argparse.Namespace) -> int:
-    from gateway.cli import version
+    from gateway.commands.common import version
 
-    pages = write_pages(args.output, version())
+    # The parser this command was parsed by and the delegated table, handed in by gateway/cli.py's dispatch.
+    pages = write_pages(args.output, version(), args.root_parser, args.delegated)
     print(f"{len(pages)} manual pages written to {args.output}.")
     return 0

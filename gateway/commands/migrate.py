@@ -36,7 +36,7 @@ async def migrate_store(url: str, *, create: bool) -> bool:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gateway.cli import load_config
+    from gateway.commands.common import load_config
     from gateway.store import db
 
     cfg = load_config(args)

@@ -29,7 +29,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 def cmd_throttle(args: argparse.Namespace) -> int:
     from gateway.auth.throttle import LoginThrottle
-    from gateway.cli import CommandError, load_config, print_rows, run_in_store
+    from gateway.commands.common import CommandError, load_config, print_rows, run_in_store
     from gateway.store.events import record
 
     cfg = load_config(args)

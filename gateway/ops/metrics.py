@@ -28,10 +28,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.codes.rules import Rule
+from gateway.store import events
 
 #: The registry the gateway's own metrics live in (process metrics are added by gateway/ops/http.py).
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -180,7 +181,7 @@ def imap_session(listener: str, delta: int) -> None:
 
 
 def count_event(row: Mapping[str, Any]) -> None:
-    """Count one event of the trail (called by gateway.store.events.log_event for every recorded event).
+    """Count one event of the trail (an observer of gateway.store.events, subscribed below at import).
 
     Counted when the event is written, like its log line: an event whose transaction then rolls back was counted.
     """
@@ -199,6 +200,8 @@ def count_event(row: Mapping[str, Any]) -> None:
 #: Queue name → (states still waiting for work, a state that means given up).
 QUEUES = {"outbound": (("queued",), "failed"), "filing": (("pending",), "failed"),
           "dmp": (("pending", "sent", "retry"), "refused")}
+#: Queue name → its table (OutboundRecipient, FilingJob, DmpDeposit; tests/architecture checks the names).
+QUEUE_TABLES = {"outbound": "outbound_queue", "filing": "filing_jobs", "dmp": "dmp_deposits"}
 #: Longest a scrape waits for the store; past it the queue gauges are left out and gateway_store_up is 0.
 STORE_TIMEOUT = 1.0
 
@@ -223,18 +226,15 @@ def _age(moment: datetime | None, now: datetime) -> float:
 
 
 async def _read_queues(session: AsyncSession) -> QueueFigures:
-    from gateway.dmp_bridge.outbox import DmpDeposit
-    from gateway.filing.models import FilingJob
-    from gateway.store.models import OutboundRecipient
-
+    """One grouped count per queue table, named rather than imported: the queues' packages sit above ops."""
     figures = QueueFigures()
     now = datetime.now(UTC)
-    tables: dict[str, Any] = {"outbound": OutboundRecipient, "filing": FilingJob, "dmp": DmpDeposit}
-    for queue, model in tables.items():
+    for queue, name in QUEUE_TABLES.items():
         waiting, given_up = QUEUES[queue]
         states = (*waiting, given_up)
-        rows = await session.execute(select(model.state, func.count(), func.min(model.created_at))
-                                     .where(model.state.in_(states)).group_by(model.state))
+        model = table(name, column("state", String), column("created_at", DateTime(timezone=True)))
+        rows = await session.execute(select(model.c.state, func.count(), func.min(model.c.created_at))
+                                     .where(model.c.state.in_(states)).group_by(model.c.state))
         depth, oldest = 0, None
         counts = dict.fromkeys(states, 0)
         for state, count, first in rows.all():
@@ -299,3 +299,7 @@ def multiprocess_dir() -> str | None:
     """The folder of multiprocess mode, or None when this process keeps its values in memory."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return path if path and os.path.isdir(path) else None
+
+
+# Every recorded event is counted: the store tells its observers, it does not know of metrics (store sits below ops).
+events.observe(count_event)

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,12 @@ def line_stderr() -> None:
                                   line_buffering=True)
 
 
-def main(index: int, channel_fd: int, listen: list[str], parent: int) -> int:
-    """Run worker ``index``; ``listen`` holds ``key=fd`` pairs of the inherited listening sockets."""
+def main(index: int, channel_fd: int, listen: list[str], parent: int, make_gateway: Callable[..., Any]) -> int:
+    """Run worker ``index``; ``listen`` holds ``key=fd`` pairs of the inherited listening sockets.
+
+    ``make_gateway`` is :class:`gateway.app.Gateway`, handed in by the command line: the process package sits
+    below the application it runs and does not import it.
+    """
     die_with_parent(parent)
     # Reloads and stops come from the supervisor; a terminal's SIGINT/SIGHUP to the process group must not
     # stop a worker behind the supervisor's back.
@@ -86,12 +91,10 @@ def main(index: int, channel_fd: int, listen: list[str], parent: int) -> int:
     channel_sock = socket.socket(fileno=channel_fd)
     forget_in_children([channel_fd, *(s.fileno() for s in inherited.values())])
     with asyncio.Runner(loop_factory=lambda: DaemonLoop(inherited)) as runner:
-        return runner.run(_serve(index, channel_sock))
+        return runner.run(_serve(index, channel_sock, make_gateway))
 
 
-async def _serve(index: int, channel_sock: socket.socket) -> int:
-    from gateway.app import Gateway
-
+async def _serve(index: int, channel_sock: socket.socket, make_gateway: Callable[..., Any]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -113,7 +116,7 @@ async def _serve(index: int, channel_sock: socket.socket) -> int:
     trusted = SharedTrusted(channel.send)
     config = dataclasses.replace(config, trusted=trusted)
     run_once_workers_here(index == 0)
-    gateway = Gateway(config, once=index == 0, hub=hub, migrate=False)
+    gateway = make_gateway(config, once=index == 0, hub=hub, migrate=False)
     started = asyncio.Event()
     gone = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()

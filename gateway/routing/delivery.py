@@ -23,8 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.auth.accounts import Account
 from gateway.codes.rules import Rule
 from gateway.config import Config
-from gateway.filing.jobs import DEPOSIT, may_carry_documents
-from gateway.filing.jobs import jobs as filing_jobs
 from gateway.routing import conversations, replies
 from gateway.routing.headers import MSS_MES, Summary
 from gateway.routing.policy import Decision, DsnRequest, Target, recheck
@@ -33,11 +31,20 @@ from gateway.store.bulk import Placement, Plan
 from gateway.store.changes import OUTBOUND
 from gateway.store.effects import Effect, EventRow, Rows
 from gateway.store.events import now, record
+from gateway.store.jobs import DEPOSIT
+from gateway.store.jobs import jobs as filing_jobs
 from gateway.store.mailstore import StoredMessage
 from gateway.store.models import OutboundRecipient
 
 #: The change channel marked when mail is queued for other operators: wakes the outbound worker at once.
 OUTBOUND_WAKE = OUTBOUND
+
+
+def may_carry_documents(raw: bytes) -> bool:
+    """A cheap look at the header section and part headers: could this message carry a CDA, a PDF or an XDM?"""
+    lowered = raw[:65536].lower()
+    return any(marker in lowered for marker in (b"application/", b"text/xml", b"multipart/"))
+
 
 SUBMISSION, RELAY, UPSTREAM = "submission", "relay", "upstream"
 TO_PATIENT = frozenset({"pro-to-patient", "pro-to-remote-patient", "remote-to-patient"})

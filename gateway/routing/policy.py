@@ -20,7 +20,6 @@ from gateway.auth.accounts import Account
 from gateway.codes.identity_status import is_qualified
 from gateway.codes.rules import Rule
 from gateway.config import Config
-from gateway.filing.jobs import wants_filing
 from gateway.ins_matching.nir import is_well_formed, key_ok
 from gateway.routing import conversations, replies
 from gateway.routing.addresses import Destination, Local, PatientAddress, Remote, classify
@@ -250,6 +249,15 @@ def decide_relayed_facts(config: Config, sender: str, destination: Destination |
                                               _remote_matricule(sender)), facts)
     return Decision(replies.RCPT_OK, None, "rcpt.accepted.relayed",
                     Target(destination.address, facts.mailbox.id, "remote-to-pro"))
+
+
+def wants_filing(config: Config, address: str) -> bool:
+    """Whether mail delivered to ``address`` is filed (R10): listed mailboxes, or every professional INBOX."""
+    settings = config.documents
+    if settings is None:
+        return False
+    return address.lower() in settings.filing_mailboxes or (
+        settings.file_all_inboxes and address.rpartition("@")[2] in config.domains)
 
 
 def with_filing(config: Config, decision: Decision) -> Decision:

@@ -1,7 +1,14 @@
-"""Recording the event trail (R18): one row per decision or state change, and one log line without health data."""
+"""Recording the event trail (R18): one row per decision or state change, and one log line without health data.
+
+Whoever counts events (gateway/ops/metrics.py) subscribes with :func:`observe`: the store sits below the
+packages that watch it and calls no one upward.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,13 +16,21 @@ import structlog
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.ops import metrics
 from gateway.store.models import Event
 
 log = structlog.get_logger("gateway.events")
 
 #: Detail keys that may carry health data or names: kept in the database, never logged above debug.
 _PRIVATE = frozenset({"matricule", "address", "recipient", "subject", "name", "traits", "reason_text"})
+
+#: Called with every event row as it is logged (the metrics of rule decisions, deposits and documents).
+_observers: list[Callable[[Mapping[str, Any]], None]] = []
+
+
+def observe(callback: Callable[[Mapping[str, Any]], None]) -> None:
+    """Call ``callback(row)`` for every event from now on; subscribing the same callback twice is one subscription."""
+    if callback not in _observers:
+        _observers.append(callback)
 
 
 def now() -> datetime:
@@ -49,6 +64,7 @@ def log_event(row: dict[str, Any]) -> None:
     public = {k: v for k, v in detail.items() if k not in _PRIVATE}
     ids = {k: row[k] for k in ("mailbox_id", "message_id", "conversation_id", "identity_id") if row.get(k)}
     log.info(row["kind"], outcome=row["outcome"], rule=row["rule"], **ids, **public)
-    metrics.count_event(row)  # rule decisions, DMP deposits and documents by code (gateway/ops/metrics.py)
+    for callback in _observers:
+        callback(row)
     if len(public) != len(detail):
         log.debug(row["kind"], **{k: v for k, v in detail.items() if k in _PRIVATE})
