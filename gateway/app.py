@@ -106,6 +106,12 @@ class Gateway:
         self.committer.start()
         http = await start_http(self.config, self.reads, self.listeners)  # metrics, probes, autoconfig
         self._closers.append(http.close)
+        if self.config.web is not None:  # the staff console (gateway/web), stateless: every worker serves it
+            from gateway.web.app import start_web
+
+            console = await start_web(self.config, self.sessions)
+            self._closers.append(console.close)
+            self.listeners.up("web", self.config.web.listen)
         if self.config.submission:
             await self._smtp_listener(self.config.submission, implicit_tls=False)
         if self.config.submissions:
@@ -113,9 +119,25 @@ class Gateway:
         await self._start_imap()
         await self._start_operator_exchange()
         if self.once:
+            await self._start_hl7()
             self._start_filing()
             await self._start_card_endpoint()
         self.ready.set()
+
+    async def _start_hl7(self) -> None:
+        """The MLLP listener for hospital systems, in the process that runs the once-only work: a hospital has
+        a handful of long-lived MLLP connections (no need to spread them over workers, and one port can be
+        bound once); exactly-once rests on the store (peer + MSH-10), not on the process."""
+        if self.config.hl7 is None:
+            return
+        from gateway.hl7.listener import Hl7Listener
+
+        listener = Hl7Listener(self.config, self.committer)
+        await listener.start()
+        if listener.server is not None:
+            self._servers.append(listener.server)  # drain stops accepting with the other listeners
+        self._closers.append(listener.close)
+        self.listeners.up("hl7", self.config.hl7.listen)
 
     async def _start_card_endpoint(self) -> None:
         """Card agents report Vitale and professional card presence (R14)."""

@@ -37,7 +37,8 @@ def listen_addresses(config: Config) -> list[Listen]:
     found = [config.submission, config.submissions, config.imap, config.imaps,
              config.relay.listen if config.relay is not None else None,
              config.metrics.listen if config.metrics is not None else None,
-             config.autoconfig.listen if config.autoconfig is not None else None]
+             config.autoconfig.listen if config.autoconfig is not None else None,
+             config.web.listen if config.web is not None else None]
     return [listen for listen in found if listen is not None]
 
 
@@ -62,6 +63,7 @@ def named_listeners(config: Config) -> dict[str, str]:
              ("relay.listen", config.relay.listen if config.relay is not None else None),
              ("metrics.listen", config.metrics.listen if config.metrics is not None else None),
              ("autoconfig.listen", config.autoconfig.listen if config.autoconfig is not None else None),
+             ("web.listen", config.web.listen if config.web is not None else None),
              ("card.listen", config.card.listen if config.card is not None else None)]
     return {key(listen): name for name, listen in reversed(found) if listen is not None}
 

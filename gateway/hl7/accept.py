@@ -1,0 +1,248 @@
+"""From an accepted HL7 document message to what the gateway does with it, through the doors mail uses.
+
+Each ``DESTMSSANTEPS`` / ``DESTMSSANTEPAT`` becomes an MSSanté message built here: an IHE XDM zip with the CDA
+(and the PDF a level-1 CDA wraps), the ``X-MSS-*`` headers of the ANS client specification, the subject
+convention ``XDM/1.0/DDM+<title> <NAME> <first name> <birth date>``, sent from the structure mailbox configured
+for the peer. Its recipients are decided by the routing rules of SMTP submission (:func:`policy.decide`:
+R1–R4, a patient's mailbox only for a qualifiée identity) and it is stored by the one acceptance planner
+(:func:`delivery.plan_acceptance`), so other operators' recipients enter the same outbound queue.
+``DESTDMP`` is the planner's deposit job (R12): the filing worker hands the stored message to the DMP bridge
+(rules R12–R17, outbox), with the visibility codes of the MetaDMPMSS OBX in ``X-DMP-Visibility`` (R16); a
+``T10``'s CDA names the document it replaces (RPLC), which the bridge deposits as a new version (R15).
+
+Everything (the messages, the queued rows, the deposit job, the events and the :class:`Hl7Received` row keyed by
+peer and MSH-10) is written in one transaction of the group committer; the caller answers ``AA`` only after it.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import email.utils
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth.accounts import Account
+from gateway.codes.identity_status import is_qualified
+from gateway.codes.rules import Rule
+from gateway.config import Config
+from gateway.documents.cda import CdaHeader, non_xml_body
+from gateway.documents.packaging import NIL_HEADER
+from gateway.documents.xdm_writer import build_xdm, mss_headers
+from gateway.hl7 import ack, codes
+from gateway.hl7.message import Hl7Document, Refusal
+from gateway.hl7.models import Hl7Received
+from gateway.hl7.settings import Hl7Peer
+from gateway.routing.delivery import Arrival, plan_acceptance
+from gateway.routing.headers import summarise
+from gateway.routing.policy import Decision, DsnRequest, Target, decide
+from gateway.store import bulk
+from gateway.store.committer import GroupCommitter
+from gateway.store.effects import EventRow, Rows
+from gateway.store.events import now
+from gateway.store.models import Identity, Mailbox
+
+log = structlog.get_logger("gateway.hl7")
+
+HL7 = "hl7"
+#: RFC 5322 2.1.1 allows 998 characters: the subject convention stays on one line, as receivers parse it.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
+VISIBILITY_HEADER = "X-DMP-Visibility"
+
+
+@dataclass(frozen=True)
+class Hl7Arrival(Arrival):
+    """A message built from an HL7 message of ``peer``: traced as such (R18), not as an SMTP submission."""
+
+    control_id: str = ""
+    destinations: tuple[str, ...] = ()
+
+    def accepted_event(self, recipients: int, refused: int, size: int, mailbox_id: int | None) -> EventRow:
+        return EventRow("hl7.message", "accepted", None, self.actor, self.sender_mailbox_id,
+                        detail={"peer": self.peer, "control_id": self.control_id, "recipients": recipients,
+                                "destinations": list(self.destinations), "size": size})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the listener sends back: the ACK, and whether it was a re-send answered from the record."""
+
+    ack: str
+    code: str
+    duplicate: bool = False
+    message_ids: tuple[int, ...] = ()
+
+
+async def previous_ack(session: AsyncSession, peer: str, control_id: str) -> str | None:
+    return (await session.execute(select(Hl7Received.ack).where(
+        Hl7Received.peer == peer, Hl7Received.control_id == control_id))).scalar_one_or_none()
+
+
+async def _sender(session: AsyncSession, address: str) -> Account | None:
+    row = (await session.execute(select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule).where(
+        Mailbox.address == address, Mailbox.active.is_(True)))).first()
+    return Account(row.id, row.address, row.kind, row.matricule) if row is not None else None
+
+
+def _refusal_of(decision: Decision, location: str, what: str) -> Refusal:
+    rule = f" ({decision.rule})" if decision.rule else ""
+    return Refusal(codes.AE, location, codes.APPLICATION, f"{what} refusé{rule} : {decision.reply.text}")
+
+
+def _patient_domains(config: Config) -> set[str]:
+    return {config.patient_domain, *config.rules.remote_patient_domains}
+
+
+async def _targets(session: AsyncSession, config: Config, sender: Account, doc: Hl7Document
+                   ) -> tuple[list[Target], list[Target]]:
+    """The professional and patient recipients as SMTP submission would decide them at RCPT (R1–R4, R8)."""
+    professionals: list[Target] = []
+    patients: list[Target] = []
+    dsn = DsnRequest(notify="SUCCESS,FAILURE") if codes.ACK_RECEPTION in doc.flags else None
+    patient_domains = _patient_domains(config)
+    if codes.DESTMSSANTEPS in doc.destinations:
+        wanted = [r for r in doc.recipients if r.address.rpartition("@")[2] not in patient_domains]
+        if not wanted:
+            raise Refusal(codes.AE, "PRT", codes.REQUIRED_FIELD, "DESTMSSANTEPS demande un destinataire : un PRT "
+                          "RCT avec son adresse MSSanté en PRT-15.4.")
+        for recipient in wanted:
+            decision = await decide(session, config, sender, recipient.address)
+            if decision.target is None:
+                raise _refusal_of(decision, f"PRT^{recipient.prt}^15", "Destinataire")
+            target = decision.target
+            professionals.append(replace(target, dsn=dsn) if target.mailbox_id is None and dsn else target)
+    if codes.DESTMSSANTEPAT in doc.destinations:
+        if codes.INVISIBLE_PATIENT in doc.flags:  # R16: only a document visible to the patient goes to them
+            raise Refusal(codes.AE, "OBX", codes.APPLICATION, "DESTMSSANTEPAT avec INVISIBLE_PATIENT à Y : un "
+                          "document invisible au patient ne peut pas lui être envoyé (R16).")
+        address = f"{doc.matricule.lower()}@{config.patient_domain}"
+        decision = await decide(session, config, sender, address)
+        if decision.target is None:  # R4: a patient's mailbox only for a qualifiée identity
+            raise _refusal_of(decision, "PID^1^3", "Envoi au patient")
+        patients.append(decision.target)
+    return professionals, patients
+
+
+def _subject(header: CdaHeader) -> str:
+    """The ANS subject convention for a message carrying a CDA (domain.md, MSSanté headers)."""
+    patient = header.patient
+    label = header.title or (header.code.display_name if header.code else None) or "Document"
+    parts = [label, (patient.birth_name or "").upper(), patient.first_name or "",
+             (patient.birth_date or "").replace("-", "")]
+    return "XDM/1.0/DDM+" + " ".join(p for p in parts if p)
+
+
+def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Document, *, to_patient: bool,
+               qualified: bool, message_id: str) -> bytes:
+    """The MSSanté message for one destination (CPU work: called outside the transaction)."""
+    header = doc.cda_header
+    message = EmailMessage(policy=_POLICY)
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = _subject(header)
+    message["Date"] = email.utils.formatdate(localtime=False)
+    message["Message-ID"] = message_id
+    for name, value in mss_headers([header], qualified).items():
+        message[name] = value
+    message[NIL_HEADER] = config.software_reference
+    if to_patient and doc.no_reply:
+        message["X-MSS-MES"] = "FIN"  # the volet's NTE-4: the patient may not answer (R2)
+    if doc.reply_to:
+        message["Reply-To"] = doc.reply_to
+    if codes.ACK_LECTURE in doc.flags or codes.ACK_LECTURE_MSS in doc.flags:
+        message["Disposition-Notification-To"] = sender  # read acknowledgement (R6, RFC 8098)
+    visibility = sorted(codes.DMP_VISIBILITY[f] for f in doc.flags if f in codes.DMP_VISIBILITY)
+    if visibility:
+        message[VISIBILITY_HEADER] = ",".join(visibility)
+    body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
+    message.set_content(body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} ».")
+    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference)
+    message.add_attachment(zipped, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
+    rendering = non_xml_body(doc.cda)
+    if rendering is not None and rendering.startswith(b"%PDF"):
+        message.add_attachment(rendering, maintype="application", subtype="pdf", filename="document.pdf")
+    return message.as_bytes()
+
+
+async def _qualified(session: AsyncSession, matricule: str) -> bool:
+    statuses = (await session.execute(select(Identity.status).where(Identity.matricule == matricule))).scalars()
+    return any(is_qualified(s) for s in statuses)
+
+
+async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: Hl7Document, raw: bytes,
+                 client: str) -> Answer:
+    """Store what ``doc`` asks for in one transaction and return the ACK to answer (or the refusal's)."""
+    control_id = doc.header.control_id
+    async with committer.reader() as session:
+        previous = await previous_ack(session, peer.name, control_id)
+        if previous is not None:
+            return Answer(previous, codes.AA, duplicate=True)
+        sender = await _sender(session, peer.sender)
+        if sender is None:
+            raise Refusal(codes.AR, "MSH^1^4", codes.APPLICATION, "La boîte de la structure configurée pour ce "
+                          "système n'existe pas ou est désactivée ; réessayez plus tard.")
+        if codes.DESTDMP in doc.destinations and config.dmp is None:
+            raise Refusal(codes.AE, "OBX", codes.APPLICATION, "DESTDMP : l'alimentation du DMP n'est pas "
+                          "configurée sur cette plateforme.")
+        professionals, patients = await _targets(session, config, sender, doc)
+        qualified = await _qualified(session, doc.matricule)
+    stamp = f"{peer.name}.{control_id}".encode().hex()[:120]
+    mails: list[tuple[list[Target], bytes]] = []
+    for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
+        if targets:
+            raw_mail = await asyncio.to_thread(
+                build_mail, config, sender.address, [t.address for t in targets], doc, to_patient=to_patient,
+                qualified=qualified, message_id=f"<hl7.{tag}.{stamp}@{config.hostname}>")
+            mails.append((targets, raw_mail))
+    deposit = codes.DESTDMP in doc.destinations
+    if not mails:  # DMP only: the record the deposit job reads, kept in the structure mailbox's Sent
+        raw_mail = await asyncio.to_thread(build_mail, config, sender.address, [sender.address], doc,
+                                           to_patient=False, qualified=qualified,
+                                           message_id=f"<hl7.dmp.{stamp}@{config.hostname}>")
+        mails.append(([], raw_mail))
+    arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
+                         control_id=control_id, destinations=tuple(sorted(doc.destinations)))
+    answer = ack.build(doc.header, codes.AA)
+    record = Rows(Hl7Received, ({"peer": peer.name, "control_id": control_id,
+                                 "message_type": doc.header.message_type, "ack": answer, "raw": raw,
+                                 "received_at": now()},))
+
+    async def unit(session: AsyncSession) -> Answer:
+        again = await previous_ack(session, peer.name, control_id)
+        if again is not None:
+            return Answer(again, codes.AA, duplicate=True)
+        plans = []
+        for index, (targets, raw_mail) in enumerate(mails):
+            plans.append(plan_acceptance(arrival, targets, raw_mail, summarise(raw_mail),
+                                         dmp=deposit and index == 0, extra=[record] if index == 0 else ()))
+        ids = await bulk.apply(session, plans)
+        return Answer(answer, codes.AA, message_ids=tuple(ids))
+
+    try:
+        result: Answer = await committer.run(unit)
+    except IntegrityError:  # the same control id committed by a concurrent connection meanwhile
+        async with committer.reader() as session:
+            previous = await previous_ack(session, peer.name, control_id)
+        if previous is None:
+            raise
+        return Answer(previous, codes.AA, duplicate=True)
+    log.info("hl7.accepted", peer=peer.name, client=client, mailbox_id=sender.id, control_id=control_id,
+             message_type=doc.header.message_type, destinations=sorted(doc.destinations),
+             duplicate=result.duplicate, message_ids=list(result.message_ids), rule=str(Rule.R4)
+             if patients else None)
+    return result
+
+
+def refused_event(peer: str, client: str, refusal: Refusal) -> dict[str, Any]:
+    """The fields of the one log event of a refused message (no INS, names or content)."""
+    return {"peer": peer, "client": client, "ack": refusal.ack, "location": refusal.location,
+            "condition": refusal.condition[0],
+            "control_id": refusal.header.control_id if refusal.header else None}

@@ -1,0 +1,115 @@
+"""*Conversations* (R1–R5: open conversations, replies blocked or allowed, history) and *Boîtes* (admin only).
+
+Conversation changes go through gateway/routing/conversations.py (``set_replies_blocked``), the function of
+``gateway conversation block|unblock``. A mailbox disabled here is refused at its next login by every
+listener (the account check reads ``active``), as with ``gateway mailbox disable``; a new password is hashed
+with Argon2id (gateway/auth/passwords.py).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+from sqlalchemy import select
+
+from gateway.auth import hashing
+from gateway.codes.rules import Rule
+from gateway.routing import conversations
+from gateway.store.events import record
+from gateway.store.models import Conversation, Mailbox
+from gateway.web.app import KEY, person
+
+KINDS = {"PER": "personnelle", "ORG": "organisationnelle", "APP": "applicative", "CAB": "cabinet", "PAT": "patient"}
+
+
+def _id(request: web.Request) -> int:
+    value = request.match_info["id"]
+    if not value.isdigit() or len(value) > 18:
+        raise web.HTTPNotFound(text="Cette page n'existe pas.")
+    return int(value)
+
+
+async def conversations_page(request: web.Request) -> web.StreamResponse:
+    console = request.app[KEY]
+    async with console.sessions() as session:
+        rows = (await conversations.list_conversations(session))[-500:]
+        names = dict((await session.execute(select(Mailbox.id, Mailbox.address))).all())
+    return console.render(request, "conversations.html", rows=rows, names=names)
+
+
+async def conversation_page(request: web.Request) -> web.StreamResponse:
+    console = request.app[KEY]
+    async with console.sessions() as session:
+        conversation = await session.get(Conversation, _id(request))
+        if conversation is None:
+            raise web.HTTPNotFound(text="Cette conversation n'existe pas.")
+        events = await conversations.history(session, conversation.id)
+        owner = await session.get(Mailbox, conversation.professional_id) if conversation.professional_id else None
+    return console.render(request, "conversation.html", conversation=conversation, events=events, owner=owner)
+
+
+async def conversation_block(request: web.Request) -> web.StreamResponse:
+    console = request.app[KEY]
+    form = await request.post()
+    blocked = form.get("bloquer") == "1"
+    conversation_id = _id(request)
+    async with console.sessions() as session, session.begin():
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise web.HTTPNotFound(text="Cette conversation n'existe pas.")
+        await conversations.set_replies_blocked(session, conversation, blocked, person(request).actor)
+    await console.flash(request, "Réponses du patient " + ("bloquées (R3)." if blocked else "autorisées (R3)."))
+    raise web.HTTPSeeOther(f"/conversations/{conversation_id}")
+
+
+async def mailboxes_page(request: web.Request) -> web.StreamResponse:
+    console = request.app[KEY]
+    async with console.sessions() as session:
+        rows = list((await session.execute(select(Mailbox).order_by(Mailbox.id).limit(1000))).scalars())
+    return console.render(request, "boites.html", rows=rows, kinds=KINDS)
+
+
+async def mailbox_active(request: web.Request) -> web.StreamResponse:
+    console = request.app[KEY]
+    form = await request.post()
+    active = form.get("actif") == "1"
+    mailbox_id = _id(request)
+    async with console.sessions() as session, session.begin():
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise web.HTTPNotFound(text="Cette boîte n'existe pas.")
+        mailbox.active = active
+        await record(session, "mailbox.enabled" if active else "mailbox.disabled", "ok", rule=Rule.R18,
+                     actor=person(request).actor, mailbox_id=mailbox.id)
+    await console.flash(request, f"Boîte n° {mailbox_id} {'réactivée' if active else 'désactivée'}.")
+    raise web.HTTPSeeOther("/boites")
+
+
+async def mailbox_password(request: web.Request) -> web.StreamResponse:
+    """A new random password, shown once to the administrator who hands it over."""
+    console = request.app[KEY]
+    mailbox_id = _id(request)
+    secret = secrets.token_urlsafe(15)
+    hashed = await hashing.hash_password(secret)  # in the hashing workers, not on the event loop
+    async with console.sessions() as session, session.begin():
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise web.HTTPNotFound(text="Cette boîte n'existe pas.")
+        mailbox.password_hash = hashed
+        await record(session, "mailbox.password", "changed", rule=Rule.R18, actor=person(request).actor,
+                     mailbox_id=mailbox.id)
+    await console.flash(request, f"Nouveau mot de passe de la boîte n° {mailbox_id} (affiché une seule fois) : "
+                                 f"{secret}")
+    raise web.HTTPSeeOther("/boites")
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/conversations", conversations_page)
+    app.router.add_get("/conversations/{id}", conversation_page)
+    app.router.add_post("/conversations/{id}/reponses", conversation_block)
+    app.router.add_get("/boites", mailboxes_page)
+    app.router.add_post("/boites/{id}/actif", mailbox_active)
+    app.router.add_post("/boites/{id}/mot-de-passe", mailbox_password)

@@ -1,0 +1,139 @@
+"""A gateway with ``[hl7]`` (and the DMP simulator) for the HL7 tests and benches, and raw MLLP helpers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dmp_bridge.dmp_support import BIOLOGIST, MATRICULE, TEST_OID
+
+from gateway.hl7.mllp import frame
+from gateway.hl7.simulator import ack_code, document_message
+from gateway.samples import samples_dir
+from support.pki import PKIFiles
+from support.process import GatewayProcess, accepts, free_port
+
+BIO = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
+LAB = "labo.sil@pro.gateway.test"
+DOCTOR = "adam.hoda@pro.gateway.test"
+PATIENT = f"{MATRICULE}@patient.gateway.test"
+ALL = ("DESTDMP", "DESTMSSANTEPS", "DESTMSSANTEPAT")
+
+
+def hl7_config(port: int, extra: str = "") -> str:
+    return f"""
+[hl7]
+listen = "127.0.0.1:{port}"
+read_timeout = 2
+frame_timeout = 10
+max_frame_bytes = 12_000_000
+max_segments = 2000
+{extra}
+[[hl7.peer]]
+name = "dpi"
+addresses = ["127.0.0.1"]
+sender = "{LAB}"
+"""
+
+
+def dmp_section(dmp: dict[str, Any], ca: Path) -> str:
+    folder = dmp["folder"]
+    return f"""
+[dmp]
+repository_url = "{dmp['url']}/repository"
+registry_url = "{dmp['url']}/registry"
+ca_file = "{ca}"
+client_certificate = "{folder / 'client.crt'}"
+client_key = "{folder / 'client.key'}"
+signing_certificate = "{folder / 'signing.crt'}"
+signing_key = "{folder / 'signing.key'}"
+structure_id = "1120459876"
+structure_name = "Laboratoire des charmes"
+source_id = "1.2.250.1.999.42"
+default_mode = "systematic"
+retry_base = 0.2
+retry_ceiling = 1.0
+
+[[dmp.professional]]
+national_id = "{BIOLOGIST.national_id}"
+family = "{BIOLOGIST.family}"
+given = "{BIOLOGIST.given}"
+mailbox = "{LAB}"
+role = "{BIOLOGIST.profession.code}"
+specialty = "{BIOLOGIST.specialty.code}"
+"""
+
+
+class Hl7Gateway(GatewayProcess):
+    def __init__(self, folder: Path, pki: PKIFiles, store_url: str, *, extra_config: str = "",
+                 hl7_extra: str = "") -> None:
+        self.hl7_port = free_port()
+        super().__init__(folder, pki, store_url, message_size=20_000_000,
+                         extra_config=hl7_config(self.hl7_port, hl7_extra) + extra_config)
+
+    def start(self) -> Hl7Gateway:
+        """Started once the MLLP listener accepts too (it is bound by worker 0 with the once-only work)."""
+        super().start()
+        wait_for(lambda: accepts(self.hl7_port), "the MLLP listener", 60)
+        return self
+
+
+def oru(control_id: str, cda: bytes | None = None, *, destinations: tuple[str, ...] = ALL,
+        recipients: tuple[str, ...] = (DOCTOR,), **kwargs: Any) -> bytes:
+    return document_message(BIO.read_bytes() if cda is None else cda, control_id=control_id, matricule=MATRICULE,
+                            oid=TEST_OID, recipients=recipients, destinations=destinations, **kwargs)
+
+
+class Mllp:
+    """A blocking MLLP client on a raw socket (so tests can also send what no library would)."""
+
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def exchange(self, message: bytes) -> str:
+        self.sock.sendall(frame(message))
+        return self.read_ack()
+
+    def read_ack(self) -> str:
+        while b"\x1c\r" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the gateway")
+            self.buffer += chunk
+        content, _, self.buffer = self.buffer.partition(b"\x1c\r")
+        return content.lstrip(b"\x0b").decode("utf-8")
+
+    def closed_by_peer(self, seconds: float) -> bool:
+        """Whether the gateway closes the connection within ``seconds`` (reading whatever it sends)."""
+        self.sock.settimeout(seconds)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def code_of(answer: str) -> tuple[str, str | None]:
+    return ack_code(answer)
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
