@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.commands import directory
 
     directory.register(sub, with_config)
+    from gateway.commands import console
+
+    console.register(sub, with_config)
     from gateway.commands import backup, mail_transfer, manpages, migrate
 
     migrate.register(sub, with_config)
@@ -80,6 +83,7 @@ DELEGATED = {
     "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
     "psc-simulator": ("gateway.psc.simulator", "a local Pro Sante Connect (OpenID Connect) for development and tests"),
     "directory-simulator": ("gateway.directory.simulator", "a local Annuaire Santé (FHIR) for development and tests"),
+    "hl7-simulator": ("gateway.hl7.simulator", "a hospital system (DPI) peer sending and receiving HL7 over MLLP"),
     "dev-stack": ("gateway.devstack", "the development stack: DMP simulator, gateway and demo (make run)"),
 }
 
