@@ -15,12 +15,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge import metadata, saml
+from gateway.dmp_bridge import metadata, saml, signature
 from gateway.dmp_bridge.rules import DepositPlan, DepositPolicy, Professional
 from gateway.dmp_bridge.soap import DmpClient, RegistryResult
 from gateway.documents.cda import read_header
 from gateway.pki import Issued
+
+log = structlog.get_logger("gateway.dmp_bridge.deposit")
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,24 @@ class Prepared:
         """The first (for a single deposit, the only) document entry."""
         return self.entries[0]
 
-    def request(self, inline: bool = False) -> Any:
-        return metadata.build_request(self.submission, self.entries, inline=inline)
+    def request(self, inline: bool = False, signed: signature.SignedSet | None = None) -> Any:
+        """The ProvideAndRegister request; with ``signed``, the set's signature document and its ``signs``
+        association are part of it (IHE DSG)."""
+        request = metadata.build_request(self.submission, self.entries, inline=inline)
+        if signed is not None:
+            signature.attach(request, self.submission, self.entries, signed, inline=inline)
+        return request
 
-    def parts(self) -> list[tuple[str, bytes]]:
-        return [(metadata.document_cid(entry), entry.content) for entry in self.entries]
+    def parts(self, signed: signature.SignedSet | None = None) -> list[tuple[str, bytes]]:
+        parts = [(metadata.document_cid(entry), entry.content) for entry in self.entries]
+        if signed is not None:
+            parts.append((signed.cid, signed.content))
+        return parts
+
+    def sign(self, signer: Issued, now: datetime | None = None) -> signature.SignedSet:
+        """The XAdES signature of this set's documents by the structure's signing certificate."""
+        return signature.sign_set(self.submission.unique_id, {e.unique_id: e.content for e in self.entries},
+                                  signer, now)
 
 
 def submission_uid_for(root: str, unique_ids: Iterable[str]) -> str:
@@ -75,14 +92,21 @@ def prepare(cda: bytes, *, title: str, visibility: Iterable[str], author: Profes
 
 
 class Depositor:
-    """Sends prepared deposits: builds the VIHF for the author and patient, then ITI-41 (and ITI-18 checks)."""
+    """Sends prepared deposits: builds the VIHF for the author and patient, then ITI-41 (and ITI-18 checks).
+
+    Every submission set is signed (IHE DSG, XAdES) with the same certificate as the VIHF unless ``sign_sets`` is
+    off; before it is sent, TD0.2 asks whether the patient's DMP exists, is open and the author is authorised
+    (R17), and a refusal is returned as the DMP's answer without sending the documents (``precheck`` off: not
+    asked)."""
 
     def __init__(self, client: DmpClient, signer: Issued, policy: DepositPolicy,
-                 software: saml.Software | None = None) -> None:
+                 software: saml.Software | None = None, *, sign_sets: bool = True, precheck: bool = True) -> None:
         self.client = client
         self.signer = signer
         self.policy = policy
         self.software = software or saml.Software()
+        self.sign_sets = sign_sets
+        self.precheck = precheck
 
     def assertion(self, author: Professional, matricule: str, oid: str) -> Any:
         ctx = saml.VihfContext(author, self.policy.structure, matricule, oid, self.software)
@@ -91,7 +115,16 @@ class Depositor:
     async def send(self, prepared: Prepared) -> RegistryResult:
         entry = prepared.entry
         assertion = self.assertion(entry.author, entry.matricule, entry.patient_oid)
-        return await self.client.provide_and_register(prepared.request(), prepared.parts(), assertion)
+        if self.precheck:
+            check = await self.client.check_access(entry.matricule, entry.patient_oid,
+                                                   self.policy.structure.identifier, assertion)
+            if check.refusal is not None:
+                log.info("dmp.precheck.refused", code=check.refusal.code, author=entry.author.national_id,
+                         submission=prepared.submission.unique_id)
+                return RegistryResult(False, (check.refusal,))
+        signed = prepared.sign(self.signer) if self.sign_sets else None
+        return await self.client.provide_and_register(prepared.request(signed=signed), prepared.parts(signed),
+                                                      assertion)
 
     async def deposited(self, prepared: Prepared) -> set[str]:
         """ITI-18 GetDocuments: the uniqueIds of the entries already in the DMP as these exact documents (same

@@ -329,6 +329,12 @@ class Endpoint:
     registry_url: str
     ssl_context: ssl.SSLContext
     timeout: float = 30.0
+    #: The DMP's patient services (TD0.2); by default the ``patients`` sibling of the registry's URL.
+    patients_url: str = ""
+
+    @property
+    def patients(self) -> str:
+        return self.patients_url or self.registry_url.rstrip("/").rsplit("/", 1)[0] + "/patients"
 
 
 def client_ssl_context(client: Issued | None, ca_bundle: bytes | str, minimum: ssl.TLSVersion =
@@ -431,6 +437,20 @@ class DmpClient:
         entries = [read_entry(eo) for eo in answer.iterfind(
             f"{{{c.NS_RIM}}}RegistryObjectList/{{{c.NS_RIM}}}ExtrinsicObject")]
         return result, entries
+
+    async def check_access(self, matricule: str, oid: str, structure_id: str, assertion: etree._Element) -> Any:
+        """TD0.2 (precheck.py): does the patient's DMP exist, is it open, is the assertion's professional
+        authorised? Returns a :class:`~gateway.dmp_bridge.precheck.AccessCheck`."""
+        from gateway.dmp_bridge import precheck
+
+        url = self.endpoint.patients
+        env = envelope(precheck.ACTION_TD02, url, precheck.query(matricule, oid, structure_id), assertion)
+        data = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+        answer = await self._post(url, f'application/soap+xml; charset=UTF-8; action="{precheck.ACTION_TD02}"', data)
+        try:
+            return precheck.read_answer(answer)
+        except SoapError as exc:
+            raise DmpTransportError(f"The DMP's TD0.2 answer could not be read: {exc}") from exc
 
     async def find_documents(self, matricule: str, oid: str, assertion: etree._Element,
                              statuses: Sequence[str] = (c.STATUS_APPROVED,)) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from lxml import etree
 
 from gateway.config import ConfigError, DmpProfessional, DmpSettings, load
 from gateway.dmp_bridge import constants as c
+from gateway.dmp_bridge import signature
 from gateway.dmp_bridge.daemon import package_version, policy_from, software_from
 from gateway.dmp_bridge.deposit import Depositor, prepare
 from gateway.dmp_bridge.simulator import Simulator
@@ -20,9 +21,9 @@ from gateway.dmp_bridge.soap import DmpClient
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "dmp"
 NS = {"rim": c.NS_RIM, "saml2": c.NS_SAML, "soap": c.NS_SOAP, "wsa": c.NS_WSA, "wsse": c.NS_WSSE,
       "xdsb": c.NS_XDSB, "lcm": c.NS_LCM, "hl7": c.NS_HL7}
-#: The sample's second document is the XAdES signature of the set (ITI-41 "signs"), which we do not send; its
-#: KOS entry also carries the imaging-only referenceIdList (accession, study) and eventCodeList (anatomy,
-#: modality). Everything else of the sample must be in what we send.
+#: The sample's KOS and signature entries also carry the imaging-only referenceIdList (accession, study) and the
+#: KOS the eventCodeList (anatomy, modality). Everything else of the sample must be in what we send, the set's
+#: XAdES signature document and its "signs" association included.
 SIGNATURE_ONLY = {"urn:ihe:iti:xds:2013:referenceIdList"}
 EVENT_CODE = c.DE_EVENT_CODE
 
@@ -132,7 +133,7 @@ async def test_iti41_body_has_the_samples_objects_slots_classifications_and_asso
     assert content.findtext("rim:Slot/rim:ValueList/rim:Value", namespaces=NS) == ans_content.findtext(
         "rim:Slot/rim:ValueList/rim:Value", namespaces=NS)
 
-    (ours_doc,) = ours_list.findall("rim:ExtrinsicObject", NS)
+    (ours_doc,) = [eo for eo in ours_list.findall("rim:ExtrinsicObject", NS) if not signature.is_signature_entry(eo)]
     ans_doc = ans_list.find("rim:ExtrinsicObject[@id='DocumentKOS']", NS)
     assert ans_doc is not None
     assert ours_doc.get("objectType") == ans_doc.get("objectType")
@@ -162,8 +163,130 @@ async def test_iti41_body_has_the_samples_objects_slots_classifications_and_asso
     def associations(root: etree._Element) -> list[tuple[str, str]]:
         return [(a.get("associationType", ""), slot) for a in root.iterfind("rim:Association", NS)
                 for slot in _slots(a)]
-    ans_assoc = [a for a in associations(ans_list) if not a[0].endswith(":signs")]
-    assert associations(ours_list) == ans_assoc[:1]
+    assert associations(ours_list) == associations(ans_list)
+
+
+def _roles(objects: etree._Element) -> dict[str, str]:
+    """Each registry object's id → what it is: the set, the signature or a document."""
+    roles = {pkg.get("id", ""): "set" for pkg in objects.iterfind("rim:RegistryPackage", NS)}
+    for eo in objects.iterfind("rim:ExtrinsicObject", NS):
+        roles[eo.get("id", "")] = "signature" if signature.is_signature_entry(eo) else "document"
+    return roles
+
+
+def _codes(obj: etree._Element) -> list[tuple[str, str, str]]:
+    return sorted((cl.get("classificationScheme", ""), cl.get("nodeRepresentation", ""),
+                   cl.findtext("rim:Slot[@name='codingScheme']/rim:ValueList/rim:Value", namespaces=NS) or "")
+                  for cl in obj.findall("rim:Classification[@classificationScheme]", NS))
+
+
+def _signature_entry(root: etree._Element) -> etree._Element:
+    (found,) = [eo for eo in root.iterfind(".//rim:ExtrinsicObject", NS) if signature.is_signature_entry(eo)]
+    return found
+
+
+async def test_iti41_carries_the_samples_signature_entry_and_signs_association(captured) -> None:
+    ans = ans_envelope()
+    ours_list = captured.find(".//lcm:SubmitObjectsRequest/rim:RegistryObjectList", NS)
+    ans_list = ans.find(".//lcm:SubmitObjectsRequest/rim:RegistryObjectList", NS)
+    assert ours_list is not None and ans_list is not None
+    ours, theirs = _signature_entry(ours_list), _signature_entry(ans_list)
+    assert theirs.get("id") == "Signature01"
+    assert (ours.get("mimeType"), ours.get("objectType")) == (theirs.get("mimeType"), theirs.get("objectType"))
+    assert _slots(ours) == [s for s in _slots(theirs) if s not in SIGNATURE_ONLY]
+    assert ours.findtext("rim:Slot[@name='languageCode']/rim:ValueList/rim:Value", namespaces=NS) == "art"
+    assert sorted(_ids(ours)) == sorted(_ids(theirs))
+    assert ours.find("rim:Name/rim:LocalizedString", NS).get("value") == theirs.find(
+        "rim:Name/rim:LocalizedString", NS).get("value")
+    # Same classifications; the codes themselves too, except the structure's own facility and practice setting.
+    structure_codes = {c.DE_FACILITY_TYPE, c.DE_PRACTICE_SETTING, c.DE_AUTHOR}
+    assert [s for s, _, _ in _codes(ours)] == [s for s, _, _ in _codes(theirs)]
+    assert [x for x in _codes(ours) if x[0] not in structure_codes] == [
+        x for x in _codes(theirs) if x[0] not in structure_codes]
+    format_code = ours.find(f"rim:Classification[@classificationScheme='{c.DE_FORMAT_CODE}']", NS)
+    assert format_code is not None and format_code.get("nodeRepresentation") == "http://www.w3.org/2000/09/xmldsig#"
+    author = ours.find(f"rim:Classification[@classificationScheme='{c.DE_AUTHOR}']", NS)
+    assert author is not None and {"authorPerson", "authorInstitution"} <= set(_slots(author))
+    # The same associations: the set has the document and the signature, the signature signs the set.
+    def links(objects: etree._Element) -> list[tuple[str, str, str, list[str]]]:
+        roles = _roles(objects)
+        return [(a.get("associationType", ""), roles[a.get("sourceObject", "")], roles[a.get("targetObject", "")],
+                 _slots(a)) for a in objects.iterfind("rim:Association", NS)]
+    assert links(ours_list) == links(ans_list)
+    assert ("urn:ihe:iti:2007:AssociationType:signs", "signature", "set", ["SubmissionSetStatus"]) in links(ours_list)
+    documents = [d.get("id") for d in captured.iterfind(".//xdsb:Document", NS)]
+    assert ours.get("id") in documents and len(documents) == 2
+
+
+def _sent(captured: etree._Element) -> tuple[bytes, dict[str, bytes]]:
+    """The signature document and the set's documents (uniqueId → bytes) as the simulator received them."""
+    import base64
+
+    objects = captured.find(".//lcm:SubmitObjectsRequest/rim:RegistryObjectList", NS)
+    assert objects is not None
+    content = {d.get("id"): base64.b64decode(d.text or "") for d in captured.iterfind(".//xdsb:Document", NS)}
+    uid = {eo.get("id"): eo.find(f"rim:ExternalIdentifier[@identificationScheme='{c.DE_UNIQUE_ID}']", NS).get(
+        "value") for eo in objects.iterfind("rim:ExtrinsicObject", NS)}
+    sig = _signature_entry(objects).get("id")
+    return content[sig], {uid[i]: data for i, data in content.items() if i != sig}
+
+
+async def test_the_sets_signature_verifies_with_the_structures_signing_certificate(captured, dmp_pki) -> None:
+    signed, documents = _sent(captured)
+    signature.verify_set(signed, documents, dmp_pki.signer.certificate)  # signxml's XAdES verifier inside
+    assert len(documents) == 1
+    # The signature has the sample's shape: SignedInfo covers a Manifest of urn:oid: references and the XAdES
+    # SignedProperties, which name the signing time and certificate.
+    text = (FIXTURES / "ITI-41_publication_DRIM-M.xml").read_text("utf-8")
+    match = re.search(r"<Signature xmlns=.*?</Signature>", text, re.S)
+    assert match is not None
+    ans_sig = etree.fromstring(match.group(0).encode())
+    ours_sig = etree.fromstring(signed)
+
+    def shape(sig: etree._Element) -> dict[str, object]:
+        local = etree.QName
+        types = sorted(r.get("Type", "").rsplit("#", 1)[-1] for r in sig.iterfind(
+            f"{{{signature.NS_DS}}}SignedInfo/{{{signature.NS_DS}}}Reference") if r.get("Type"))
+        # XAdES 1.4.1's SigningCertificateV2 (ours) is the successor of the sample's SigningCertificate.
+        props = {local(e).localname.removesuffix("V2") for e in sig.iter() if isinstance(e.tag, str)}
+        return {"root": local(sig).localname, "types": types,
+                "xades": {"SigningTime", "SigningCertificate", "CertDigest", "QualifyingProperties"} & props,
+                "manifest": sorted(r.get("URI", "")[:8] for r in sig.iterfind(
+                    f".//{{{signature.NS_DS}}}Manifest/{{{signature.NS_DS}}}Reference"))[:1]}
+    assert shape(ours_sig) == shape(ans_sig)
+    uris = [r.get("URI") for r in ours_sig.iterfind(f".//{{{signature.NS_DS}}}Manifest/{{{signature.NS_DS}}}Reference")]
+    assert uris == [f"urn:oid:{uid}" for uid in documents]
+    other = dmp_pki.pki.signing("another-structure")
+    with pytest.raises(signature.SignatureInvalid):
+        signature.verify_set(signed, documents, other.certificate)
+    with pytest.raises(signature.SignatureInvalid):
+        signature.verify_set(signed, {uid: data + b" " for uid, data in documents.items()}, dmp_pki.signer.certificate)
+
+
+async def test_the_dmp_refuses_a_set_signed_by_another_certificate_or_over_other_bytes(
+        dmp_pki: DmpPKI, simulator: Simulator) -> None:
+    configured = settings()
+    pol = policy_from(configured)
+    client = DmpClient(endpoint(dmp_pki, simulator.url), dmp_pki.signer)
+    try:
+        depositor = Depositor(client, dmp_pki.signer, pol, software_from(configured))
+        prepared = prepare(sample("DOC_NON_STRUCTURE_CDA-R2-N1.xml"), title="", visibility=(),
+                           author=pol.professionals[0], submission_uid="1.2.250.1.999.42.7.2", policy=pol)
+        assertion = depositor.assertion(prepared.entry.author, prepared.entry.matricule, prepared.entry.patient_oid)
+        rogue = prepared.sign(dmp_pki.pki.signing("rogue-structure"))
+        forged = signature.sign_set(prepared.submission.unique_id, {prepared.entry.unique_id: b"other bytes"},
+                                    dmp_pki.signer)
+        for bad, reason in ((rogue, "VIHF"), (forged, "digest")):
+            result = await client.provide_and_register(prepared.request(signed=bad), prepared.parts(bad), assertion)
+            assert not result.success and result.has(c.ERR_METADATA) and reason in result.message, result
+        assert simulator.documents == {}
+        simulator.require_signature = True
+        result = await client.provide_and_register(prepared.request(), prepared.parts(), assertion)
+        assert not result.success and "signé" in result.message
+        assert (await depositor.send(prepared)).success
+        assert list(simulator.signatures) == [prepared.submission.unique_id]
+    finally:
+        await client.close()
 
 
 def _toml(folder: Path, dmp_extra: str = "", pro_extra: str = 'role = "10"\nspecialty = "SM26"\n') -> Path:

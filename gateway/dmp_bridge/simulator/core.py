@@ -21,11 +21,13 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge import metadata, soap
+from gateway.dmp_bridge import metadata, precheck, signature, soap
 from gateway.dmp_bridge.saml import AssertionError_, VerifiedAssertion, verify_assertion
+from gateway.dmp_bridge.saml import _issued_by_trusted as issued_by_trusted
 from gateway.dmp_bridge.simulator.model import (
     AUTHORISATION_LAPSE,
     FAULT_MODES,
+    PRECHECK_FAULT_MODES,
     DmpState,
     Fault,
     PatientRecord,
@@ -65,7 +67,14 @@ class Simulator:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.patients: dict[str, PatientRecord] = {}
         self.documents: dict[str, StoredDocument] = {}  # by uniqueId
+        #: Submission set uniqueId → its signature document (IHE DSG), kept apart from the readable documents.
+        self.signatures: dict[str, bytes] = {}
+        #: When True, an unsigned submission set is refused (a signed one is always checked).
+        self.require_signature = False
         self.faults: list[Fault] = []
+        self.precheck_faults: list[Fault] = []
+        #: TD0.2 queries answered (whatever the answer).
+        self.prechecks = 0
         self.requests = 0
         #: The last ITI-41 request as received (its SOAP envelope and parts), for conformance checks.
         self.last_request: soap.MtomMessage | None = None
@@ -95,10 +104,13 @@ class Simulator:
         self._save()
 
     def inject(self, mode: str, count: int = 1, delay: float = 0.0) -> None:
-        if mode not in (*FAULT_MODES, "none"):
+        if mode not in (*FAULT_MODES, *PRECHECK_FAULT_MODES, "none"):
             raise ValueError(f"Unknown fault mode {mode}.")
         if mode == "none":
             self.faults.clear()
+            self.precheck_faults.clear()
+        elif mode in PRECHECK_FAULT_MODES:
+            self.precheck_faults.append(Fault(mode, count, delay))
         else:
             self.faults.append(Fault(mode, count, delay))
 
@@ -111,11 +123,12 @@ class Simulator:
                 found.append(entry)
         return found
 
-    def _next_fault(self) -> Fault | None:
-        while self.faults:
-            fault = self.faults[0]
+    def _next_fault(self, queue: list[Fault] | None = None) -> Fault | None:
+        faults = self.faults if queue is None else queue
+        while faults:
+            fault = faults[0]
             if fault.count <= 0:
-                self.faults.pop(0)
+                faults.pop(0)
                 continue
             fault.count -= 1
             return fault
@@ -233,6 +246,41 @@ class Simulator:
             raise Rejected(err(c.ERR_METADATA, "The uniqueId differs from the CDA id.", where))
         return entry
 
+    def _check_signatures(self, signatures: list[etree._Element], objects: etree._Element, ss_id: str,
+                          contents: dict[str, bytes], documents: dict[str, bytes],
+                          assertion: VerifiedAssertion) -> bytes:
+        """IHE DSG: at most one signature of the set, linked by ``signs``, signed by the VIHF's certificate (issued
+        by a trusted authority), its Manifest listing exactly the set's documents with their digests."""
+        if not signatures:
+            return b""
+        if len(signatures) > 1:
+            raise Rejected(err(c.ERR_METADATA, "Une seule signature par lot de soumission."))
+        eo = signatures[0]
+        eid = eo.get("id", "")
+        content = contents.get(eid)
+        if content is None:
+            raise Rejected(err(c.ERR_MISSING_DOCUMENT, f"No content for the signature {eid}."))
+        links = {(a.get("associationType"), a.get("sourceObject"), a.get("targetObject"))
+                 for a in objects.findall(f"{{{c.NS_RIM}}}Association")}
+        if (signature.ASSOC_SIGNS, eid, ss_id) not in links or (c.ASSOC_HAS_MEMBER, ss_id, eid) not in links:
+            raise Rejected(err(c.ERR_METADATA, "La signature doit être membre du lot et liée à lui par une "
+                               "association signs."))
+        entry = soap.read_entry(eo)
+        if entry.get("formatCode") != signature.FORMAT_CODE.code or entry.get("mimeType") != "text/xml":
+            raise Rejected(err(c.ERR_METADATA, "La signature doit être un document text/xml au format XML-DSig."))
+        if entry.get("hash") != hashlib.sha1(content, usedforsecurity=False).hexdigest():
+            raise Rejected(err(c.ERR_REPOSITORY_METADATA, "The hash does not match the signature document."))
+        try:
+            certificate = signature.signing_certificate(content)
+            if not issued_by_trusted(certificate, self.anchors, self.clock()):
+                raise signature.SignatureInvalid("The signing certificate is not issued by a trusted authority.")
+            if certificate != assertion.certificate:
+                raise signature.SignatureInvalid("The set is not signed by the certificate that signed the VIHF.")
+            signature.verify_set(content, documents, certificate)
+        except signature.SignatureInvalid as exc:
+            raise Rejected(err(c.ERR_METADATA, f"Signature du lot invalide : {exc}")) from exc
+        return content
+
     # --- ITI-41 -------------------------------------------------------------------------------------------------
 
     def provide_and_register(self, message: soap.MtomMessage) -> list[RegistryError]:
@@ -284,10 +332,19 @@ class Simulator:
         record = self._access(matricule, assertion.subject, write=True)
         del record
         entries = []
+        signatures = []
         for eo in objects.findall(f"{{{c.NS_RIM}}}ExtrinsicObject"):
-            entries.append((eo, self._check_entry(eo, contents.get(eo.get("id", "")), patient_id)))
+            if signature.is_signature_entry(eo):
+                signatures.append(eo)
+            else:
+                entries.append((eo, self._check_entry(eo, contents.get(eo.get("id", "")), patient_id)))
         if not entries:
             raise Rejected(err(c.ERR_METADATA, "The submission has no document."))
+        signed = self._check_signatures(signatures, objects, package.get("id", ""), contents,
+                                        {entry["uniqueId"]: contents[eo.get("id", "")] for eo, entry in entries},
+                                        assertion)
+        if self.require_signature and not signed:
+            raise Rejected(err(c.ERR_METADATA, "Le lot de soumission doit être signé (signature XAdES absente)."))
         for _eo, entry in entries:
             if entry["uniqueId"] in self.documents:
                 raise Rejected(err(c.ERR_DUPLICATE_UNIQUE_ID, f"Un document d'identifiant {entry['uniqueId']} "
@@ -315,8 +372,49 @@ class Simulator:
                 old.status = c.STATUS_DEPRECATED
                 old.entry_xml = with_status(old.entry_xml, c.STATUS_DEPRECATED)
         self.accepted += len(entries)
+        if signed:
+            self.signatures[ss.get(c.SS_UNIQUE_ID) or ""] = signed
         self._save()
         log.info("dmp_simulator.accepted", documents=len(entries))
+
+    # --- TD0.2 ----------------------------------------------------------------------------------------------------
+
+    def check_access(self, env: etree._Element) -> tuple[etree._Element | None, str, str, precheck.AccessCheck]:
+        """TD0.2: the patient's DMP state and the professional's authorisation (R17), read without recording an
+        access (the deposit that follows records it)."""
+        self.prechecks += 1
+        request: etree._Element | None = None
+        matricule = oid = ""
+        try:
+            if soap.header_value(env, "Action") != precheck.ACTION_TD02:
+                raise Rejected(err(c.ERR_REPOSITORY, "WS-Addressing Action is not PRPA_IN201307UV02."))
+            assertion = self._assertion(env)
+            request = soap.body_of(env)
+            matricule, oid = precheck.queried_patient(request)
+            if oid not in c.INS_OIDS:
+                raise Rejected(err(c.ERR_UNKNOWN_PATIENT, "The patient id is not an INS."))
+            if assertion.patient != matricule:
+                raise Rejected(err("XDSPatientIdDoesNotMatch", "The assertion's patient differs from the query's."))
+        except Rejected as exc:
+            return request, matricule, oid, precheck.AccessCheck(False, error=exc.errors[0])
+        except soap.SoapError as exc:
+            return request, matricule, oid, precheck.AccessCheck(False, error=err(c.ERR_REPOSITORY, str(exc)))
+        record = self.patients.get(matricule)
+        if (record is None and not self.auto_create) or (record is not None and record.state == DmpState.NOT_CREATED):
+            return request, matricule, oid, precheck.AccessCheck(False)
+        if record is None:
+            return request, matricule, oid, precheck.AccessCheck(True)
+        professional = assertion.subject
+        last = record.authorised.get(professional)
+        if professional in record.blocked:
+            status = precheck.AUTH_FORBIDDEN
+        elif last is not None and self.clock() - datetime.fromisoformat(last) > AUTHORISATION_LAPSE:
+            status = precheck.AUTH_EXPIRED
+        elif last is None and record.require_authorisation:
+            status = precheck.AUTH_NONE
+        else:
+            status = precheck.AUTH_VALID
+        return request, matricule, oid, precheck.AccessCheck(True, record.state == DmpState.OPEN, status)
 
     # --- ITI-18 -------------------------------------------------------------------------------------------------
 

@@ -61,6 +61,8 @@ class Fault:
 
 #: The failures the simulator can be told to inject (``inject``, ``--fault``).
 FAULT_MODES = ("unavailable", "hang", "slow", "lost_answer", "store_then_hang")
+#: The failures of the TD0.2 pre-check (the patients endpoint): unreachable, or answering garbage.
+PRECHECK_FAULT_MODES = ("precheck_unavailable", "precheck_hang", "precheck_garbled")
 
 
 class Rejected(Exception):

@@ -13,15 +13,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 from aiohttp.web import AppRunner, TCPSite
 from cryptography import x509
 from lxml import etree
 
 from gateway.dmp_bridge import constants as c
-from gateway.dmp_bridge import metadata, soap
+from gateway.dmp_bridge import metadata, precheck, soap
 from gateway.dmp_bridge.simulator.core import Simulator
-from gateway.dmp_bridge.simulator.model import FAULT_MODES, DmpState
+from gateway.dmp_bridge.simulator.model import FAULT_MODES, PRECHECK_FAULT_MODES, DmpState
+
+log = structlog.get_logger("gateway.dmp_bridge.simulator")
 
 __all__ = ["AppRunner", "TCPSite", "build_app", "load_anchors", "main", "serve", "server_ssl_context"]
 
@@ -89,6 +92,7 @@ class HttpFront:
                 return web.json_response(self.sim.entries(data.get("matricule")))
             elif action == "stats":
                 return web.json_response({"requests": self.sim.requests, "accepted": self.sim.accepted,
+                                          "prechecks": self.sim.prechecks,
                                           "documents": len(self.sim.documents)})
             else:
                 return web.json_response({"error": f"unknown action {action}"}, status=404)
@@ -96,10 +100,30 @@ class HttpFront:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"ok": True})
 
+    async def _patients(self, request: web.Request) -> web.Response:
+        """TD0.2 (PRPA_IN201307UV02) on the patients endpoint, with its own faults."""
+        fault = self.sim._next_fault(self.sim.precheck_faults)
+        if fault is not None and fault.mode == "precheck_unavailable":
+            return web.Response(status=503, text="Service temporarily unavailable (simulated).")
+        if fault is not None and fault.mode == "precheck_hang":
+            await self.sim._pause(fault.delay)
+            return web.Response(status=503, text="Gave up (simulated hang).")
+        if fault is not None and fault.mode == "precheck_garbled":
+            return web.Response(status=200, body=b"<html>maintenance</html>", content_type="application/soap+xml")
+        try:
+            message = soap.mtom_decode(request.headers.get("Content-Type", ""), await request.read())
+        except soap.SoapError as exc:
+            return soap_fault(str(exc))
+        async with self.sim.lock:
+            query, matricule, oid, check = self.sim.check_access(message.envelope)
+        log.info("dmp_simulator.precheck", refusal=check.refusal.code if check.refusal else None)
+        return soap_response(precheck.ACTION_TD02_RESPONSE, precheck.answer(query, matricule, oid, check))
+
     def app(self) -> web.Application:
         application = web.Application(client_max_size=c.MAX_SOAP_SIZE)
         application.router.add_post("/repository", self._repository)
         application.router.add_post("/registry", self._registry)
+        application.router.add_post("/patients", self._patients)
         application.router.add_post("/admin/{action}", self._admin)
         return application
 
@@ -163,9 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schema-dir", type=Path, default=None, help="folder holding IHE/XDS.b_DocumentRepository.xsd")
     parser.add_argument("--state-file", type=Path, default=None, help="JSON file keeping accepted documents")
     parser.add_argument("--closed", action="append", default=[], help="matricule whose DMP is closed")
+    parser.add_argument("--not-created", action="append", default=[], help="matricule who has no DMP")
+    parser.add_argument("--authorisation-required", action="append", default=[], metavar="MATRICULE",
+                        help="matricule whose DMP needs an explicit authorisation at a professional's first access")
+    parser.add_argument("--blocked", action="append", default=[], metavar="MATRICULE:RPPS",
+                        help="a professional the patient blocked")
     parser.add_argument("--fault", action="append", default=[], metavar="MODE[:COUNT[:DELAY]]",
                         help="fail the next COUNT ITI-41 requests (unavailable, hang, slow, lost_answer, "
-                             "store_then_hang), e.g. slow:5:3")
+                             "store_then_hang) or TD0.2 queries (precheck_unavailable, precheck_hang, "
+                             "precheck_garbled), e.g. slow:5:3")
     args = parser.parse_args(argv)
     faults = []
     for text in args.fault:
@@ -175,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults.append((mode, int(count or 1), float(delay or 0)))
         except ValueError:
             parser.error(f"--fault {text}: expected MODE[:COUNT[:DELAY]]")
-        if mode not in FAULT_MODES:
-            parser.error(f"--fault {text}: the mode is one of {', '.join(FAULT_MODES)}")
+        if mode not in (*FAULT_MODES, *PRECHECK_FAULT_MODES):
+            parser.error(f"--fault {text}: the mode is one of {', '.join((*FAULT_MODES, *PRECHECK_FAULT_MODES))}")
     host, _, port = args.listen.rpartition(":")
 
     async def run() -> None:
@@ -184,6 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 ca_bundle=args.ca, schema_dir=args.schema_dir, state_file=args.state_file)
         for matricule in args.closed:
             simulator.set_patient(matricule, state=DmpState.CLOSED)
+        for matricule in args.not_created:
+            simulator.set_patient(matricule, state=DmpState.NOT_CREATED)
+        for matricule in args.authorisation_required:
+            simulator.set_patient(matricule, require_authorisation=True)
+        for pair in args.blocked:
+            matricule, _, rpps = pair.partition(":")
+            simulator.set_patient(matricule, block=[rpps])
         for mode, count, delay in faults:
             simulator.inject(mode, count, delay)
         print(f"DMP simulator listening on {simulator.url} (repository /repository, registry /registry)",
