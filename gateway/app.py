@@ -65,6 +65,10 @@ class Gateway:
         self.hub = hub if hub is not None else ChangeHub()
         self.committer = GroupCommitter(self.sessions, self.hub, reads=self.reads)
         self.authenticator = Authenticator.from_config(config, self.reads, self.sessions)
+        if config.psc is not None:  # SASL OAUTHBEARER / XOAUTH2 with Pro Sante Connect tokens (gateway/psc)
+            from gateway.psc.login import PscLogin
+
+            self.authenticator.psc = PscLogin(config.psc, self.reads)
         self._servers: list[asyncio.AbstractServer] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         self._handlers: list[SubmissionHandler] = []
@@ -103,6 +107,8 @@ class Gateway:
         if self._migrate:
             await db.migrate(self.config.database_url)
         await self.authenticator.start()  # hashing workers, before the listeners
+        if self.authenticator.psc is not None:
+            self._closers.append(self.authenticator.psc.close)
         self.committer.start()
         http = await start_http(self.config, self.reads, self.listeners)  # metrics, probes, autoconfig
         self._closers.append(http.close)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from gateway.directory.settings import DirectorySettings
     from gateway.hl7.settings import Hl7Settings
+    from gateway.psc.settings import PscSettings
 
 T = TypeVar("T")
 
@@ -212,6 +213,8 @@ class Config:
     directory: DirectorySettings | None = None
     #: ``[hl7]``: the MLLP listener for hospital systems (gateway/hl7); off when absent.
     hl7: Hl7Settings | None = None
+    #: ``[psc]``: Pro Santé Connect access tokens accepted by SMTP and IMAP (gateway/psc); off when absent.
+    psc: PscSettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -560,13 +563,16 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     from gateway.hl7.settings import parse_section as hl7_section
 
     hl7 = hl7_section(root, path)
+    from gateway.psc.settings import parse_section as psc_section
+
+    psc = psc_section(root, path)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
                   stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig, web=web,
                   software_reference=software_reference, log_file=log_file, directory=directory,
-                  hl7=hl7)
+                  hl7=hl7, psc=psc)
 
 
 @dataclass(frozen=True)

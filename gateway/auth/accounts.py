@@ -26,6 +26,7 @@ from gateway.auth import hashing
 from gateway.auth.anvil import Anvil
 from gateway.auth.cache import CredentialCache
 from gateway.auth.hashing import Argon2Params
+from gateway.auth.methods import allows
 from gateway.auth.passwords import verify_password
 from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle
 from gateway.config import AuthSettings, Limits
@@ -102,6 +103,8 @@ class Authenticator:
                                    settings.argon2_parallelism)
         self.cache = CredentialCache(settings.cache_ttl, settings.cache_size)
         self.anvil = anvil or Anvil.from_limits(limits)
+        #: Pro Santé Connect logins (SASL OAUTHBEARER / XOAUTH2), when ``[psc]`` is configured (gateway/psc).
+        self.psc: Any = None
 
     @classmethod
     def from_config(cls, config: Any, reads: async_sessionmaker[AsyncSession],
@@ -142,7 +145,7 @@ class Authenticator:
     async def _credentials(self, address: str) -> Any:
         """The mailbox's id, kind, matricule, current hash and active flag: one indexed query per login."""
         query = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.password_hash,
-                       Mailbox.active).where(Mailbox.address == address)
+                       Mailbox.active, Mailbox.auth_methods).where(Mailbox.address == address)
         async with self._sessions() as session:
             return (await session.execute(query)).one_or_none()
 
@@ -157,7 +160,8 @@ class Authenticator:
         name = normalise_username(username)
         row = await self._credentials(name)
         mailbox_id = row.id if row is not None else None
-        usable = row is not None and row.active and row.password_hash is not None
+        usable = row is not None and row.active and row.password_hash is not None \
+            and allows(row.auth_methods, "password")  # a mailbox may require PSC or a certificate
         key = self.cache.key(name, password)
         cached = usable and self.cache.lookup(key, row.id, row.password_hash)
         if cached:  # no hash to pay for: only the ceilings are read
@@ -175,7 +179,8 @@ class Authenticator:
             raise
         if not ok:
             await self.throttle.failure(self._writes, slot)
-            reason = "no_mailbox" if row is None else "disabled" if not row.active else "password"
+            reason = "no_mailbox" if row is None else "disabled" if not row.active else \
+                "method_not_allowed" if not allows(row.auth_methods, "password") else "password"
             log.info("login", protocol=protocol, outcome="invalid", client=client, mailbox_id=mailbox_id,
                      reason=reason)
             return LoginResult(LoginOutcome.INVALID)
@@ -217,7 +222,8 @@ class Authenticator:
                                 client: str | None = None) -> Account | None:
         """SASL EXTERNAL: the mailbox bound to the client certificate's SHA-256 fingerprint."""
         mailbox = await self._mailbox(certificate_fingerprint=fingerprint.lower())
-        if mailbox is None or (authzid and authzid.lower() != mailbox.address):
+        if mailbox is None or (authzid and authzid.lower() != mailbox.address) \
+                or not allows(mailbox.auth_methods, "certificate"):
             log.info("login", protocol=protocol, mechanism="EXTERNAL", outcome="invalid", client=client,
                      mailbox_id=mailbox.id if mailbox else None)
             metrics.login(protocol, "EXTERNAL", "invalid")

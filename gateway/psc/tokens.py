@@ -192,8 +192,14 @@ class TokenVerifier:
         return json.loads(body)
 
     async def _get(self, url: str) -> Any:
-        async with self._client().get(url, allow_redirects=False) as response:
-            return await self._json(response)
+        for attempt in (1, 2):  # a kept-alive connection the provider closed meanwhile: once more on a new one
+            try:
+                async with self._client().get(url, allow_redirects=False) as response:
+                    return await self._json(response)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._http is not None:

@@ -91,6 +91,12 @@ EXTERNAL_NO_CERTIFICATE = Reply(535, "5.7.8", "Authentication failed: no client 
                                               "this TLS connection")
 EXTERNAL_NOT_BOUND = Reply(535, "5.7.8", "Authentication failed: this client certificate is bound to no mailbox "
                                          "(or not to the one requested)")
+PSC_INVALID = Reply(535, "5.7.8", "Authentication failed: the Pro Sante Connect token is not valid for this "
+                                  "mailbox")
+PSC_UNAVAILABLE = Reply(454, "4.7.0", "Temporary authentication failure: Pro Sante Connect cannot be reached to "
+                                      "check the token; try again later")
+PSC_NOT_OFFERED = Reply(504, "5.5.4", "Unrecognized authentication type: Pro Sante Connect is not configured here")
+PSC_MALFORMED = Reply(501, "5.5.2", "Cannot read the SASL response")
 BAD_DSN_PARAMETER = Reply(501, "5.5.4", "Bad DSN parameter (RFC 3461): NOTIFY=NEVER or a list of SUCCESS, "
                                         "FAILURE, DELAY; RET=FULL or HDRS; ENVID and ORCPT as xtext")
 

@@ -27,6 +27,7 @@ from gateway.auth.accounts import Account, Authenticator, LoginOutcome
 from gateway.config import Config
 from gateway.ins_matching import identities
 from gateway.ops import metrics
+from gateway.psc import smtp as psc_smtp
 from gateway.routing import replies
 from gateway.routing.addresses import parse
 from gateway.routing.delivery import Outcome, plan_submission, record_refusal
@@ -112,6 +113,7 @@ class SubmissionHandler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        responses = psc_smtp.ehlo(self.authenticator, responses)  # OAUTHBEARER/XOAUTH2 only with [psc]
         return [*responses[:-1], "250-ENHANCEDSTATUSCODES", "250-PIPELINING", responses[-1]]
 
     # --- AUTH (RFC 4954; PLAIN RFC 4616, LOGIN) --------------------------------------------------------------
@@ -162,6 +164,13 @@ class SubmissionHandler:
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
         return await self._login(server, username, password, "LOGIN")
+
+    # --- AUTH OAUTHBEARER (RFC 7628) and XOAUTH2: Pro Sante Connect tokens (gateway/psc) ---------------------
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await psc_smtp.auth(server, self.authenticator, args, "OAUTHBEARER")
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await psc_smtp.auth(server, self.authenticator, args, "XOAUTH2")
 
     # --- Transaction -----------------------------------------------------------------------------------
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,

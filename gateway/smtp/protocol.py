@@ -145,12 +145,15 @@ class GatewaySMTP(SMTP):
 
     #: Offer DSN (RFC 3461) and accept its parameters; the relay listener turns it off (we deliver at once).
     offer_dsn = True
+    #: RFC 4954 4: an AUTH line (with its initial response, e.g. an OAUTHBEARER token) may be 12288 octets.
+    line_length_limit = 12288 + 2
 
     def __init__(self, handler: Any, **kwargs: Any) -> None:
         kwargs.setdefault("enable_SMTPUTF8", True)
         super().__init__(handler, **kwargs)
         limits = getattr(getattr(handler, "config", None), "limits", None) or Limits()
         self.limits: Limits = limits
+        self.command_size_limits["AUTH"] = 12288  # RFC 4954 4 (aiosmtpd clears the table in __init__)
         #: The longest a whole DATA or BDAT transfer may take: the size limit at the minimum rate, plus one idle.
         self.data_time_limit = (self.data_size_limit or limits.message_size) / limits.smtp_min_data_rate \
             + self._timeout_duration

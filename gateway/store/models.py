@@ -48,6 +48,9 @@ class Mailbox(Base):
     #: Software accounts bound to a client certificate (SHA-256 fingerprint, hex) for SASL EXTERNAL.
     certificate_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Login methods this mailbox accepts, comma-separated among psc, password, certificate; NULL = all
+    #: (migration psc_0001; gateway/auth/methods.py).
+    auth_methods: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class Folder(Base):

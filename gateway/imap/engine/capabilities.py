@@ -21,7 +21,7 @@ ENABLEABLE = frozenset({"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"})
 
 
 def capabilities(*, tls: bool, authenticated: bool, client_certificate: bool, compressed: bool,
-                 message_size: int) -> list[str]:
+                 message_size: int, psc: bool = False) -> list[str]:
     """The capability list for a connection in this state."""
     names = list(BASE)
     names.append(f"APPENDLIMIT={message_size}")
@@ -31,6 +31,8 @@ def capabilities(*, tls: bool, authenticated: bool, client_certificate: bool, co
         names.append("AUTH=PLAIN")
         if client_certificate:
             names.append("AUTH=EXTERNAL")
+        if psc:  # Pro Sante Connect tokens (RFC 7628, XOAUTH2; gateway/psc), after TLS only like every AUTH=
+            names += ["AUTH=OAUTHBEARER", "AUTH=XOAUTH2"]
     if authenticated and not compressed:
         names.append("COMPRESS=DEFLATE")
     return names

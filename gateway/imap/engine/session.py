@@ -83,7 +83,8 @@ class Session:
     def capability_list(self) -> list[str]:
         return capabilities(tls=self.channel.tls, authenticated=self.account is not None,
                             client_certificate=self.channel.client_certificate,
-                            compressed=self.channel.deflate is not None, message_size=self.context.message_size)
+                            compressed=self.channel.deflate is not None, message_size=self.context.message_size,
+                            psc=self.context.authenticator.psc is not None)
 
     def capability_code(self) -> str:
         return "CAPABILITY " + " ".join(self.capability_list())

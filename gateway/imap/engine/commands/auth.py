@@ -1,4 +1,5 @@
-"""STARTTLS, LOGIN and AUTHENTICATE PLAIN / EXTERNAL (RFC 9051 6.2, RFC 4616, RFC 4422 appendix A, RFC 4959).
+"""STARTTLS, LOGIN and AUTHENTICATE PLAIN / EXTERNAL / OAUTHBEARER / XOAUTH2 (RFC 9051 6.2, RFC 4616, RFC 4422
+appendix A, RFC 4959, RFC 7628).
 
 Passwords are checked by :class:`gateway.auth.accounts.Authenticator`: the same accounts, hashes and
 per-address throttle as SMTP. No password crosses an unencrypted connection: LOGIN and AUTHENTICATE are
@@ -81,6 +82,28 @@ async def _response(session: Session, initial: bytes | None) -> bytes:
         raise Bad("Authentication response is not base64.") from None
 
 
+async def _bearer(session: Session, mechanism: str, data: bytes) -> Done:
+    """OAUTHBEARER (RFC 7628 3.2, 4.2) / XOAUTH2 with a Pro Sante Connect token (gateway/psc): a refused token
+    gets the error JSON as a continuation, then ``NO [AUTHENTICATIONFAILED]`` after the client's ``AQ==``; an
+    unreachable provider with no usable cached key ``NO [UNAVAILABLE]`` (RFC 5530)."""
+    from gateway.psc.login import PscOutcome
+    from gateway.psc.sasl import SaslError, parse
+
+    try:
+        response = parse(mechanism, data)
+    except SaslError as exc:
+        raise Bad(str(exc)) from None
+    result = await session.context.authenticator.psc.login(mechanism, response, session.channel.client, "imap")
+    if result.outcome is PscOutcome.OK and result.account is not None:
+        return _logged_in(session, result.account)
+    if result.outcome is PscOutcome.UNAVAILABLE:
+        raise No("Pro Sante Connect cannot be reached to check the token; try again later.", "UNAVAILABLE")
+    await session.send(b"+ " + base64.b64encode(result.challenge) + b"\r\n")  # RFC 7628 3.2.2
+    if len(await session.read_line()) > MAX_SASL:
+        raise Bad("Authentication response too long.", "TOOBIG")
+    raise No("The Pro Sante Connect token is not valid for this mailbox.", "AUTHENTICATIONFAILED")
+
+
 async def authenticate(session: Session, cmd: c.Authenticate) -> Done:
     mechanism = cmd.mechanism.upper()
     if mechanism == "PLAIN":
@@ -113,4 +136,7 @@ async def authenticate(session: Session, cmd: c.Authenticate) -> Done:
                          "UNAVAILABLE")
             raise No(result.text, "AUTHENTICATIONFAILED")
         return _logged_in(session, result)
+    if mechanism in ("OAUTHBEARER", "XOAUTH2") and session.context.authenticator.psc is not None:
+        _require_tls(session)
+        return await _bearer(session, mechanism, await _response(session, cmd.initial))
     raise No("Mechanism not supported; use PLAIN or EXTERNAL.", "CANNOT")

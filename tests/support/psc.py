@@ -1,0 +1,144 @@
+"""Pro Santé Connect in tests: the simulator's HTTPS client, and gateways that trust it.
+
+Tokens are obtained as a mail program would: the authorization-code flow with PKCE through a real HTTP client
+(urllib), the redirect read from the ``Location`` header. The admin endpoints (rotate, fault, mint) are called
+over HTTPS too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import secrets
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from gateway.psc.models import PscGrant
+from gateway.psc.simulator import OIDC, Simulator
+from support.mail import PRO, PRO2
+from support.pki import PKIFiles
+from support.process import GatewayProcess
+from support.store import Store
+
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+#: marcel (biologist) is granted PRO; jean is granted PRO2; claire is granted nothing.
+MARCEL, JEAN, CLAIRE = "801234534765", "801234567897", "810100000011"
+REDIRECT = "http://127.0.0.1:9/callback"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@dataclass
+class Provider:
+    """The running simulator and an HTTPS client for it."""
+
+    sim: Simulator
+    context: ssl.SSLContext
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def issuer(self) -> str:
+        return self.sim.issuer
+
+    def _open(self, request: urllib.request.Request) -> Any:
+        opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=self.context))
+        return opener.open(request, timeout=10)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(self.sim.url + path, data=json.dumps(body).encode(),  # noqa: S310
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with self._open(request) as response:
+            return json.loads(response.read())
+
+    def code_flow(self, user: str, client_id: str = "mail-client", secret: str = "") -> dict[str, Any]:
+        """RFC 6749 4.1 + RFC 7636: authorize (login_hint), read the code from the redirect, exchange it."""
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        state = secrets.token_urlsafe(8)
+        query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+                           "scope": "openid scope_all", "state": state, "code_challenge": challenge,
+                           "code_challenge_method": "S256", "login_hint": user})
+        try:
+            self._open(urllib.request.Request(f"{self.issuer}/protocol/openid-connect/auth?{query}"))  # noqa: S310
+            raise AssertionError("the authorization endpoint did not redirect")
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code == 302
+            location = redirect.headers["Location"]
+        params = parse_qs(urlsplit(location).query)
+        assert params["state"] == [state]
+        form = {"grant_type": "authorization_code", "code": params["code"][0], "redirect_uri": REDIRECT,
+                "code_verifier": verifier, "client_id": client_id}
+        if secret:
+            form["client_secret"] = secret
+        request = urllib.request.Request(self.sim.url + OIDC + "/token", data=urlencode(form).encode(),  # noqa: S310
+                                         method="POST")
+        with self._open(request) as response:
+            return dict(json.loads(response.read()))
+
+    def token(self, user: str = "marcel") -> str:
+        return str(self.code_flow(user)["access_token"])
+
+    def mint(self, **body: Any) -> str:
+        return str(self.post_json("/admin/mint", {"user": "marcel", **body})["access_token"])
+
+    def rotate(self, drop: bool = False) -> str:
+        return str(self.post_json("/admin/rotate" + ("?drop=1" if drop else ""), {})["kid"])
+
+    def fault(self, mode: str) -> None:
+        self.post_json("/admin/fault", {"mode": mode})
+
+
+def psc_config(provider: Provider, pki: PKIFiles, *, keys_ttl: float = 3600, introspection: bool = False) -> str:
+    return f"""
+[psc]
+issuer = "{provider.issuer}"
+client_id = "gateway"
+client_secret = "gateway-dev-secret"
+audiences = ["gateway", "mail-client"]
+required_scope = "scope_all"
+ca_file = "{pki.ca_bundle}"
+refresh_interval = 0
+keys_ttl = {keys_ttl}
+leeway = 5
+introspection = {"true" if introspection else "false"}
+"""
+
+
+def grant(store: Store, national_id: str, address: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from gateway.store.models import Mailbox
+
+    async def work(session: Any) -> None:
+        mailbox_id = (await session.execute(select(Mailbox.id).where(Mailbox.address == address))).scalar_one()
+        session.add(PscGrant(national_id=national_id, mailbox_id=mailbox_id, granted_at=datetime.now(UTC)))
+    store.run(work)
+
+
+def start_gateway(folder: Path, pki: PKIFiles, url: str, extra: str, **gateway_keys: Any) -> GatewayProcess:
+    from support.workers import configure
+
+    store = Store(url)
+    store.add_mailbox(PRO)
+    store.add_mailbox(PRO2)
+    grant(store, MARCEL, PRO)
+    grant(store, JEAN, PRO2)
+    process = GatewayProcess(folder, pki, url, extra_config=extra)
+    if gateway_keys:
+        configure(process, **gateway_keys)
+    return process.start()
+
+
