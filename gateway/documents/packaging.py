@@ -17,7 +17,7 @@ from gateway.documents.cda import CdaHeader, read_header
 from gateway.documents.errors import DocumentRefused
 from gateway.documents.mime import Part, walk
 from gateway.documents.xdm import looks_like_zip, read_xdm
-from gateway.documents.xdm_writer import build_xdm, mss_headers
+from gateway.documents.xdm_writer import SUBJECT_PREFIX, build_xdm, mss_headers, xdm_subject
 
 CODE_HEADER = "X-MSS-CODECDA"
 INS_HEADER = "X-MSS-INS"
@@ -81,6 +81,9 @@ def package(raw: bytes, is_qualified: Callable[[str], bool], software_reference:
     for name, value in mss_headers(headers, qualified).items():
         del message[name]
         message[name] = value
+    if not str(message.get("Subject", "")).startswith(SUBJECT_PREFIX):  # the ANS subject convention
+        del message["Subject"]
+        message["Subject"] = xdm_subject(headers)
     if software_reference and message.get(NIL_HEADER) is None:
         message[NIL_HEADER] = software_reference
     return message.as_bytes()

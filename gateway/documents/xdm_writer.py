@@ -242,6 +242,25 @@ def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, sourc
     return buffer.getvalue(), written
 
 
+#: The subject of a message carrying a CDA in XDM (ANS client specification, "objet du message").
+SUBJECT_PREFIX = "XDM/1.0/DDM+"
+
+
+def xdm_subject(headers: Sequence[CdaHeader]) -> str:
+    """``XDM/1.0/DDM+<label> <NAME> <first name> <birth date>`` for the documents of one patient: the first
+    document's title (else its type's label), the patient's birth name in capitals, first name and birth date
+    (YYYYMMDD), as the ANS client specification names a message carrying a CDA. Each trait is one line of text:
+    nothing from a document can add a header."""
+    if not headers:
+        raise ValueError("A subject names at least one document.")
+    first = headers[0]
+    patient = first.patient
+    label = first.title or (first.code.display_name if first.code else None) or "Document"
+    parts = [label, (patient.birth_name or "").upper(), patient.first_name or "",
+             (patient.birth_date or "").replace("-", "")]
+    return SUBJECT_PREFIX + " ".join(" ".join(p.split()) for p in parts if p and p.strip())
+
+
 def mss_headers(headers: Sequence[CdaHeader], ins_qualified: bool) -> dict[str, str]:
     """``X-MSS-CODECDA`` (each CDA's code, comma separated) and ``X-MSS-INS`` (``O``/``N``), ANS client spec.
 
