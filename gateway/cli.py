@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.commands import console
 
     console.register(sub, with_config)
+    from gateway.commands import psc
+
+    psc.register(sub, with_config)
     from gateway.commands import backup, mail_transfer, manpages, migrate
 
     migrate.register(sub, with_config)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import imaplib
 import json
 import os
 import secrets
+import smtplib
 import ssl
 import urllib.error
 import urllib.request
@@ -22,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from gateway.psc.models import PscGrant
+from gateway.psc.sasl import oauthbearer_response, xoauth2_response
 from gateway.psc.simulator import OIDC, Simulator
 from support.mail import PRO, PRO2
 from support.pki import PKIFiles
@@ -142,3 +145,46 @@ def start_gateway(folder: Path, pki: PKIFiles, url: str, extra: str, **gateway_k
     return process.start()
 
 
+# --- clients ----------------------------------------------------------------------------------------------------
+def smtp_client(gateway: GatewayProcess, tls: bool = True) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", gateway.smtp_port, timeout=20)
+    if tls:
+        client.starttls(context=gateway.client_tls())
+    client.ehlo("client.test")
+    return client
+
+
+def smtp_auth(client: smtplib.SMTP, mechanism: str, token: str, user: str = PRO) -> tuple[int, dict[str, Any] | None]:
+    """AUTH with an initial response; on a 334 error challenge, answer %x01 (RFC 7628 3.2.3) and return the JSON."""
+    blob = oauthbearer_response(token, user) if mechanism == "OAUTHBEARER" else xoauth2_response(token, user)
+    code, text = client.docmd("AUTH", f"{mechanism} {base64.b64encode(blob).decode()}")
+    if code != 334:
+        return code, None
+    challenge = json.loads(base64.b64decode(text))
+    code, text = client.docmd("AQ==" if mechanism == "OAUTHBEARER" else "")
+    assert text.startswith(b"5.7.8"), text
+    return code, challenge
+
+
+def imap_client(gateway: GatewayProcess) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", gateway.imap_port, timeout=20)
+    client.starttls(ssl_context=gateway.client_tls())
+    return client
+
+
+def imap_auth(client: imaplib.IMAP4, mechanism: str, token: str, user: str = PRO) -> tuple[str, list[bytes]]:
+    """imaplib.authenticate: the first continuation gets the SASL response, an error challenge gets %x01."""
+    blob = oauthbearer_response(token, user) if mechanism == "OAUTHBEARER" else xoauth2_response(token, user)
+    challenges: list[bytes] = []
+
+    def respond(challenge: bytes) -> bytes:
+        if challenge:
+            challenges.append(challenge)
+            return b"\x01"
+        return blob
+
+    try:
+        status, _ = client.authenticate(mechanism, respond)
+    except imaplib.IMAP4.error as exc:
+        return str(exc), challenges
+    return status, challenges
