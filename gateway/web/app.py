@@ -142,8 +142,8 @@ async def _session(request: web.Request, handler: Handler) -> web.StreamResponse
     """The session, its role and CSRF checks; the only gate every page passes."""
     console = request.app[KEY]
     segment = request.path.strip("/").split("/")[0]
-    if segment in PUBLIC:
-        return await handler(request)
+    if segment in PUBLIC or request.match_info.http_exception is not None:
+        return await handler(request)  # the login, static files, and "404" for what is not a page
     async with console.sessions() as session, session.begin():
         found = await accounts.resume(session, console.settings.secret, request.cookies.get(SESSION_COOKIE),
                                       console.settings.idle_timeout)

@@ -30,7 +30,8 @@ def set_session_cookie(response: web.StreamResponse, value: str) -> None:
 
 def _login_page(console: Console, request: web.Request, error: str | None = None,
                 status: int = 200) -> web.Response:
-    token = secrets.token_urlsafe(24)
+    # The same token while the browser holds one: two tabs (or a stray request) do not invalidate each other.
+    token = accounts.unsign(console.settings.secret, request.cookies.get(LOGIN_COOKIE)) or secrets.token_urlsafe(24)
     response = console.render(request, "connexion.html", status=status, login_csrf=token, error=error,
                               psc=console.settings.oidc is not None)
     response.set_cookie(LOGIN_COOKIE, accounts.sign(console.settings.secret, token), path="/connexion", secure=True,

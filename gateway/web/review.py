@@ -25,7 +25,7 @@ from gateway.ins_matching.normalise import normalise
 from gateway.ins_matching.record import OPEN, REVIEW_STATUSES, DocumentReview, RecordError
 from gateway.store.models import Identity, Message
 from gateway.web import narrative
-from gateway.web.app import KEY, person
+from gateway.web.app import KEY, date_fr, person
 
 #: The ANS integration codes (R10) in the words the staff read.
 REASONS = {
@@ -60,6 +60,8 @@ def trait_rows(patient: dict[str, Any], identity: Identity | None) -> list[Trait
         mine = patient.get(key) or ""
         theirs = getattr(identity, key, "") if identity is not None else ""
         differs = right is not None and getattr(left, _COMPARED[key]) != getattr(right, _COMPARED[key])
+        if key == "birth_date":
+            mine, theirs = date_fr(str(mine)), date_fr(str(theirs or ""))
         rows.append(TraitRow(label, str(mine), str(theirs or ""), differs))
     return rows
 

@@ -6,3 +6,9 @@ document.addEventListener("submit", function (event) {
     event.preventDefault();
   }
 });
+// After a Pro Santé Connect login: continue to the console from our own page (the session cookie is
+// SameSite=Strict, so it is sent on this same-site navigation, not on the provider's redirect).
+document.addEventListener("DOMContentLoaded", function () {
+  var next = document.querySelector("a[data-suivre]");
+  if (next) { window.location.replace(next.getAttribute("href")); }
+});
