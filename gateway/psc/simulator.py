@@ -490,7 +490,7 @@ def _development_certificate(folder: Path, host: str) -> tuple[Path, Path, Path]
 def main(argv: Sequence[str] | None = None) -> int:
     """``gateway psc-simulator``: run the simulator until interrupted."""
     parser = argparse.ArgumentParser(prog="gateway psc-simulator", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listen", default="127.0.0.1:8444", help="host:port (default 127.0.0.1:8444)")
+    parser.add_argument("--listen", default="127.0.0.1:8445", help="host:port (default 127.0.0.1:8445)")
     parser.add_argument("--certificate", type=Path, help="server certificate (PEM, with chain)")
     parser.add_argument("--key", type=Path, help="server private key (PEM)")
     parser.add_argument("--pki-dir", type=Path, default=Path("psc-simulator-pki"),
