@@ -112,7 +112,7 @@ class Hl7Listener:
                         client: str) -> None:
         settings = self.settings
         frames = FrameReader(reader, max_bytes=settings.max_frame_bytes, read_timeout=settings.read_timeout,
-                             frame_timeout=settings.frame_timeout)
+                             frame_timeout=settings.frame_timeout, idle_timeout=settings.idle_timeout)
         while True:
             try:
                 content = await frames.read()

@@ -2,8 +2,9 @@
 
 The reader is ours rather than the library's ``readblock`` because the library waits for the end block with no
 deadline and keeps what it buffered: here a frame is cut at ``max_bytes``, every read waits at most
-``read_timeout`` seconds, and a whole frame at most ``frame_timeout``; bytes outside a frame are dropped (up
-to the same cap). The framing bytes themselves are the library's constants (python-hl7 ``hl7.mllp``).
+``read_timeout`` seconds, and a whole frame at most ``frame_timeout``; between frames a connection may stay
+quiet ``idle_timeout`` seconds (DPIs keep their MLLP connection open). Bytes outside a frame are dropped.
+The framing bytes themselves are the library's constants (python-hl7 ``hl7.mllp``).
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -31,22 +32,24 @@ class FrameReader:
     """Reads one MLLP frame at a time from ``reader`` within the caps."""
 
     def __init__(self, reader: asyncio.StreamReader, *, max_bytes: int, read_timeout: float,
-                 frame_timeout: float) -> None:
+                 frame_timeout: float, idle_timeout: float | None = None) -> None:
         self._reader = reader
         self._max = max_bytes
         self._read_timeout = read_timeout
+        self._idle_timeout = idle_timeout if idle_timeout is not None else read_timeout
         self._frame_timeout = frame_timeout
         self._buffer = bytearray()
 
     async def _more(self, deadline: float | None) -> bytes:
-        timeout = self._read_timeout
+        timeout = self._idle_timeout if deadline is None else self._read_timeout
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         try:
             return await asyncio.wait_for(self._reader.read(CHUNK), timeout)
         except TimeoutError:
-            raise FrameError("timeout" if deadline is None or time.monotonic() < deadline
-                             else "frame_timeout") from None
+            if deadline is None:
+                raise FrameError("idle") from None
+            raise FrameError("timeout" if time.monotonic() < deadline else "frame_timeout") from None
 
     async def read(self) -> bytes | None:
         """The next frame's content (without the framing), or None when the peer closed between frames."""

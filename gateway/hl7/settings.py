@@ -64,6 +64,8 @@ class Hl7Settings:
     read_timeout: float = 60.0
     #: Seconds one frame may take from its start block to its end block.
     frame_timeout: float = 120.0
+    #: Seconds a connection may stay quiet between messages.
+    idle_timeout: float = 3600.0
     #: Connections open at once, all peers together.
     max_connections: int = 64
 
@@ -129,6 +131,7 @@ def parse_section(root: _Reader, path: Callable[..., Path | None]) -> Hl7Setting
         max_document_bytes=_positive(section, "max_document_bytes", 8 * MiB, int),
         read_timeout=_positive(section, "read_timeout", 60.0, float),
         frame_timeout=_positive(section, "frame_timeout", 120.0, float),
+        idle_timeout=_positive(section, "idle_timeout", 3600.0, float),
         max_connections=_positive(section, "max_connections", 64, int))
     section.check("max_document_bytes", settings.max_document_bytes < settings.max_frame_bytes,
                   "must be below max_frame_bytes (the document travels inside the frame)")

@@ -72,7 +72,9 @@ def test_oru_r01_with_the_three_destinations_gives_one_of_each_and_a_resend_is_a
         again = client.exchange(oru("LAB-0001"))  # the DPI did not see our ACK and sends the same message
         assert again == first
         client.close()
-        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the DMP deposit")
+        wait_for(lambda: [d.state for d in deposits(store)] == [ACCEPTED], "the DMP deposit", 60,
+                 lambda: ([(d.state, d.last_error) for d in deposits(store)], store.events("filing"),
+                          gateway.log_lines[-15:]))
         doctor = imap_inbox(gateway, DOCTOR)
         patient = imap_inbox(gateway, PATIENT)
     finally:

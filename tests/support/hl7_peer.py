@@ -56,6 +56,7 @@ source_id = "1.2.250.1.999.42"
 default_mode = "systematic"
 retry_base = 0.2
 retry_ceiling = 1.0
+lease = 3
 
 [[dmp.professional]]
 national_id = "{BIOLOGIST.national_id}"
@@ -69,9 +70,9 @@ specialty = "{BIOLOGIST.specialty.code}"
 
 class Hl7Gateway(GatewayProcess):
     def __init__(self, folder: Path, pki: PKIFiles, store_url: str, *, extra_config: str = "",
-                 hl7_extra: str = "") -> None:
+                 hl7_extra: str = "", log_level: str = "info") -> None:
         self.hl7_port = free_port()
-        super().__init__(folder, pki, store_url, message_size=20_000_000,
+        super().__init__(folder, pki, store_url, message_size=20_000_000, log_level=log_level,
                          extra_config=hl7_config(self.hl7_port, hl7_extra) + extra_config)
 
     def start(self) -> Hl7Gateway:
@@ -130,10 +131,11 @@ def code_of(answer: str) -> tuple[str, str | None]:
     return ack_code(answer)
 
 
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0,
+             detail: Callable[[], object] | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail is not None else ""))
