@@ -15,7 +15,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,6 +71,12 @@ def date_fr(value: datetime | str | None, with_time: bool = True) -> str:
     """A date as French staff read it: ``01/12/2026 14:05`` (Paris time), or ``28/03/1979`` for an ISO date."""
     if value is None or value == "":
         return ""
+    if isinstance(value, str) and len(value) > 10 and value[4:5] == "-" and value[10:11] == "T":
+        text = value
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            return text
     if isinstance(value, str):
         if len(value) == 10 and value[4] == "-":
             return f"{value[8:10]}/{value[5:7]}/{value[0:4]}"
@@ -80,7 +86,7 @@ def date_fr(value: datetime | str | None, with_time: bool = True) -> str:
                 text += f" {value[8:10]}:{value[10:12]}"
             return text
         return value
-    local = value.astimezone(PARIS) if value.tzinfo else value
+    local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(PARIS)  # the store keeps UTC
     return local.strftime("%d/%m/%Y %H:%M" if with_time else "%d/%m/%Y")
 
 

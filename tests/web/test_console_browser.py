@@ -39,7 +39,9 @@ LAB = "laboratoire@pro.gateway.test"
 RESULTS = "resultats@pro.gateway.test"
 PASSWORD = "mot-de-passe-du-secretariat"
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
-MARCEL = "801234534765"  # a built-in professional of the PSC simulator
+MARCEL = "801234534765"  # a built-in professional of the PSC simulator, and the lab report's author
+BIOLOGIST = "marcel.camparini@pro.gateway.test"
+PATIENT = "279035121518989@patient.gateway.test"  # the test patient, whose DMP the simulator starts closed
 WAIT = 30.0
 
 
@@ -57,6 +59,44 @@ def report_mail(cda: bytes) -> bytes:
     message["Subject"] = "XDM/1.0/DDM+Compte rendu de biologie"
     message["Message-ID"] = f"<{time.monotonic_ns()}@lab.test>"
     message.set_content("Veuillez trouver le compte rendu.")
+    message.add_attachment(cda, maintype="text", subtype="xml", filename="CR-BIO.xml")
+    return message.as_bytes()
+
+
+def dmp_section(folder: Path, pki: PKIFiles, port: int) -> str:
+    """[dmp] towards the simulator, the biologist as the structure's professional (gateway/dmp_bridge)."""
+    pki.pki.server("localhost").write(folder / "dmp.crt", folder / "dmp.key")
+    pki.pki.software("structure-tls").write(folder / "client.crt", folder / "client.key")
+    pki.pki.signing("structure-signing").write(folder / "signing.crt", folder / "signing.key")
+    return f"""
+[dmp]
+repository_url = "https://localhost:{port}/repository"
+registry_url = "https://localhost:{port}/registry"
+ca_file = "{pki.ca_bundle}"
+client_certificate = "{folder / 'client.crt'}"
+client_key = "{folder / 'client.key'}"
+signing_certificate = "{folder / 'signing.crt'}"
+signing_key = "{folder / 'signing.key'}"
+structure_id = "1120459876"
+structure_name = "Laboratoire des charmes"
+source_id = "1.2.250.1.999.42"
+default_mode = "systematic"
+
+[[dmp.professional]]
+national_id = "{MARCEL}"
+family = "CAMPARINI"
+given = "Marcel"
+mailbox = "{BIOLOGIST}"
+role = "21"
+specialty = "SM03"
+"""
+
+
+def to_the_patient(cda: bytes) -> bytes:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"], message["To"], message["Subject"] = BIOLOGIST, PATIENT, "Votre compte rendu"
+    message["Message-ID"] = f"<{time.monotonic_ns()}@lgc.test>"
+    message.set_content("Bonjour, voici votre compte rendu d'examens.")
     message.add_attachment(cda, maintype="text", subtype="xml", filename="CR-BIO.xml")
     return message.as_bytes()
 
@@ -82,8 +122,9 @@ def wait_for(probe: Any, timeout: float = WAIT) -> Any:
 
 class Stack:
     def __init__(self, gateway: GatewayProcess, store: Store, url: str, secrets: dict[str, str],
-                 shots: Path) -> None:
+                 shots: Path, dmp_url: str, dmp_folder: Path) -> None:
         self.gateway, self.store, self.url, self.secrets, self.shots = gateway, store, url, secrets, shots
+        self.dmp_url, self.dmp_folder = dmp_url, dmp_folder
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +134,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pki: PKIFiles) -> Iterator[S
     store = Store(url)
     store.add_mailbox(LAB, "ORG")
     store.add_mailbox(RESULTS, "ORG")
+    store.add_mailbox(BIOLOGIST, "PER")
+    store.add_mailbox(PATIENT, "PAT")
     store.add_identity()  # the samples' test patient, qualifiée
-    psc_port, web_port = free_port(), free_port()
+    psc_port, web_port, dmp_port = free_port(), free_port(), free_port()
+    dmp_folder = folder / "dmp"
+    dmp_folder.mkdir()
+    dmp_config = dmp_section(dmp_folder, pki, dmp_port)
+    dmp = subprocess.Popen([sys.executable, "-m", "gateway.cli", "dmp-simulator", "--listen", f"127.0.0.1:{dmp_port}",
+                            "--certificate", str(dmp_folder / "dmp.crt"), "--key", str(dmp_folder / "dmp.key"),
+                            "--ca", str(pki.ca_bundle), "--closed", PATIENT.split("@")[0]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     psc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "psc-simulator", "--listen", f"127.0.0.1:{psc_port}",
                             "--certificate", str(pki.server_cert), "--key", str(pki.server_key)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -115,9 +165,9 @@ public_url = "https://127.0.0.1:{web_port}"
 ca_file = "{pki.ca_bundle}"
 subject_claim = "preferred_username"
 """
-    gateway = GatewayProcess(folder / "gw", pki, url, message_size=5_000_000, extra_config=extra)
+    gateway = GatewayProcess(folder / "gw", pki, url, message_size=5_000_000, extra_config=extra + dmp_config)
     try:
-        wait_for(lambda: accepts(psc_port))
+        wait_for(lambda: accepts(psc_port) and accepts(dmp_port))
         secrets = {}
         people = (("secretaire", "secretariat", "Sophie Secrétaire"), ("admin", "admin", "Alice Admin"))
         for name, role, label in people:
@@ -132,11 +182,15 @@ subject_claim = "preferred_username"
         wait_for(lambda: accepts(web_port))
         shots = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS") or folder / "screenshots") / "console"
         shots.mkdir(parents=True, exist_ok=True)
-        yield Stack(gateway, store, f"https://127.0.0.1:{web_port}", secrets, shots)
+        with gateway.smtp(BIOLOGIST) as client:  # deposited at once, refused: the patient's DMP is closed (R17)
+            client.sendmail(BIOLOGIST, [PATIENT], to_the_patient(SAMPLE.read_bytes()))
+        yield Stack(gateway, store, f"https://127.0.0.1:{web_port}", secrets, shots, f"https://localhost:{dmp_port}",
+                    dmp_folder)
     finally:
         gateway.stop()
-        psc.terminate()
-        psc.wait(20)
+        for process in (psc, dmp):
+            process.terminate()
+            process.wait(20)
         print("\n".join(gateway.log_lines[-40:]))
 
 
@@ -294,3 +348,50 @@ def test_a_professional_logs_in_through_pro_sante_connect(stack: Stack, browser:
     shot(stack, browser, "17-psc-connecte")
     logins = stack.store.events("console.login")
     assert logins[-1].detail["method"] == "psc" and logins[-1].actor == "console:marcel"
+
+
+def deposits(store: Store) -> list[Any]:
+    from sqlalchemy import select
+
+    from gateway.dmp_bridge.outbox import DmpDeposit
+
+    async def work(session: Any) -> list[Any]:
+        return list((await session.execute(select(DmpDeposit).order_by(DmpDeposit.id))).scalars())
+    return store.run(work)
+
+
+def test_r17_a_deposit_refused_by_the_dmp_is_retried_from_the_dmp_page(stack: Stack, browser: Any,
+                                                                       pki: PKIFiles) -> None:
+    import json
+    import ssl
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    refused = wait_for(lambda: [d for d in deposits(stack.store) if d.state == "refused"], timeout=90)[0]
+    browser.get(stack.url + "/dmp?etat=refused")  # Marcel, logged in through PSC, has the dmp role
+    row = browser.find_element(By.CSS_SELECTOR, "#depots tbody tr")
+    assert "refusé" in row.text and refused.title in row.text
+    shot(stack, browser, "18-dmp-refuse")
+    row.find_element(By.LINK_TEXT, str(refused.id)).click()
+    until(browser, lambda d: d.find_elements(By.ID, "relancer"))
+    assert browser.find_element(By.ID, "etat").text == "refusé"
+    assert refused.result_code and refused.result_code in text_of(browser)  # the ITI-41 answer, shown
+    shot(stack, browser, "19-depot-refuse")
+    # The patient reopens the DMP; the secretary retries the deposit.
+    context = ssl.create_default_context(cafile=str(pki.ca_bundle))
+    context.load_cert_chain(stack.dmp_folder / "client.crt", stack.dmp_folder / "client.key")  # mutual TLS
+    opened = urllib.request.Request(  # noqa: S310 -- a fixed https URL
+        stack.dmp_url + "/admin/patients", method="POST",
+        data=json.dumps({"matricule": PATIENT.split("@")[0], "state": "open"}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(opened, context=context, timeout=10) as answer:  # noqa: S310
+        assert answer.status == 200
+    browser.find_element(By.ID, "relancer").click()
+    until(browser, lambda d: "relancé" in d.page_source)
+    wait_for(lambda: [d for d in deposits(stack.store) if d.id == refused.id and d.state == "accepted"], timeout=90)
+    browser.refresh()
+    until(browser, lambda d: d.find_element(By.ID, "etat").text == "accepté")
+    shot(stack, browser, "20-depot-accepte")
+    retried = stack.store.events("dmp.deposit.retry_requested")
+    assert [(e.actor, e.detail["job_id"]) for e in retried] == [("console:marcel", refused.id)]
