@@ -34,7 +34,7 @@ depgraph = _depgraph()
 #: Lowest first. A package may import packages of its own layer or of lower layers, never of a higher one.
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer.split()) for layer in (
     "__init__ codes",                    # facts: rule numbers, OIDs, XDS identifiers, statuses, reply codes
-    "config logs tasks pki samples",     # settings, JSON logs, task helpers, the development PKI, sample data
+    "config logs tasks pki samples malloc tls_buffers",  # settings, logs, helpers, dev PKI, samples, memory
     "tlsctx",                            # TLS contexts from the settings
     "documents",                         # reading what messages carry: MIME, XDM, CDA (pure, bounded)
     "store",                             # tables, sessions, the event trail, effects applied in one transaction
@@ -69,6 +69,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("config", "hl7"): "the [hl7] section parsed by gateway/hl7/settings.py",
     ("config", "psc"): "the [psc] section parsed by gateway/psc/settings.py",
     ("config", "directory"): "the [directory] section parsed by gateway/directory/settings.py",
+    ("config", "ins_matching"): "the [insi] section parsed by gateway/ins_matching",
     # psc/imap.py -> imap engine: the IMAP side of Pro Santé Connect lives in psc while imap also calls psc.
     ("psc", "imap"): "the IMAP SASL mechanism of Pro Santé Connect",
     # web/dmp.py -> commands: the console reuses a command's helper; goes when that helper moves below both.
@@ -76,6 +77,9 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     # commands/directory.py -> gateway.cli (CommandError, load_config, print_rows): goes when it imports them
     # from gateway.commands.common like every other group.
     ("commands", "cli"): "commands/directory.py imports the shared helpers from gateway.cli",
+    # devsetup.py -> gateway.cli.main: the development set-up runs identity commands through the parser. Goes
+    # when it calls gateway.commands.identity (or gateway.ins_matching.identities) directly.
+    ("devsetup", "cli"): "the development set-up runs commands through gateway.cli",
 }
 
 

@@ -9,7 +9,6 @@ namespace with ``nsenter``. The tests skip, saying so, only when a piece of the 
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import importlib.util
 import os
@@ -27,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support.pki import PKIFiles
+from support.wait import until
 
 from gateway.card import agent as agent_cli
 from gateway.card import presence
@@ -230,11 +230,7 @@ class CardGateway:
 
     async def until(self, check: Callable[[], Awaitable[Any]], what: str, timeout: float = 20.0) -> Any:
         """Poll ``check`` until it returns something true, failing with ``what`` at the deadline."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not (result := await check()):
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.05)
-        return result
+        return await until(check, timeout, what, interval=0.05)
 
 
 async def make_card_gateway(store_url: str, pki: PKIFiles, folder: Path, timeout: float = 3600.0,

@@ -21,6 +21,9 @@ from gateway.dmp_bridge.presence import card_presence
 from gateway.dmp_bridge.rules import AccessMode
 from gateway.ins_matching.insi import TEST_PATIENT
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 VITALE2 = "3B751300004509EA9000"
 PDF_CDA = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
 

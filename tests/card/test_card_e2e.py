@@ -10,10 +10,15 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
 from card.cardkit import CardGateway, PcscStack, RunningAgent, inserted, write_config
+from support.wait import until
 
 from gateway.card.atr import CPS_AID
 from gateway.ins_matching.insi import TEST_PATIENT
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 VITALE2 = "3B751300004509EA9000"
 CPS3 = "3BAC00402A001225006480000310009000"
@@ -108,16 +113,16 @@ async def test_gateway_away_events_wait_on_disk_and_arrive_in_order(
     config, path = write_config(card_gateway, tmp_path, port)
     with RunningAgent(config, path) as running:
         first = pcsc.insert(VITALE2)
-        await asyncio.to_thread(_wait, lambda: _spooled(running) >= 2)  # hello + insertion queued
+        await until(lambda: _spooled(running) >= 2, 20, "the agent to spool hello and the insertion")
         assert await asyncio.to_thread(running.bind, TEST_PATIENT.matricule) == 3  # queued
         pcsc.remove(first)
         pcsc.insert(CPS3, CPS)
-        await asyncio.to_thread(_wait, lambda: _spooled(running) >= 5)
+        await until(lambda: _spooled(running) >= 5, 20, "the agent to spool five events")
         assert [e.kind for e in await card_gateway.events("card.")] == ["card.agent.registered"]
 
         await card_gateway.listen(port)  # the gateway is back
         await card_gateway.until(lambda: _count(card_gateway, "card.inserted", 2), "the queued events")
-        await asyncio.to_thread(_wait, lambda: _spooled(running) == 0)
+        await until(lambda: _spooled(running) == 0, 20, "the agent to empty its spool")
     trail = [(e.kind, e.outcome) for e in await card_gateway.events("card.")][1:]
     assert trail == [("card.agent.started", "ok"), ("card.inserted", "vitale"), ("card.presence.opened", "open"),
                      ("card.removed", "removed"), ("card.presence.closed", "removed"), ("card.inserted", "cps")]
@@ -127,11 +132,3 @@ async def test_gateway_away_events_wait_on_disk_and_arrive_in_order(
 def _spooled(running: RunningAgent) -> int:
     return len(running.agent.spool)
 
-
-def _wait(check: object, timeout: float = 20.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out waiting for the agent"
-        time.sleep(0.05)

@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from card.cardkit import CardGateway, PcscStack
 
 from gateway import devsetup
 from gateway.card.agent import certificate_fingerprint
 from gateway.pki import DevelopmentPKI
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -108,6 +108,7 @@ for n in range(25):
 """
 
 
+@pytest.mark.slow  # starts a process
 def test_several_processes_append_without_losing_or_reordering(tmp_path: Path):
     folder = tmp_path / "spool"
     Spool(folder)

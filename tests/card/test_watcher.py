@@ -17,6 +17,9 @@ import pytest
 from gateway.card.atr import CardKind
 from gateway.card.watcher import PNP, CardInserted, CardRemoved, PcscWatcher, ReaderChange, ServiceChange
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 VITALE2 = bytes.fromhex("3b751300004509ea9000")
 OTHER = bytes.fromhex("3b6800000073c84013009000")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from cli.cli_support import config_file, gateway_cli
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,9 @@ from support.store import Store
 from gateway.auth.hashing import Argon2Params, hash_sync, verify_sync
 from gateway.ins_matching.nir import nir_key
 from gateway.store.models import Folder, Mailbox
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 LOW = Argon2Params(memory_kib=8, time_cost=1, parallelism=1)
 BAD_LINE = 1001  # the header is line 1: row 1000 of the data

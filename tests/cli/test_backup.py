@@ -6,16 +6,20 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 from cli.cli_support import config_file, gateway_cli, read_maildir, write_maildir
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from support.pki import PKIFiles
 from support.store import Store
+from support.wait import wait_until
 
 from gateway.store.models import Delivery, Folder
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 ALICE = "alice@pro.gateway.test"
 
@@ -44,9 +48,8 @@ def test_backup_taken_while_mail_is_imported_restores_into_a_new_data_folder_wit
                                str(tmp_path / "big"), "--batch", "20", "--config", str(config)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while store.count_messages() <= 100 and writer.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: store.count_messages() > 100 or writer.poll() is not None, 120,
+                   "a hundred messages imported", interval=0.05)
         backup = gateway_cli(config, "backup", str(tmp_path / "store.backup"))
         still_writing = writer.poll() is None
     finally:

@@ -27,6 +27,7 @@ from gateway.transfer import accounts
 PRO = "dr.house@pro.gateway.test"
 
 
+@pytest.mark.slow  # starts a process
 def test_version_prints_the_installed_distribution_version() -> None:
     result = gateway_cli(None, "--version")
     assert result.returncode == 0
@@ -41,6 +42,7 @@ def _many_mailboxes(url: str, count: int) -> None:
     Store(url).run(work)
 
 
+@pytest.mark.slow  # starts a process
 def test_reader_closing_the_pipe_ends_the_command_quietly_with_status_0(
         tmp_path: Path, pki: PKIFiles, sqlite_url: str) -> None:
     config = config_file(tmp_path / "gw", pki, sqlite_url)
@@ -65,6 +67,7 @@ def test_reader_closing_the_pipe_ends_the_command_quietly_with_status_0(
     assert shown == b'[\n {\n  "id'
 
 
+@pytest.mark.slow  # starts a process
 def test_json_of_every_list_and_show_is_only_json(tmp_path: Path, pki: PKIFiles, store_url: str) -> None:
     config = config_file(tmp_path / "gw", pki, store_url)
     store = Store(store_url)
@@ -115,6 +118,7 @@ def test_every_command_subcommand_and_option_has_help() -> None:
     assert missing == []
 
 
+@pytest.mark.slow  # starts a process
 def test_man_writes_one_valid_roff_page_per_command_group(tmp_path: Path) -> None:
     result = gateway_cli(None, "man", "--output", str(tmp_path / "man"))
     assert result.returncode == 0, result.stderr

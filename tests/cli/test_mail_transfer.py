@@ -19,6 +19,9 @@ from support.store import Store
 
 from gateway.store.models import Delivery, Folder, Mailbox, Message
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 ALICE = "alice@pro.gateway.test"
 #: Twenty folders: the five every account has, nested archives, and names that need modified UTF-7.
 FOLDERS: dict[str, dict[str, str]] = {

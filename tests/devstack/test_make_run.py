@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -68,13 +69,9 @@ def test_make_run_from_a_clean_clone_serves_and_the_demo_is_filed_and_deposited(
     try:
         banner = _read_until(process, "Stop with Ctrl-C.", timeout=600)
         assert "dr.demo@pro.gateway.test" in banner and "DMP simulator" in banner
-        deadline = time.monotonic() + 60
-        deposits: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
-            deposits = json.loads(_gateway(clone, "dmp", "list", "--json"))
-            if deposits and deposits[0]["state"] == "accepted":
-                break
-            time.sleep(0.5)
+        deposits: list[dict[str, object]] = wait_until(
+            lambda: (lambda listed: listed if listed and listed[0]["state"] == "accepted" else None)(
+                json.loads(_gateway(clone, "dmp", "list", "--json"))), 60, "the demo deposit accepted", interval=0.5)
         assert [d["state"] for d in deposits] == ["accepted"], deposits
         identities = json.loads(_gateway(clone, "identity", "list", "--json"))
         assert [i["status"] for i in identities] == ["qualifiée"]

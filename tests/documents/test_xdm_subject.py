@@ -79,6 +79,7 @@ def gateway(tmp_path: Path, pki: PKIFiles, store_url: str):  # type: ignore[no-u
     process.stop()
 
 
+@pytest.mark.slow  # starts a process
 def test_a_cda_sent_through_submission_arrives_under_the_xdm_subject(gateway) -> None:  # type: ignore[no-untyped-def]
     process, store = gateway
     with process.smtp(LAB) as client:

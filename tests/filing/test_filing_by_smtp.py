@@ -19,11 +19,15 @@ from sqlalchemy import select
 from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
+from support.wait import wait_until
 
 from gateway.documents.cda import read_header
 from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching.record import PatientDocument, list_reviews
 from gateway.samples import samples_dir
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SAMPLES = samples_dir() / "cda"
 LAB = "laboratoire@pro.gateway.test"
@@ -59,16 +63,6 @@ def mail_with(attachments: list[tuple[str, str, bytes]], headers: dict[str, str]
     return message.as_bytes()
 
 
-def wait_for(probe: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def filed(store: Store) -> list[PatientDocument]:
     async def work(session: Any) -> list[PatientDocument]:
         return list((await session.execute(select(PatientDocument).order_by(PatientDocument.id))).scalars())
@@ -94,7 +88,7 @@ def test_r10_the_ans_samples_are_filed_to_the_qualified_identity(filing_gateway,
                 zipped, _ = build_xdm([cda])
                 attachments = [("IHE_XDM.ZIP", "application/zip", zipped)]
             client.sendmail(LAB, [RESULTS], mail_with(attachments))
-    wait_for(lambda: len(store.events("filing.done")) >= 6)
+    wait_until(lambda: len(store.events("filing.done")) >= 6, what="six filing.done events")
     documents = filed(store)
     for sample in samples:
         header = read_header(sample.read_bytes())
@@ -124,7 +118,7 @@ def test_r6_a_requested_acknowledgement_is_returned_as_an_mdn(filing_gateway):  
                                                   {"Disposition-Notification-To": LAB}))
         client.sendmail(LAB, [RESULTS], mail_with([("cr.xml", "text/xml", unknown)],
                                                   {"Disposition-Notification-To": LAB}))
-    mdns = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(store.messages_in(LAB)))
+    mdns = wait_until(lambda: (lambda m: m if len(m) >= 2 else None)(store.messages_in(LAB)), what="two MDNs")
     reports = [email.message_from_bytes(raw, policy=email.policy.default) for raw in mdns]
     assert all(r.get_content_type() == "multipart/report" for r in reports)
     dispositions = sorted(part.get_payload() if isinstance(part.get_payload(), str) else
@@ -147,7 +141,7 @@ def test_r10_review_queue_from_the_command_line(filing_gateway):  # type: ignore
     no_ins = cda.replace(b'root="1.2.250.1.213.1.4.10"', b'root="1.2.3.4.5"')  # no INS: 903
     with gateway.smtp(LAB) as client:
         client.sendmail(LAB, [RESULTS], mail_with([("cr.xml", "text/xml", no_ins)]))
-    wait_for(lambda: store.events("filing.done"))
+    wait_until(lambda: store.events("filing.done"), what="filing.done")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--config", str(gateway.config_path)],
@@ -186,5 +180,5 @@ def test_bare_cda_leaves_packaged_in_xdm_with_the_mss_headers(filing_gateway):  
     archive = read_xdm(attachments["IHE_XDM.ZIP"])
     assert [d.content for d in archive.documents] == [cda]
     assert store.messages_in(LAB, "Sent")[0] == store.messages_in(RESULTS)[0]
-    wait_for(lambda: len(store.events("filing.done")) >= 2)
+    wait_until(lambda: len(store.events("filing.done")) >= 2, what="two filing.done events")
     assert len(filed(store)) == 1  # the CDA beside the XDM and inside it is filed once

@@ -8,7 +8,9 @@ import email
 import email.policy
 from email.message import EmailMessage, Message
 
-from filing.test_filing_by_smtp import LAB, RESULTS, SAMPLES, filed, filing_gateway, mail_with, wait_for
+import pytest
+from filing.test_filing_by_smtp import LAB, RESULTS, SAMPLES, filed, filing_gateway, mail_with
+from support.wait import wait_until
 
 from gateway.documents.cda import read_header
 from gateway.filing import mdn
@@ -86,6 +88,7 @@ def test_the_error_notice_names_the_code_label_and_reasons_in_plain_text() -> No
     assert notice["Auto-Submitted"] == "auto-replied"
 
 
+@pytest.mark.slow  # starts a process
 def test_r10_filing_mailbox_answers_every_message_with_an_outcome(filing_gateway) -> None:  # type: ignore[no-untyped-def]
     gateway, store = filing_gateway
     with gateway.smtp(LAB) as client:
@@ -98,8 +101,8 @@ def test_r10_filing_mailbox_answers_every_message_with_an_outcome(filing_gateway
                                                    ("note.xml", "text/xml", b"<note>rien</note>")],
                                                   {"Disposition-Notification-To": LAB}))
         client.sendmail(LAB, [RESULTS], mail_with([("cr-auto.xml", "text/xml", auto_presentable(BIO))]))
-    wait_for(lambda: len(store.events("filing.done")) >= 4)
-    answers = wait_for(lambda: (lambda m: m if len(m) >= 3 else None)(store.messages_in(LAB)))
+    wait_until(lambda: len(store.events("filing.done")) >= 4, what="four filing.done events")
+    answers = wait_until(lambda: (lambda m: m if len(m) >= 3 else None)(store.messages_in(LAB)), what="three MDNs")
     reports = [_parse(raw) for raw in answers]
     assert all(str(r["X-MSS-NIL"]).startswith("mss-gateway") for r in reports)  # the gateway built them
     by_kind = {r.get_content_type(): r for r in reports}

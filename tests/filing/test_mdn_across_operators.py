@@ -10,10 +10,14 @@ import uuid
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from support.pki import PKIFiles
 from support.relay import make_pair, queue_rows, wait_for
 
 from gateway.samples import samples_dir
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 FILING = '\n[documents]\nfiling_mailboxes = ["resultats@pro.b.test"]\n'

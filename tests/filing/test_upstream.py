@@ -8,20 +8,24 @@ every upstream message ends marked ``$GatewayImported`` on the server.
 from __future__ import annotations
 
 import email.policy
-import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
+from support.wait import wait_until
 
 from gateway.filing.models import UpstreamMessage
 from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
 from gateway.store.models import Delivery, Folder, Mailbox
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 LAB = "laboratoire@pro.gateway.test"
@@ -46,15 +50,6 @@ def count(store: Store, query: Any) -> int:
     return store.run(work)
 
 
-def wait_until(probe: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_upstream_messages_are_imported_and_filed_once_across_a_restart(tmp_path: Path, pki: PKIFiles,
                                                                         store_url: str):
     store = Store(store_url)
@@ -74,17 +69,17 @@ def test_upstream_messages_are_imported_and_filed_once_across_a_restart(tmp_path
         with gateway.smtp(LAB) as client:
             for n in range(3):
                 client.sendmail(LAB, [UPSTREAM], lab_report(n))
-        wait_until(lambda: count(store, imported) >= 1)
+        wait_until(lambda: count(store, imported) >= 1, what="a first upstream import")
         gateway.kill()  # in the middle: some imported, perhaps one committed but not yet marked upstream
         gateway.start()
         with gateway.smtp(LAB) as client:
             for n in range(3, 5):
                 client.sendmail(LAB, [UPSTREAM], lab_report(n))
-        wait_until(lambda: count(store, filed) >= 5 and count(store, imported) >= 5)
+        wait_until(lambda: count(store, filed) >= 5 and count(store, imported) >= 5, what="five imported and filed")
         marked = (select(func.count()).select_from(Delivery).join(Folder, Folder.id == Delivery.folder_id)
                   .join(Mailbox, Mailbox.id == Folder.mailbox_id)
                   .where(Mailbox.address == UPSTREAM, Delivery.flags.contains("$GatewayImported")))
-        wait_until(lambda: count(store, marked) == 5)
+        wait_until(lambda: count(store, marked) == 5, what="five upstream messages marked imported")
     finally:
         gateway.stop()
     assert count(store, imported) == 5

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import text
+from support.migrations import migration_differences, upgrade_to
 
 from gateway.store import db
-from gateway.store.models import Base
 
 ROWS = [("", False), ("\\Seen", True), ("\\Answered \\Seen", True), ("\\Seen $Label1", True), ("$Seen", False),
         ("\\Flagged", False)]
 
 
 async def _upgrade_with_old_rows(url: str) -> list[tuple[str, bool]]:
-    from alembic import command
-
-    await asyncio.to_thread(command.upgrade, db._alembic_config(url), "imap_0001")
+    await upgrade_to(url, "imap_0001")
     engine = db.create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -48,23 +45,7 @@ def test_imap_0002_fills_seen_from_the_flags_of_existing_deliveries(store_url: s
     assert asyncio.run(_upgrade_with_old_rows(store_url)) == ROWS
 
 
-async def _differences(url: str) -> list[Any]:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    await db.migrate(url)
-    engine = db.create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
-    finally:
-        await engine.dispose()
-
-
 def test_imap_migrations_match_the_models(store_url: str) -> None:
     import gateway.imap.models  # noqa: F401  (registers imap_expunged)
 
-    ours = ("'deliveries'", "'folders'", "'imap_expunged'")
-    diff = [d for d in asyncio.run(_differences(store_url)) if any(table in repr(d) for table in ours)]
-    assert diff == []
+    assert migration_differences(store_url, ["deliveries", "folders", "imap_expunged"]) == []

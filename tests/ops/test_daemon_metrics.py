@@ -3,14 +3,18 @@ and the probes answer from the running daemon (its worker processes added up in 
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from support.pki import PKIFiles
 from support.process import GatewayProcess, free_port
 from support.store import Store
+from support.wait import wait_until
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SENDER = "dr.metrics@pro.gateway.test"
 COLLEAGUE = "dr.collegue@pro.gateway.test"
@@ -44,10 +48,7 @@ def test_a_scrape_after_submissions_counts_them_and_the_probes_answer(
     gateway.start()
     try:
         assert _get(port, "/healthz")[0] == 200
-        deadline = time.monotonic() + 30
-        while _get(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _get(port, "/readyz")[0] == 200, _get(port, "/readyz")[1]
+        wait_until(lambda: _get(port, "/readyz")[0] == 200, 30, "/readyz to answer 200", interval=0.1)
         with gateway.smtp(SENDER) as client:
             for n in range(3):
                 client.sendmail(SENDER, [COLLEAGUE], f"From: {SENDER}\r\nTo: {COLLEAGUE}\r\nSubject: {n}\r\n\r\n"

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.pki import HOSTNAME, PKIFiles
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 PRO, LAB, PATIENT = "pro.gateway.test", "lab.gateway.test", "patient.gateway.test"
 

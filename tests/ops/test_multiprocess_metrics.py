@@ -61,6 +61,7 @@ def _scrape(port: int) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.slow  # starts a process
 def test_one_scrape_adds_up_every_worker_and_forgets_the_live_gauge_of_a_dead_one(
         tmp_path: Path, pki: PKIFiles, migrated_sqlite: str, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "metrics"

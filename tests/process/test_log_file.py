@@ -9,10 +9,14 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from support.mail import PRO, PRO2
 from support.process import GatewayProcess
 from support.store import Store
 from support.workers import PASSWORD, wait_until
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def _events(path: Path, name: str) -> list[dict[str, object]]:

@@ -9,10 +9,14 @@ import smtplib
 import threading
 from collections.abc import Callable
 
+import pytest
 from support.mail import PRO2, message
 from support.process import GatewayProcess
 from support.store import Store
 from support.workers import PASSWORD, start, wait_until, worker_pids
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 TOKEN = re.compile(rb"Subject: kill9 (\S+)\r\n")
 SENDERS = [f"lgc{i}@pro.gateway.test" for i in range(6)]

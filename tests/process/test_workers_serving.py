@@ -9,10 +9,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import aioimaplib
+import pytest
 from support.mail import PRO, PRO2, message
 from support.process import GatewayProcess
 from support.store import Store
 from support.workers import PASSWORD, events, start, wait_until
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def test_two_workers_serve_smtp_and_imap_on_the_same_ports(make_daemon: Callable[..., GatewayProcess],

@@ -17,11 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aioimaplib
+import pytest
 from support.mail import PRO, PRO2, message
 from support.pki import HOSTNAME, PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
 from support.workers import PASSWORD, events, start, wait_until
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 BODY = message(PRO, PRO2, "Compte rendu", "Ligne de texte.\r\n" * 200)
 

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from support.mail import message
 from support.pki import PKIFiles
 from support.relay import make_pair, queue_rows, wait_for
 
 from gateway.trust.certificates import RelayCertificateVerifier
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def gateway(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,9 @@ from support.store import Store
 from gateway.store.events import now
 from gateway.store.models import OutboundRecipient, RelayReceipt
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 DR_A = "dr.alpha@pro.a.test"
 DR_B = "dr.beta@pro.b.test"
 DR_B2 = "dr.gamma@pro.b.test"

@@ -12,6 +12,9 @@ from support.relay import Pair, queue_rows, wait_for
 
 from gateway.ins_matching.insi import HOMONYM_A, TEST_PATIENT
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 def send(process, sender: str, to: str, raw: bytes, options: list[str] | None = None) -> None:
     with process.smtp(sender) as client:

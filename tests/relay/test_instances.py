@@ -8,9 +8,13 @@ import email.policy
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from support.mail import message
 from support.pki import PKIFiles
 from support.relay import OperatorProcess, free_port, make_pair, queue_rows, wait_for
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def test_two_instances_share_the_queue_and_deliver_each_message_once(tmp_path: Path, pki: PKIFiles,

@@ -13,6 +13,9 @@ from support.mail import message
 from support.pki import PKIFiles
 from support.relay import Pair, make_pair, queue_rows, wait_for
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 DR_A, DR_B = "dr.alpha@pro.a.test", "dr.beta@pro.b.test"
 
 

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from support.pki import PKIFiles
 from support.relay import make_pair, queue_rows, wait_for
@@ -20,6 +21,9 @@ from support.relay import make_pair, queue_rows, wait_for
 from gateway.filing.models import FilingJob
 from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 FILING = '\n[documents]\nfiling_mailboxes = ["resultats@pro.b.test"]\n'

@@ -17,6 +17,9 @@ from support.store import Store
 
 from gateway.pki import DevelopmentPKI
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 DR_A = "dr.alpha@pro.a.test"
 DR_B = "dr.beta@pro.b.test"
 

@@ -16,6 +16,9 @@ from support.store import Store
 
 from gateway.pki import DevelopmentPKI, Issued
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 LGC = "lgc.cabinet@pro.gateway.test"
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from gateway.store.models import OutboundRecipient
 from support.pki import PKIFiles
 from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
+from support.wait import wait_until
 
 T = TypeVar("T")
 WHITELIST_NS = "https://listeblanche.mssante.fr/schema"
@@ -215,16 +215,8 @@ def queue_rows(store: Store) -> list[OutboundRecipient]:
     return store.run(work)
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        time.sleep(interval)
+#: The poll-until of tests/support/wait.py, under the name the relay tests use.
+wait_for = wait_until
 
 
 __all__ = ["OperatorProcess", "Pair", "free_port", "make_pair", "operator_domains", "postgres_databases",

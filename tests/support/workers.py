@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from support.process import GatewayProcess
+from support.wait import wait_until
 
 PASSWORD = "secret-password"
 
@@ -26,16 +25,6 @@ def events(process: GatewayProcess, name: str) -> list[dict[str, Any]]:
         if f'"event": "{name}"' in line:
             found.append(json.loads(line))
     return found
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def worker_pids(process: GatewayProcess) -> dict[int, int]:

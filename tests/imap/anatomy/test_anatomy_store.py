@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from support.migrations import migration_differences
 
 from gateway.imap.anatomy import codec, render
 from gateway.imap.anatomy.analyse import analyse
@@ -19,7 +20,7 @@ from gateway.imap.anatomy.store import load_anatomies, read_range, search_text
 from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.fetch import Section
 from gateway.store import bulk, db, mailstore
-from gateway.store.models import Base, Event
+from gateway.store.models import Event
 
 from .messages import MIXED, SIMPLE, nested
 
@@ -177,20 +178,5 @@ def test_imap_0004_fills_the_anatomy_of_messages_already_stored(store_url: str) 
     _run(store_url, work, migrate=False)
 
 
-async def _differences(url: str) -> list[Any]:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    await db.migrate(url)
-    engine = db.create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
-    finally:
-        await engine.dispose()
-
-
 def test_imap_0004_matches_the_model(store_url: str) -> None:
-    diff = [d for d in asyncio.run(_differences(store_url)) if "'message_anatomy'" in repr(d)]
-    assert diff == []
+    assert migration_differences(store_url, ["message_anatomy"]) == []

@@ -26,6 +26,9 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess, free_port
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
 HINT = "create it with 'gateway init' or 'gateway migrate --create'"
 

@@ -67,6 +67,7 @@ def test_each_bad_key_is_named_in_one_sentence(folder: Path, change: tuple[str, 
     assert f"'{key}'" in message and message.count(". ") == 0 and "\n" not in message
 
 
+@pytest.mark.slow  # starts a process
 def test_the_daemon_refuses_to_start_on_a_bad_file(folder: Path):
     path = write(folder, GOOD.replace('hostname = "mx.test"', "hostname = 3"))
     done = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],

@@ -64,6 +64,7 @@ async def test_r9_insi_simulator_answers_found_none_several_and_obsolete():
     assert moved.outcome == "found" and moved.replaced == PRINCIPAL.matricule
 
 
+@pytest.mark.slow  # starts a process
 def test_r8_obsolete_matricule_is_replaced_by_the_principal_one_through_the_cli(tmp_path: Path):
     from gateway.devsetup import write_config, write_pki
 
