@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# This file is named hl7.py: its folder must not hide the python-hl7 package the gateway imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dmp_bridge.test_end_to_end import SimulatorProcess  # noqa: E402

@@ -144,6 +144,12 @@ class Gateway:
             self._servers.append(listener.server)  # drain stops accepting with the other listeners
         self._closers.append(listener.close)
         self.listeners.up("hl7", self.config.hl7.listen)
+        if any(peer.return_address is not None for peer in self.config.hl7.peers):
+            from gateway.hl7.relay import Hl7Relay
+
+            relay = Hl7Relay(self.config.hl7, self.sessions)  # acknowledgements back to the peers
+            relay.start()
+            self._closers.append(relay.stop)
 
     async def _start_card_endpoint(self) -> None:
         """Card agents report Vitale and professional card presence (R14)."""

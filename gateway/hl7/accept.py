@@ -213,7 +213,9 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     answer = ack.build(doc.header, codes.AA)
     record = Rows(Hl7Received, ({"peer": peer.name, "control_id": control_id,
                                  "message_type": doc.header.message_type, "ack": answer, "raw": raw,
-                                 "received_at": now()},))
+                                 "received_at": now(),
+                                 "ack_reception": codes.ACK_RECEPTION in doc.flags
+                                 and peer.return_address is not None},))
 
     async def unit(session: AsyncSession) -> Answer:
         again = await previous_ack(session, peer.name, control_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.store.models import Base, Id
@@ -31,3 +31,29 @@ class Hl7Received(Base):
     ack: Mapped[str] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: ACK_RECEPTION was asked: each destination's answer is relayed to the peer (ZAM^Z01 DMP, ZAM^Z02 MSSanté).
+    ack_reception: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Hl7Outgoing(Base):
+    """One HL7 message owed to a peer (an acknowledgement of the volet, ZAM): the durable queue of the relay.
+
+    ``(source_id, kind)`` is unique, so a destination's answer is relayed once; the row's ``control_id`` is the
+    MSH-10 it is sent with every time, so a peer that got it twice can tell (exactly once by control id)."""
+
+    __tablename__ = "hl7_outbox"
+    __table_args__ = (UniqueConstraint("source_id", "kind", name="uq_hl7_outbox_source_kind"),
+                      Index("ix_hl7_outbox_due", "state", "next_attempt_at"))
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("hl7_messages.id"))
+    peer: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    control_id: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[str] = mapped_column(Text)
+    #: pending → done (AA) | refused (AE/AR, with the peer's ERR) | failed (attempts exhausted)
+    state: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

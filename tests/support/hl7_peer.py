@@ -23,7 +23,7 @@ PATIENT = f"{MATRICULE}@patient.gateway.test"
 ALL = ("DESTDMP", "DESTMSSANTEPS", "DESTMSSANTEPAT")
 
 
-def hl7_config(port: int, extra: str = "") -> str:
+def hl7_config(port: int, extra: str = "", peer_extra: str = "") -> str:
     return f"""
 [hl7]
 listen = "127.0.0.1:{port}"
@@ -36,6 +36,7 @@ max_segments = 2000
 name = "dpi"
 addresses = ["127.0.0.1"]
 sender = "{LAB}"
+{peer_extra}
 """
 
 
@@ -70,10 +71,10 @@ specialty = "{BIOLOGIST.specialty.code}"
 
 class Hl7Gateway(GatewayProcess):
     def __init__(self, folder: Path, pki: PKIFiles, store_url: str, *, extra_config: str = "",
-                 hl7_extra: str = "", log_level: str = "info") -> None:
+                 hl7_extra: str = "", peer_extra: str = "", log_level: str = "info") -> None:
         self.hl7_port = free_port()
         super().__init__(folder, pki, store_url, message_size=20_000_000, log_level=log_level,
-                         extra_config=hl7_config(self.hl7_port, hl7_extra) + extra_config)
+                         extra_config=hl7_config(self.hl7_port, hl7_extra, peer_extra) + extra_config)
 
     def start(self) -> Hl7Gateway:
         """Started once the MLLP listener accepts too (it is bound by worker 0 with the once-only work)."""
