@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import asyncio, logging, threading, warnings
 import structlog

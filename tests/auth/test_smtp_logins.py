@@ -23,6 +23,9 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 PARALLEL = 100
 #: The support configuration's [limits] failed_logins.
 FAILED_LOGINS = 3

@@ -17,6 +17,9 @@ from gateway.auth.accounts import Authenticator, LoginOutcome
 from gateway.config import load
 from gateway.store import db
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 ALICE = "alice@pro.gateway.test"
 BOB = "bob@pro.gateway.test"
 

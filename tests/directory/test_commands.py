@@ -13,6 +13,9 @@ import pytest
 from directory.directory_support import SimulatorProcess
 from support.pki import PKIFiles
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 CONFIG = """\
 [gateway]
 hostname = "mail.gateway.test"

@@ -14,6 +14,9 @@ from support.process import free_port
 from support.relay import OperatorProcess, write_whitelist
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 SENDER = "dr.house@pro.a.test"
 PUBLISHED = "sophie.martin@pro.b.test"
 UNPUBLISHED = "nobody@pro.b.test"

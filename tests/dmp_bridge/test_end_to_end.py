@@ -31,6 +31,9 @@ from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.ins_matching.record import PatientDocument
 from gateway.samples import samples_dir
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 BIO = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 SENDER = "marcel.camparini@pro.gateway.test"
 PATIENT = f"{MATRICULE}@patient.gateway.test"

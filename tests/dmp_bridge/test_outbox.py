@@ -265,6 +265,7 @@ async def test_two_workers_share_the_outbox_without_double_sending(
     assert actors <= {"w1", "w2"}
 
 
+@pytest.mark.slow  # starts a process
 async def test_worker_killed_mid_flight_leaves_no_duplicate(
         sessions: Sessions, store_url: str, dmp_pki: DmpPKI, simulator: Simulator,
         make_worker: Callable[..., OutboxWorker]) -> None:

@@ -139,6 +139,7 @@ def test_mailbox_quota_must_not_be_negative(tmp_path: Path) -> None:
     assert str(caught.value).startswith("Configuration key 'limits.mailbox_quota' must be a number of bytes")
 
 
+@pytest.mark.slow  # starts a process
 def test_smtp_to_a_full_mailbox_is_deferred_with_452_and_traced(tmp_path: Path, pki: PKIFiles,
                                                                sqlite_url: str) -> None:
     store = add_people(Store(sqlite_url))

@@ -15,6 +15,9 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 PASSWORD = "secret-password"
 
 

@@ -28,6 +28,9 @@ from support.store import Store
 
 from gateway.store import mailstore
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 def _gateway(folder: Path, pki: PKIFiles, url: str, **kwargs: object) -> GatewayProcess:
     """One worker process, so the process's RSS is the server's."""

@@ -20,6 +20,9 @@ from support.process import GatewayProcess
 from support.psc import CLAIRE, Provider, smtp_auth, smtp_client
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 pytestmark = pytest.mark.timeout(180)
 
 

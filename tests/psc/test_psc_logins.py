@@ -30,6 +30,9 @@ from support.workers import events
 
 from gateway.psc.sasl import oauthbearer_response
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 pytestmark = pytest.mark.timeout(120)
 
 

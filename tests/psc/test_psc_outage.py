@@ -16,6 +16,9 @@ from support.process import GatewayProcess
 from support.psc import Provider, imap_auth, imap_client, psc_config, smtp_auth, smtp_client, start_gateway
 from support.workers import events
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 pytestmark = pytest.mark.timeout(180)
 KEYS_TTL = 8
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from support.mail import PRO, PRO2, as_written, message
 from support.process import GatewayProcess
 from support.smtp_session import RawSession
 from support.store import Store
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def bdat(session: RawSession, chunk: bytes, last: bool = False, size: int | None = None) -> list[bytes]:

@@ -8,10 +8,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from support.mail import message
 from support.pki import PKIFiles
 from support.process import GatewayProcess
 from support.store import Store
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SENDERS = [f"lgc{i}@pro.gateway.test" for i in range(10)]
 RECIPIENT = "secretariat@pro.gateway.test"

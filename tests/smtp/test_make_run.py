@@ -15,6 +15,9 @@ from support.process import free_port
 
 from gateway.devsetup import DEMO_PATIENT, DEMO_PROFESSIONAL
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (.ci/setup.d installs it)")
 def test_init_then_serve_then_curl_sends_to_the_demo_patient(tmp_path: Path):

@@ -7,9 +7,13 @@ import threading
 from collections.abc import Callable
 
 import psutil
+import pytest
 from support.mail import PRO, PRO2, message
 from support.process import GatewayProcess
 from support.smtp_session import RawSession
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 ROUNDS, SESSIONS, ABANDON_EVERY, CONCURRENCY = 5, 100, 7, 6
 #: Messages of 200 kB: a copy kept per session would add about 20 MB per round, far above the noise.

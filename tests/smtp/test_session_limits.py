@@ -10,10 +10,14 @@ import socket
 import time
 from collections.abc import Callable
 
+import pytest
 from support.mail import PRO, PRO2, message
 from support.process import GatewayProcess
 from support.smtp_session import RawSession, well_formed
 from support.store import Store
+
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def test_idle_session_gets_421_4_4_2_before_close(limited_gateway: Callable[..., GatewayProcess]):

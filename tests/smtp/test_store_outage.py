@@ -23,6 +23,9 @@ from support.process import GatewayProcess, free_port
 from support.smtp_session import PRO3, RawSession, add_people, with_settings
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 PG_USER = "gateway-pg"
 
 

@@ -15,6 +15,9 @@ from support.process import GatewayProcess
 from support.smtp_session import PRO3
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 def parsed(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]

@@ -13,6 +13,9 @@ from support.store import Store
 
 from gateway.ins_matching.insi import HOMONYM_A
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def people(gateway: GatewayProcess) -> Store:

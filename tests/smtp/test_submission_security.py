@@ -10,6 +10,9 @@ from support.mail import PATIENT, PRO, PRO2, message
 from support.process import GatewayProcess
 from support.store import Store
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def people(gateway: GatewayProcess) -> Store:

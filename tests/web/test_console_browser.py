@@ -30,6 +30,9 @@ from support.store import Store
 from gateway.ins_matching.record import list_reviews
 from gateway.samples import samples_dir
 
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),

@@ -158,6 +158,7 @@ db.migrate_sync(url)
 """
 
 
+@pytest.mark.slow  # starts a process
 def test_imap_0004_fills_the_anatomy_of_messages_already_stored(store_url: str) -> None:
     done = subprocess.run([sys.executable, "-c", _FILL_SCRIPT, store_url, "1201"], capture_output=True,
                           text=True, timeout=300, check=False)
