@@ -14,6 +14,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ log = structlog.get_logger("gateway.directory")
 API_KEY_HEADER = "ESANTE-API-KEY"
 #: Entries the cache holds at most; the oldest go first.
 CACHE_SIZE = 10_000
+#: Answers larger than this are parsed in a thread, so that sessions waiting on the loop are not held up.
+OFF_LOOP_BYTES = 256 * 1024
 
 
 class DirectoryError(Exception):
@@ -244,6 +247,8 @@ class DirectoryClient:
         if status != 200:
             raise DirectoryRefused(f"The Annuaire Santé answered HTTP {status} to a search.")
         try:
+            if len(body) > OFF_LOOP_BYTES:  # a large answer is checked and parsed off the event loop
+                return await asyncio.to_thread(fhir.load_json, body, self.limits.max_answer_bytes)
             return fhir.load_json(body, self.limits.max_answer_bytes)
         except AnswerRefused as exc:
             log.warning("directory.answer_refused", reason=str(exc))

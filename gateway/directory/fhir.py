@@ -141,20 +141,41 @@ class Practitioner:
 
 
 # --- Bounded JSON ---------------------------------------------------------------------------------------------
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
+_STRUCTURE = re.compile(rb'["\[\]{}]')
+#: The rest of a JSON string after its opening quote; possessive, so a failure never backtracks.
+_STRING_REST = re.compile(rb'(?:[^"\\]++|\\.)*+"', re.DOTALL)
+
+
+def json_depth(body: bytes, limit: int) -> int:
+    """The nesting depth of a JSON text in one forward pass (strings skipped whole, no backtracking, no
+    recursion); stops counting past ``limit``. An unterminated string ends the count (the parser refuses it)."""
+    depth = deepest = 0
+    pos = 0
+    while (match := _STRUCTURE.search(body, pos)) is not None:
+        char = body[match.start()]
+        pos = match.end()
+        if char == 0x22:
+            rest = _STRING_REST.match(body, pos)
+            if rest is None:
+                break
+            pos = rest.end()
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def load_json(body: bytes, max_bytes: int) -> Any:
     """Parse ``body`` after checking its size and nesting depth without recursion."""
     if len(body) > max_bytes:
         raise AnswerRefused(f"The directory's answer is larger than {max_bytes} bytes.")
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
-        depth += 1 if match.group() in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            raise AnswerRefused(f"The directory's answer nests deeper than {MAX_DEPTH} levels.")
+    if json_depth(body, MAX_DEPTH) > MAX_DEPTH:
+        raise AnswerRefused(f"The directory's answer nests deeper than {MAX_DEPTH} levels.")
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:

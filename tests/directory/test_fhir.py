@@ -102,3 +102,20 @@ def test_directory_settings_defaults(tmp_path: Path) -> None:
     settings = _parse(tmp_path, api_key_file="key")
     assert settings.base_url == "https://gateway.api.esante.gouv.fr/fhir/v2" and settings.api_key == "k-123"
     assert settings.check_recipients is False and "k-123" not in repr(settings)
+
+
+@pytest.mark.parametrize("body", [b'"\\' * 500_000, b'"' + b"a" * 1_000_000, b"\\" * 1_000_000,
+                                  b'["' * 500_000, b'"a",' * 250_000])
+def test_depth_check_is_linear_on_hostile_text(body: bytes) -> None:
+    """Strings are skipped by a possessive pattern from a fixed start: no search restarts, no backtracking."""
+    import time
+
+    started = time.process_time()
+    with pytest.raises(fhir.AnswerRefused):
+        fhir.load_json(body, 2_000_000)
+    assert time.process_time() - started < 5.0
+
+
+def test_depth_ignores_brackets_inside_strings_and_escaped_quotes() -> None:
+    assert fhir.json_depth(b'{"a": "[[[\\"[[", "b": [[1]]}', 50) == 3
+    assert fhir.json_depth(b'["\\\\", [[]]]', 50) == 3
