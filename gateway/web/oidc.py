@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import ssl
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 import structlog
@@ -58,8 +59,6 @@ async def _get_json(client: aiohttp.ClientSession, url: str, **kwargs: Any) -> d
         if response.status != 200:
             raise OidcError(f"The provider answered {response.status} at {url}.")
         try:
-            import json
-
             value = json.loads(body)
         except ValueError:
             raise OidcError(f"The provider's answer at {url} is not JSON.") from None
@@ -116,10 +115,13 @@ async def start(request: web.Request) -> web.StreamResponse:
 async def _exchange(settings: OidcSettings, document: dict[str, Any], code: str, verifier: str) -> dict[str, Any]:
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": settings.public_url + CALLBACK,
             "client_id": settings.client_id, "code_verifier": verifier}
-    auth = aiohttp.BasicAuth(settings.client_id, settings.client_secret) if settings.client_secret else None
+    headers = {}
+    if settings.client_secret:  # client_secret_basic, both parts form-encoded first (RFC 6749 section 2.3.1)
+        pair = f"{quote_plus(settings.client_id)}:{quote_plus(settings.client_secret)}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=_context(settings)),
                                      timeout=aiohttp.ClientTimeout(total=15)) as client:
-        tokens = await _get_json(client, document["token_endpoint"], method="POST", data=form, auth=auth)
+        tokens = await _get_json(client, document["token_endpoint"], method="POST", data=form, headers=headers)
         jwks = await _get_json(client, document["jwks_uri"])
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):

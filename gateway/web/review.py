@@ -233,6 +233,34 @@ async def reject(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/a-classer")
 
 
+async def propose(request: web.Request) -> web.StreamResponse:
+    """R11: the document's INS and traits become a ``provisoire`` identity for a person to qualify (INSi and an
+    identity document remain required); the document itself is not filed."""
+    console = request.app[KEY]
+    who = person(request)
+    review_id = await _item_id(request)
+    try:
+        async with console.sessions() as session, session.begin():
+            item = await patient_record.show_review(session, review_id)
+            patient = (item.header or {}).get("patient") or {}
+            ins = patient.get("ins") or []
+            if not ins or not ins[0].get("extension"):
+                raise identities.IdentityError("Le document ne porte pas d'INS : il n'y a rien à proposer (R11).")
+            if await identities.find(session, ins[0]["extension"], follow=False) is not None:
+                raise identities.IdentityError("Une identité a déjà ce matricule : qualifiez-la depuis son dossier.")
+            traits = identities.Traits(patient.get("birth_name") or "", patient.get("first_names") or "",
+                                       patient.get("birth_date") or "", patient.get("sex") or "",
+                                       patient.get("birth_place") or "")
+            new_id = await identities.add_identity(session, ins[0]["extension"], ins[0].get("root") or "", traits,
+                                                   who.actor, allow_test=console.config.rules.allow_test_identities)
+    except (RecordError, identities.IdentityError) as exc:
+        await console.flash(request, str(exc))
+        raise web.HTTPSeeOther(f"/a-classer/{review_id}") from None
+    await console.flash(request, "Identité proposée, statut provisoire (R11) : vérifiez une pièce d'identité et"
+                                 " appelez INSi avant d'y classer le document.")
+    raise web.HTTPSeeOther(f"/dossiers/{new_id}")
+
+
 def routes(app: web.Application) -> None:
     app.router.add_get("/a-classer", queue)
     app.router.add_get("/a-classer/{id}", view)
@@ -240,3 +268,4 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/a-classer/{id}/original", original)
     app.router.add_post("/a-classer/{id}/classer", file_to)
     app.router.add_post("/a-classer/{id}/rejeter", reject)
+    app.router.add_post("/a-classer/{id}/proposer", propose)
