@@ -267,11 +267,13 @@ async def bench_idle(port: int, smtp_port: int, context: ssl.SSLContext, cafile:
 
 
 async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid: int) -> tuple[float, float]:
-    """RSS of the gateway's processes before and with ``count`` idle authenticated connections (MB)."""
+    """Memory of the gateway's processes before and with ``count`` idle authenticated connections (MB)."""
     process = psutil.Process(pid)
 
-    def rss() -> float:  # the supervisor, its workers and their helpers together
-        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6
+    def rss() -> float:
+        """Proportional set size of the supervisor, its workers and their hashing processes together: pages
+        the forked processes share are counted once, as the machine holds them (RSS would count them in each)."""
+        return sum(p.memory_full_info().pss for p in [process, *process.children(recursive=True)]) / 1e6
 
     before = rss()
     clients: list[Client] = []
@@ -460,12 +462,27 @@ async def bench_idle_smtp(port: int, smtp_port: int, context: ssl.SSLContext, ca
     return alone, loaded
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the gateway's process tree (supervisor, workers, hashing pool)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 async def single_mode(args: argparse.Namespace, port: int, smtp_port: int, context: ssl.SSLContext, cafile: str,
                       pid: int) -> None:
     if args.mix:
+        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
         rate, total, timings = await bench_client_mix(port, context, args.seconds, logout=not args.no_logout)
+        server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
         kind = "one login per client" if args.no_logout else "LOGIN ... LOGOUT visits"
-        print(f"client mix, 10 clients, {kind}: {rate:.0f} commands/s ({total} in {args.seconds:.0f} s)")
+        print(f"client mix, 10 clients, {kind}: {rate:.0f} commands/s ({total} in {args.seconds:.0f} s); "
+              f"CPU per command: gateway {server_cpu * 1000 / total:.2f} ms, load client "
+              f"{client_cpu * 1000 / total:.2f} ms; load average {os.getloadavg()[0]:.1f}")
         print("  " + stats_line(timings))
     if args.large:
         print(f"{args.large}-message INBOX, median of 3 / worst: " + ", ".join(
@@ -473,7 +490,7 @@ async def single_mode(args: argparse.Namespace, port: int, smtp_port: int, conte
             for name, values in (await bench_large(port, context, args.large)).items()))
     if args.idle:
         before, loaded = await bench_connections(port, context, args.idle, pid)
-        print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.idle} idle authenticated "
+        print(f"gateway memory (PSS): {before:.0f} MB before, {loaded:.0f} MB with {args.idle} idle authenticated "
               f"IMAP connections ({(loaded - before) * 1000 / args.idle:.0f} kB each)")
     if args.idle_wake:
         for first, last in await bench_idle_wake(port, smtp_port, context, cafile, args.idle_wake):
@@ -561,7 +578,7 @@ async def main() -> None:
             for key, label in labels.items():
                 print(f"{label}: 100 messages {small[key]:.1f} ms, {args.messages} messages {big[key]:.1f} ms")
             before, loaded = await bench_connections(port, context, args.connections, server.pid)
-            print(f"gateway RSS: {before:.0f} MB before, {loaded:.0f} MB with {args.connections} idle "
+            print(f"gateway memory (PSS): {before:.0f} MB before, {loaded:.0f} MB with {args.connections} idle "
                   f"authenticated IMAP connections (target < 200 MB)")
         finally:
             server.terminate()

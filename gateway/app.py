@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from gateway import logs
+from gateway.auth import hashing
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, ConfigError, Listen
 from gateway.ops.health import Listeners
@@ -106,6 +107,7 @@ class Gateway:
     async def start(self) -> None:
         if self._migrate:
             await db.migrate(self.config.database_url)
+        hashing.share_cores(self.config.workers)  # the daemon's workers split the cores between their hashers
         await self.authenticator.start()  # hashing workers, before the listeners
         if self.authenticator.psc is not None:
             self._closers.append(self.authenticator.psc.close)

@@ -19,6 +19,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.malloc import return_large_buffers
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Argon2Params:
 
 
 DEFAULT_PARAMS = Argon2Params()
+#: How often a hashing process checks that the daemon process that started it is alive (seconds).
+ORPHAN_CHECK = 1.0
 _HASHERS: dict[Argon2Params, PasswordHasher] = {}
 
 
@@ -69,6 +74,20 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _init_worker(daemon: int) -> None:
+    """In each hashing process: the hash's memory goes back to the system after each login, and the process
+    ends with the daemon process that started it, even one killed with SIGKILL (it would otherwise wait on
+    the pool's queue for ever, holding its memory)."""
+    return_large_buffers()
+    threading.Thread(target=_end_with, args=(daemon,), name="end-with-daemon", daemon=True).start()
+
+
+def _end_with(daemon: int) -> None:
+    while os.getppid() == daemon:
+        time.sleep(ORPHAN_CHECK)
+    os._exit(0)
+
+
 def needs_rehash(stored: str, params: Argon2Params) -> bool:
     """Whether ``stored`` was made with other parameters (or another variant) than ``params``."""
     try:
@@ -91,12 +110,24 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
+#: Daemon processes sharing this machine's cores for hashing (see :func:`share_cores`).
+_sharers = 1
+
+
+def share_cores(processes: int) -> None:
+    """Say how many daemon processes hash on this machine, so that together they start one hashing process
+    per core instead of one per core each (twice the memory and no more speed with two daemon workers)."""
+    global _sharers
+    _sharers = max(1, processes)
+
+
 def workers() -> int:
-    """One worker per core this process may run on."""
+    """This process's share of the cores it may run on, at least one."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // _sharers)
 
 
 _POOL_PID = 0
@@ -106,7 +137,8 @@ def _pool() -> ProcessPoolExecutor:
     global _POOL, _POOL_PID
     with _POOL_LOCK:
         if _POOL is None or _POOL_PID != os.getpid():  # a forked daemon worker does not own its parent's pool
-            _POOL = ProcessPoolExecutor(max_workers=workers(), mp_context=_context())
+            _POOL = ProcessPoolExecutor(max_workers=workers(), mp_context=_context(), initializer=_init_worker,
+                                        initargs=(os.getpid(),))
             _POOL_PID = os.getpid()
         return _POOL
 

@@ -11,13 +11,12 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import ssl
 import zlib
 from typing import Any
 
 from gateway.imap.engine.compress import Deflate
+from gateway.malloc import return_large_buffers
 
 #: Bytes asked of the socket per read.
 READ_CHUNK = 64 * 1024
@@ -25,33 +24,6 @@ READ_CHUNK = 64 * 1024
 WRITE_HIGH = 256 * 1024
 #: Corked output sent without waiting for the end of the command once it reaches this size.
 FLUSH_AT = 64 * 1024
-
-
-#: glibc ``mallopt`` parameters and the fixed value given to both.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-LARGE_BLOCK = 64 * 1024
-_malloc_tuned = False
-
-
-def return_large_buffers() -> None:
-    """Make glibc map every block of 64 KiB or more on its own, so that it goes back to the system when freed.
-
-    glibc otherwise raises its mmap threshold after the first large block is freed: message bodies, literals
-    and TLS records of many concurrent FETCHes then come from the heap, and a burst of clients that stop
-    reading leaves the process tens of MiB larger for good. A fixed threshold also turns off that adjustment.
-    Other C libraries are left alone.
-    """
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
-    mallopt(_M_TRIM_THRESHOLD, 2 * LARGE_BLOCK)
 
 
 class Closed(Exception):

@@ -28,23 +28,12 @@ from gateway.imap.housekeeping import ExpungePruner
 from gateway.ops import metrics
 from gateway.store import db
 from gateway.store.changes import ChangeHub
+from gateway.tls_buffers import share_tls_read_buffers
 
 log = structlog.get_logger("gateway.imap")
 
-#: Read buffer of each TLS connection. asyncio allocates ``SSLProtocol.max_size`` (256 KiB) per connection and
-#: touches all of it: 250 MB for 1,000 idle IMAP clients. A TLS record carries at most 16 KiB of plaintext, so
-#: 16 KiB costs a few more read calls for big transfers and nothing else.
-TLS_READ_BUFFER = 16 * 1024
 #: Seconds a client has to finish the implicit-TLS handshake.
 HANDSHAKE_TIMEOUT = 30.0
-
-
-def limit_tls_read_buffer() -> None:
-    """Shrink asyncio's per-connection TLS read buffer (process-wide: SMTP listeners benefit too)."""
-    from asyncio import sslproto
-
-    if sslproto.SSLProtocol.max_size > TLS_READ_BUFFER:
-        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 def tls_context(config: Config) -> ssl.SSLContext:
@@ -152,7 +141,7 @@ class ImapService:
 async def start_imap(config: Config, sessions: async_sessionmaker[AsyncSession], authenticator: Authenticator,
                      hub: ChangeHub, *, timers: Timers | None = None) -> ImapService:
     """Start the IMAP listeners configured in ``config.imap`` (STARTTLS) and ``config.imaps`` (implicit TLS)."""
-    limit_tls_read_buffer()
+    share_tls_read_buffers()  # process-wide: SMTP listeners benefit too
     engine = sessions.kw["bind"]
     reads = db.read_sessionmaker(engine)
     watcher = FolderWatcher(hub, reads, config.database_url)
