@@ -9,6 +9,9 @@ from directory.directory_support import SimulatorProcess
 from gateway.directory.client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Limits
 from gateway.directory.fhir import SYSTEM_PROFESSION, SYSTEM_SPECIALTY
 
+#: Every test here starts the directory simulator (another program): not in make test-fast.
+pytestmark = pytest.mark.slow
+
 
 async def test_practitioner_found_by_national_id_with_profession_specialty_and_structure(
         annuaire: SimulatorProcess) -> None:

@@ -41,6 +41,9 @@ from gateway.store import db
 from gateway.store.models import Event
 
 PDF_CDA = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
+
+#: Every test here starts the directory simulator (another program): not in make test-fast.
+pytestmark = pytest.mark.slow
 Sessions = async_sessionmaker[AsyncSession]
 UNSET_PROFESSION = Code("", c.OID_PROFESSION, "")
 UNSET_SPECIALTY = Code("", c.OID_SPECIALTY, "")
