@@ -3,7 +3,8 @@
 Conversation changes go through gateway/routing/conversations.py (``set_replies_blocked``), the function of
 ``gateway conversation block|unblock``. A mailbox disabled here is refused at its next login by every
 listener (the account check reads ``active``), as with ``gateway mailbox disable``; a new password is hashed
-with Argon2id (gateway/auth/passwords.py).
+with Argon2id (gateway/auth/passwords.py); a software's certificate is bound by its SHA-256 fingerprint
+(SASL EXTERNAL), as ``gateway mailbox add --certificate-fingerprint``.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -106,6 +107,30 @@ async def mailbox_password(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/boites")
 
 
+async def mailbox_certificate(request: web.Request) -> web.StreamResponse:
+    """Bind a software's client certificate (SHA-256 fingerprint) for SASL EXTERNAL, or remove the binding."""
+    console = request.app[KEY]
+    mailbox_id = _id(request)
+    form = await request.post()
+    fingerprint = str(form.get("empreinte", "")).strip().lower().replace(":", "").replace(" ", "")
+    if fingerprint and (len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint)):
+        await console.flash(request, "L'empreinte doit être le SHA-256 du certificat : 64 chiffres hexadécimaux.")
+        raise web.HTTPSeeOther("/boites")
+    async with console.sessions() as session, session.begin():
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise web.HTTPNotFound(text="Cette boîte n'existe pas.")
+        taken = fingerprint and (await session.execute(select(Mailbox.id).where(
+            Mailbox.certificate_fingerprint == fingerprint, Mailbox.id != mailbox_id))).scalar()
+        if not taken:
+            mailbox.certificate_fingerprint = fingerprint or None
+            await record(session, "mailbox.certificate", "bound" if fingerprint else "unbound", rule=Rule.R18,
+                         actor=person(request).actor, mailbox_id=mailbox.id)
+    await console.flash(request, "Ce certificat est déjà lié à une autre boîte." if taken else
+                        f"Boîte n° {mailbox_id} : certificat {'lié' if fingerprint else 'délié'}.")
+    raise web.HTTPSeeOther("/boites")
+
+
 def routes(app: web.Application) -> None:
     app.router.add_get("/conversations", conversations_page)
     app.router.add_get("/conversations/{id}", conversation_page)
@@ -113,3 +138,4 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/boites", mailboxes_page)
     app.router.add_post("/boites/{id}/actif", mailbox_active)
     app.router.add_post("/boites/{id}/mot-de-passe", mailbox_password)
+    app.router.add_post("/boites/{id}/certificat", mailbox_certificate)

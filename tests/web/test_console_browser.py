@@ -30,13 +30,12 @@ from support.store import Store
 from gateway.ins_matching.record import list_reviews
 from gateway.samples import samples_dir
 
-#: Every test here starts gateway processes (or other programs): not in make test-fast.
-pytestmark = pytest.mark.slow
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                                reason="Chromium and chromium-driver are not installed (.ci/setup.d/50-chromium.sh)")
+#: Every test here starts gateway processes (or other programs): not in make test-fast.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                                 reason="Chromium and chromium-driver are not installed (.ci/setup.d/50-chromium.sh)")]
 
 LAB = "laboratoire@pro.gateway.test"
 RESULTS = "resultats@pro.gateway.test"
