@@ -285,6 +285,8 @@ async def test_the_dmp_refuses_a_set_signed_by_another_certificate_or_over_other
         assert not result.success and "signé" in result.message
         assert (await depositor.send(prepared)).success
         assert list(simulator.signatures) == [prepared.submission.unique_id]
+        kept = Simulator(simulator.anchors, state_file=simulator.state_file).signatures  # survives a restart
+        assert kept == simulator.signatures
     finally:
         await client.close()
 

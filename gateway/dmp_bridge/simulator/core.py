@@ -148,6 +148,7 @@ class Simulator:
                            "status": d.status, "lid": d.lid, "version": d.version,
                            "submission_set": d.submission_set, "received_at": d.received_at}
                           for d in self.documents.values()],
+            "signatures": {uid: base64.b64encode(content).decode() for uid, content in self.signatures.items()},
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -164,6 +165,8 @@ class Simulator:
                                  d["entry_uuid"], d["matricule"], d["status"], d["lid"], d["version"],
                                  d["submission_set"], d["received_at"])
             self.documents[doc.unique_id] = doc
+        for uid, content in data.get("signatures", {}).items():
+            self.signatures[uid] = base64.b64decode(content)
 
     # --- checks --------------------------------------------------------------------------------------------------
 
