@@ -1,10 +1,11 @@
 """Verifying a Pro Santé Connect access token: a JWT signed by the provider, checked locally (or introspected).
 
 The keys come from the provider's discovery document (OpenID Connect Discovery 1.0 section 4) and its JWKS
-(RFC 7517). They are cached: a token whose ``kid`` is unknown triggers one refresh (at most one per
-``refresh_interval``, shared by concurrent logins), so a rotation at the provider is followed without a
-restart. While the provider cannot be reached, fetched keys keep serving for ``keys_ttl``; after that a login
-is refused as *temporary* (:class:`Unavailable`), never accepted on stale trust.
+(RFC 7517). They are cached: a token whose ``kid`` is unknown triggers one refresh (shared by concurrent
+logins, at most one a second; a kid that a fetch did not find is not looked for again before
+``refresh_interval``), so a rotation at the provider is followed without a restart. While the provider cannot
+be reached, fetched keys keep serving for ``keys_ttl``; after that a login is refused as *temporary*
+(:class:`Unavailable`), never accepted on stale trust.
 
 What is refused, each with its reason (:class:`Rejected`): a header that is not a compact JWS, an algorithm that
 is not an asymmetric one of ``[psc] algorithms`` (``none`` and ``HS256`` among them: a public key must never be
@@ -49,6 +50,10 @@ MAX_KEYS = 32
 NATIONAL_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z/._-]{0,63}")
 #: The claims that carry the professional's national id, in order of preference.
 ID_CLAIMS = ("SubjectNameID", "preferred_username")
+#: Seconds between two JWKS fetches at least, whatever asks for them.
+MIN_REFRESH_GAP = 1.0
+#: Unknown kids remembered at most.
+MAX_MISSING = 1024
 
 Key = RSAKey | ECKey
 
@@ -169,6 +174,8 @@ class TokenVerifier:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._metadata: dict[str, Any] = {}
+        #: kids a successful fetch did not find, and when (so a flood of forged kids costs no fetches).
+        self._missing: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
         #: Fetches of the JWKS that succeeded (for tests and the bench: a cached login fetches nothing).
@@ -210,15 +217,14 @@ class TokenVerifier:
     def _keys_usable(self) -> bool:
         return self._fetched_at is not None and self._monotonic() - self._fetched_at < self.settings.keys_ttl
 
-    async def refresh(self, *, rate_limited: bool) -> str:
-        """Fetch discovery and JWKS again: ``"ok"``, ``"skipped"`` (rate limit) or ``"failed"``; concurrent
-        calls share one fetch."""
+    async def refresh(self, *, min_gap: float = 0.0) -> str:
+        """Fetch discovery and JWKS again: ``"ok"``, ``"skipped"`` (the last attempt is less than ``min_gap``
+        seconds old) or ``"failed"``; concurrent calls share one fetch."""
         started = self._monotonic()
         async with self._lock:
             if self._fetched_at is not None and self._fetched_at >= started:
                 return "ok"  # another login refreshed while this one waited
-            if rate_limited and self._attempted_at is not None \
-                    and started - self._attempted_at < self.settings.refresh_interval:
+            if self._attempted_at is not None and started - self._attempted_at < min_gap:
                 return "skipped"
             self._attempted_at = self._monotonic()
             try:
@@ -241,14 +247,28 @@ class TokenVerifier:
 
     async def _key(self, kid: str, alg: str) -> Key:
         if not self._keys_usable():
-            await self.refresh(rate_limited=False)
+            await self.refresh()
             if not self._keys_usable():
                 raise Unavailable("provider_unreachable")
         key = self._find(kid)
         if key is None:
-            if await self.refresh(rate_limited=True) == "failed":
-                raise Unavailable("provider_unreachable")  # maybe a rotation we cannot see yet
-            key = self._find(kid)
+            # A kid not seen yet may be a rotation: look once (at most one fetch a second however many arrive);
+            # a kid a fetch did not find is not looked for again before refresh_interval.
+            missed = self._missing.get(kid)
+            if missed is None or self._monotonic() - missed >= self.settings.refresh_interval:
+                gap = min(MIN_REFRESH_GAP, self.settings.refresh_interval)
+                if self._attempted_at is not None:  # paced, not refused: the rotation may be real
+                    wait = self._attempted_at + gap - self._monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                outcome = await self.refresh()
+                if outcome == "failed":
+                    raise Unavailable("provider_unreachable")  # maybe a rotation we cannot see yet
+                key = self._find(kid)
+                if key is None and outcome == "ok":
+                    if len(self._missing) >= MAX_MISSING:
+                        self._missing.clear()
+                    self._missing[kid] = self._monotonic()
             if key is None:
                 raise Rejected("unknown_key")
         if key.alg and key.alg != alg:
@@ -279,7 +299,7 @@ class TokenVerifier:
         """RFC 7662: the provider says whether the token is active, with its claims; checked as a JWT's are."""
         if len(token) > MAX_TOKEN:
             raise Rejected("too_long")
-        if not self._metadata.get("introspection_endpoint") and await self.refresh(rate_limited=False) != "ok":
+        if not self._metadata.get("introspection_endpoint") and await self.refresh() != "ok":
             raise Unavailable("provider_unreachable")
         endpoint = self._metadata.get("introspection_endpoint")
         if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
