@@ -89,4 +89,6 @@ def cmd_directory(args: argparse.Namespace) -> int:
                                      for r in p["roles"] if r["organisation"]),
              "mailboxes": " ".join(b["address"] for b in p["mailboxes"])} for p in found]
     print_rows(rows, False)
+    if result.truncated:
+        print(f"(the first {len(rows)} only: the directory has more; narrow the search with --name and --city)")
     return 0

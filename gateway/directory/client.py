@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -55,6 +55,14 @@ class Limits:
     max_answer_bytes: int = 2_000_000
     max_entries: int = 200
     max_pages: int = 5
+
+
+class SearchResult(list[Practitioner]):
+    """The professionals a search found; ``truncated`` when more pages were left unread (narrow the search)."""
+
+    def __init__(self, found: Iterable[Practitioner] = (), truncated: bool = False) -> None:
+        super().__init__(found)
+        self.truncated = truncated
 
 
 @dataclass(frozen=True)
@@ -110,13 +118,15 @@ class DirectoryClient:
         return found[0] if found else None
 
     async def search(self, *, name: str | None = None, rpps: str | None = None,
-                     city: str | None = None) -> list[Practitioner]:
+                     city: str | None = None) -> SearchResult:
         """Professionals by name, by RPPS (11 digits, or the national id ``8`` + RPPS) or by the city of the
-        organisation they practise in; criteria given together must all match."""
+        organisation they practise in; criteria given together must all match. A wide search stops after
+        ``max_pages`` pages with ``truncated`` set, rather than failing."""
         if not (name or rpps or city):
             raise ValueError("A directory search needs a name, an RPPS number or a city.")
         key = f"{name or ''}|{rpps or ''}|{city or ''}".lower()
-        return list(await self._cached(("search", key), lambda: self._search(name, rpps, city)))
+        result: SearchResult = await self._cached(("search", key), lambda: self._search(name, rpps, city))
+        return result
 
     async def mailbox(self, address: str) -> MailboxOwner | None:
         """Who publishes this MSSanté address; None when it is not published (or red-listed)."""
@@ -141,18 +151,19 @@ class DirectoryClient:
         ident = f"{fhir.SYSTEM_IDNAT_PS}|{national_id}"
         return [p for p in await self._with_roles({"identifier": ident}) if p.national_id == national_id]
 
-    async def _search(self, name: str | None, rpps: str | None, city: str | None) -> list[Practitioner]:
+    async def _search(self, name: str | None, rpps: str | None, city: str | None) -> SearchResult:
+        partial: list[bool] = []
         if rpps:
             digits = rpps.strip()
             national_id = digits if len(digits) == 12 and digits.startswith("8") else f"8{digits}"
             found = await self._by_identifier(national_id)
         elif name:
-            found = await self._with_roles({"name": name.strip()})
+            found = await self._with_roles({"name": name.strip()}, partial)
         else:
             assert city
             resources = await self._get("PractitionerRole", {
                 "organization.address-city": city.strip(),
-                "_include": ["PractitionerRole:practitioner", "PractitionerRole:organization"]})
+                "_include": ["PractitionerRole:practitioner", "PractitionerRole:organization"]}, partial)
             found = fhir.assemble(resources)
         if name:
             wanted = name.strip().lower()
@@ -161,16 +172,17 @@ class DirectoryClient:
             wanted = city.strip().lower()
             found = [p for p in found if any(r.organisation and r.organisation.city.lower() == wanted
                                              for r in p.roles)]
-        return found
+        return SearchResult(found, truncated=bool(partial))
 
-    async def _with_roles(self, query: Mapping[str, str]) -> list[Practitioner]:
+    async def _with_roles(self, query: Mapping[str, str], partial: list[bool] | None = None) -> list[Practitioner]:
         """Practitioners matching ``query``, then their roles and organisations in one more request."""
-        resources = [r for r in await self._get("Practitioner", query) if r.get("resourceType") == "Practitioner"]
+        resources = [r for r in await self._get("Practitioner", query, partial)
+                     if r.get("resourceType") == "Practitioner"]
         ids = [str(r.get("id")) for r in resources if isinstance(r.get("id"), str)]
         if ids:
             resources += await self._get("PractitionerRole", {
                 "practitioner": ",".join(f"Practitioner/{i}" for i in ids),
-                "_include": ["PractitionerRole:organization"]})
+                "_include": ["PractitionerRole:organization"]}, partial)
         return fhir.assemble(resources)
 
     async def _mailbox(self, address: str) -> list[MailboxOwner]:
@@ -202,8 +214,12 @@ class DirectoryClient:
                 headers={API_KEY_HEADER: self.api_key, "Accept": "application/fhir+json"})
         return self._session
 
-    async def _get(self, kind: str, query: Mapping[str, str | list[str]]) -> list[dict[str, Any]]:
-        """Every resource of a search, following ``next`` links on the configured origin, within the limits."""
+    async def _get(self, kind: str, query: Mapping[str, str | list[str]],
+                   partial: list[bool] | None = None) -> list[dict[str, Any]]:
+        """Every resource of a search, following ``next`` links on the configured origin, within the limits.
+
+        With ``partial`` (a wide search), reaching ``max_pages`` ends the reading and appends True to it;
+        otherwise it is an error (a lookup by id or address that runs over pages is not an answer)."""
         pairs = [(k, v) for k, values in query.items() for v in (values if isinstance(values, list) else [values])]
         url: str | None = urljoin(self.base_url, kind) + "?" + urlencode(pairs)
         origin = urlsplit(self.base_url)[:2]
@@ -211,6 +227,9 @@ class DirectoryClient:
         pages = 0
         while url is not None:
             if pages == self.limits.max_pages:
+                if partial is not None:
+                    partial.append(True)
+                    break
                 raise DirectoryRefused(f"The directory's answer runs over more than {self.limits.max_pages} pages.")
             if urlsplit(url)[:2] != origin:
                 raise DirectoryRefused("The directory's next page is on another origin; it is not followed.")

@@ -105,7 +105,7 @@ async def test_answers_out_of_bounds_are_refused(annuaire: SimulatorProcess, mod
         annuaire.fault(mode, 5)
         try:
             with pytest.raises(DirectoryRefused, match=reason):
-                await client.search(name="martin")
+                await client.practitioner("801234534765")
         finally:
             annuaire.fault("down", 0)
     async with annuaire.client() as fresh:  # faults used up or cleared: the simulator answers again
@@ -137,3 +137,12 @@ async def test_cache_answers_again_without_asking_until_the_ttl(annuaire: Simula
         await client.practitioner("899999999999")
         await client.practitioner("801234534765")
         assert client.requests == asked + 1
+
+
+async def test_a_wide_search_stops_after_max_pages_and_says_so(paged_annuaire: SimulatorProcess) -> None:
+    async with paged_annuaire.client(limits=Limits(max_pages=1)) as client:
+        found = await client.search(name="martin")
+        assert found.truncated and len(found) == 1
+    async with paged_annuaire.client(limits=Limits(max_pages=5)) as client:
+        found = await client.search(name="martin")
+        assert not found.truncated and len(found) == 2
