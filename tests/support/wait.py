@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: Between two looks at the condition: short, since most conditions are a cheap query or a log scan.
-INTERVAL = 0.02
+#: Between two looks at the condition. Most conditions query the store another process is writing: looking
+#: more often only loads it (on SQLite, a busy reader can make the writer under test retry).
+INTERVAL = 0.1
 
 
 async def until(predicate: Callable[[], Awaitable[T] | T], timeout: float = 30.0, what: str = "the condition",
