@@ -498,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="TOML file of [[professional]] and [[client]] (built-in set)")
     parser.add_argument("--token-ttl", type=float, default=300.0, help="access token lifetime, seconds")
     parser.add_argument("--down", action="store_true", help="start in the 'provider down' fault mode")
+    parser.add_argument("--rotate-every", type=float, default=0.0, metavar="SECONDS",
+                        help="fault mode 'keys rotated': a new signing key every SECONDS, the old ones dropped")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     host = host or "127.0.0.1"
@@ -519,7 +521,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  trust {ca.resolve()}", flush=True)
         print("  users " + ", ".join(f"{p.user} ({p.national_id})" for p in pros), flush=True)
         try:
-            await asyncio.Event().wait()
+            while True:
+                if args.rotate_every > 0:
+                    await asyncio.sleep(args.rotate_every)
+                    print(f"  rotated: signing key {simulator.rotate(drop=True)}", flush=True)
+                else:
+                    await asyncio.Event().wait()
         finally:
             await simulator.stop()
 
