@@ -150,8 +150,10 @@ def unsign(secret: bytes, cookie: str | None) -> str | None:
 
 
 async def open_session(session: AsyncSession, user: ConsoleUser, method: str, secret: bytes,
-                       client: str) -> str:
-    """A new session for ``user``; returns the signed cookie value. The login is an event (R18)."""
+                       client: str, idle: float = 1800.0) -> str:
+    """A new session for ``user``; returns the signed cookie value. The login is an event (R18); sessions
+    long idle (anyone's) are forgotten on the way, so the table holds live sessions only."""
+    await prune(session, idle)
     token = secrets.token_urlsafe(32)
     at = now()
     session.add(ConsoleSession(token_hash=_hash(token), user_id=user.id, csrf=secrets.token_urlsafe(32),

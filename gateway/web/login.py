@@ -66,7 +66,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 await record(session, "console.login", "refused", rule=Rule.R18, actor=f"console:{username}",
                              method="password+totp", client=client)
             else:
-                cookie = await accounts.open_session(session, user, "password+totp", console.settings.secret, client)
+                cookie = await accounts.open_session(session, user, "password+totp", console.settings.secret, client,
+                                                     console.settings.idle_timeout)
     except BaseException:
         console.throttle.release(reservation, console.sessions)
         raise

@@ -177,7 +177,8 @@ async def finish(request: web.Request) -> web.StreamResponse:
             await record(session, "console.login", "refused", rule=Rule.R18, actor="psc", method="psc",
                          client=client, reason="no console account for this PSC identity")
         else:
-            cookie = await accounts.open_session(session, user, "psc", console.settings.secret, client)
+            cookie = await accounts.open_session(session, user, "psc", console.settings.secret, client,
+                                                 console.settings.idle_timeout)
     if user is None:
         log.info("console_login", outcome="refused", method="psc", client=client)
         raise web.HTTPForbidden(text="Votre identité Pro Santé Connect n'a pas de compte sur cette console ; "

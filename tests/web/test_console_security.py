@@ -7,6 +7,7 @@ from __future__ import annotations
 import ssl
 import warnings
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,7 +23,7 @@ from support.console import (
     stop_console,
     write_config,
 )
-from support.pki import HOSTNAME
+from support.pki import HOSTNAME, PKIFiles
 
 from gateway.web.app import CSP, SESSION_COOKIE
 from gateway.web.models import ConsoleSession
@@ -105,30 +106,34 @@ async def test_the_login_form_needs_its_own_csrf_token(console: ConsoleServer) -
         assert status == 403
 
 
-async def test_a_cookie_signed_with_another_instance_secret_is_refused(console: ConsoleServer, tmp_path,
-                                                                       pki) -> None:  # type: ignore[no-untyped-def]
-    other = await start_console(write_config(tmp_path / "other", pki, console.config.database_url,
+async def test_instances_on_one_store_share_sessions_and_refuse_another_secret(
+        tmp_path: Path, pki: PKIFiles, store_url: str) -> None:
+    """Several gateway instances on one store (SQLite file or PostgreSQL): a session opened on one is open on
+    any other with the same secret, and a cookie signed with another instance's secret opens nothing."""
+    first = await start_console(write_config(tmp_path / "first", pki, store_url), pki)
+    same = await start_console(write_config(tmp_path / "same", pki, store_url), pki)
+    other = await start_console(write_config(tmp_path / "other", pki, store_url,
                                              secret="un-autre-secret-d-une-autre-instance-9876543210"), pki)
     try:
-        user = await console.add_user("secretariat")
-        async with console.client() as client:
+        user = await first.add_user("secretariat")
+        async with first.client() as client:
             await login(client, user)
             cookie = next(c for c in client.cookie_jar if c.key == SESSION_COOKIE).value
         async with other.client() as client:
             client.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
             status, _, _ = await get(client, "/a-classer", follow=False)
             assert status == 303
-        # The same secret on another instance over the same store: the session is shared (no process state).
-        same = await start_console(write_config(tmp_path / "same", pki, console.config.database_url), pki)
-        try:
-            async with same.client() as client:
-                client.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
-                status, _, _ = await get(client, "/a-classer", follow=False)
-                assert status == 200
-        finally:
-            await stop_console(same)
+        async with same.client() as client:
+            client.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
+            status, page, _ = await get(client, "/a-classer", follow=False)
+            assert status == 200 and user.username in page
+            _, page, _ = await post(client, "/deconnexion", {"csrf": csrf_of(page)}, follow=False)
+        async with first.client() as client:  # logged out on one instance: out everywhere
+            client.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
+            assert (await get(client, "/a-classer", follow=False))[0] == 303
     finally:
-        await stop_console(other)
+        for server in (first, same, other):
+            await stop_console(server)
 
 
 async def test_a_session_idle_for_thirty_minutes_is_over(console: ConsoleServer) -> None:
