@@ -31,7 +31,7 @@ from gateway.ops.health import Listeners
 from gateway.ops.http import start_http
 from gateway.process.reload import changed_keys, read_config, restart_keys
 from gateway.smtp.handler import SubmissionHandler
-from gateway.smtp.protocol import GatewaySMTP
+from gateway.smtp.protocol import GatewaySMTP, ImplicitTLS
 from gateway.store import db
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter
@@ -98,8 +98,11 @@ class Gateway:
             return session
 
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(factory, listen.host, listen.port, ssl=tls if implicit_tls else None,
-                                          reuse_address=True)
+        serve: Any = factory
+        if implicit_tls:  # the handshake is ours, so a failed one is one JSON event (gateway/smtp/protocol.py)
+            timeout = float(self.config.limits.smtp_idle_timeout)
+            serve = lambda: ImplicitTLS(factory, tls, name, timeout)  # noqa: E731
+        server = await loop.create_server(serve, listen.host, listen.port, reuse_address=True)
         self._servers.append(server)
         self.listeners.up(name, listen)
         log.info("listening", service=name, address=str(listen))

@@ -54,6 +54,8 @@ async def _allocate(
     folder's counters by the number of messages it receives and returns the new values.
     """
     keys = list(wanted)
+    if not keys:  # nothing filed here (a message only for other operators, its Sent copy stored apart)
+        return []
     rows = (await session.execute(
         select(Folder.id, Folder.mailbox_id, Folder.name)
         .where(tuple_(Folder.mailbox_id, Folder.name).in_(keys)).order_by(Folder.id).with_for_update()
@@ -81,8 +83,14 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
                  rcpt_to=p.message.rcpt_to, message_id_header=p.message.message_id_header,
                  subject=p.message.subject, header_from=p.message.header_from, size=len(p.message.raw),
                  raw=p.message.raw) for p in plans]
-    result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
-    message_ids = list(result.scalars().all())
+    if session.get_bind().dialect.name == "sqlite":
+        # One multi-row INSERT (SQLAlchemy's sort_by_parameter_order makes it one INSERT per row on SQLite):
+        # under the writer lock each row, in order, gets the next rowid, so the ids sorted are in row order.
+        result = await session.execute(insert(Message).returning(Message.id), rows)
+        message_ids = sorted(result.scalars().all())
+    else:
+        result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
+        message_ids = list(result.scalars().all())
     from gateway.imap.anatomy.store import index_messages  # the IMAP view of each message, same transaction
 
     await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)])

@@ -60,6 +60,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # Connections are threads with aiosqlite: keep enough open that overflow ones are not created and
         # closed under load (each costs a thread, an open and the pragmas).
+        path = sqlite_path(url)
+        if path is not None and "?" not in url and "async_creator" not in kwargs:
+            # One thread hop per statement (gateway/store/sqlite_driver.py), not aiosqlite's four.
+            from gateway.store.sqlite_driver import connector
+
+            kwargs["async_creator"] = connector(path)
         engine = create_async_engine(url, pool_size=32, max_overflow=16, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

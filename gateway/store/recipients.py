@@ -11,9 +11,11 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, false, func, literal, select
+from sqlalchemy import and_, bindparam, false, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -62,28 +64,52 @@ class Wanted:
     remote_professional: str | None = None
 
 
-async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
-    """The facts ``wanted`` names, in one statement (outer joins from a one-row anchor)."""
+@functools.cache
+def _facts_statement(address: bool, identity: bool, conversation: str | None) -> Any:
+    """The facts query for one shape of :class:`Wanted`, built and compiled once (values are bound).
+
+    ``conversation`` is None (not wanted), ``"remote"`` (with a remote professional) or ``"local"``.
+    """
     anchor = select(literal(1).label("one")).subquery()
-    address = wanted.address.lower() if wanted.address is not None else None
-    mailbox_on: ColumnElement[bool] = Mailbox.address == address if address is not None else false()
-    identity_on: ColumnElement[bool] = Identity.matricule == wanted.identity if wanted.identity is not None else false()
+    mailbox_on: ColumnElement[bool] = Mailbox.address == bindparam("address") if address else false()
+    identity_on: ColumnElement[bool] = Identity.matricule == bindparam("identity") if identity else false()
     conversation_on: ColumnElement[bool]
-    if wanted.conversation is None:
+    if conversation is None:
         conversation_on = false()
-    elif wanted.remote_professional is not None:
-        conversation_on = and_(Conversation.remote_professional == wanted.remote_professional.lower(),
-                               Conversation.matricule == wanted.conversation)
+    elif conversation == "remote":
+        conversation_on = and_(Conversation.remote_professional == bindparam("remote"),
+                               Conversation.matricule == bindparam("conversation"))
     else:
         conversation_on = and_(Conversation.professional_id == Mailbox.id,
-                               Conversation.matricule == wanted.conversation)
-    query = (select(Mailbox.id, Mailbox.kind, Mailbox.active, Identity.status, Identity.replaced_by,
-                    Conversation.id.label("conversation_id"), Conversation.state, Conversation.replies_blocked)
-             .select_from(anchor)
-             .outerjoin(Mailbox, mailbox_on)
-             .outerjoin(Identity, identity_on)
-             .outerjoin(Conversation, conversation_on))
-    row = (await session.execute(query)).one()
+                               Conversation.matricule == bindparam("conversation"))
+    return (select(Mailbox.id, Mailbox.kind, Mailbox.active, Identity.status, Identity.replaced_by,
+                   Conversation.id.label("conversation_id"), Conversation.state, Conversation.replies_blocked)
+            .select_from(anchor)
+            .outerjoin(Mailbox, mailbox_on)
+            .outerjoin(Identity, identity_on)
+            .outerjoin(Conversation, conversation_on))
+
+
+async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
+    """The facts ``wanted`` names, in one statement (outer joins from a one-row anchor).
+
+    The statement of each shape is built once and run as Core on the session's connection: at every RCPT,
+    building the query and the ORM's execution path cost more than SQLite's answer.
+    """
+    conversation = None if wanted.conversation is None else (
+        "remote" if wanted.remote_professional is not None else "local")
+    query = _facts_statement(wanted.address is not None, wanted.identity is not None, conversation)
+    params: dict[str, str] = {}
+    if wanted.address is not None:
+        params["address"] = wanted.address.lower()
+    if wanted.identity is not None:
+        params["identity"] = wanted.identity
+    if wanted.conversation is not None:
+        params["conversation"] = wanted.conversation
+        if wanted.remote_professional is not None:
+            params["remote"] = wanted.remote_professional.lower()
+    connection = await session.connection()
+    row = (await connection.execute(query, params)).one()
     return RecipientFacts(
         MailboxFacts(row.id, row.kind, row.active) if row.id is not None else None,
         IdentityFacts(row.status, row.replaced_by) if row.status is not None else None,

@@ -1,0 +1,114 @@
+"""SQLite through aiosqlite with one thread hop per statement instead of four.
+
+aiosqlite runs each call on the connection's own thread and wakes the event loop for each result; SQLAlchemy's
+adapter makes four such calls per statement (create the cursor, execute, fetch the rows, close the cursor).
+Under load every hop waits for the interpreter lock and a turn of the busy event loop, so a statement that
+SQLite answers in microseconds costs milliseconds, and a group commit of a dozen statements holds the writer
+for tens of them. Here a cursor's ``execute`` does all four in the connection's thread and keeps the rows, so
+fetching and closing cost nothing. Results are therefore never streamed (the gateway reads bounded results).
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+_Outcome = tuple[Any, list[Any], int, int | None]
+
+
+class OneHopCursor:
+    """What SQLAlchemy's aiosqlite adapter needs of a cursor: each execute is one call on the thread."""
+
+    arraysize = 1
+
+    def __init__(self, connection: OneHopConnection) -> None:
+        self._connection = connection
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> OneHopCursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._rows = []
+
+    async def _run(self, call: Callable[[sqlite3.Cursor], object]) -> OneHopCursor:
+        raw = self._connection.sqlite
+
+        def work() -> _Outcome:
+            cursor = raw().cursor()
+            try:
+                call(cursor)
+                description = cursor.description
+                rows = cursor.fetchall() if description else []
+                return description, rows, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        self.description, self._rows, self.rowcount, self.lastrowid = await self._connection.on_thread(work)
+        return self
+
+    async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:
+        if parameters is None:
+            return await self._run(lambda cursor: cursor.execute(sql))
+        return await self._run(lambda cursor: cursor.execute(sql, parameters))
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneHopCursor:
+        rows = list(parameters)
+        return await self._run(lambda cursor: cursor.executemany(sql, rows))
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        count = self.arraysize if size is None else size
+        taken, self._rows = self._rows[:count], self._rows[count:]
+        return taken
+
+    async def nextset(self) -> None:
+        return None
+
+    async def setinputsizes(self, *_sizes: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """aiosqlite's connection (its thread, commit, rollback, functions) with :class:`OneHopCursor` cursors."""
+
+    def cursor(self) -> OneHopCursor:  # type: ignore[override]
+        return OneHopCursor(self)
+
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection; only to be used on the connection's thread."""
+        return self._conn
+
+    async def on_thread(self, work: Callable[[], _Outcome]) -> _Outcome:
+        result: _Outcome = await self._execute(work)
+        return result
+
+
+def connector(path: Path) -> Callable[[], OneHopConnection]:
+    """An ``async_creator`` for :func:`sqlalchemy.ext.asyncio.create_async_engine` opening the file ``path``."""
+
+    def connect() -> OneHopConnection:
+        connection = OneHopConnection(partial(sqlite3.connect, str(path)), 64)
+        connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
+        return connection
+
+    return connect
