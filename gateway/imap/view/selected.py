@@ -421,7 +421,12 @@ class SelectedView:
         One query for a contiguous set (``1:*``); messages expunged by another session meanwhile are absent
         (the engine may answer them ``NO [EXPUNGEISSUED]``-free, RFC 9051 7.4.1 lets it omit them).
         """
-        ranges = self.index_ranges(sequence, uid=uid, saved=saved)
+        return await self.fetch_ranges(self.index_ranges(sequence, uid=uid, saved=saved), columns=columns,
+                                       changedsince=changedsince)
+
+    async def fetch_ranges(self, ranges: Sequence[tuple[int, int]], *, columns: Collection[str] = (FLAGS,),
+                           changedsince: int | None = None) -> list[tuple[int, Row]]:
+        """:meth:`fetch` of positions already resolved by :meth:`index_ranges` (a long FETCH read in steps)."""
         if not ranges:
             return []
         spans = self.uid_spans(ranges)

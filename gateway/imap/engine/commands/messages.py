@@ -10,6 +10,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
 #: Messages whose rows are read in one query while FETCH streams (bounded memory, few round trips).
 FETCH_BATCH = 200
+#: Items read from the row alone (no message content): FETCHes of only these read and write in larger steps.
+_LIGHT_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
+#: Messages per store read for such a FETCH, and response lines per write.
+LIGHT_BATCH = 5000
+LIGHT_LINES = 1000
 #: Largest piece of a literal handed to the transport at once, each followed by ``drain()`` (RFC 9051 5.5).
 WRITE_CHUNK = 64 * 1024
 #: A body section larger than this is read from PostgreSQL range by range while it is written, not whole.
@@ -100,6 +106,13 @@ async def fetch(session: Session, cmd: c.Fetch) -> Done:
         if "FLAGS" not in {i.name for i in items}:
             items.append(FetchItem("FLAGS"))
     columns = _columns(tuple(items), session.condstore)
+    if all(item.name in _LIGHT_ITEMS for item in items):
+        ranges = selected.view.index_ranges(cmd.sequence, uid=cmd.uid, saved=session.saved)
+        for positions in split_ranges(ranges, LIGHT_BATCH):
+            pairs = await selected.view.fetch_ranges(positions, columns=columns, changedsince=cmd.changedsince)
+            await selected.announce_rows(row for _, row in pairs)
+            await _write_light(session, selected, pairs, [item.name for item in items])
+        return Done("FETCH completed")
     for start in range(0, len(uids), FETCH_BATCH):
         batch = uids[start:start + FETCH_BATCH]
         pairs = await selected.view.fetch(uid_set(batch), uid=True, columns=columns,
@@ -110,6 +123,49 @@ async def fetch(session: Session, cmd: c.Fetch) -> Done:
         for seq, row in pairs:
             await _fetch_one(session, selected, seq, row, items)
     return Done("FETCH completed")
+
+
+def split_ranges(ranges: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    """Position ranges ``[start, stop)`` cut into batches of at most ``size`` positions, in order."""
+    batch: list[tuple[int, int]] = []
+    count = 0
+    for start, stop in ranges:
+        while start < stop:
+            take = min(stop - start, size - count)
+            batch.append((start, start + take))
+            count += take
+            start += take
+            if count == size:
+                yield batch
+                batch, count = [], 0
+    if batch:
+        yield batch
+
+
+async def _write_light(session: Session, selected: Selected, pairs: list[tuple[int, Any]], names: list[str]) -> None:
+    """The flag synchronisation every client runs (``FETCH 1:* (UID FLAGS)``, with ``MODSEQ`` under CONDSTORE):
+    one line per message built from bytes cached per distinct flag set, written :data:`LIGHT_LINES` at a time."""
+    texts: dict[tuple[str, ...], bytes] = {}
+    lines: list[bytes] = []
+    for seq, row in pairs:
+        parts: list[bytes] = []
+        for name in names:
+            if name == "UID":
+                parts.append(b"UID %d" % row.uid)
+            elif name == "FLAGS":
+                flags = selected.flags_of(row)
+                text = texts.get(flags)
+                if text is None:
+                    text = texts[flags] = b"FLAGS " + flags_text(flags).encode()
+                parts.append(text)
+            else:
+                parts.append(b"MODSEQ (%d)" % (row.modseq or 0))
+        lines.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+        if len(lines) >= LIGHT_LINES:
+            await session.send(b"".join(lines))
+            lines.clear()
+    if lines:
+        await session.send(b"".join(lines))
 
 
 async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, items: list[FetchItem]) -> None:
