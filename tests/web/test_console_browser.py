@@ -41,6 +41,8 @@ LAB = "laboratoire@pro.gateway.test"
 RESULTS = "resultats@pro.gateway.test"
 PASSWORD = "mot-de-passe-du-secretariat"
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
+SAMPLE_ID = "1.2.250.1.213.1.1.1.55.2024.9.1"
+REPORT_ID = "1.2.250.1.999.7.1.1"  # the mismatched report's own id
 MARCEL = "801234534765"  # a built-in professional of the PSC simulator, and the lab report's author
 BIOLOGIST = "marcel.camparini@pro.gateway.test"
 PATIENT = "279035121518989@patient.gateway.test"  # the test patient, whose DMP the simulator starts closed
@@ -48,9 +50,13 @@ WAIT = 30.0
 
 
 def mismatched_report() -> bytes:
-    """The TSH lab report with its birth name misspelt: the INS is the qualified test patient's, a trait is not."""
+    """The TSH lab report with its birth name misspelt: the INS is the qualified test patient's, a trait is not;
+    a document of its own (id and setId), whose author is not one of the structure's professionals (R12)."""
     text = SAMPLE.read_text(encoding="utf-8")
-    assert text.count(">PAT-TROIS<") >= 1
+    assert text.count(">PAT-TROIS<") >= 1 and text.count(f'<id root="{SAMPLE_ID}"/>') == 1
+    text = text.replace(f'<id root="{SAMPLE_ID}"/>', f'<id root="{REPORT_ID}"/>')
+    text = text.replace('<setId root="1.2.250.1.213.1.1.1.55.2024.9"/>', '<setId root="1.2.250.1.999.7.1"/>')
+    text = text.replace(MARCEL, "899700000019")  # another lab's biologist
     return text.replace(">PAT-TROIS<", ">PAT-TROIX<").encode("utf-8")
 
 
@@ -372,10 +378,10 @@ def test_r17_a_deposit_refused_by_the_dmp_is_retried_from_the_dmp_page(stack: St
 
     refused = wait_for(lambda: [d for d in deposits(stack.store) if d.state == "refused"], timeout=90)[0]
     browser.get(stack.url + "/dmp?etat=refused")  # Marcel, logged in through PSC, has the dmp role
-    row = browser.find_element(By.CSS_SELECTOR, "#depots tbody tr")
-    assert "refusé" in row.text and refused.title in row.text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#depots tbody tr")
+    assert len(rows) == 1 and "refusé" in rows[0].text and refused.title in rows[0].text
     shot(stack, browser, "18-dmp-refuse")
-    row.find_element(By.LINK_TEXT, str(refused.id)).click()
+    rows[0].find_element(By.LINK_TEXT, str(refused.id)).click()
     until(browser, lambda d: d.find_elements(By.ID, "relancer"))
     assert browser.find_element(By.ID, "etat").text == "refusé"
     assert refused.result_code and refused.result_code in text_of(browser)  # the ITI-41 answer, shown
@@ -397,3 +403,24 @@ def test_r17_a_deposit_refused_by_the_dmp_is_retried_from_the_dmp_page(stack: St
     shot(stack, browser, "20-depot-accepte")
     retried = stack.store.events("dmp.deposit.retry_requested")
     assert [(e.actor, e.detail["job_id"]) for e in retried] == [("console:marcel", refused.id)]
+
+
+def test_r12_r14_a_professional_confirms_authorship_of_the_filed_report_with_a_title(stack: Stack,
+                                                                                     browser: Any) -> None:
+    """The report names another structure's author, so the bridge did not deposit it (R12); the structure's
+    biologist confirms it as his own from *DMP* with the title a manual deposit needs (R14), and the DMP takes it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    assert not [d for d in deposits(stack.store) if d.unique_id == REPORT_ID]
+    browser.get(stack.url + "/dmp")
+    browser.find_element(By.ID, "document").send_keys(REPORT_ID)
+    browser.find_element(By.ID, "titre").send_keys("Bilan thyroïdien (confirmé)")
+    Select(browser.find_element(By.ID, "auteur")).select_by_value(MARCEL)
+    shot(stack, browser, "21-dmp-confirmer")
+    browser.find_element(By.CSS_SELECTOR, "#confirmer button[type=submit]").click()
+    until(browser, lambda d: "mis en file pour le DMP" in d.page_source)
+    job = wait_for(lambda: [d for d in deposits(stack.store) if d.unique_id == REPORT_ID and d.state == "accepted"],
+                   timeout=90)[0]
+    assert job.title == "Bilan thyroïdien (confirmé)"
+    shot(stack, browser, "22-dmp-confirme")
