@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.commands.common import CommandError, load_config, print_rows, read_password, run_in_store
+from gateway.config import Config
 
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
@@ -45,35 +46,12 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
 
         return mailbox_import.run(args)
     from gateway.auth.passwords import hash_password
-    from gateway.ins_matching.nir import key_ok
     from gateway.store import mailstore
     from gateway.store.events import record
     from gateway.store.models import Mailbox
 
     cfg = load_config(args)
     actor = args.actor
-
-    async def add(session: AsyncSession) -> str:
-        address = args.address.lower()
-        local, _, domain = address.partition("@")
-        if args.kind == "PAT":
-            if domain != cfg.patient_domain:
-                raise CommandError(f"A patient mailbox must be at the patient domain {cfg.patient_domain}.")
-            if not key_ok(local.upper()):
-                raise CommandError("A patient address must be a valid 15-character INS matricule (R8).")
-        elif domain not in cfg.domains:
-            raise CommandError(f"{domain} is not one of this gateway's domains ({', '.join(sorted(cfg.domains))}).")
-        if await mailstore.mailbox_by_address(session, address):
-            raise CommandError("A mailbox with this address already exists.")
-        password = read_password(args)
-        mailbox_id = await mailstore.create_mailbox(
-            session, address, args.kind, display_name=args.name or "",
-            password_hash=hash_password(password) if password else None,
-            matricule=local.upper() if args.kind == "PAT" else None,
-            certificate_fingerprint=(args.certificate_fingerprint or "").lower().replace(":", "") or None,
-        )
-        await record(session, "mailbox.added", "ok", actor=actor, mailbox_id=mailbox_id, mailbox_kind=args.kind)
-        return f"Mailbox {mailbox_id} created."
 
     async def list_(session: AsyncSession) -> None:
         rows = (await session.execute(select(Mailbox).order_by(Mailbox.id))).scalars().all()
@@ -102,10 +80,40 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
         return f"Password of mailbox {mailbox.id} changed."
 
     action: Callable[[AsyncSession], Awaitable[Any]] = {
-        "add": add, "list": list_, "password": password,
+        "add": lambda s: _add(s, args, cfg), "list": list_, "password": password,
         "disable": lambda s: set_active(s, False), "enable": lambda s: set_active(s, True),
     }[args.action]
     message = run_in_store(cfg, action)
     if message:
         print(message)
     return 0
+
+
+async def _add(session: AsyncSession, args: argparse.Namespace, cfg: Config) -> str:
+    """A new mailbox: a patient one at the patient domain under a valid INS matricule (R8), any other at one of
+    the gateway's domains; never a second one with the same address."""
+    from gateway.auth.passwords import hash_password
+    from gateway.ins_matching.nir import key_ok
+    from gateway.store import mailstore
+    from gateway.store.events import record
+
+    address = args.address.lower()
+    local, _, domain = address.partition("@")
+    if args.kind == "PAT":
+        if domain != cfg.patient_domain:
+            raise CommandError(f"A patient mailbox must be at the patient domain {cfg.patient_domain}.")
+        if not key_ok(local.upper()):
+            raise CommandError("A patient address must be a valid 15-character INS matricule (R8).")
+    elif domain not in cfg.domains:
+        raise CommandError(f"{domain} is not one of this gateway's domains ({', '.join(sorted(cfg.domains))}).")
+    if await mailstore.mailbox_by_address(session, address):
+        raise CommandError("A mailbox with this address already exists.")
+    password = read_password(args)
+    mailbox_id = await mailstore.create_mailbox(
+        session, address, args.kind, display_name=args.name or "",
+        password_hash=hash_password(password) if password else None,
+        matricule=local.upper() if args.kind == "PAT" else None,
+        certificate_fingerprint=(args.certificate_fingerprint or "").lower().replace(":", "") or None,
+    )
+    await record(session, "mailbox.added", "ok", actor=args.actor, mailbox_id=mailbox_id, mailbox_kind=args.kind)
+    return f"Mailbox {mailbox_id} created."
