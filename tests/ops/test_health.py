@@ -139,6 +139,7 @@ async def _until(gw: object, status: int, deadline: float) -> dict[str, object]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # starts and stops a PostgreSQL server of its own
 async def test_readyz_is_unready_while_postgresql_is_stopped_and_ready_when_it_returns(
         tmp_path: Path, pki: PKIFiles, cluster: Cluster) -> None:
     await db.migrate(cluster.url)
