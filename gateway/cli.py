@@ -84,6 +84,7 @@ DELEGATED = {
     "card-agent": ("gateway.card.agent", "the workstation's smart-card agent"),
     "card": ("gateway.card.admin", "register, list, deactivate card agents"),
     "dmp-simulator": ("gateway.dmp_bridge.simulator", "a local DMP speaking ITI-41/ITI-18 for development and tests"),
+    "insi-simulator": ("gateway.ins_matching.insi_simulator", "a local INSi over mutual TLS, from test identities"),
     "psc-simulator": ("gateway.psc.simulator", "a local Pro Sante Connect (OpenID Connect) for development and tests"),
     "directory-simulator": ("gateway.directory.simulator", "a local Annuaire Santé (FHIR) for development and tests"),
     "hl7-simulator": ("gateway.hl7.simulator", "a hospital system (DPI) peer sending and receiving HL7 over MLLP"),

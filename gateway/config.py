@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from gateway.directory.settings import DirectorySettings
     from gateway.hl7.settings import Hl7Settings
+    from gateway.ins_matching.insi_settings import InsiSettings
     from gateway.psc.settings import PscSettings
 
 T = TypeVar("T")
@@ -209,12 +210,14 @@ class Config:
     autoconfig: AutoconfigSettings | None = None
     #: ``[web]``: the staff's web console over HTTPS (gateway/web); off when absent.
     web: WebSettings | None = None
-    #: ``[directory]``: the Annuaire Santé (gateway/directory): DMP authors, lookups, the optional RCPT check.
-    directory: DirectorySettings | None = None
     #: ``[hl7]``: the MLLP listener for hospital systems (gateway/hl7); off when absent.
     hl7: Hl7Settings | None = None
     #: ``[psc]``: Pro Santé Connect access tokens accepted by SMTP and IMAP (gateway/psc); off when absent.
     psc: PscSettings | None = None
+    #: ``[directory]``: the Annuaire Santé (gateway/directory): DMP authors, lookups, the optional RCPT check.
+    directory: DirectorySettings | None = None
+    #: ``[insi]`` with ``mode = "service"``: the INSi endpoint over mutual TLS (gateway/ins_matching/insi_client).
+    insi: InsiSettings | None = None
     #: Live state, not configuration: the whitelist loaded from ``whitelist.source`` (see gateway.trust).
     trusted: TrustedDomains = field(default_factory=TrustedDomains, compare=False, repr=False)
 
@@ -547,32 +550,31 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
                   frozenset(_domain(rules_r, "remote_patient_domains", d) for d in remote_patients))
     rules_r.finish()
 
-    insi = root.table("insi") or _Reader({}, "insi")
-    insi_mode = insi.get("mode", str, "simulator")
-    insi.check("mode", insi_mode == "simulator", "must be 'simulator' (the national INSi service is unreachable here)")
-    insi.finish()
+    from gateway.ins_matching.insi_settings import parse_section as insi_section
+
+    insi_mode, insi = insi_section(root, path)
     relay, whitelist, outbound = _relay_sections(root, tls, path)
     documents, upstreams = _documents_sections(root, path, domains)
     card = _card_section(root, path, tls)
     dmp = _dmp_section(root, path)
     metrics, autoconfig = _ops_sections(root)
     web = _web_section(root, path)
-    from gateway.directory.settings import parse_section as directory_section
-
-    directory = directory_section(root, path)
     from gateway.hl7.settings import parse_section as hl7_section
 
     hl7 = hl7_section(root, path)
     from gateway.psc.settings import parse_section as psc_section
 
     psc = psc_section(root, path)
+    from gateway.directory.settings import parse_section as directory_section
+
+    directory = directory_section(root, path)
     root.finish()
     return Config(hostname, domains, patient_domain, url, tls, submission, submissions, imap, imaps,
                   limits, rules, insi_mode, log_level, base_dir, relay, whitelist, outbound,
                   documents=documents, upstreams=upstreams, card=card, dmp=dmp, auth=auth, workers=workers,
                   stop_grace=stop_grace, metrics=metrics, autoconfig=autoconfig, web=web,
-                  software_reference=software_reference, log_file=log_file, directory=directory,
-                  hl7=hl7, psc=psc)
+                  software_reference=software_reference, log_file=log_file,
+                  hl7=hl7, psc=psc, directory=directory, insi=insi)
 
 
 @dataclass(frozen=True)

@@ -140,10 +140,10 @@ def write_config(data: Path, ports: tuple[int, int, int, int] = (2587, 2465, 214
     return path
 
 
-async def _demo_accounts(cfg: Config, data: Path) -> None:
+async def _demo_accounts(cfg: Config, data: Path) -> bool:
+    """Create the demo mailboxes; True when the demo patient's identity is still to be qualified."""
     from gateway.auth.passwords import hash_password
     from gateway.ins_matching import identities
-    from gateway.ins_matching.insi import TEST_PATIENT
     from gateway.store import db, mailstore
 
     await db.create_database(cfg.database_url)  # the daemon never creates the store it is given
@@ -158,18 +158,54 @@ async def _demo_accounts(cfg: Config, data: Path) -> None:
                     session, address, kind, password_hash=hash_password(password),
                     matricule=DEMO_PATIENT_MATRICULE if kind == "PAT" else None)
                 lines.append(f"{address} {password}")
-        if await identities.find(session, DEMO_PATIENT_MATRICULE) is None:
-            identity_id = await identities.add_identity(
-                session, TEST_PATIENT.matricule, TEST_PATIENT.oid, TEST_PATIENT.traits, "gateway init",
-                allow_test=True)
-            await identities.record_insi(session, identity_id, "found", "gateway init")
-            await identities.record_document(session, identity_id, "passport", "gateway init")
+        missing = await identities.find(session, DEMO_PATIENT_MATRICULE) is None
     await engine.dispose()
     if lines:
         accounts = data / "dev-accounts.txt"
         accounts.touch(mode=0o600, exist_ok=True)
         with accounts.open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")
+    return missing
+
+
+def qualify_demo_patient(config: Path) -> list[str]:
+    """R7: the demo patient becomes ``qualifiée`` through the commands a person runs (``gateway identity add``,
+    ``insi``, ``document``), each printed before it runs so that the demo teaches the real steps. Returns the
+    commands run."""
+    import contextlib
+    import io
+    import re
+    import shlex
+
+    from gateway import cli
+    from gateway.ins_matching.insi import TEST_PATIENT
+
+    t = TEST_PATIENT.traits
+    steps = [["identity", "add", "--matricule", TEST_PATIENT.matricule, "--oid", TEST_PATIENT.oid,
+              "--birth-name", t.birth_name, "--first-names", t.first_names, "--birth-date", t.birth_date,
+              "--sex", t.sex, "--birth-place", t.birth_place]]
+    shown = []
+    identity_id = ""
+    for index in range(3):
+        argv = steps[index] if index == 0 else (
+            ["identity", "insi", identity_id] if index == 1 else
+            ["identity", "document", identity_id, "--kind", "passport"])
+        argv = [*argv, "--config", str(config), "--actor", "gateway init"]
+        line = "gateway " + shlex.join(argv)
+        print(f"$ {line}", flush=True)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = cli.main(argv)
+        print(output.getvalue(), end="", flush=True)
+        if code != 0:
+            raise RuntimeError(f"{line} failed (exit {code}).")
+        shown.append(line)
+        if index == 0:
+            found = re.search(r"Identity (\d+) added", output.getvalue())
+            if found is None:
+                raise RuntimeError(f"{line} did not name the identity it added.")
+            identity_id = found.group(1)
+    return shown
 
 
 async def _store_exists(url: str) -> bool:
@@ -192,14 +228,15 @@ def initialise(data: Path, force: bool = False) -> Path:
     path = data / "gateway.toml"
     if path.exists() and not force:
         cfg = config_module.load(path)
-        if not asyncio.run(_store_exists(cfg.database_url)):
-            asyncio.run(_demo_accounts(cfg, data))
+        if not asyncio.run(_store_exists(cfg.database_url)) and asyncio.run(_demo_accounts(cfg, data)):
+            qualify_demo_patient(path)
         return path
     write_pki(data / "pki", DEV_HOSTNAME)
     write_config(data)
     write_whitelist(data, (DEV_DOMAIN, PATIENT_DOMAIN))
     cfg = config_module.load(path)
-    asyncio.run(_demo_accounts(cfg, data))
+    if asyncio.run(_demo_accounts(cfg, data)):
+        qualify_demo_patient(path)
     return path
 
 

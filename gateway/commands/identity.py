@@ -38,10 +38,11 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 def cmd_identity(args: argparse.Namespace) -> int:
     from gateway.ins_matching import identities
-    from gateway.ins_matching.insi import InsiSimulator
+    from gateway.ins_matching.insi import service_for
 
     cfg = load_config(args)
     actor = args.actor
+    unanswered: list[str] = []
 
     async def add(session: AsyncSession) -> str:
         traits = identities.Traits(args.birth_name, args.first_names, args.birth_date, args.sex, args.birth_place)
@@ -75,7 +76,17 @@ def cmd_identity(args: argparse.Namespace) -> int:
         identity = await identities.get(session, args.id)
         traits = identities.Traits(identity.birth_name, identity.first_names, identity.birth_date, identity.sex,
                                    identity.birth_place)
-        result = await InsiSimulator().verify(identity.matricule, traits)
+        from gateway.codes.rules import Rule
+        from gateway.ins_matching.insi_client import InsiUnavailable
+        from gateway.store.events import record
+
+        try:
+            result = await service_for(cfg).verify(identity.matricule, traits)
+        except InsiUnavailable as exc:  # R9: no answer is no evidence; the identity stays as it was
+            await record(session, "identity.insi", "unavailable", rule=Rule.R9, actor=actor, identity_id=args.id,
+                         error=str(exc))
+            unanswered.append(str(exc))
+            return ""
         if result.replaced and result.identity is not None:
             new_id = await identities.replace_matricule(
                 session, identity.matricule, result.replaced, result.identity.oid, actor)
@@ -94,6 +105,8 @@ def cmd_identity(args: argparse.Namespace) -> int:
         message = run_in_store(cfg, action)
     except identities.IdentityError as exc:
         raise CommandError(str(exc)) from None
+    if unanswered:
+        raise CommandError(f"{unanswered[0]} Identity {args.id} is unchanged; try again later.")
     if message:
         print(message)
     return 0

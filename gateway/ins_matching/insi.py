@@ -1,18 +1,24 @@
-"""INSi, the national identity teleservice (R9), behind an interface, and the local simulator used here.
+"""INSi, the national identity teleservice (R9), behind an interface, and the in-process simulator.
 
-INSi cannot be reached from this network: :class:`InsiSimulator` knows a fixed set of test identities (the
-test patient of the ANS samples, two homonyms, and an obsolete matricule with its principal one) and answers
-as the service does: one identity found, none, or several.
+:class:`InsiSimulator` knows a fixed set of test identities (the test patient of the ANS samples, two homonyms,
+and an obsolete matricule with its principal one) and answers as the service does: one identity found, none, or
+several. With ``[insi] mode = "service"``, :func:`service_for` gives the SOAP client over mutual TLS
+(insi_client.py) instead, which speaks to the real teleservice or to ``gateway insi-simulator``.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.ins_matching.identities import Traits
 from gateway.ins_matching.nir import OID_NIR_TEST
 from gateway.ins_matching.normalise import normalise
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 
 def same_traits(a: Traits, b: Traits) -> bool:
@@ -40,6 +46,7 @@ class InsiResult:
 
 class InsiService(Protocol):
     async def search(self, traits: Traits) -> InsiResult: ...
+    async def search_by_card(self, holder: str, birth_date: str, rank: str = "1") -> InsiResult: ...
     async def verify(self, matricule: str, traits: Traits) -> InsiResult: ...
 
 
@@ -68,6 +75,10 @@ class InsiSimulator:
             return InsiResult("several")
         return InsiResult("found", hits[0])
 
+    async def search_by_card(self, holder: str, birth_date: str, rank: str = "1") -> InsiResult:
+        hits = [p for p in self.people if p.matricule == holder and p.traits.birth_date == birth_date]
+        return InsiResult("found", hits[0]) if len(hits) == 1 else InsiResult("none")
+
     async def verify(self, matricule: str, traits: Traits) -> InsiResult:
         principal = self.obsolete.get(matricule)
         wanted = principal or matricule
@@ -75,3 +86,14 @@ class InsiSimulator:
             if person.matricule == wanted and same_traits(person.traits, traits):
                 return InsiResult("found", person, replaced=wanted if principal else None)
         return InsiResult("none")
+
+
+def service_for(config: Config) -> InsiService:
+    """The INSi the configuration names: the SOAP client over mutual TLS, or the in-process simulator."""
+    if config.insi is None:
+        return InsiSimulator()
+    from gateway.ins_matching.insi_client import InsiClient, client_context
+
+    settings = config.insi
+    context = client_context(str(settings.client_certificate), str(settings.client_key), str(settings.ca_file))
+    return InsiClient(settings.url, context, settings.timeout)

@@ -188,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-file", type=Path, default=None, help="JSON file keeping accepted documents")
     parser.add_argument("--closed", action="append", default=[], help="matricule whose DMP is closed")
     parser.add_argument("--not-created", action="append", default=[], help="matricule who has no DMP")
+    parser.add_argument("--require-signature", action="store_true",
+                        help="refuse a submission set without its XAdES signature (a signed one is always checked)")
     parser.add_argument("--authorisation-required", action="append", default=[], metavar="MATRICULE",
                         help="matricule whose DMP needs an explicit authorisation at a professional's first access")
     parser.add_argument("--blocked", action="append", default=[], metavar="MATRICULE:RPPS",
@@ -214,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 ca_bundle=args.ca, schema_dir=args.schema_dir, state_file=args.state_file)
         for matricule in args.closed:
             simulator.set_patient(matricule, state=DmpState.CLOSED)
+        simulator.require_signature = args.require_signature
         for matricule in args.not_created:
             simulator.set_patient(matricule, state=DmpState.NOT_CREATED)
         for matricule in args.authorisation_required:
