@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.store import Store
 
 
+@pytest.mark.slow  # starts a process
 def test_init_prints_and_runs_the_identity_commands_that_qualify_the_demo_patient(tmp_path: Path) -> None:
     data = tmp_path / "data"
     done = subprocess.run([sys.executable, "-m", "gateway.cli", "init", "--data", str(data)], capture_output=True,

@@ -95,6 +95,7 @@ def _store(config: Path) -> Store:
     return Store(f"sqlite+aiosqlite:///{config.parent / 'gateway.sqlite3'}")
 
 
+@pytest.mark.slow  # starts a process
 def test_identity_insi_asks_the_service_over_mutual_tls_found_none_several_and_obsolete(setup) -> None:  # type: ignore[no-untyped-def]
     config, people = setup
     insi = _start(config.parent, "--identities", str(people))
@@ -117,6 +118,7 @@ def test_identity_insi_asks_the_service_over_mutual_tls_found_none_several_and_o
         insi.process.wait(10)
 
 
+@pytest.mark.slow  # starts a process
 async def test_the_client_reads_several_and_the_carte_vitale_search(setup) -> None:  # type: ignore[no-untyped-def]
     config, _ = setup
     insi = _start(config.parent)
@@ -143,6 +145,7 @@ def _no_certificate(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
+@pytest.mark.slow  # starts a process
 @pytest.mark.parametrize("fault", ["unavailable", "garbled", "fault", None])
 def test_a_service_down_leaves_the_identity_unchanged_and_traces_the_error(setup, fault: str | None) -> None:  # type: ignore[no-untyped-def]
     config, _ = setup
