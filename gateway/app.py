@@ -129,16 +129,16 @@ class Gateway:
             await self._smtp_listener(self.config.submissions, implicit_tls=True)
         await self._start_imap()
         await self._start_operator_exchange()
+        await self._start_hl7()
         if self.once:
-            await self._start_hl7()
             self._start_filing()
             await self._start_card_endpoint()
         self.ready.set()
 
     async def _start_hl7(self) -> None:
-        """The MLLP listener for hospital systems, in the process that runs the once-only work: a hospital has
-        a handful of long-lived MLLP connections (no need to spread them over workers, and one port can be
-        bound once); exactly-once rests on the store (peer + MSH-10), not on the process."""
+        """The MLLP listener for hospital systems in every worker process (SO_REUSEPORT: the kernel spreads the
+        peers' connections, so parsing and packaging use every core); exactly-once rests on the store (peer +
+        MSH-10), not on the process. The acknowledgement relay runs once per gateway."""
         if self.config.hl7 is None:
             return
         from gateway.hl7.listener import Hl7Listener
@@ -149,7 +149,7 @@ class Gateway:
             self._servers.append(listener.server)  # drain stops accepting with the other listeners
         self._closers.append(listener.close)
         self.listeners.up("hl7", self.config.hl7.listen)
-        if any(peer.return_address is not None for peer in self.config.hl7.peers):
+        if self.once and any(peer.return_address is not None for peer in self.config.hl7.peers):
             from gateway.hl7.relay import Hl7Relay
 
             relay = Hl7Relay(self.config.hl7, self.sessions)  # acknowledgements back to the peers

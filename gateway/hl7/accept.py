@@ -140,8 +140,18 @@ def _subject(header: CdaHeader) -> str:
     return "XDM/1.0/DDM+" + " ".join(p for p in parts if p)
 
 
+def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
+    """The XDM zip of the CDA and, for a level-1 CDA, the PDF it wraps: built once per HL7 message."""
+    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference)
+    parts = [(zipped, "zip", "IHE_XDM.ZIP")]
+    rendering = non_xml_body(doc.cda) if b"nonXMLBody" in doc.cda else None
+    if rendering is not None and rendering.startswith(b"%PDF"):
+        parts.append((rendering, "pdf", "document.pdf"))
+    return parts
+
+
 def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Document, *, to_patient: bool,
-               qualified: bool, message_id: str) -> bytes:
+               qualified: bool, message_id: str, parts: list[tuple[bytes, str, str]] | None = None) -> bytes:
     """The MSSanté message for one destination (CPU work: called outside the transaction)."""
     header = doc.cda_header
     message = EmailMessage(policy=_POLICY)
@@ -164,11 +174,8 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
         message[VISIBILITY_HEADER] = ",".join(visibility)
     body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
     message.set_content(body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} ».")
-    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference)
-    message.add_attachment(zipped, maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
-    rendering = non_xml_body(doc.cda)
-    if rendering is not None and rendering.startswith(b"%PDF"):
-        message.add_attachment(rendering, maintype="application", subtype="pdf", filename="document.pdf")
+    for data, subtype, filename in parts if parts is not None else attachments(config, doc):
+        message.add_attachment(data, maintype="application", subtype=subtype, filename=filename)
     return message.as_bytes()
 
 
@@ -196,17 +203,18 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
         qualified = await _qualified(session, doc.matricule)
     stamp = f"{peer.name}.{control_id}".encode().hex()[:120]
     mails: list[tuple[list[Target], bytes]] = []
+    parts = await asyncio.to_thread(attachments, config, doc)
     for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
         if targets:
             raw_mail = await asyncio.to_thread(
                 build_mail, config, sender.address, [t.address for t in targets], doc, to_patient=to_patient,
-                qualified=qualified, message_id=f"<hl7.{tag}.{stamp}@{config.hostname}>")
+                qualified=qualified, message_id=f"<hl7.{tag}.{stamp}@{config.hostname}>", parts=parts)
             mails.append((targets, raw_mail))
     deposit = codes.DESTDMP in doc.destinations
     if not mails:  # DMP only: the record the deposit job reads, kept in the structure mailbox's Sent
         raw_mail = await asyncio.to_thread(build_mail, config, sender.address, [sender.address], doc,
                                            to_patient=False, qualified=qualified,
-                                           message_id=f"<hl7.dmp.{stamp}@{config.hostname}>")
+                                           message_id=f"<hl7.dmp.{stamp}@{config.hostname}>", parts=parts)
         mails.append(([], raw_mail))
     arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
                          control_id=control_id, destinations=tuple(sorted(doc.destinations)))

@@ -61,7 +61,7 @@ class Hl7Listener:
         context = tls_context(self.config, self.settings) if self.settings.tls else None
         listen = self.settings.listen
         self.server = await asyncio.start_server(self._serve, listen.host, listen.port, ssl=context,
-                                                 reuse_address=True, limit=65536)
+                                                 reuse_address=True, reuse_port=True, limit=65536)
         log.info("listening", service="hl7", address=f"{listen.host}:{self.port}")
 
     async def close(self) -> None:
