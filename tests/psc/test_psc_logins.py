@@ -28,7 +28,7 @@ from support.psc import CLAIRE, Provider, grant, imap_auth, imap_client, smtp_au
 from support.store import Store
 from support.workers import events
 
-from gateway.psc.sasl import oauthbearer_response
+from gateway.psc.sasl import oauthbearer_response, xoauth2_response
 
 #: Every test here starts gateway processes (or other programs): not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -238,3 +238,29 @@ def test_mailbox_methods_can_require_psc_or_refuse_it(gateway: GatewayProcess, p
         client.login(only_password, "secret-password")
     reasons = [e.get("reason") for e in events(gateway, "login")]
     assert "method_not_allowed" in reasons
+
+
+def test_imap_sasl_ir_initial_response_logs_in_in_one_command(gateway: GatewayProcess, provider: Provider) -> None:
+    blob = base64.b64encode(xoauth2_response(provider.token("jean"), PRO2)).decode()
+    client = imap_client(gateway)
+    try:
+        status, _ = client._simple_command("AUTHENTICATE", "XOAUTH2", blob)  # RFC 4959: no continuation
+        assert status == "OK"
+        client.state = "AUTH"
+        assert client.select("INBOX")[0] == "OK"
+    finally:
+        client.logout()
+
+
+def test_oauthbearer_without_authzid_is_refused_when_several_mailboxes_are_granted(
+        gateway: GatewayProcess, provider: Provider) -> None:
+    store = Store(gateway.store_url)
+    second = "secretariat@pro.gateway.test"
+    store.add_mailbox(second, "ORG")
+    grant(store, "801234567897", second)  # jean: PRO2 and the secretariat
+    with smtp_client(gateway) as client:
+        code, challenge = smtp_auth(client, "OAUTHBEARER", provider.token("jean"), "")
+        assert code == 535 and challenge is not None
+    assert events(gateway, "login")[-1]["reason"] == "authzid_needed"
+    with smtp_client(gateway) as client:
+        assert smtp_auth(client, "OAUTHBEARER", provider.token("jean"), second)[0] == 235

@@ -335,8 +335,7 @@ def test_the_admin_reads_the_trail_naming_the_secretary_and_every_page_opens(sta
     for number, (path, probe) in enumerate([("/boites", RESULTS), ("/tableau-de-bord", "documents à classer"),
                                             ("/dmp", "DMP"), ("/identites", "PAT-TROIS"),
                                             ("/conversations", "Conversations"),
-                                            ("/a-classer?statut=resolved", "904"),
-                                            ("/reglages", "Comptes de la console")], start=10):
+                                            ("/a-classer?statut=resolved", "904")], start=10):
         browser.get(stack.url + path)
         assert probe in text_of(browser), path
         if path == "/tableau-de-bord":  # the chart is drawn by the server: bars for the report of today
