@@ -131,11 +131,29 @@ async def mailbox_certificate(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/boites")
 
 
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    """What this gateway is configured to do (no secret shown), and who may use the console."""
+    from gateway.web import accounts
+
+    console = request.app[KEY]
+    config = console.config
+    listeners = [(name, str(listen)) for name, listen in (
+        ("SMTP (soumission)", config.submission), ("SMTP (TLS implicite)", config.submissions),
+        ("IMAP", config.imap), ("IMAP (TLS implicite)", config.imaps),
+        ("Relais entre opérateurs", config.relay.listen if config.relay else None),
+        ("Console", config.web.listen if config.web else None)) if listen is not None]
+    async with console.sessions() as session:
+        users = await accounts.list_users(session)
+    return console.render(request, "reglages.html", config=config, listeners=listeners, users=users,
+                          oidc=console.settings.oidc, idle_minutes=int(console.settings.idle_timeout // 60))
+
+
 def routes(app: web.Application) -> None:
     app.router.add_get("/conversations", conversations_page)
     app.router.add_get("/conversations/{id}", conversation_page)
     app.router.add_post("/conversations/{id}/reponses", conversation_block)
     app.router.add_get("/boites", mailboxes_page)
+    app.router.add_get("/reglages", settings_page)
     app.router.add_post("/boites/{id}/actif", mailbox_active)
     app.router.add_post("/boites/{id}/mot-de-passe", mailbox_password)
     app.router.add_post("/boites/{id}/certificat", mailbox_certificate)

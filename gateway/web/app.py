@@ -51,13 +51,14 @@ ACCESS: dict[str, frozenset[str]] = {
     "a-classer": frozenset({SECRETARIAT}), "dossiers": frozenset({SECRETARIAT, DMP}),
     "documents": frozenset({SECRETARIAT, DMP}), "dmp": frozenset({DMP}),
     "identites": frozenset({SECRETARIAT}), "conversations": frozenset({SECRETARIAT}),
-    "boites": frozenset(), "tableau-de-bord": frozenset({SECRETARIAT, DMP}), "journal": frozenset(),
+    "boites": frozenset(), "reglages": frozenset(), "journal": frozenset(),
+    "tableau-de-bord": frozenset({SECRETARIAT, DMP}),
     "deconnexion": frozenset({SECRETARIAT, DMP}), "": frozenset({SECRETARIAT, DMP}),
 }
 PUBLIC = ("connexion", "static")
 NAV = [("a-classer", "À classer"), ("dossiers", "Dossiers"), ("dmp", "DMP"), ("identites", "Identités"),
        ("conversations", "Conversations"), ("boites", "Boîtes"), ("tableau-de-bord", "Tableau de bord"),
-       ("journal", "Journal")]
+       ("journal", "Journal"), ("reglages", "Réglages")]
 KEY: web.AppKey[Console] = web.AppKey("console")
 PERSON: web.RequestKey[accounts.Person] = web.RequestKey("person", accounts.Person)
 FLASH: web.RequestKey[str | None] = web.RequestKey("flash")

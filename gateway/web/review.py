@@ -167,8 +167,7 @@ def inline_pdf(body: bytes, name: str) -> web.Response:
     """A PDF the browser shows itself; its own CSP forbids scripts in the PDF's frame."""
     return web.Response(body=body, content_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="{name}"',
-        "Content-Security-Policy": "default-src 'none'; object-src 'self'; plugin-types application/pdf; "
-                                   "frame-ancestors 'self'"})
+        "Content-Security-Policy": "default-src 'none'; object-src 'self'; frame-ancestors 'self'"})
 
 
 async def original(request: web.Request) -> web.StreamResponse:
