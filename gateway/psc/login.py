@@ -50,6 +50,8 @@ class PscResult:
     reason: str = ""
     #: INVALID: the RFC 7628 3.2.2 error JSON, sent as a challenge before the final refusal.
     challenge: bytes = b""
+    #: The mailbox a refusal concerns, when one was found (disabled, method not allowed), for the trail.
+    mailbox_id: int | None = None
 
 
 class PscLogin:
@@ -64,9 +66,9 @@ class PscLogin:
     async def close(self) -> None:
         await self.verifier.close()
 
-    def _refused(self, reason: str, status: str = "invalid_token") -> PscResult:
+    def _refused(self, reason: str, status: str = "invalid_token", mailbox_id: int | None = None) -> PscResult:
         challenge = error_challenge(status, self.settings.required_scope, self.settings.configuration_url)
-        return PscResult(PscOutcome.INVALID, reason=reason, challenge=challenge)
+        return PscResult(PscOutcome.INVALID, reason=reason, challenge=challenge, mailbox_id=mailbox_id)
 
     async def _granted(self, national_id: str, authzid: str) -> list[Any]:
         query = (select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.active,
@@ -80,7 +82,7 @@ class PscLogin:
     async def login(self, mechanism: str, response: BearerResponse, client: str, protocol: str) -> PscResult:
         """Verify the token of ``response`` and find the mailbox it may use; never raises for a bad token."""
         result = await self._login(response)
-        mailbox_id = result.account.id if result.account else None
+        mailbox_id = result.account.id if result.account else result.mailbox_id
         if result.outcome is PscOutcome.OK:
             log.info("login", protocol=protocol, mechanism=mechanism, outcome="ok", client=client,
                      mailbox_id=mailbox_id)
@@ -105,7 +107,7 @@ class PscLogin:
             return self._refused("authzid_needed")
         row = rows[0]
         if not row.active:
-            return self._refused("disabled")
+            return self._refused("disabled", mailbox_id=row.id)
         if not allows(row.auth_methods, "psc"):
-            return self._refused("method_not_allowed")
+            return self._refused("method_not_allowed", mailbox_id=row.id)
         return PscResult(PscOutcome.OK, Account(row.id, row.address, row.kind, row.matricule))
