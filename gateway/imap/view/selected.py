@@ -213,6 +213,8 @@ class SelectedView:
         #: Keywords announced to the client so far (RFC 9051 7.3.5).
         self.keywords: set[str] = set()
         self._recent: list[tuple[int, int]] = []
+        #: The folder's ``recent_uid`` as last read: messages up to it were claimed by some session already.
+        self._recent_floor = 0
         self._pending_expunge: set[int] = set()
         self._own: dict[int, int] = {}
 
@@ -228,7 +230,7 @@ class SelectedView:
 
         async def work(session: AsyncSession) -> SelectedView:
             row = (await session.execute(select(
-                Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.highestmodseq).where(
+                Folder.id, Folder.uidvalidity, Folder.uidnext, Folder.highestmodseq, Folder.recent_uid).where(
                 Folder.mailbox_id == account_id, Folder.name == name))).one_or_none()
             if row is None:
                 raise MailboxNotFound(f"There is no mailbox named {name}.")
@@ -239,6 +241,7 @@ class SelectedView:
                 Delivery.folder_id == row.id, Delivery.seen.is_(False),
                 Delivery.uid <= (uids[-1] if uids else 0)))).scalar_one_or_none()
             view.first_unseen = view.seq_of(first) if first is not None else None
+            view._recent_floor = int(row.recent_uid or 0)
             texts = (await session.execute(select(Delivery.flags).where(Delivery.folder_id == row.id)
                                            .distinct().limit(MAX_KEYWORDS))).scalars()
             for text in texts:
@@ -273,8 +276,8 @@ class SelectedView:
     async def _claim_recent(self) -> bool:
         """Take the messages above the folder's ``recent_uid`` that this view knows; whether any were taken."""
         top = self.max_uid
-        if self.readonly or not top or (self._recent and self._recent[-1][1] >= top):
-            return False
+        if self.readonly or not top or top <= self._recent_floor or (self._recent and self._recent[-1][1] >= top):
+            return False  # nothing above what was claimed: no write transaction for a SELECT without new mail
         folder_id = self.folder_id
 
         async def work(session: AsyncSession) -> int | None:
@@ -293,6 +296,7 @@ class SelectedView:
                 return False
             before = await self.store.write(work, "claiming recent messages")
             claim.top = max(claim.top, top)
+            self._recent_floor = max(self._recent_floor, top)
         if before is None:
             return False
         self._recent.append((before + 1, top))
