@@ -9,6 +9,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.codes.identity_status import QUALIFIEE
 from gateway.documents.cda import non_xml_body
+from gateway.documents.errors import DocumentRefused
+from gateway.documents.mime import Part, walk
 from gateway.ins_matching import identities
 from gateway.ins_matching import record as patient_record
 from gateway.ins_matching.normalise import normalise
@@ -81,6 +84,20 @@ async def search_identities(session: AsyncSession, query: str, limit: int = 20) 
     return list(result.scalars().all())
 
 
+async def attached_pdfs(session: AsyncSession, message_id: int | None) -> list[Part]:
+    """The PDF parts of the message that brought the document (a lab's readable copy beside its CDA)."""
+    if message_id is None:
+        return []
+    message = await session.get(Message, message_id)
+    if message is None:
+        return []
+    try:
+        parts = await asyncio.to_thread(walk, bytes(message.raw))  # bounded (gateway/documents/limits.py)
+    except DocumentRefused:
+        return []
+    return [p for p in parts if p.data.startswith(b"%PDF")][:20]
+
+
 def pdf_of(content: bytes) -> bytes | None:
     """The PDF a level-1 CDA wraps, when it is one."""
     body = non_xml_body(content)
@@ -140,12 +157,15 @@ async def view(request: web.Request) -> web.StreamResponse:
         if item.message_id is not None:
             message = await session.get(Message, item.message_id)
             sender = message.mail_from if message is not None else None
+        attachments = [p.filename or f"document-{n}.pdf" for n, p in
+                       enumerate(await attached_pdfs(session, item.message_id), start=1)]
     sections = narrative.sections(item.content)
     authors = header.get("authors") or []
     return console.render(request, "document.html", item=item, summary=item.summary, header=header,
                           patient=patient, candidate=candidate, rows=trait_rows(patient, candidate),
                           choices=choices, search=search, sections=sections, has_pdf=pdf_of(item.content) is not None,
                           reasons=REASONS, statuses=STATUS_WORDS, qualified=QUALIFIEE, sender=sender,
+                          attachments=attachments,
                           author=authors[0] if authors else {})
 
 
@@ -161,6 +181,22 @@ async def pdf(request: web.Request) -> web.StreamResponse:
     if body is None:
         raise web.HTTPNotFound(text="Ce document ne contient pas de PDF.")
     return inline_pdf(body, f"document-{review_id}.pdf")
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """The n-th PDF attached to the message that brought the document, shown inline."""
+    console = request.app[KEY]
+    review_id = await _item_id(request)
+    number = request.match_info["n"]
+    async with console.sessions() as session:
+        try:
+            item = await patient_record.show_review(session, review_id)
+        except RecordError:
+            raise web.HTTPNotFound(text="Ce document n'existe pas.") from None
+        pdfs = await attached_pdfs(session, item.message_id)
+    if not number.isdigit() or not 1 <= int(number) <= len(pdfs):
+        raise web.HTTPNotFound(text="Cette pièce jointe n'existe pas.")
+    return inline_pdf(pdfs[int(number) - 1].data, f"piece-{review_id}-{number}.pdf")
 
 
 def inline_pdf(body: bytes, name: str) -> web.Response:
@@ -265,6 +301,7 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/a-classer/{id}", view)
     app.router.add_get("/a-classer/{id}/pdf", pdf)
     app.router.add_get("/a-classer/{id}/original", original)
+    app.router.add_get("/a-classer/{id}/piece/{n}", attachment)
     app.router.add_post("/a-classer/{id}/classer", file_to)
     app.router.add_post("/a-classer/{id}/rejeter", reject)
     app.router.add_post("/a-classer/{id}/proposer", propose)

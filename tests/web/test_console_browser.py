@@ -27,6 +27,7 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
 
+from gateway.documents.cda import non_xml_body
 from gateway.ins_matching.record import list_reviews
 from gateway.samples import samples_dir
 
@@ -43,6 +44,8 @@ PASSWORD = "mot-de-passe-du-secretariat"
 SAMPLE = samples_dir() / "cda" / "BIO-CR-BIO_2024.01_TSH_1.xml"
 SAMPLE_ID = "1.2.250.1.213.1.1.1.55.2024.9.1"
 REPORT_ID = "1.2.250.1.999.7.1.1"  # the mismatched report's own id
+#: A readable copy the lab attaches beside its CDA (the PDF a sample level-1 CDA wraps).
+READABLE = non_xml_body((samples_dir() / "cda" / "DOC_NON_STRUCTURE_CDA-R2-N1.xml").read_bytes()) or b""
 MARCEL = "801234534765"  # a built-in professional of the PSC simulator, and the lab report's author
 BIOLOGIST = "marcel.camparini@pro.gateway.test"
 PATIENT = "279035121518989@patient.gateway.test"  # the test patient, whose DMP the simulator starts closed
@@ -68,6 +71,7 @@ def report_mail(cda: bytes) -> bytes:
     message["Message-ID"] = f"<{time.monotonic_ns()}@lab.test>"
     message.set_content("Veuillez trouver le compte rendu.")
     message.add_attachment(cda, maintype="text", subtype="xml", filename="CR-BIO.xml")
+    message.add_attachment(READABLE, maintype="application", subtype="pdf", filename="CR-BIO.pdf")
     return message.as_bytes()
 
 
@@ -284,6 +288,9 @@ def test_r10_a_mismatched_lab_report_waits_with_904_and_the_secretary_files_it(s
     assert [r.find_element(By.TAG_NAME, "th").text.split(" ")[0:3] for r in mismatch] == [["Nom", "de", "naissance"]]
     assert "PAT-TROIX" in mismatch[0].text and "PAT-TROIS" in mismatch[0].text
     assert "Thyréostimuline" in browser.find_element(By.ID, "narratif").text  # our own rendering of the body
+    frame = browser.find_element(By.CSS_SELECTOR, "iframe.pdf")  # the lab's PDF, shown beside
+    assert frame.get_attribute("src").endswith(f"/a-classer/{review.id}/piece/1")
+    assert "CR-BIO.pdf" in browser.find_element(By.ID, "pieces").text
     shot(stack, browser, "04-document")
     choice = browser.find_element(By.CSS_SELECTOR, "#classer input[name=identite]")
     assert choice.is_enabled()  # the candidate is qualifiée
@@ -335,7 +342,8 @@ def test_the_admin_reads_the_trail_naming_the_secretary_and_every_page_opens(sta
     for number, (path, probe) in enumerate([("/boites", RESULTS), ("/tableau-de-bord", "documents à classer"),
                                             ("/dmp", "DMP"), ("/identites", "PAT-TROIS"),
                                             ("/conversations", "Conversations"),
-                                            ("/a-classer?statut=resolved", "904")], start=10):
+                                            ("/a-classer?statut=resolved", "904"),
+                                            ("/reglages", "Comptes de la console")], start=10):
         browser.get(stack.url + path)
         assert probe in text_of(browser), path
         if path == "/tableau-de-bord":  # the chart is drawn by the server: bars for the report of today

@@ -66,3 +66,16 @@ async def test_r3_a_secretary_blocks_then_allows_a_patient_replies(console: Cons
         assert found is not None and not found.replies_blocked
     trail = [e for e in await console.events("conversation.") if e.conversation_id == conversation_id]
     assert len(trail) == 2 and {e.actor for e in trail} == {"console:sophie"}
+
+
+async def test_the_admin_sees_the_settings_without_secrets_and_a_secretary_does_not(console: ConsoleServer) -> None:
+    admin = await console.add_user("admin", "chef")
+    secretary = await console.add_user("secretariat", "sophie")
+    async with console.client() as client:
+        await login(client, admin)
+        status, page, _ = await get(client, "/reglages")
+        assert status == 200 and "patient.gateway.test" in page and "sophie" in page and "30 minutes" in page
+        assert console.config.web is not None and console.config.web.secret.decode() not in page
+    async with console.client() as client:
+        await login(client, secretary)
+        assert (await get(client, "/reglages"))[0] == 403

@@ -196,3 +196,34 @@ async def test_r18_the_journal_filters_by_actor_and_exports_csv(console: Console
             rows = list(csv.reader(io.StringIO((await response.read()).decode("utf-8-sig")), delimiter=";"))
         assert rows[0][:3] == ["id", "date", "type"] and {r[2] for r in rows[1:]} == {
             "identity.added", "identity.insi", "identity.document", "identity.status"}
+
+
+async def test_a_pdf_attached_beside_the_cda_is_shown_inline(console: ConsoleServer) -> None:
+    from email.message import EmailMessage
+
+    from gateway.documents.cda import non_xml_body
+    from gateway.store.mailstore import StoredMessage, store_message
+
+    readable = non_xml_body(PDF_CDA.read_bytes())
+    assert readable is not None
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "laboratoire@pro.gateway.test", "resultats@pro.gateway.test", "CR"
+    mail.set_content("Compte rendu.")
+    mail.add_attachment(BIO.read_bytes(), maintype="text", subtype="xml", filename="CR.xml")
+    mail.add_attachment(readable, maintype="application", subtype="pdf", filename="CR.pdf")
+    content = BIO.read_bytes()
+    async with console.sessions() as session, session.begin():
+        message_id = await store_message(session, StoredMessage(mail.as_bytes(), "laboratoire@pro.gateway.test",
+                                                                ["resultats@pro.gateway.test"], None, None, "CR", None))
+        review_id = await open_review(session, Review(904, "Traits discordants."), content,
+                                      read_header(content, validate=False), message_id=message_id)
+    user = await console.add_user("secretariat")
+    async with console.client() as client:
+        await login(client, user)
+        _, page, _ = await get(client, f"/a-classer/{review_id}")
+        assert f'src="/a-classer/{review_id}/piece/1"' in page and "CR.pdf" in page
+        assert "laboratoire@pro.gateway.test" in page
+        async with client.get(f"/a-classer/{review_id}/piece/1") as response:
+            assert response.content_type == "application/pdf" and await response.read() == readable
+            assert response.headers["Content-Disposition"].startswith("inline")
+        assert (await get(client, f"/a-classer/{review_id}/piece/2"))[0] == 404
