@@ -45,7 +45,11 @@ class Hl7Outgoing(Base):
     __table_args__ = (UniqueConstraint("source_id", "kind", name="uq_hl7_outbox_source_kind"),
                       Index("ix_hl7_outbox_due", "state", "next_attempt_at"))
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    source_id: Mapped[int] = mapped_column(ForeignKey("hl7_messages.id"))
+    #: The HL7 message whose destination answered (ZAM), or None for a filed document sent on (MDM^T02).
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("hl7_messages.id"), nullable=True)
+    #: A document filed to a patient's record (R10) handed to the DPI as MDM^T02, once.
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("patient_documents.id"), nullable=True,
+                                                    unique=True)
     peer: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(40))
     control_id: Mapped[str] = mapped_column(String(200), unique=True)

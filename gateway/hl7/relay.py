@@ -14,6 +14,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
 import hl7
@@ -27,7 +28,8 @@ from gateway.hl7 import codes
 from gateway.hl7.ack import escape
 from gateway.hl7.models import Hl7Outgoing, Hl7Received
 from gateway.hl7.settings import Hl7Peer, Hl7Settings
-from gateway.store.models import OutboundRecipient
+from gateway.ins_matching.record import PatientDocument
+from gateway.store.models import Identity, OutboundRecipient
 from gateway.tasks import Background
 
 log = structlog.get_logger("gateway.hl7.relay")
@@ -63,6 +65,31 @@ def zam(kind: str, control_id: str, source_control_id: str, matricule: str, oid:
         segments.append(f"ERR|||207^Application error^messageErrorCondition|E|{escape(number, 80)}^"
                         f"{escape(text, 200)}^{system}")
     return "\r".join(segments)
+
+
+def mdm_t02(control_id: str, document: PatientDocument, matricule: str, oid: str,
+            application: str = "MSSANTE", now: datetime | None = None) -> str:
+    """A document filed to a patient (R10) as the volet's MDM^T02 for the DPI: PID with the INS and the IPP the
+    document carries, TXA with its type and unique id, OBX ED with the CDA in base64."""
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    pid3 = [f"{escape(matricule, 15)}^^^ASIP-SANTE-INS-NIR&{escape(oid, 64)}&ISO^INS"]
+    patient = (document.header or {}).get("patient") or {}
+    for local in (patient.get("local_ids") or [])[:5]:  # the IPP when the document carries it
+        if isinstance(local, dict) and local.get("extension"):
+            pid3.append(f"{escape(str(local['extension']), 64)}^^^&{escape(str(local.get('root') or ''), 64)}"
+                        "&ISO^PI")
+    kind = f"{escape(document.type_code or '', 40)}^{escape(document.type_display or '', 200)}^LN"
+    title = escape(document.title or "", 200)
+    data = base64.b64encode(document.content).decode("ascii")
+    return "\r".join([
+        f"MSH|^~\\&|{application}||||{moment}||MDM^T02^MDM_T02|{escape(control_id, 199)}|P|2.6|||||FRA|"
+        "UNICODE UTF-8|||2.1^CISIS_CDA_HL7_V2",
+        f"EVN|T02|{moment}",
+        f"PID|1||{'~'.join(pid3)}",
+        "PV1|1|N",
+        f"TXA|1|{kind}|TEXT|{moment}||||||||{escape(document.unique_id, 199)}||||AU",
+        f"OBX|1|ED|{kind}||^TEXT^XML^Base64^{data}||||||F|||||||{title}",
+    ])
 
 
 class Hl7Relay(Background):
@@ -111,7 +138,27 @@ class Hl7Relay(Background):
                 ok, error, recipients = outcome
                 payload = zam(ZAM_MSS, f"Z02-{received.id}", received.control_id, "", "", ok, error, recipients)
                 created += self._add(session, received.id, received.peer, ZAM_MSS, f"Z02-{received.id}", payload)
+            created += await self._documents(session)
         return created
+
+    async def _documents(self, session: AsyncSession) -> int:
+        """R10: each document filed to a patient's record, once, to the DPI peer (MDM^T02)."""
+        peer = self.settings.documents_peer
+        if peer is None:
+            return 0
+        sent = exists().where(Hl7Outgoing.document_id == PatientDocument.id)
+        rows = (await session.execute(
+            select(PatientDocument, Identity.matricule, Identity.oid)
+            .join(Identity, Identity.id == PatientDocument.identity_id)
+            .where(~sent).order_by(PatientDocument.id).limit(20))).all()
+        for document, matricule, oid in rows:
+            control_id = f"T02-{document.id}"
+            moment = datetime.now(UTC)
+            session.add(Hl7Outgoing(source_id=None, document_id=document.id, peer=peer, kind="MDM^T02",
+                                    control_id=control_id, payload=mdm_t02(control_id, document, matricule, oid),
+                                    state=PENDING, attempts=0, next_attempt_at=moment, created_at=moment))
+            log.info("hl7.relay.queued", peer=peer, kind="MDM^T02", document_id=document.id)
+        return len(rows)
 
     @staticmethod
     async def _mss_outcome(session: AsyncSession, message_id: int | None

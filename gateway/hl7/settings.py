@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +68,8 @@ class Hl7Settings:
     idle_timeout: float = 3600.0
     #: Connections open at once, all peers together.
     max_connections: int = 64
+    #: The peer (with a ``return_address``) that receives, as MDM^T02, the documents filed to patients (R10).
+    documents_peer: str | None = None
 
     def peer_for(self, host: str, fingerprint: str | None) -> Hl7Peer | None:
         """The peer a connection belongs to: its certificate first; an address only for peers without one."""
@@ -133,6 +135,12 @@ def parse_section(root: _Reader, path: Callable[..., Path | None]) -> Hl7Setting
         frame_timeout=_positive(section, "frame_timeout", 120.0, float),
         idle_timeout=_positive(section, "idle_timeout", 3600.0, float),
         max_connections=_positive(section, "max_connections", 64, int))
+    documents_peer = section.get("documents_peer", str, "") or None
+    if documents_peer is not None:
+        target = next((p for p in peers if p.name == documents_peer), None)
+        section.check("documents_peer", target is not None and target.return_address is not None,
+                      "must name a [[hl7.peer]] that has a return_address (the DPI's MLLP server)")
+    settings = replace(settings, documents_peer=documents_peer)
     section.check("max_document_bytes", settings.max_document_bytes < settings.max_frame_bytes,
                   "must be below max_frame_bytes (the document travels inside the frame)")
     section.finish()

@@ -58,6 +58,7 @@ def test_a_certificate_peer_wins_and_is_not_matched_by_address():
     ({"listen": "0.0.0.0:2575", "max_document_bytes": 32 * 1024 * 1024, "peer": [PEER]}, "hl7.max_document_bytes"),
     ({"listen": "0.0.0.0:2575", "peer": [PEER, PEER]}, "hl7.peer"),
     ({"listen": "0.0.0.0:2575", "peers": [PEER]}, "hl7.peers"),
+    ({"listen": "0.0.0.0:2575", "documents_peer": "dpi", "peer": [PEER]}, "hl7.documents_peer"),  # no return
 ])
 def test_a_mistake_names_its_key(hl7: dict[str, object], key: str):
     with pytest.raises(ConfigError) as caught:
