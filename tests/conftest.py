@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.pki import PKIFiles, make_pki
+from support.postgres import database
 from support.process import GatewayProcess
 from support.store import Store
 
 from gateway.samples import samples_dir
 
-POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
 SAMPLES = samples_dir()
 
 
@@ -24,34 +21,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKIFiles:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-async def _admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    if not POSTGRES_URL:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set (.ci/setup.d/10-postgres.sh sets it in CI)")
-    name = f"gw_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    asyncio.run(_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The suite's two stores: embedded SQLite and a real PostgreSQL server."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite3'}"
     else:
-        yield from postgres_database()
+        yield from database()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ stderr naming the key (and the address, never the database password) and exit st
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import os
 import socket
 import subprocess
 import sys
@@ -22,14 +20,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from support import postgres
 from support.pki import PKIFiles
+from support.postgres import url_of
 from support.process import GatewayProcess, free_port
 from support.store import Store
 
 #: Every test here starts gateway processes (or other programs): not in make test-fast.
 pytestmark = pytest.mark.slow
 
-POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
 HINT = "create it with 'gateway init' or 'gateway migrate --create'"
 
 
@@ -125,25 +124,12 @@ def test_a_postgresql_server_that_is_down_is_named_by_every_command(tmp_path: Pa
     assert "s3cret-pw" not in line
 
 
-async def _admin(statement: str) -> None:
-    import asyncpg
-
-    assert POSTGRES_URL is not None
-    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def missing_database() -> Iterator[str]:
     """The URL of a PostgreSQL database nobody created (dropped afterwards if a test created it)."""
-    if not POSTGRES_URL:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set (.ci/setup.d/10-postgres.sh sets it in CI)")
     name = f"gw_missing_{uuid.uuid4().hex[:10]}"
-    yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield url_of(name)
+    postgres.drop(name)
 
 
 def test_a_postgresql_database_that_does_not_exist_is_refused_until_migrate_creates_it(

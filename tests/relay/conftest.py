@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.pki import PKIFiles
-from support.relay import Pair, make_pair, postgres_databases
-
-POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+from support.postgres import databases
+from support.relay import Pair, make_pair
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -19,9 +17,7 @@ def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[
     if request.param == "sqlite":
         yield [f"sqlite+aiosqlite:///{tmp_path / f'{n}.sqlite3'}" for n in ("a", "b")]
         return
-    if not POSTGRES_URL:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set (.ci/setup.d/10-postgres.sh sets it in CI)")
-    yield from postgres_databases(POSTGRES_URL, 2)
+    yield from databases(2, "gw_relay")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from the shared test PKI, a relay listener, the whitelist file and static routes
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import ssl
 import uuid
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.pki import Issued
 from gateway.store.models import OutboundRecipient
 from support.pki import PKIFiles
+from support.postgres import databases
 from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
 from support.wait import wait_until
@@ -143,27 +143,9 @@ class OperatorProcess(GatewayProcess):
         return client
 
 
-async def _admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 def postgres_databases(base_url: str, count: int) -> Iterator[list[str]]:
-    """``count`` fresh PostgreSQL databases, dropped afterwards."""
-    names = [f"gw_relay_{uuid.uuid4().hex[:10]}" for _ in range(count)]
-    for name in names:
-        asyncio.run(_admin(base_url, f'CREATE DATABASE "{name}"'))
-    prefix = base_url.rsplit("/", 1)[0]
-    try:
-        yield [f"{prefix}/{name}" for name in names]
-    finally:
-        for name in names:
-            asyncio.run(_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """``count`` fresh PostgreSQL databases on the test server, dropped afterwards (tests/support/postgres.py)."""
+    yield from databases(count, "gw_relay")
 
 
 @dataclass
