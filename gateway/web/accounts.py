@@ -129,7 +129,8 @@ async def user_for_psc(session: AsyncSession, psc_id: str) -> ConsoleUser | None
 
 # --- sessions ------------------------------------------------------------------------------------------------
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What the store keeps of a session token (never the token itself)."""
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
@@ -156,7 +157,7 @@ async def open_session(session: AsyncSession, user: ConsoleUser, method: str, se
     await prune(session, idle)
     token = secrets.token_urlsafe(32)
     at = now()
-    session.add(ConsoleSession(token_hash=_hash(token), user_id=user.id, csrf=secrets.token_urlsafe(32),
+    session.add(ConsoleSession(token_hash=token_hash(token), user_id=user.id, csrf=secrets.token_urlsafe(32),
                                method=method, created_at=at, last_seen=at))
     user.last_login_at = at
     await record(session, "console.login", "ok", rule=Rule.R18, actor=f"console:{user.username}",
@@ -169,7 +170,7 @@ async def resume(session: AsyncSession, secret: bytes, cookie: str | None, idle:
     token = unsign(secret, cookie)
     if token is None:
         return None
-    key = _hash(token)
+    key = token_hash(token)
     row = (await session.execute(select(ConsoleSession, ConsoleUser).join(
         ConsoleUser, ConsoleUser.id == ConsoleSession.user_id).where(ConsoleSession.token_hash == key))).first()
     if row is None:
@@ -188,7 +189,7 @@ async def take_flash(session: AsyncSession, cookie: str | None, secret: bytes) -
     token = unsign(secret, cookie)
     if token is None:
         return None
-    key = _hash(token)
+    key = token_hash(token)
     message = (await session.execute(select(ConsoleSession.flash).where(ConsoleSession.token_hash == key))).scalar()
     if message:
         await session.execute(update(ConsoleSession).where(ConsoleSession.token_hash == key).values(flash=None))
@@ -198,7 +199,7 @@ async def take_flash(session: AsyncSession, cookie: str | None, secret: bytes) -
 async def close_session(session: AsyncSession, secret: bytes, cookie: str | None) -> None:
     token = unsign(secret, cookie)
     if token is not None:
-        await session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _hash(token)))
+        await session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == token_hash(token)))
 
 
 async def prune(session: AsyncSession, idle: float) -> None:

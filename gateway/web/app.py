@@ -12,9 +12,8 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,6 @@ class Console:
     sessions: async_sessionmaker[AsyncSession]
     templates: jinja2.Environment
     throttle: LoginThrottle
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def render(self, request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
         person: accounts.Person | None = request.get(PERSON)
@@ -118,7 +116,7 @@ class Console:
             return
         async with self.sessions() as session, session.begin():
             await session.execute(update(ConsoleSession).where(
-                ConsoleSession.token_hash == accounts._hash(token)).values(flash=message[:500]))
+                ConsoleSession.token_hash == accounts.token_hash(token)).values(flash=message[:500]))
 
 
 def person(request: web.Request) -> accounts.Person:
@@ -229,6 +227,3 @@ async def start_web(config: Config, sessions: async_sessionmaker[AsyncSession]) 
     log.info("listening", service="web", address=f"{config.web.listen.host}:{service.port}", tls=context is not None)
     return service
 
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)

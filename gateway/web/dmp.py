@@ -66,8 +66,6 @@ async def _act(request: web.Request, retry: bool) -> web.StreamResponse:
     except (LookupError, ValueError) as exc:
         await console.flash(request, str(exc))
     else:
-        if retry and console.extra.get("dmp_wake") is not None:
-            console.extra["dmp_wake"]()
         await console.flash(request, f"Dépôt n° {job_id} : {'relancé' if retry else 'annulé'}.")
     raise web.HTTPSeeOther(f"/dmp/{job_id}")
 
@@ -125,8 +123,6 @@ async def confirm(request: web.Request) -> web.StreamResponse:
             lines.append("Le message ne porte aucun document à déposer.")
     except (LookupError, ValueError) as exc:
         lines = [str(exc)]
-    if console.extra.get("dmp_wake") is not None:
-        console.extra["dmp_wake"]()
     await console.flash(request, " ".join(lines))
     raise web.HTTPSeeOther("/dmp")
 
