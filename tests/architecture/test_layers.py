@@ -70,8 +70,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("config", "psc"): "the [psc] section parsed by gateway/psc/settings.py",
     ("config", "directory"): "the [directory] section parsed by gateway/directory/settings.py",
     ("config", "ins_matching"): "the [insi] section parsed by gateway/ins_matching",
-    # psc/imap.py -> imap engine: the IMAP side of Pro Santé Connect lives in psc while imap also calls psc.
-    ("psc", "imap"): "the IMAP SASL mechanism of Pro Santé Connect",
     # web/dmp.py -> commands: the console reuses a command's helper; goes when that helper moves below both.
     ("web", "commands"): "the console calls a command group's helper",
     # commands/directory.py -> gateway.cli (CommandError, load_config, print_rows): goes when it imports them
