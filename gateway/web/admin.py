@@ -35,10 +35,13 @@ def _id(request: web.Request) -> int:
 
 async def conversations_page(request: web.Request) -> web.StreamResponse:
     console = request.app[KEY]
+    chosen = request.query.get("boite", "")
+    professional_id = int(chosen) if chosen.isdigit() and len(chosen) < 18 else None
     async with console.sessions() as session:
-        rows = (await conversations.list_conversations(session))[-500:]
-        names = dict((await session.execute(select(Mailbox.id, Mailbox.address))).all())
-    return console.render(request, "conversations.html", rows=rows, names=names)
+        rows = (await conversations.list_conversations(session, professional_id))[-500:]
+        names = dict((await session.execute(select(Mailbox.id, Mailbox.address).where(
+            Mailbox.kind != "PAT").order_by(Mailbox.address))).all())
+    return console.render(request, "conversations.html", rows=rows, names=names, chosen=professional_id)
 
 
 async def conversation_page(request: web.Request) -> web.StreamResponse:

@@ -54,6 +54,10 @@ async def test_r3_a_secretary_blocks_then_allows_a_patient_replies(console: Cons
         await login(client, user)
         _, page, _ = await get(client, "/conversations")
         assert "docteur@pro.gateway.test" in page and "autorisées" in page
+        _, page, _ = await get(client, f"/conversations?boite={doctor + 1000}")  # another professional's: none
+        assert "Aucune conversation" in page
+        _, page, _ = await get(client, f"/conversations?boite={doctor}")
+        assert f'href="/conversations/{conversation_id}"' in page
         _, page, _ = await get(client, f"/conversations/{conversation_id}")
         _, page, _ = await post(client, f"/conversations/{conversation_id}/reponses",
                                 {"csrf": csrf_of(page), "bloquer": "1"})
