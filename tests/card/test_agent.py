@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.wait import wait_until
 
 from gateway.card import watcher as w
 from gateway.card.agent import Agent, AgentConfig, AgentConfigError, State, bind, load_config
@@ -138,10 +138,7 @@ def test_bind_while_the_running_agent_is_sending_waits_for_it(tmp_path: Path):
         thread = threading.Thread(target=lambda: result.append(
             bind(a.config, MATRICULE, client=FakeClient(Delivery.RETRY))))  # type: ignore[arg-type]
         thread.start()
-        deadline = time.monotonic() + 10
-        while (item := spool.oldest()) is None:
-            assert time.monotonic() < deadline, "bind never queued its event"
-            time.sleep(0.01)
+        item = wait_until(spool.oldest, 10, "bind to queue its event", interval=0.01)
         assert item.event["type"] == "bound"
         spool.done(item)  # the running agent delivered it
     thread.join(20)
@@ -165,15 +162,10 @@ def test_sender_keeps_events_while_the_gateway_is_away_then_delivers_in_order(tm
         a.handle(w.CardInserted(f"Reader {n}", b"\x3b\x00", VITALE))
     sender = threading.Thread(target=a.send_loop, args=(stop,))
     sender.start()
-    deadline = time.monotonic() + 10
-    while len(client.sent) < 3:  # at least three attempts at the first event
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: len(client.sent) >= 3, 10, "three attempts at the first event", interval=0.01)
     assert {e["reader"] for e in client.sent} == {"Reader 0"}, "nothing is sent past an undelivered event"
     client.reply = Delivery.DELIVERED
-    while len(a.spool):
-        assert time.monotonic() < deadline, "the queue was not emptied once the gateway came back"
-        time.sleep(0.01)
+    wait_until(lambda: not len(a.spool), 10, "the queue emptied once the gateway came back", interval=0.01)
     stop.set()
     a._wake.set()
     sender.join(10)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from card.cardkit import PRO, WORKSTATION, CardGateway, make_card_gateway
 from support.pki import PKIFiles
+from support.wait import until
 
 from gateway.card import presence
 from gateway.card.client import GatewayClient
@@ -142,10 +143,7 @@ async def test_r14_sweeper_closes_a_window_at_its_timeout(sqlite_url: str, pki: 
         insertion = str(uuid.uuid4())
         await send(client, event("inserted", insertion=insertion, reader="R", kind="vitale", atr=VITALE_ATR))
         await send(client, event("bound", insertion=insertion, matricule=TEST_PATIENT.matricule))
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await s.events("card.presence.closed"):
-            assert asyncio.get_running_loop().time() < deadline, "the sweeper never closed the window"
-            await asyncio.sleep(0.05)
+        await until(lambda: s.events("card.presence.closed"), 10, "the sweeper to close the window", interval=0.05)
         assert [e.outcome for e in await s.events("card.presence.closed")] == ["timeout"]
         assert not await s.present()
     finally:
