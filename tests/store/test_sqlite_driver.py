@@ -77,3 +77,43 @@ def test_a_rolled_back_transaction_is_undone_and_a_committed_one_is_durable(tmp_
         await other.dispose()
 
     _run(main())
+
+
+def test_a_second_writer_waits_on_the_lock_file_and_starts_when_the_first_commits(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'd.sqlite3'}"
+
+    async def main() -> None:
+        first, second = db.create_engine(url), db.create_engine(url)  # as two worker processes would
+        async with first.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT)"))
+        order: list[str] = []
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def one() -> None:
+            async with db.sessionmaker(first)() as session, session.begin():
+                await session.execute(text("INSERT INTO t VALUES ('first')"))
+                holding.set()
+                await release.wait()
+                order.append("first commits")
+
+        async def two() -> None:
+            await holding.wait()
+            async with db.sessionmaker(second)() as session, session.begin():
+                await session.execute(text("INSERT INTO t VALUES ('second')"))  # BEGIN IMMEDIATE, then this
+                order.append("second wrote")
+
+        task_one, task_two = asyncio.create_task(one()), asyncio.create_task(two())
+        await holding.wait()
+        await asyncio.sleep(0.2)  # a chance for the second writer to start too early (it must not)
+        assert order == []
+        release.set()
+        await asyncio.wait_for(asyncio.gather(task_one, task_two), 30)
+        assert order == ["first commits", "second wrote"]
+        assert (tmp_path / "d.sqlite3.writer").exists()
+        async with second.connect() as conn:
+            assert list((await conn.execute(text("SELECT v FROM t ORDER BY rowid"))).scalars()) == ["first", "second"]
+        await first.dispose()
+        await second.dispose()
+
+    _run(main())
