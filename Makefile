@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= data/gateway.toml
 
-.PHONY: run test test-fast check lint install install-test init clean
+.PHONY: run test test-fast test-durations depgraph check lint install install-test init clean
 
 # The daemon alone: no compiler, no smart-card headers (the card agent's extra is installed by `make test`).
 $(BIN)/gateway: pyproject.toml
@@ -45,6 +45,14 @@ check: install-test
 # A local loop: no test marked slow.
 test-fast: install-test
 	$(BIN)/pytest -q -p no:cacheprovider -m 'not slow' $(PYTEST_ARGS)
+
+# The fast set's slowest tests: one over 2 s, or one that starts a process, gets @pytest.mark.slow.
+test-durations: install-test
+	$(BIN)/pytest -q -p no:cacheprovider -m 'not slow' --durations=25 $(PYTEST_ARGS)
+
+# Which package imports which, the cycles, and the long files and functions (tests/architecture holds the order).
+depgraph:
+	$(PYTHON) tools/depgraph.py
 
 lint: install-test
 	$(BIN)/ruff check gateway tests bench
