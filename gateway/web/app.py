@@ -160,6 +160,10 @@ async def _session(request: web.Request, handler: Handler) -> web.StreamResponse
             raise web.HTTPSeeOther("/connexion")
         raise web.HTTPUnauthorized(text="Session absente ou expirée : reconnectez-vous.")
     request[PERSON] = found
+    if request.method == "POST":  # one log line per action, with who and from where (no health data)
+        resource = request.match_info.route.resource
+        log.info("console_action", client=request.remote, user_id=found.user_id,
+                 route=resource.canonical if resource is not None else request.path)
     if not may_open(found.role, segment):
         log.info("console_forbidden", client=request.remote, user_id=found.user_id, page=segment)
         return console.render(request, "refus.html", status=403)
