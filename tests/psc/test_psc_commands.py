@@ -20,10 +20,8 @@ from support.process import GatewayProcess
 from support.psc import CLAIRE, Provider, smtp_auth, smtp_client
 from support.store import Store
 
-#: Every test here starts gateway processes (or other programs): not in make test-fast.
-pytestmark = pytest.mark.slow
-
-pytestmark = pytest.mark.timeout(180)
+#: Every test here starts gateway processes: not in make test-fast.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def gateway_command(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,12 +11,21 @@ import pytest
 from support.mail import PRO
 from support.pki import PKIFiles
 from support.process import GatewayProcess
-from support.psc import Provider, imap_auth, imap_client, psc_config, smtp_auth, smtp_client, start_gateway
-from support.workers import events
+from support.psc import (
+    Provider,
+    imap_auth,
+    imap_client,
+    psc_config,
+    smtp_auth,
+    smtp_client,
+    start_gateway,
+    wait_reason,
+)
 
 from gateway.psc.simulator import OIDC
 
-pytestmark = pytest.mark.timeout(180)
+#: Every test here starts gateway processes: not in make test-fast.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +61,13 @@ def test_introspected_token_logs_in_until_revoked(gateway: GatewayProcess, provi
     with smtp_client(gateway) as client:
         code, challenge = smtp_auth(client, "OAUTHBEARER", token)
         assert code == 535 and challenge is not None and challenge["status"] == "invalid_token"
-    assert events(gateway, "login")[-1]["reason"] == "inactive"
+    assert wait_reason(gateway, "inactive")["outcome"] == "invalid"
 
 
 def test_introspected_token_of_another_audience_is_refused(gateway: GatewayProcess, provider: Provider) -> None:
     with smtp_client(gateway) as client:
         assert smtp_auth(client, "OAUTHBEARER", provider.mint(client_id="other-software"))[0] == 535
-    assert events(gateway, "login")[-1]["reason"] == "audience"
+    assert wait_reason(gateway, "audience")["outcome"] == "invalid"
 
 
 def test_introspection_endpoint_down_is_a_temporary_failure(gateway: GatewayProcess, provider: Provider) -> None:

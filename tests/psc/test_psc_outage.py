@@ -13,13 +13,19 @@ from collections.abc import Iterator
 import pytest
 from support.pki import PKIFiles
 from support.process import GatewayProcess
-from support.psc import Provider, imap_auth, imap_client, psc_config, smtp_auth, smtp_client, start_gateway
-from support.workers import events
+from support.psc import (
+    Provider,
+    imap_auth,
+    imap_client,
+    psc_config,
+    smtp_auth,
+    smtp_client,
+    start_gateway,
+    wait_reason,
+)
 
-#: Every test here starts gateway processes (or other programs): not in make test-fast.
-pytestmark = pytest.mark.slow
-
-pytestmark = pytest.mark.timeout(180)
+#: Every test here starts gateway processes: not in make test-fast.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 KEYS_TTL = 8
 
 
@@ -61,8 +67,7 @@ def test_cached_keys_serve_while_the_provider_is_down_then_454_and_unavailable(g
             assert "[UNAVAILABLE]" in status and challenges == []
         finally:
             imap.logout()
-        unavailable = [e for e in events(gateway, "login") if e.get("outcome") == "unavailable"]
-        assert unavailable and {e["reason"] for e in unavailable} == {"provider_unreachable"}
+        assert wait_reason(gateway, "provider_unreachable")["outcome"] == "unavailable"
     finally:
         provider.fault("up")
     assert _smtp_code(gateway, token) == 235  # the provider is back: keys fetched again

@@ -188,3 +188,25 @@ def imap_auth(client: imaplib.IMAP4, mechanism: str, token: str, user: str = PRO
     except imaplib.IMAP4.error as exc:
         return str(exc), challenges
     return status, challenges
+
+
+def psc_logins(gateway: GatewayProcess, since: int = 0, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The PSC ``login`` events logged after the ``since``-th login event, once at least ``count`` were read
+    (the gateway's log reaches the test through a pipe, after the client got its answer)."""
+    from support.workers import events, wait_until
+
+    def found() -> list[dict[str, Any]] | None:
+        got = [e for e in events(gateway, "login")[since:] if e.get("mechanism") in ("OAUTHBEARER", "XOAUTH2")]
+        return got if len(got) >= count else None
+
+    return list(wait_until(found, timeout, f"{count} PSC login events"))
+
+
+def wait_reason(gateway: GatewayProcess, reason: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The first ``login`` event with this refusal reason, waited for."""
+    from support.workers import events, wait_until
+
+    def found() -> dict[str, Any] | None:
+        return next((e for e in events(gateway, "login") if e.get("reason") == reason), None)
+
+    return dict(wait_until(found, timeout, f"a login refused for {reason}"))
