@@ -19,7 +19,7 @@ from gateway.tlsctx import check_server_settings
 
 #: Settings read once at start: changing them takes a restart (the reload applies the others).
 RESTART_KEYS = ("database_url", "submission", "submissions", "imap", "imaps", "relay", "card", "workers",
-                "upstreams", "dmp", "documents", "outbound", "metrics", "autoconfig")
+                "upstreams", "dmp", "documents", "outbound", "metrics", "autoconfig", "psc")
 #: How the configuration's fields are named in the file, for log lines.
 _FILE_NAMES = {"database_url": "database.url", "submission": "smtp.submission", "submissions": "smtp.submissions",
                "imap": "imap.listen", "imaps": "imap.listen_tls", "workers": "gateway.workers",
