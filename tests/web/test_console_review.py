@@ -227,3 +227,20 @@ async def test_a_pdf_attached_beside_the_cda_is_shown_inline(console: ConsoleSer
             assert response.content_type == "application/pdf" and await response.read() == readable
             assert response.headers["Content-Disposition"].startswith("inline")
         assert (await get(client, f"/a-classer/{review_id}/piece/2"))[0] == 404
+
+
+async def test_console_logs_above_debug_carry_no_name_nor_matricule(console: ConsoleServer,
+                                                                    capsys) -> None:  # type: ignore[no-untyped-def]
+    identity_id = await identity(console, qualified=True)
+    review_id = await review_of(console, BIO)
+    user = await console.add_user("secretariat")
+    capsys.readouterr()
+    async with console.client() as client:
+        await login(client, user)
+        _, page, _ = await get(client, f"/a-classer/{review_id}?recherche=PAT-TROIS")
+        await post(client, f"/a-classer/{review_id}/classer",
+                   {"csrf": csrf_of(page), "identite": str(identity_id), "motif": "PAT-TROIS vérifiée"})
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[debug" not in line]
+    assert any("console_action" in line for line in lines) and any("document.filed" in line for line in lines)
+    leaked = [line for line in lines if "PAT-TROIS" in line or TEST_PATIENT.matricule in line]
+    assert not leaked, leaked
