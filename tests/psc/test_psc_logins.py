@@ -272,3 +272,15 @@ def test_oauthbearer_without_authzid_is_refused_when_several_mailboxes_are_grant
     assert wait_reason(gateway, "authzid_needed")["outcome"] == "invalid"
     with smtp_client(gateway) as client:
         assert smtp_auth(client, "OAUTHBEARER", provider.token("jean"), second)[0] == 235
+
+
+@pytest.mark.parametrize("initial", [True, False])
+def test_smtplib_auth_with_a_custom_mechanism_object(gateway: GatewayProcess, provider: Provider,
+                                                     initial: bool) -> None:
+    """smtplib.SMTP.auth: with the initial response, or after the server's empty 334 challenge (RFC 4954 4)."""
+    token = provider.token("marcel")
+    with smtp_client(gateway) as client:
+        code, _ = client.auth("OAUTHBEARER", lambda challenge=None: oauthbearer_response(token, PRO).decode(),
+                              initial_response_ok=initial)
+        assert code == 235
+        assert client.mail(PRO)[0] == 250
