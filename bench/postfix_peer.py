@@ -1,8 +1,8 @@
 """A private Debian Postfix for side-by-side benchmarks: submission with STARTTLS and SASL PLAIN, into Maildir.
 
 Everything lives in one throw-away folder: its own ``main.cf``/``master.cf`` (no chroot), queue, Cyrus SASL
-``sasldb2`` (the bench accounts with their password), and the Maildirs the ``virtual`` agent writes (one per
-recipient, fsynced as Postfix always does). It listens on one loopback port only, with the bench PKI's
+``sasldb2`` (the bench accounts with their password), and the Maildir the ``virtual`` agent writes (every
+recipient's mail, fsynced as Postfix always does). It listens on one loopback port only, with the bench PKI's
 certificate. :meth:`PostfixPeer.stop` stops it and kills any of its processes still alive.
 
 SPDX-License-Identifier: GPL-3.0-or-later
