@@ -94,7 +94,8 @@ async def _sender(session: AsyncSession, address: str) -> Account | None:
 
 def _refusal_of(decision: Decision, location: str, what: str) -> Refusal:
     rule = f" ({decision.rule})" if decision.rule else ""
-    return Refusal(codes.AE, location, codes.APPLICATION, f"{what} refusé{rule} : {decision.reply.text}")
+    refusal = Refusal(codes.AE, location, codes.APPLICATION, f"{what} refusé{rule} : {decision.reply.text}")
+    return refusal.under(str(decision.rule)) if decision.rule else refusal
 
 
 def _patient_domains(config: Config) -> set[str]:
@@ -122,7 +123,7 @@ async def _targets(session: AsyncSession, config: Config, sender: Account, doc: 
     if codes.DESTMSSANTEPAT in doc.destinations:
         if codes.INVISIBLE_PATIENT in doc.flags:  # R16: only a document visible to the patient goes to them
             raise Refusal(codes.AE, "OBX", codes.APPLICATION, "DESTMSSANTEPAT avec INVISIBLE_PATIENT à Y : un "
-                          "document invisible au patient ne peut pas lui être envoyé (R16).")
+                          "document invisible au patient ne peut pas lui être envoyé (R16).").under("R16")
         address = f"{doc.matricule.lower()}@{config.patient_domain}"
         decision = await decide(session, config, sender, address)
         if decision.target is None:  # R4: a patient's mailbox only for a qualifiée identity
@@ -249,6 +250,17 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
              duplicate=result.duplicate, message_ids=list(result.message_ids), rule=str(Rule.R4)
              if patients else None)
     return result
+
+
+async def record_refusal(committer: GroupCommitter, peer: Hl7Peer, refusal: Refusal) -> None:
+    """R18: a refused message is traced in the store with its rule, location and condition (no content)."""
+    from gateway.store.events import record
+
+    async def unit(session: AsyncSession) -> None:
+        await record(session, "hl7.message", "refused", rule=refusal.rule, actor=peer.sender, peer=peer.name,
+                     ack=refusal.ack, location=refusal.location, condition=refusal.condition[0],
+                     control_id=refusal.header.control_id if refusal.header else None)
+    await committer.run(unit)
 
 
 def refused_event(peer: str, client: str, refusal: Refusal) -> dict[str, Any]:

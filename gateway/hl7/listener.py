@@ -21,7 +21,7 @@ import structlog
 
 from gateway.config import Config
 from gateway.hl7 import ack, codes
-from gateway.hl7.accept import accept, refused_event
+from gateway.hl7.accept import accept, record_refusal, refused_event
 from gateway.hl7.message import Refusal, normalise, parse, read_msh
 from gateway.hl7.mllp import FrameError, FrameReader, frame
 from gateway.hl7.settings import Hl7Peer, Hl7Settings
@@ -135,7 +135,10 @@ class Hl7Listener:
             result = await accept(self.committer, self.config, peer, doc, content, client)
             return result.ack
         except Refusal as refusal:
-            log.info("hl7.refused", **refused_event(peer.name, client, refusal))
+            try:  # the one event of the refusal, in the store and the log (R18)
+                await record_refusal(self.committer, peer, refusal)
+            except Exception:
+                log.warning("hl7.refused", recorded=False, **refused_event(peer.name, client, refusal))
             return ack.build(refusal.header, refusal.ack, refusal)
         except Exception:
             log.exception("hl7.error", peer=peer.name, client=client)

@@ -40,9 +40,15 @@ class Refusal(Exception):
         self.ack, self.location, self.condition, self.text = ack, location, condition, text
         #: The MSH read before the refusal (the ACK answers its MSH-10), when it could be read.
         self.header: Header | None = None
+        #: The rule refused under (R4, R8, R16...), for the trail (R18).
+        self.rule: str | None = None
 
     def of(self, header: Header) -> Refusal:
         self.header = header
+        return self
+
+    def under(self, rule: str) -> Refusal:
+        self.rule = rule
         return self
 
 
@@ -297,7 +303,8 @@ def _ins(message: Any, pid: Any, allow_test: bool) -> tuple[str, str, tuple[tupl
     if oid in TEST_OIDS and not allow_test:
         raise _ae("PID^1^3", codes.TABLE_VALUE, "L'INS de PID-3 porte un OID de test, refusé ici.")
     if len(matricule) != 15 or not is_well_formed(matricule) or not key_ok(matricule):
-        raise _ae("PID^1^3", codes.DATA_TYPE, "Le matricule INS de PID-3 est invalide (15 caractères, clé R8).")
+        raise _ae("PID^1^3", codes.DATA_TYPE, "Le matricule INS de PID-3 est invalide (15 caractères, clé R8)."
+                  ).under("R8")
     return matricule, oid, tuple(local)
 
 

@@ -139,3 +139,15 @@ def test_an_unknown_peer_is_closed_before_anything_is_read(tmp_path: Path, pki: 
         assert daemon.wait_log('"reason": "unknown_peer"')
     finally:
         daemon.stop()
+
+
+def test_the_hl7_simulator_sends_the_ans_sample_with_python_hl7_and_gets_aa(gateway: Hl7Gateway):
+    """`gateway hl7-simulator send` (python-hl7's asyncio MLLP client) against the listener."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "hl7-simulator", "send", "--to",
+                           f"127.0.0.1:{gateway.hl7_port}", "--recipient", DOCTOR, "--dest", "DESTMSSANTEPS,"
+                           "DESTMSSANTEPAT", "--count", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.count("MSA|AA|") == 2

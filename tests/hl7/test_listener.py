@@ -106,3 +106,5 @@ def test_r4_a_patient_not_qualifiee_gets_ae_on_pid3_and_nothing_is_sent(
     finally:
         gateway.stop()
     assert store.count_messages() == 0 and deposits(store) == [] and received(store) == 0
+    refused = store.events("hl7.message")
+    assert [(e.outcome, e.rule) for e in refused] == [("refused", "R4")]
