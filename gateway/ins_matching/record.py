@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
+from gateway.codes.identity_status import QUALIFIEE
 from gateway.codes.oids import OID_RPPS
 from gateway.codes.rules import Rule
 from gateway.documents.cda import CdaHeader
@@ -283,8 +284,9 @@ async def resolve_review(session: AsyncSession, review_id: int, identity_id: int
                          note: str | None = None) -> int:
     """A person files the reviewed document into ``identity_id``'s record; returns the filed document's id.
 
-    Filing by a person is allowed whatever the identity's status; the status is recorded in the event, and the
-    identity is not qualified by it (R11).
+    Only into a ``qualifiée`` identity, as automatic filing (R10): a document that names a provisional identity
+    may be proposed as its candidate, but filing it would not qualify it (R11) and could file it to the wrong
+    person. The command line and the console both come here.
     """
     review = await _review(session, review_id)
     if review.status != OPEN:
@@ -292,6 +294,9 @@ async def resolve_review(session: AsyncSession, review_id: int, identity_id: int
     if review.header is None:
         raise RecordError("This item is not a readable CDA document; it can only be rejected.")
     identity = await identities.get(session, identity_id)
+    if identity.status != QUALIFIEE:
+        raise RecordError(f"Identity {identity_id} is {identity.status}, not {QUALIFIEE}: qualify it (INSi and an "
+                          "identity document) before filing a document to it (R10, R11).")
     document_id = await file_document(session, identity_id, review.content, review.header,
                                       message_id=review.message_id, source=review.source, actor=actor, rule=Rule.R11,
                                       review_id=review_id)

@@ -119,6 +119,12 @@ async def test_r11_identity_not_qualified_is_a_candidate_not_filed(sessions: asy
         assert await record.documents_of(session, identity_id) == []
         identity = await identities.get(session, identity_id)
         assert identity.status == "récupérée"  # the document did not qualify anyone (R11)
+    async with sessions() as session, session.begin():  # nor may a person file it there before qualification
+        with pytest.raises(record.RecordError, match="récupérée, not qualifiée"):
+            await record.resolve_review(session, summary.id, identity_id, "secretary@pro.gateway.test", note="sure")
+    async with sessions() as session:
+        assert await record.documents_of(session, identity_id) == []
+        assert [r.status for r in await record.list_reviews(session)] == ["open"]
 
 
 async def test_review_rejected_with_a_reason_and_closed(sessions: async_sessionmaker[AsyncSession],
