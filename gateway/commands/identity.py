@@ -73,28 +73,16 @@ def cmd_identity(args: argparse.Namespace) -> int:
         print_rows(steps, False)
 
     async def insi(session: AsyncSession) -> str:
-        identity = await identities.get(session, args.id)
-        traits = identities.Traits(identity.birth_name, identity.first_names, identity.birth_date, identity.sex,
-                                   identity.birth_place)
-        from gateway.codes.rules import Rule
-        from gateway.ins_matching.insi_client import InsiUnavailable
-        from gateway.store.events import record
+        from gateway.ins_matching.insi_check import ask_insi
 
-        try:
-            result = await service_for(cfg).verify(identity.matricule, traits)
-        except InsiUnavailable as exc:  # R9: no answer is no evidence; the identity stays as it was
-            await record(session, "identity.insi", "unavailable", rule=Rule.R9, actor=actor, identity_id=args.id,
-                         error=str(exc))
-            unanswered.append(str(exc))
+        check = await ask_insi(session, args.id, service_for(cfg), actor)
+        if check.error is not None:
+            unanswered.append(check.error)
             return ""
-        if result.replaced and result.identity is not None:
-            new_id = await identities.replace_matricule(
-                session, identity.matricule, result.replaced, result.identity.oid, actor)
-            status = await identities.record_insi(session, new_id, "found", actor)
-            return (f"INSi: the matricule is obsolete; identity {new_id} holds the principal one, status {status}"
-                    " (R8).")
-        status = await identities.record_insi(session, args.id, result.outcome, actor)
-        return f"INSi: {result.outcome}; identity {args.id} is now {status}."
+        if check.replaced:
+            return (f"INSi: the matricule is obsolete; identity {check.identity_id} holds the principal one, status "
+                    f"{check.status} (R8).")
+        return f"INSi: {check.outcome}; identity {args.id} is now {check.status}."
 
     async def document(session: AsyncSession) -> str:
         status = await identities.record_document(session, args.id, args.kind, actor)

@@ -16,7 +16,8 @@ from gateway.documents.errors import DocumentRefused
 from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching import identities
 from gateway.ins_matching import record as patient_record
-from gateway.ins_matching.insi import InsiSimulator
+from gateway.ins_matching.insi import service_for
+from gateway.ins_matching.insi_check import ask_insi
 from gateway.ins_matching.record import PatientDocument
 from gateway.web.app import KEY, person
 from gateway.web.review import inline_pdf, pdf_of, search_identities
@@ -149,19 +150,15 @@ async def identity_insi(request: web.Request) -> web.StreamResponse:
     target = identity_id
     try:
         async with console.sessions() as session, session.begin():
-            identity = await identities.get(session, identity_id)
-            traits = identities.Traits(identity.birth_name, identity.first_names, identity.birth_date, identity.sex,
-                                       identity.birth_place)
-            result = await InsiSimulator().verify(identity.matricule, traits)
-            if result.replaced and result.identity is not None:
-                target = await identities.replace_matricule(session, identity.matricule, result.replaced,
-                                                            result.identity.oid, actor)
-                status = await identities.record_insi(session, target, "found", actor)
-                message = f"INSi : matricule obsolète, remplacé par le matricule principal (R8) ; statut : {status}."
-            else:
-                status = await identities.record_insi(session, identity_id, result.outcome, actor)
-                words = {"found": "identité trouvée", "none": "aucune identité", "several": "plusieurs identités"}
-                message = f"INSi : {words.get(result.outcome, result.outcome)} ; statut : {status}."
+            check = await ask_insi(session, identity_id, service_for(console.config), actor)
+        target = check.identity_id
+        if check.error is not None:
+            message = "INSi ne répond pas : l'identité est inchangée ; réessayez plus tard."
+        elif check.replaced:
+            message = f"INSi : matricule obsolète, remplacé par le matricule principal (R8) ; statut : {check.status}."
+        else:
+            words = {"found": "identité trouvée", "none": "aucune identité", "several": "plusieurs identités"}
+            message = f"INSi : {words.get(check.outcome, check.outcome)} ; statut : {check.status}."
     except identities.IdentityError as exc:
         message = str(exc)
     await console.flash(request, message)
