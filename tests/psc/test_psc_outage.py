@@ -1,4 +1,6 @@
-"""The provider out of reach: cached keys keep serving until ``keys_ttl`` runs out, then a temporary refusal.
+"""The key cache's lifecycle on a one-worker gateway (one cache): keys dropped by the provider are refused once
+the gateway has refreshed, and with the provider out of reach cached keys keep serving until ``keys_ttl`` runs
+out, then a temporary refusal.
 
 A gateway with one worker process (one key cache) and ``keys_ttl = 8``; the simulator's fault mode answers 503
 to every provider request. Logins go on with the cached keys, then get ``454 4.7.0`` on SMTP and
@@ -72,3 +74,16 @@ def test_cached_keys_serve_while_the_provider_is_down_then_454_and_unavailable(g
         provider.fault("up")
     assert _smtp_code(gateway, token) == 235  # the provider is back: keys fetched again
     assert provider.sim.hits["/auth/realms/esante-wallet/protocol/openid-connect/certs"] > fetched
+
+
+def test_keys_dropped_by_the_provider_are_refused_after_the_refresh(gateway: GatewayProcess,
+                                                                    provider: Provider) -> None:
+    old = provider.token("marcel")
+    assert _smtp_code(gateway, old) == 235
+    provider.rotate(drop=True)
+    new = provider.token("marcel")
+    assert _smtp_code(gateway, new) == 235  # unknown kid: one refresh, the new key found
+    with smtp_client(gateway) as client:
+        code, challenge = smtp_auth(client, "OAUTHBEARER", old)
+        assert code == 535 and challenge is not None and challenge["status"] == "invalid_token"
+    assert wait_reason(gateway, "unknown_key")["outcome"] == "invalid"
