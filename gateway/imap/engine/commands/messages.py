@@ -10,7 +10,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -144,28 +144,36 @@ def split_ranges(ranges: list[tuple[int, int]], size: int) -> Iterator[list[tupl
 
 async def _write_light(session: Session, selected: Selected, pairs: list[tuple[int, Any]], names: list[str]) -> None:
     """The flag synchronisation every client runs (``FETCH 1:* (UID FLAGS)``, with ``MODSEQ`` under CONDSTORE):
-    one line per message built from bytes cached per distinct flag set, written :data:`LIGHT_LINES` at a time."""
+    one ``%`` template for the items in the client's order, the flag text cached per distinct flag set, and
+    :data:`LIGHT_LINES` lines written at once."""
+    pieces = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)"}
+    template = b"* %d FETCH (" + b" ".join(pieces[name] for name in names) + b")\r\n"
+    getters = [_LIGHT_VALUES[name] for name in names]
     texts: dict[tuple[str, ...], bytes] = {}
+    shown = selected.flags_of
     lines: list[bytes] = []
     for seq, row in pairs:
-        parts: list[bytes] = []
-        for name in names:
-            if name == "UID":
-                parts.append(b"UID %d" % row.uid)
-            elif name == "FLAGS":
-                flags = selected.flags_of(row)
+        values: list[Any] = [seq]
+        for getter in getters:
+            if getter is None:  # FLAGS
+                flags = shown(row)
                 text = texts.get(flags)
                 if text is None:
-                    text = texts[flags] = b"FLAGS " + flags_text(flags).encode()
-                parts.append(text)
+                    text = texts[flags] = flags_text(flags).encode()
+                values.append(text)
             else:
-                parts.append(b"MODSEQ (%d)" % (row.modseq or 0))
-        lines.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+                values.append(getter(row))
+        lines.append(template % tuple(values))
         if len(lines) >= LIGHT_LINES:
             await session.send(b"".join(lines))
             lines.clear()
     if lines:
         await session.send(b"".join(lines))
+
+
+#: How each light item's value is read from a row (FLAGS: the session's view of them, see :func:`_write_light`).
+_LIGHT_VALUES: dict[str, Callable[[Any], int] | None] = {
+    "UID": lambda row: row.uid, "FLAGS": None, "MODSEQ": lambda row: row.modseq or 0}
 
 
 async def _fetch_one(session: Session, selected: Selected, seq: int, row: Any, items: list[FetchItem]) -> None:
