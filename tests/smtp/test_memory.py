@@ -1,5 +1,6 @@
 """Memory: nothing is kept per SMTP session. Rounds of sessions, some abandoned in the middle of DATA, must
-leave the serving process's RSS flat once the first round has warmed it up."""
+leave the serving process's RSS flat once the first two rounds have warmed it up (pooled connections and their
+caches, modules and timers first used a few seconds after the start: up to 12 MB here, once)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from support.smtp_session import RawSession
 #: Every test here starts gateway processes (or other programs): not in make test-fast.
 pytestmark = pytest.mark.slow
 
-ROUNDS, SESSIONS, ABANDON_EVERY, CONCURRENCY = 5, 100, 7, 6
-#: Messages of 200 kB: a copy kept per session would add about 20 MB per round, far above the noise.
+ROUNDS, SESSIONS, ABANDON_EVERY, CONCURRENCY = 6, 100, 7, 6
+#: Messages of 200 kB: a copy kept per session would add about 20 MB per round (80 MB over the four measured).
 BODY_LINES = 2600
-#: Growth allowed between the end of the first round and the end of the last (allocator noise, caches).
+#: Growth allowed between the end of the second round and the end of the last (allocator noise, caches).
 GROWTH_BOUND_MB = 15.0
 
 
@@ -59,4 +60,4 @@ def test_rss_stays_flat_over_rounds_of_sessions_abandoned_in_data(limited_gatewa
                 thread.join(60)
         sizes.append(process.memory_info().rss / 1e6)
     print("RSS per round (MB):", [round(s, 1) for s in sizes])
-    assert sizes[-1] - sizes[0] < GROWTH_BOUND_MB, sizes
+    assert sizes[-1] - sizes[1] < GROWTH_BOUND_MB, sizes
