@@ -86,4 +86,6 @@ def package(raw: bytes, is_qualified: Callable[[str], bool], software_reference:
         message["Subject"] = xdm_subject(headers)
     if software_reference and message.get(NIL_HEADER) is None:
         message[NIL_HEADER] = software_reference
-    return message.as_bytes()
+    # Header lines up to RFC 5322's 998 characters: the ANS subject is often longer than 78, and the library
+    # would otherwise fold it right after "Subject:", which readers unfold into a subject starting with a space.
+    return message.as_bytes(policy=message.policy.clone(max_line_length=998))

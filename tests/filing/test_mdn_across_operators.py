@@ -41,7 +41,11 @@ def test_r6_an_integration_error_mdn_reaches_the_lab_at_another_operator(tmp_pat
         wait_for(lambda: [r for r in queue_rows(pair.store_b) if r.state == "sent"])
         (raw,) = wait_for(lambda: pair.store_a.messages_in(lab))
         report = email.message_from_bytes(raw, policy=email.policy.default)
-        assert str(report["Subject"]) == "[KO Intégration système !][902] Compte rendu de biologie"
+        (received,) = pair.store_b.messages_in(results)
+        original = email.message_from_bytes(received, policy=email.policy.default)
+        # The lab's CDA left A packaged as an XDM under the ANS subject convention; the KO prefixes that subject.
+        assert str(original["Subject"]).startswith("XDM/1.0/DDM+")
+        assert str(report["Subject"]) == f"[KO Intégration système !][902] {original['Subject']}"
         assert report.get_content_type() == "multipart/report"
         assert [p.get_content_type() for p in report.iter_parts()][-1] == "message/rfc822"
         (row,) = queue_rows(pair.store_b)
