@@ -291,6 +291,8 @@ class Gateway:
             log.warning("reload_needs_restart", keys=needs_restart)
         if old.tls != new.tls:
             reload_server_contexts(old.tls, new.tls)
+        if (old.log_level, old.log_file) != (new.log_level, new.log_file):
+            logs.configure(new.log_level, path=new.log_file)
         self.config = new
         for handler in self._handlers:
             handler.config = new

@@ -162,3 +162,29 @@ def test_sighup_with_a_broken_file_keeps_the_old_configuration_and_names_the_key
         smtp.sendmail(PRO, [PRO2], message(PRO, PRO2, "Toujours la"))
     assert not events(daemon, "reloaded")
     assert len(events(daemon, "reload_refused")) == 1
+
+
+
+def _send_id(daemon: GatewayProcess) -> None:
+    """An IMAP ``ID`` on a new connection: the server logs it at debug level only."""
+    imap = imaplib.IMAP4_SSL("127.0.0.1", daemon.imaps_port, ssl_context=daemon.client_tls())
+    try:
+        imap.xatom("ID", '("name" "probe")')
+    finally:
+        imap.logout()
+
+
+def test_sighup_with_a_new_log_level_is_applied_by_the_workers(make_daemon: Callable[..., GatewayProcess],
+                                                               store: Store):
+    daemon = start(make_daemon())
+    _send_id(daemon)
+    assert not events(daemon, "imap_client_id")  # info: no debug lines
+    text = daemon.config_path.read_text(encoding="utf-8")
+    daemon.config_path.write_text(text.replace('log_level = "info"', 'log_level = "debug"'), encoding="utf-8")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(events(daemon, "reloaded")) == 2, 30, "both workers to reload")
+    for _ in range(4):  # new connections, spread over both workers by SO_REUSEPORT
+        _send_id(daemon)
+    wait_until(lambda: events(daemon, "imap_client_id"), 30, "a debug line after the reload")
+    _all_json(daemon)

@@ -3,13 +3,18 @@ gateway/ins_matching (record.py, identities.py) and is an event naming the perso
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
 import zipfile
+from collections.abc import Iterator
 
+import structlog
 from sqlalchemy import func, select
 from support.console import ConsoleServer, csrf_of, get, login, post
 
+from gateway import logs
 from gateway.documents.cda import read_header
 from gateway.ins_matching import identities
 from gateway.ins_matching.insi import TEST_PATIENT
@@ -229,18 +234,36 @@ async def test_a_pdf_attached_beside_the_cda_is_shown_inline(console: ConsoleSer
         assert (await get(client, f"/a-classer/{review_id}/piece/2"))[0] == 404
 
 
-async def test_console_logs_above_debug_carry_no_name_nor_matricule(console: ConsoleServer,
-                                                                    capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_console_logs_above_debug_carry_no_name_nor_matricule(console: ConsoleServer) -> None:
     identity_id = await identity(console, qualified=True)
     review_id = await review_of(console, BIO)
     user = await console.add_user("secretariat")
-    capsys.readouterr()
-    async with console.client() as client:
-        await login(client, user)
-        _, page, _ = await get(client, f"/a-classer/{review_id}?recherche=PAT-TROIS")
-        await post(client, f"/a-classer/{review_id}/classer",
-                   {"csrf": csrf_of(page), "identite": str(identity_id), "motif": "PAT-TROIS vérifiée"})
-    lines = [line for line in capsys.readouterr().out.splitlines() if "[debug" not in line]
+    out = io.StringIO()
+    with logs_to(out, "info"):  # the daemon's own configuration, whatever an earlier test left configured
+        async with console.client() as client:
+            await login(client, user)
+            _, page, _ = await get(client, f"/a-classer/{review_id}?recherche=PAT-TROIS")
+            await post(client, f"/a-classer/{review_id}/classer",
+                       {"csrf": csrf_of(page), "identite": str(identity_id), "motif": "PAT-TROIS vérifiée"})
+    lines = out.getvalue().splitlines()
     assert any("console_action" in line for line in lines) and any("document.filed" in line for line in lines)
     leaked = [line for line in lines if "PAT-TROIS" in line or TEST_PATIENT.matricule in line]
     assert not leaked, leaked
+
+
+@contextlib.contextmanager
+def logs_to(stream: io.StringIO, level: str) -> Iterator[None]:
+    """The gateway's logging configuration on ``stream`` for the block, the previous one restored after."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, root_level = list(root.handlers), root.level
+    logs.configure(level, stream=stream)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(root_level)
