@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import smtplib
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -93,6 +95,7 @@ def test_relay_kill_9_of_one_of_two_instances_while_delivering_stores_no_duplica
     pair = make_pair(tmp_path, pki, two_stores, concurrency=5, lease=3)
     second = OperatorProcess(tmp_path / "a2", pki, two_stores[0], "a", relay_port=free_port(),
                              whitelist=pair.whitelist, routes={"b": pair.b.relay_port}, concurrency=5, lease=3)
+    accepted: list[int] = []
     try:
         dr_a, dr_b = pair.a.address("dr.alpha"), pair.b.address("dr.beta")
         pair.store_a.add_mailbox(dr_a)
@@ -100,14 +103,26 @@ def test_relay_kill_9_of_one_of_two_instances_while_delivering_stores_no_duplica
         second.config_path.write_text(second.config_path.read_text().replace(  # one process: kill -9 ends it all
             "[gateway]\n", "[gateway]\nworkers = 1\n", 1), encoding="utf-8")
         second.start()
-        with pair.a.smtp(dr_a) as client:
-            for i in range(count):
-                client.sendmail(dr_a, [dr_b], message(dr_a, dr_b, f"Message {i}"))
+
+        def submit() -> None:  # through the second instance: its own deliverer wakes at once for each message
+            try:
+                with second.smtp(dr_a) as client:
+                    for i in range(count):
+                        client.sendmail(dr_a, [dr_b], message(dr_a, dr_b, f"Message {i}"))
+                        accepted.append(i)
+            except (smtplib.SMTPException, OSError):
+                pass  # the instance was killed under this session
+
+        sender = threading.Thread(target=submit)
+        sender.start()
         second.wait_log("outbound.delivered", timeout=60)  # the second instance is delivering ...
         second.kill()  # ... and dies at once, with answers maybe unrecorded
-        wait_for(lambda: all(r.state == "sent" for r in queue_rows(pair.store_a)), timeout=120)
+        sender.join(timeout=60)
+        assert not sender.is_alive() and accepted
+        wait_for(lambda: all(r.state == "sent" for r in queue_rows(pair.store_a)), timeout=120)  # A takes over
         ids = _message_ids(pair.store_b, dr_b)
-        assert len(ids) == count and set(ids.values()) == {1}  # every message once at the receiving gateway
+        # every message answered 250 arrives, once; the one whose 250 the kill may have cut arrives once too
+        assert len(accepted) <= len(ids) <= len(accepted) + 1 and set(ids.values()) == {1}
         resent = [r for r in queue_rows(pair.store_a) if r.attempts > 1]
         duplicates = pair.store_b.events("relay.duplicate")
         assert len(duplicates) <= len(resent) <= 5  # at most what was in flight on each of its 5 sessions
