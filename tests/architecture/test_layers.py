@@ -64,7 +64,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     # computed in the transaction that stores it. Goes when the anatomy reader (pure MIME) moves below the
     # store, beside gateway/documents, or the store takes indexers as a parameter of the delivery.
     ("store", "imap"): "IMAP anatomy indexed in the delivering transaction",
-    # config.py -> hl7/settings.py, psc/settings.py, directory/settings.py: each area parses its own section.
+    # config/loading.py -> hl7/settings.py, psc/settings.py, directory/settings.py: each area parses its own section.
     # Goes when the sections' parsers take config's helpers as arguments or move into config.
     ("config", "hl7"): "the [hl7] section parsed by gateway/hl7/settings.py",
     ("config", "psc"): "the [psc] section parsed by gateway/psc/settings.py",
