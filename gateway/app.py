@@ -152,7 +152,7 @@ class Gateway:
         if self.once and any(peer.return_address is not None for peer in self.config.hl7.peers):
             from gateway.hl7.relay import Hl7Relay
 
-            relay = Hl7Relay(self.config.hl7, self.sessions)  # acknowledgements back to the peers
+            relay = Hl7Relay(self.config.hl7, self.sessions, self.hub)  # acknowledgements back to the peers
             relay.start()
             self._closers.append(relay.stop)
 

@@ -40,11 +40,13 @@ from gateway.documents.xdm_writer import build_xdm, mss_headers
 from gateway.hl7 import ack, codes
 from gateway.hl7.message import Hl7Document, Refusal
 from gateway.hl7.models import Hl7Received
+from gateway.hl7.readreceipt import stamp_of
 from gateway.hl7.settings import Hl7Peer
 from gateway.routing.delivery import Arrival, plan_acceptance
 from gateway.routing.headers import summarise
 from gateway.routing.policy import Decision, DsnRequest, Target, decide
 from gateway.store import bulk
+from gateway.store.changes import HL7_OUTBOX, mark_changed
 from gateway.store.committer import GroupCommitter
 from gateway.store.effects import EventRow, Rows
 from gateway.store.events import now
@@ -202,7 +204,7 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
                           "configurée sur cette plateforme.")
         professionals, patients = await _targets(session, config, sender, doc)
         qualified = await _qualified(session, doc.matricule)
-    stamp = f"{peer.name}.{control_id}".encode().hex()[:120]
+    stamp = stamp_of(peer.name, control_id)
     mails: list[tuple[list[Target], bytes]] = []
     parts = await asyncio.to_thread(attachments, config, doc)
     for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
@@ -220,11 +222,13 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
                          control_id=control_id, destinations=tuple(sorted(doc.destinations)))
     answer = ack.build(doc.header, codes.AA)
+    ack_reception = codes.ACK_RECEPTION in doc.flags and peer.return_address is not None
+    ack_lecture = bool({codes.ACK_LECTURE, codes.ACK_LECTURE_MSS} & doc.flags) and peer.return_address is not None
+    owed = ack_reception or ack_lecture
     record = Rows(Hl7Received, ({"peer": peer.name, "control_id": control_id,
                                  "message_type": doc.header.message_type, "ack": answer, "raw": raw,
                                  "received_at": now(),
-                                 "ack_reception": codes.ACK_RECEPTION in doc.flags
-                                 and peer.return_address is not None},))
+                                 "ack_reception": ack_reception, "ack_lecture": ack_lecture},))
 
     async def unit(session: AsyncSession) -> Answer:
         again = await previous_ack(session, peer.name, control_id)
@@ -235,6 +239,8 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
             plans.append(plan_acceptance(arrival, targets, raw_mail, summarise(raw_mail),
                                          dmp=deposit and index == 0, extra=[record] if index == 0 else ()))
         ids = await bulk.apply(session, plans)
+        if owed:
+            mark_changed(session, HL7_OUTBOX)  # the relay wakes at commit for what the peer is owed
         return Answer(answer, codes.AA, message_ids=tuple(ids))
 
     try:

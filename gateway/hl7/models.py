@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from gateway.store.models import Base, Id
 
@@ -33,6 +34,8 @@ class Hl7Received(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: ACK_RECEPTION was asked: each destination's answer is relayed to the peer (ZAM^Z01 DMP, ZAM^Z02 MSSanté).
     ack_reception: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: ACK_LECTURE was asked: the recipient's MDN (RFC 8098, "displayed") is relayed to the peer as ZAM^Z03.
+    ack_lecture: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Hl7Outgoing(Base):

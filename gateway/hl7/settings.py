@@ -70,6 +70,8 @@ class Hl7Settings:
     max_connections: int = 64
     #: The peer (with a ``return_address``) that receives, as MDM^T02, the documents filed to patients (R10).
     documents_peer: str | None = None
+    #: Seconds between the relay's safety-net polls; commits that owe a peer something wake it at once.
+    relay_poll: float = 10.0
 
     def peer_for(self, host: str, fingerprint: str | None) -> Hl7Peer | None:
         """The peer a connection belongs to: its certificate first; an address only for peers without one."""
@@ -134,7 +136,8 @@ def parse_section(root: _Reader, path: Callable[..., Path | None]) -> Hl7Setting
         read_timeout=_positive(section, "read_timeout", 60.0, float),
         frame_timeout=_positive(section, "frame_timeout", 120.0, float),
         idle_timeout=_positive(section, "idle_timeout", 3600.0, float),
-        max_connections=_positive(section, "max_connections", 64, int))
+        max_connections=_positive(section, "max_connections", 64, int),
+        relay_poll=_positive(section, "relay_poll", 10.0, float))
     documents_peer = section.get("documents_peer", str, "") or None
     if documents_peer is not None:
         target = next((p for p in peers if p.name == documents_peer), None)

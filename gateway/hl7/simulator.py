@@ -105,9 +105,17 @@ async def send(host: str, port: int, messages: Sequence[bytes], context: ssl.SSL
     return answers
 
 
+def _refusal(code: str, error: str) -> str:
+    """The ERR of a refusing DPI: 207 with the volet's applicationErrorCondition (``900^label``) in ERR-5."""
+    number, _, label = error.partition("^")
+    return (f"\rERR|||207^Application error^messageErrorCondition|E|{escape(number)}^{escape(label)}^"
+            f"applicationErrorCondition|||{escape(label or number)}")
+
+
 async def serve(host: str, port: int, record: Path, ready: asyncio.Event | None = None,
-                context: ssl.SSLContext | None = None) -> None:
-    """The DPI's MLLP server: each message is recorded (JSON line) then acknowledged AA."""
+                context: ssl.SSLContext | None = None, answer_code: str = codes.AA, error: str = "") -> None:
+    """The DPI's MLLP server: each message is recorded (JSON line) then acknowledged (``answer_code``, AA by
+    default; AE/AR carry ``error`` = ``code^label`` in ERR, as a DPI that cannot file the document)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = FrameReader(reader, max_bytes=64 * 1024 * 1024, read_timeout=300, frame_timeout=300)
@@ -120,7 +128,8 @@ async def serve(host: str, port: int, record: Path, ready: asyncio.Event | None 
                                           "message": content.decode("utf-8", "replace")}) + "\n")
                 answer = (f"MSH|^~\\&|DPI|CH_TEST|{escape(header.sending_application)}||"
                           f"{datetime.now(UTC):%Y%m%d%H%M%S}||ACK|A{escape(header.control_id)}|P|2.6\r"
-                          f"MSA|AA|{escape(header.control_id)}")
+                          f"MSA|{answer_code}|{escape(header.control_id)}"
+                          + ("" if answer_code == codes.AA else _refusal(answer_code, error)))
                 writer.write(frame(answer.encode("utf-8")))
                 await writer.drain()
         except (FrameError, ConnectionError, ValueError) as exc:
@@ -173,11 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("serve", help="be the DPI: acknowledge and record what the gateway sends")
     r.add_argument("--listen", default="127.0.0.1:27575")
     r.add_argument("--record", default="hl7-received.jsonl")
+    r.add_argument("--answer", default=codes.AA, choices=[codes.AA, codes.AE, codes.AR],
+                   help="MSA-1 answered to every message (AE/AR: a DPI refusing the documents)")
+    r.add_argument("--error", default="902^Identifiant patient inconnu",
+                   help="with --answer AE/AR: the applicationErrorCondition code^label put in ERR-5")
     args = parser.parse_args(argv)
     if args.mode == "serve":
         host, port = _address(args.listen)
         try:
-            asyncio.run(serve(host, port, Path(args.record)))
+            asyncio.run(serve(host, port, Path(args.record), answer_code=args.answer, error=args.error))
         except KeyboardInterrupt:
             pass
         return 0

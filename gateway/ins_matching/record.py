@@ -32,6 +32,7 @@ from gateway.documents.pipeline import extract
 from gateway.ins_matching import identities
 from gateway.ins_matching.filing import Outcome, decide
 from gateway.ins_matching.matching import FileTo, IdentityLike, Review
+from gateway.store.changes import HL7_OUTBOX, mark_changed
 from gateway.store.events import now, record
 from gateway.store.models import Base, Id, Identity
 
@@ -199,6 +200,7 @@ async def file_document(session: AsyncSession, identity_id: int, content: bytes,
                                filed_at=at, filed_by=actor, **columns)
     session.add(document)
     await session.flush()
+    mark_changed(session, HL7_OUTBOX)  # a configured DPI peer gets it as MDM^T02 at commit (gateway/hl7/relay.py)
     await record(session, "document.filed", "filed", rule=rule, actor=actor, message_id=message_id,
                  identity_id=identity_id, document_id=document.id, code=columns["type_code"], review_id=review_id)
     older = [PatientDocument.unique_id == replaced] if (replaced := _replaced_id(data)) else []

@@ -22,6 +22,8 @@ _KEY = "changed_folders"
 OUTBOUND = -1
 FILING = -2
 DMP_OUTBOX = -3
+#: Work for the HL7 relay (gateway/hl7/relay.py): an acknowledgement or a document owed to a hospital system.
+HL7_OUTBOX = -4
 
 
 def mark_changed(session: AsyncSession, folder_id: int) -> None:
@@ -52,9 +54,10 @@ class ChangeHub:
             for event in self._waiters.get(folder_id, ()):
                 event.set()
 
-    def watch(self, folder_id: int) -> asyncio.Event:
-        """An event set whenever ``folder_id`` changes; release it with :meth:`unwatch`."""
-        event = asyncio.Event()
+    def watch(self, folder_id: int, event: asyncio.Event | None = None) -> asyncio.Event:
+        """An event set whenever ``folder_id`` changes (``event``: one already set by other ids too); release it
+        with :meth:`unwatch`."""
+        event = event if event is not None else asyncio.Event()
         self._waiters.setdefault(folder_id, set()).add(event)
         return event
 

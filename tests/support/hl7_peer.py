@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,3 +143,36 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0,
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail is not None else ""))
+
+
+class DpiSimulator:
+    """`gateway hl7-simulator serve` as a process: the DPI's MLLP server recording what the gateway sends."""
+
+    def __init__(self, folder: Path, *, answer: str = "AA", error: str | None = None) -> None:
+        self.port = free_port()
+        self.record = folder / "dpi.jsonl"
+        self.answer, self.error = answer, error
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DpiSimulator:
+        command = [sys.executable, "-m", "gateway.cli", "hl7-simulator", "serve", "--listen",
+                   f"127.0.0.1:{self.port}", "--record", str(self.record), "--answer", self.answer]
+        if self.error is not None:
+            command += ["--error", self.error]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: accepts(self.port), "the DPI simulator")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    @property
+    def return_address(self) -> str:
+        return f'return_address = "127.0.0.1:{self.port}"'
+
+    def received(self) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text(encoding="utf-8").splitlines() if line.strip()]
