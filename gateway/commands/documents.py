@@ -44,7 +44,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.action == "list":
             items = await record.list_reviews(session, status=None if args.all else record.OPEN)
             print_rows([{"id": i.id, "code": i.code, "status": i.status, "title": i.title or "",
-                         "type": i.type_code or "", "source": i.source, "created_at": i.created_at}
+                         "type": i.type_code or "", "source": i.source, "created_at": i.created_at,
+                         "reason": i.reason if args.json else i.reason[:160]}
                         for i in items], args.json)
             return None
         if args.action == "show":

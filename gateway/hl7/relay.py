@@ -41,7 +41,7 @@ from gateway.hl7 import codes, readreceipt
 from gateway.hl7.ack import escape
 from gateway.hl7.models import Hl7Outgoing, Hl7Received
 from gateway.hl7.settings import Hl7Peer, Hl7Settings
-from gateway.ins_matching.matching import OTHER, Review
+from gateway.ins_matching.matching import Review
 from gateway.ins_matching.record import PatientDocument, open_review
 from gateway.store.changes import HL7_OUTBOX, ChangeHub
 from gateway.store.events import record
@@ -63,6 +63,9 @@ MDN_BATCH = 100
 MDN_LAG_SECONDS = 120.0
 #: The review item's source for a document the DPI refused (``gateway review list`` shows it).
 DPI_REFUSAL_SOURCE = "hl7-dpi:"
+#: The review code of a document the DPI refused: beside the ANS integration codes (900-906) of documents the
+#: gateway could not file itself; the item's reason carries the DPI's own code and text (ERR-5, ERR-8, MSA-3).
+DPI_REFUSED = 910
 _ZAM_OBX = {ZAM_DMP: ("ACK_RECEPTION_DMP", "Accusé de réception DMP"),
             ZAM_MSS: ("ACK_RECEPTION_MSS", "Accusé de réception MSSanté"),
             ZAM_READ: ("ACK_LECTURE_MSS", "Accusé de lecture")}
@@ -379,18 +382,14 @@ def refusal_text(answer: hl7.Message) -> str:
     for segment in answer:
         if str(segment[0]) != "ERR":
             continue
-        fields = [str(segment(n)) if len(segment) > n else "" for n in (3, 5, 8)]
-        condition, application, text = fields
-        described = " ".join(p for p in (application or condition, text) if p)
+        condition, application, text = (str(segment(n)) if len(segment) > n else "" for n in (3, 5, 8))
+        code, label = [*(application or condition).split("^"), "", ""][:2]
+        described = " ".join(p for p in (code, label) if p)
+        if text and text != label:
+            described = f"{described} — {text}" if described else text
         if described:
             parts.append(described)
     return "; ".join(parts)[:1000] or "(no error text)"
-
-
-def _dpi_code(text: str) -> int:
-    """The review code: the DPI's applicationErrorCondition (900-905) when it gave one, else 906 (other)."""
-    head = text.split("^", 1)[0].strip()
-    return int(head) if head.isdigit() and 900 <= int(head) <= 905 else OTHER
 
 
 async def _review_refusal(session: AsyncSession, row_id: int, document_id: int, peer: str, code: str,
@@ -399,7 +398,7 @@ async def _review_refusal(session: AsyncSession, row_id: int, document_id: int, 
     if document is None:
         return None
     reason = f"Refusé par le DPI « {peer} » ({code}) : {text}"
-    review_id = await open_review(session, Review(_dpi_code(text), reason[:2000], Rule.R10), document.content,
+    review_id = await open_review(session, Review(DPI_REFUSED, reason[:2000], Rule.R10), document.content,
                                   document.header, message_id=document.message_id,
                                   source=f"{DPI_REFUSAL_SOURCE}{peer}", actor="hl7-relay")
     await record(session, "hl7.dpi_refused", code, rule=Rule.R10, actor="hl7-relay",
