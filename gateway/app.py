@@ -31,7 +31,8 @@ from gateway.ops.health import Listeners
 from gateway.ops.http import start_http
 from gateway.process.reload import changed_keys, read_config, restart_keys
 from gateway.smtp.handler import SubmissionHandler
-from gateway.smtp.protocol import GatewaySMTP, ImplicitTLS
+from gateway.smtp.implicit_tls import ImplicitTLS
+from gateway.smtp.protocol import GatewaySMTP
 from gateway.store import db
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter

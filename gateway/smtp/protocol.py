@@ -21,6 +21,10 @@
   ``smtp_max_pre_tls_commands`` refused commands before STARTTLS; the per-address connection limit of the
   authenticator's anvil, when there is one.
 
+The session's state machine is here; the enhanced codes are added by ``enhanced_codes``, the DSN
+parameters read by ``dsn_params``, the line-length check is in ``data_lines`` and the port 465 handshake in
+``implicit_tls``.
+
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
@@ -31,7 +35,6 @@ import base64
 import binascii
 import dataclasses
 import re
-from asyncio import sslproto
 from typing import Any
 
 import structlog
@@ -39,109 +42,18 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
 
 from gateway.config import Limits
 from gateway.routing import replies
-from gateway.routing.policy import DsnRequest, Target
+from gateway.routing.policy import Target
+from gateway.smtp.data_lines import BLOCK, END_OF_DATA, has_long_line
+from gateway.smtp.dsn_params import _take_params, dsn_request
+from gateway.smtp.enhanced_codes import with_enhanced_code
 
 log = structlog.get_logger("gateway.smtp")
 
-#: What one read of DATA or BDAT asks the stream for.
-BLOCK = 256 * 1024
-END_OF_DATA = b"\r\n.\r\n"
-#: The longest line accepted, in octets before its LF: 1000 with its CRLF plus a stuffed dot (RFC 5321 4.5.3.1.6).
-MAX_LINE = 1000
-
-
-def has_long_line(data: bytes | bytearray, limit: int = MAX_LINE) -> bool:
-    """Whether some line (the bytes between two LFs) is longer than ``limit``, in O(len / limit) steps.
-
-    Any run of more than ``limit`` bytes without LF contains a whole window of a grid of ``(limit + 1) // 2``
-    bytes, so only windows with no LF at all are measured exactly (``find``/``rfind``, in C): no work per line.
-    """
-    step = (limit + 1) // 2
-    size = len(data)
-    position = 0
-    while position + step <= size:
-        if data.find(b"\n", position, position + step) >= 0:
-            position += step
-            continue
-        start = data.rfind(b"\n", 0, position) + 1
-        end = data.find(b"\n", position + step)
-        end = size if end < 0 else end
-        if end - start > limit:
-            return True
-        position = end + 1
-    return False
+#: An atom of a local part (RFC 5321 4.1.2).
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 #: ``<local@domain>`` with a dot-atom local part and a plain domain, then optional parameters after spaces.
 _SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?: +(.*))?\Z")
 _BDAT = re.compile(r"^([0-9]{1,15})(?: +(LAST))? *$", re.IGNORECASE)
-
-_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
-_NO_ENHANCED = ("220 ", "221 ", "250-", "250 HELP", "334 ", "354 ")
-_KNOWN = {
-    "552 Error: Too much mail data": "552 5.3.4 Message too big for this gateway's size limit; nothing was stored",
-    "530 Must issue a STARTTLS command first": "530 5.7.0 Must issue a STARTTLS command first",
-    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
-    "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
-    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
-    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.6 Line too long (RFC 5321 4.5.3.1.6)",
-    "500 Command line too long": "500 5.5.6 Command line too long",
-    "250 OK": "250 2.0.0 OK",
-    "221 Bye": "221 2.0.0 Bye",
-    "220 Ready to start TLS": "220 2.0.0 Ready to start TLS",
-}
-_CLASS = {"2": "2.0.0", "4": "4.0.0", "5": "5.5.0"}
-
-
-def with_enhanced_code(status: str) -> str:
-    if status in _KNOWN:
-        return _KNOWN[status]
-    if _HAS_ENHANCED.match(status) or status.startswith(_NO_ENHANCED) or len(status) < 4:
-        return status
-    code, rest = status[:3], status[4:]
-    if status.startswith("552"):
-        return f"552 5.3.4 {rest}"
-    if status.startswith("555") or status.startswith("501"):
-        return f"{code} 5.5.4 {rest}"
-    if status.startswith("500"):
-        return f"500 5.5.1 {rest}"
-    enhanced = _CLASS.get(code[0])
-    return f"{code} {enhanced} {rest}" if enhanced else status
-
-
-_XTEXT = re.compile(r"^([!-*,-<>-~]|\+[0-9A-F]{2})*$")  # RFC 3461 4: xtext
-_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
-
-
-def _take_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """Split ``names=value`` ESMTP parameters off a MAIL or RCPT argument (case of the values preserved)."""
-    kept, taken = [], {}
-    for i, token in enumerate(arg.split(" ")):
-        key, sep, value = token.partition("=")
-        if i > 0 and sep and key.upper() in names:
-            taken[key.upper()] = value
-        else:
-            kept.append(token)
-    return " ".join(kept), taken
-
-
-def dsn_request(mail: dict[str, str], rcpt: dict[str, str]) -> DsnRequest | None:
-    """Validate RFC 3461 parameters; raises ValueError when one is malformed."""
-    if not mail and not rcpt:
-        return None
-    notify = rcpt.get("NOTIFY")
-    if notify is not None:
-        values = {v.strip().upper() for v in notify.split(",")}
-        if not (values == {"NEVER"} or (values and values <= _NOTIFY)):
-            raise ValueError("NOTIFY")
-        notify = ",".join(sorted(values))
-    ret = mail.get("RET")
-    if ret is not None and ret.upper() not in ("FULL", "HDRS"):
-        raise ValueError("RET")
-    for key, limit in (("ENVID", 100), ("ORCPT", 500)):
-        value = mail.get(key) if key == "ENVID" else rcpt.get(key)
-        if value is not None and (len(value) > limit or not _XTEXT.match(value)):
-            raise ValueError(key)
-    return DsnRequest(notify, rcpt.get("ORCPT"), ret.upper() if ret else None, mail.get("ENVID"))
 
 
 class GatewaySMTP(SMTP):
@@ -560,82 +472,6 @@ class GatewaySMTP(SMTP):
         if isinstance(account, replies.Reply):
             return AuthResult(success=False, handled=False, message=str(account))
         return AuthResult(success=True, auth_data=account, message=str(replies.AUTH_OK))
-
-
-class ImplicitTLS(asyncio.Protocol):
-    """Port 465 (RFC 8314 3.3): the TLS handshake is ours, then the connection is handed to SMTP.
-
-    asyncio's own TLS server says nothing when a handshake fails (a client that trusts no CA, a scanner):
-    here that failure is one ``smtp.tls`` JSON event with the client address, and the connection is closed.
-    A connection closed before sending a byte (a port probe) is not a handshake: it is logged at debug.
-    Bytes decrypted before SMTP takes over are kept for it.
-    """
-
-    def __init__(self, session: Any, context: Any, listener: str, handshake_timeout: float) -> None:
-        self._session = session
-        self._context = context
-        self._listener = listener
-        self._timeout = handshake_timeout
-        self._transport: asyncio.Transport | None = None
-        self._tls: Any = None
-        self._early = bytearray()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def _client(self) -> str:
-        peer = self._transport.get_extra_info("peername") if self._transport is not None else None
-        return str(peer[0]) if isinstance(peer, tuple) else str(peer)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self._tls is not None:  # decrypted, before SMTP took over
-            self._early += data
-            return
-        assert self._transport is not None
-        self._transport.pause_reading()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._tls = sslproto.SSLProtocol(loop, self, self._context, waiter, server_side=True,
-                                         ssl_handshake_timeout=max(1, int(self._timeout)), call_connection_made=False)
-        self._transport.set_protocol(self._tls)
-        self._tls.connection_made(self._transport)
-        view = memoryview(data)
-        while view:  # the first bytes, already read, go to the TLS layer as if it had read them
-            buffer = self._tls.get_buffer(len(view))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            self._tls.buffer_updated(size)
-            view = view[size:]
-        self._transport.resume_reading()
-        self._task = loop.create_task(self._handshake(waiter))
-
-    def eof_received(self) -> bool:
-        if self._tls is None:
-            log.debug("smtp.connection", outcome="closed_before_tls", listener=self._listener, client=self._client)
-        return False
-
-    async def _handshake(self, waiter: asyncio.Future[None]) -> None:
-        client = self._client
-        try:
-            await waiter
-        except (OSError, TimeoutError, ConnectionError) as error:
-            log.info("smtp.tls", outcome="failed", listener=self._listener, client=client,
-                     reason=str(getattr(error, "reason", None) or type(error).__name__))
-            if self._transport is not None:
-                self._transport.close()
-            return
-        tls = self._tls._get_app_transport()  # as aiosmtpd's STARTTLS reaches it
-        if tls.is_closing():
-            return
-        smtp = self._session()
-        tls.set_protocol(smtp)
-        smtp.connection_made(tls)
-        if self._early:
-            early, self._early = bytes(self._early), bytearray()
-            smtp.data_received(early)
 
 
 def _b64(text: str) -> bytes | None:

@@ -15,7 +15,7 @@ from support.pki import PKIFiles
 
 from gateway.config import ConfigError, parse
 from gateway.smtp import dsn
-from gateway.smtp.protocol import _take_params, dsn_request
+from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.trust.certificates import RelayCertificateVerifier, certificate_names
 
 _DER = Encoding.DER

@@ -9,8 +9,8 @@ from gateway.ins_matching.nir import is_well_formed, key_ok, nir_key
 from gateway.routing import replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify, parse
 from gateway.routing.headers import summarise
+from gateway.smtp.enhanced_codes import with_enhanced_code
 from gateway.smtp.handler import has_bare_line_ending
-from gateway.smtp.protocol import with_enhanced_code
 
 
 def test_r8_key_of_the_samples_test_patient():

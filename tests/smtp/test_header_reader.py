@@ -140,7 +140,7 @@ def test_fuzz_address_lists_never_raise(value: str):
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=2100), max_size=12), st.booleans())
 def test_fuzz_long_line_scan_agrees_with_splitting(lengths: list[int], final_newline: bool):
-    from gateway.smtp.protocol import MAX_LINE, has_long_line
+    from gateway.smtp.data_lines import MAX_LINE, has_long_line
 
     data = b"\n".join(b"y" * n for n in lengths) + (b"\n" if final_newline else b"")
     assert has_long_line(data) == any(n > MAX_LINE for n in lengths)
