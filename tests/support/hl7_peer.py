@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -95,8 +96,10 @@ def oru(control_id: str, cda: bytes | None = None, *, destinations: tuple[str, .
 class Mllp:
     """A blocking MLLP client on a raw socket (so tests can also send what no library would)."""
 
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 30.0, context: ssl.SSLContext | None = None) -> None:
+        """``context``: TLS (with the client certificate it holds, if any) as a peer of ``[hl7] tls``."""
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost") if context is not None else raw
         self.buffer = b""
 
     def send_raw(self, data: bytes) -> None:
@@ -124,7 +127,7 @@ class Mllp:
             return True
         except TimeoutError:
             return False
-        except ConnectionError:
+        except (ConnectionError, ssl.SSLError):  # TLS 1.3: a refused client certificate arrives as an alert
             return True
 
     def close(self) -> None:
