@@ -2,16 +2,18 @@
 
 Exactly once, with the document's uniqueId as idempotency key:
 - a job is created inside the caller's transaction (the message and its deposit jobs commit together);
-- claiming moves a job to ``sent`` and pushes ``next_attempt_at`` forward by a lease, in one transaction
-  (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes share the outbox; SQLite serialises writers);
-- the answer is recorded only by the claim that is still current (``claim_token``);
+- the outbox is a queue of the store's primitive (:data:`QUEUE`, :mod:`gateway.store.queue`): claiming moves a
+  job to ``sent`` and pushes ``next_attempt_at`` forward by a lease, in one transaction (``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL, so several processes share the outbox; SQLite's conditional update of the lease);
+- the answer is recorded only by the claim that is still current (``claim_token``, the lease's owner);
 - a worker that dies between sending and recording leaves the job ``sent``; when the lease runs out another
   claim re-sends it, and the DMP's duplicate-uniqueId answer, confirmed by an ITI-18 query that finds the same
   document (uniqueId and hash), counts as accepted. The DMP therefore holds each document once.
 
 Documents deposited together are linked (R15): :func:`link` gives the jobs of one message (one patient, one
 author) one ``submission_uid``; the worker claims them together and sends them as one submission set, whose
-uniqueId is derived from the documents it carries (the same documents, the same submission).
+uniqueId is derived from the documents it carries (the same documents, the same submission). The queue's unit is
+that group: claimed whole or not at all, leased, retried and answered as one.
 
 Every step is an event of the trail (R18).
 
@@ -24,7 +26,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -40,9 +42,11 @@ from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare, submission_
 from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
 from gateway.documents.errors import CdaRefused
+from gateway.store import queue as q
 from gateway.store.changes import DMP_OUTBOX, ChangeHub, mark_changed
 from gateway.store.events import record
 from gateway.store.models import Base, Event, Id
+from gateway.store.queue import Backoff, Lease
 
 log = structlog.get_logger("gateway.dmp_bridge.outbox")
 
@@ -87,6 +91,13 @@ class DmpDeposit(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+#: The outbox as a durable queue: a claim moves jobs to ``sent`` under its token; the jobs linked for one
+#: submission set (R15, one ``submission_uid``) are one unit, claimed whole or not at all. Transport errors are
+#: retried without bound (the ceiling of the backoff); the DMP's own refusals end a job (``refused``).
+QUEUE = q.Queue(DmpDeposit, waiting=(PENDING, RETRY), dead=REFUSED, leased=SENT, retry_state=RETRY,
+                owner="claim_token", group=("submission_uid",), whole=True, wake=DMP_OUTBOX)
 
 
 def now() -> datetime:
@@ -163,7 +174,7 @@ class Claimed:
     """A claimed job: what the worker needs, detached from the session."""
 
     id: int
-    token: str
+    lease: Lease
     attempts: int
     unique_id: str
     submission_uid: str
@@ -183,18 +194,6 @@ class Answer:
     rule: str
     code: str
     text: str
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff: first ``base`` seconds, doubling, at most ``ceiling``."""
-
-    base: float = 30.0
-    factor: float = 2.0
-    ceiling: float = 3600.0
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.ceiling, self.base * self.factor ** max(0, attempts - 1)))
 
 
 class OutboxWorker:
@@ -222,41 +221,26 @@ class OutboxWorker:
         self._wake.set()
 
     async def claim(self, limit: int) -> list[list[Claimed]]:
-        """Move up to ``limit`` due deposits to ``sent`` under a new lease, in one transaction; each comes with
-        every job linked to it (R15), due or not, as one group to send together. A group of which a member is
-        locked or in flight under another live claim is left whole for later: a group never goes in part."""
+        """Move up to ``limit`` groups of due deposits to ``sent`` under a new lease, in one transaction; each
+        comes with every job linked to it (R15), due or not, as one group to send together. A group of which a
+        member is locked or in flight under another live claim is left whole for later: a group never goes in
+        part. A ``sent`` job whose lease ran out is due again (its worker died) and is sent again."""
         moment = now()
         async with self.sessions() as session, session.begin():
-            # Ids first, from the (state, next_attempt_at) index alone: the rows hold the documents, and neither
-            # the sort nor SQLite's column walk should have to read them. A "sent" row whose lease ran out is due
-            # again (its worker died).
-            ids_query = (select(DmpDeposit.id)
-                         .where(DmpDeposit.state.in_((PENDING, RETRY, SENT)), DmpDeposit.next_attempt_at <= moment)
-                         .order_by(DmpDeposit.next_attempt_at, DmpDeposit.id).limit(limit)
-                         .with_for_update(skip_locked=True))
-            ids = list((await session.execute(ids_query)).scalars().all())
-            if not ids:
-                return []
-            ids = await _whole_groups(session, ids, moment)
-            if not ids:
-                return []
-            rows = await session.execute(select(DmpDeposit).where(DmpDeposit.id.in_(ids)))
-            jobs = sorted(rows.scalars().all(), key=lambda j: (j.next_attempt_at, j.id))
-            claimed: dict[str, list[Claimed]] = {}
-            for job in jobs:
-                token = str(uuid.uuid4())
-                resend = job.state == SENT
-                job.state = SENT
-                job.attempts += 1
-                job.claim_token = token
-                job.sent_at = moment
-                job.next_attempt_at = moment + timedelta(seconds=self.lease)
-                await record(session, "dmp.deposit.sent", SENT, rule=Rule.R18, actor=self.worker_id,
-                             message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
-                claimed.setdefault(job.submission_uid, []).append(
-                    Claimed(job.id, token, job.attempts, job.unique_id, job.submission_uid, job.cda, job.title,
-                            tuple(job.visibility or ()), job.author_id, job.message_id, resend))
-        return list(claimed.values())
+            units = await q.claim(session, QUEUE, units=limit, lease=self.lease)
+            claimed: list[list[Claimed]] = []
+            for unit in units:
+                group = []
+                for job in sorted(unit.rows, key=lambda j: j.id):
+                    resend = job.id in unit.reclaimed
+                    job.sent_at = moment
+                    await record(session, "dmp.deposit.sent", SENT, rule=Rule.R18, actor=self.worker_id,
+                                 message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
+                    group.append(Claimed(job.id, unit.lease, job.attempts, job.unique_id, job.submission_uid,
+                                         job.cda, job.title, tuple(job.visibility or ()), job.author_id,
+                                         job.message_id, resend))
+                claimed.append(group)
+        return claimed
 
     async def process(self, job: Claimed) -> str:
         """Send one claimed job and record the outcome; returns the new state."""
@@ -328,26 +312,27 @@ class OutboxWorker:
     async def _settle(self, answers: Sequence[tuple[Claimed, Answer]]) -> list[str]:
         """Record the answers of one request in one transaction; the new state of each job, in order.
 
-        Only the claim still current (its ``claim_token``) writes; a stale one leaves the job as it is (``sent``).
+        Only the claim still current (its lease's token) writes; a stale one leaves the job as it is (``sent``).
         Jobs retried together get one ``next_attempt_at``, from the most attempts among them.
         """
         moment = now()
-        retried = [job.attempts for job, answer in answers if answer.state == RETRY]
-        delay = self.backoff.delay(max(retried)) if retried else 0.0
-        states: list[str] = []
+        retried = [job for job, answer in answers if answer.state == RETRY]
+        policy = q.Retry(self.backoff)
+        delay = self.backoff.delay(max(job.attempts for job in retried)) if retried else 0.0
+        written: set[int] = set()
         async with self.sessions() as session, session.begin():
             for job, answer in answers:
-                values: dict[str, Any]
                 if answer.state == RETRY:
-                    values = {"state": RETRY, "last_error": answer.text[:2000], "claim_token": None,
-                              "next_attempt_at": moment + timedelta(seconds=delay)}
+                    done = (await q.retry(session, QUEUE, job.lease, [job.id], attempts=max(
+                        j.attempts for j in retried), policy=policy, at=moment, last_error=answer.text[:2000])).ids
                 else:
-                    values = {"state": answer.state, "result_code": answer.code[:80], "claim_token": None,
-                              "last_error": None if answer.state == ACCEPTED else answer.text, "finished_at": moment}
-                done = await session.execute(
-                    update(DmpDeposit).where(DmpDeposit.id == job.id, DmpDeposit.claim_token == job.token,
-                                             DmpDeposit.state == SENT).values(**values))
-                if done.rowcount != 1:  # type: ignore[attr-defined]
+                    done = await q.finish(session, QUEUE, job.lease, [job.id], answer.state,
+                                          result_code=answer.code[:80], finished_at=moment,
+                                          last_error=None if answer.state == ACCEPTED else answer.text)
+                written |= done
+            states: list[str] = []
+            for job, answer in answers:
+                if job.id not in written:
                     log.warning("dmp.deposit.stale_claim", job_id=job.id)
                     states.append(SENT)
                     continue
@@ -392,26 +377,6 @@ class OutboxWorker:
             stopping.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-
-
-ACTIVE = (PENDING, RETRY, SENT)
-
-
-async def _whole_groups(session: AsyncSession, ids: list[int], moment: datetime) -> list[int]:
-    """The ids of every job linked (R15, same ``submission_uid``) to the due jobs ``ids``, locked for this claim,
-    leaving out the groups that cannot be taken whole (a member locked by a concurrent claim, or ``sent`` under a
-    lease that has not run out)."""
-    keys = select(DmpDeposit.submission_uid).where(DmpDeposit.id.in_(ids))
-    members = (await session.execute(select(DmpDeposit.id, DmpDeposit.submission_uid)
-                                     .where(DmpDeposit.state.in_(ACTIVE), DmpDeposit.submission_uid.in_(keys))
-                                     )).all()
-    locked = set((await session.execute(select(DmpDeposit.id).where(DmpDeposit.id.in_([m.id for m in members]))
-                                        .with_for_update(skip_locked=True))).scalars().all())
-    busy = set((await session.execute(select(DmpDeposit.submission_uid).where(
-        DmpDeposit.id.in_([m.id for m in members]), DmpDeposit.state == SENT,
-        DmpDeposit.next_attempt_at > moment))).scalars().all())
-    busy |= {m.submission_uid for m in members if m.id not in locked}
-    return [m.id for m in members if m.submission_uid not in busy]
 
 
 def _rule_of(result: RegistryResult) -> str:

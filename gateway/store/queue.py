@@ -304,16 +304,16 @@ class Retried:
 
 
 async def retry(session: AsyncSession, queue: Queue, lease: Lease | None, ids: Iterable[int], *, attempts: int,
-                policy: Retry, **values: Any) -> Retried:
+                policy: Retry, at: datetime | None = None, **values: Any) -> Retried:
     """Make the rows still held by ``lease`` due again after the backoff of ``attempts`` (the most among them,
-    so rows retried together come due together and are claimed together), or dead-letter them when ``attempts``
-    reached the policy's bound."""
+    so rows retried together come due together and are claimed together) counted from ``at`` (now), or
+    dead-letter them when ``attempts`` reached the policy's bound."""
     if policy.dead(attempts):
         return Retried(True, 0.0, await finish(session, queue, lease, ids, queue.dead, **values))
     delay = policy.backoff.delay(attempts)
     state = queue.retry_state or queue.waiting[0]
     written = await _answer(session, queue, lease, ids, {
-        queue.state: state, queue.due: now() + timedelta(seconds=delay), **values})
+        queue.state: state, queue.due: (at or now()) + timedelta(seconds=delay), **values})
     return Retried(False, delay, written)
 
 
