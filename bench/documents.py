@@ -16,7 +16,8 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
-from gateway.documents.cda import load_schema, read_header
+from gateway.documents.cda import read_header
+from gateway.documents.cda_schema import load_schema
 from gateway.documents.xdm import read_xdm
 from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching.filing import process_message

@@ -176,7 +176,7 @@ class Gateway:
         """File the documents of delivered messages, and import from upstream operator mailboxes."""
         if self.config.documents is None and not self.config.upstreams and self.config.dmp is None:
             return
-        from gateway.documents.cda import SchemaUnavailable, load_schema, use_schema
+        from gateway.documents.cda_schema import SchemaUnavailable, load_schema, use_schema
         from gateway.filing.upstream import UpstreamConnector
         from gateway.filing.worker import FilingWorker
 

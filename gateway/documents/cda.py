@@ -4,14 +4,15 @@ The XML parser resolves no entity, loads no DTD, never touches the network and r
 document with a DOCTYPE at all is refused (CDA has none, and a DTD is how XXE and "billion laughs" arrive).
 Schema validation against the ANS extended CDA schema is recorded, not enforced: a schema error alone does
 not stop filing when the header is readable (the receiving structure still wants the report).
+
+The XML is parsed by :mod:`gateway.documents.safe_xml`, validated by :mod:`gateway.documents.cda_schema`;
+the body and the auto-presentable wrapper are read by :mod:`gateway.documents.cda_body`.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import re
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,39 +30,22 @@ from gateway.codes.oids import (
     TEMPLATE_CR_BIO,
     TEMPLATE_VSM,
 )
-from gateway.documents.errors import CdaRefused, DocumentRefused
-from gateway.documents.limits import CDA, CdaLimits
-from gateway.samples import samples_dir
+from gateway.documents.cda_body import NS, clinical_document
 
-HL7 = "urn:hl7-org:v3"
-NS = {"h": HL7}
+# The DMP bridge and the HL7 listener read bodies through these names too.
+from gateway.documents.cda_body import non_xml_body as non_xml_body
+from gateway.documents.cda_body import unwrapped as unwrapped
+from gateway.documents.cda_schema import validate_tree
+from gateway.documents.errors import CdaRefused
+from gateway.documents.limits import CDA, CdaLimits
+from gateway.documents.safe_xml import _parser, parse_xml
+
 #: National identifiers of health professionals (``8`` + RPPS) and of structures (FINESS/SIRET...).
 OID_PS_NATIONAL_ID = OID_RPPS
 OID_STRUCTURE_NATIONAL_ID = OID_STRUCTURE
 #: Template ids that decide an XDS formatCode (domain.md section 5).
 FORMAT_PDF = FORMAT_PDF_WRAPPED
 FORMAT_GENERIC = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
-
-#: Where the ANS extended CDA schema is looked for when no path is given (GATEWAY_CDA_SCHEMA overrides).
-_DEFAULT_SCHEMA = samples_dir() / "cda-schema" / "CDA_extended.xsd"
-_MAX_SCHEMA_ERRORS = 20
-_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
-
-
-def safe_parser(huge: bool = False) -> etree.XMLParser:
-    """The only XML parser configuration used on received documents (no entities, DTD, network)."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=huge, remove_comments=True, remove_pis=True)
-
-
-_PARSER = threading.local()
-
-
-def _parser() -> etree.XMLParser:
-    parser: etree.XMLParser | None = getattr(_PARSER, "value", None)
-    if parser is None:
-        parser = _PARSER.value = safe_parser()
-    return parser
 
 
 def hl7_time(value: str | None) -> datetime | None:
@@ -86,27 +70,6 @@ def hl7_time(value: str | None) -> datetime | None:
         return datetime.strptime((text + "000000")[:14], "%Y%m%d%H%M%S").replace(tzinfo=zone)
     except ValueError:
         return None
-
-
-def parse_xml(data: bytes, max_bytes: int, what: str,
-              error: type[DocumentRefused] = CdaRefused) -> etree._Element:
-    """Parse ``data`` safely; refuse oversize input, DOCTYPEs and malformed XML with a sentence."""
-    if len(data) > max_bytes:
-        raise error("too-large", f"The {what} is {len(data)} bytes, over the limit of {max_bytes} bytes.")
-    first_element = _ELEMENT_START.search(data)
-    doctype = data.find(b"<!DOCTYPE", 0, first_element.start() if first_element else len(data))
-    if doctype >= 0:
-        raise error("dtd", f"The {what} declares a DTD (DOCTYPE); DTDs and entities are refused.")
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as problem:
-        raise error("not-xml", f"The {what} is not well-formed XML (line {problem.lineno}).") from None
-    except ValueError:
-        raise error("not-xml", f"The {what} is not XML.") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise error("dtd", f"The {what} declares a DTD (DOCTYPE); DTDs and entities are refused.")
-    return root
 
 
 @dataclass(frozen=True)
@@ -305,54 +268,6 @@ def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
     return _replace(header, schema_valid=valid, schema_errors=errors)
 
 
-#: The XSLT namespace of an auto-presentable CDA (ANS CI-SIS): an ``xsl:stylesheet`` that carries the
-#: ClinicalDocument with the transform that renders it, so that a browser shows it as it is.
-XSLT = "http://www.w3.org/1999/XSL/Transform"
-
-
-def unwrapped(data: bytes, limits: CdaLimits = CDA) -> bytes:
-    """The ClinicalDocument alone from an auto-presentable CDA (what the DMP and XDS consumers expect); any
-    other input is returned as it is."""
-    try:
-        outer = parse_xml(data, limits.max_bytes, "CDA document")
-    except DocumentRefused:
-        return data
-    inner = clinical_document(outer)
-    if inner is None or inner is outer:
-        return data
-    return bytes(etree.tostring(inner, xml_declaration=True, encoding="UTF-8"))
-
-
-def clinical_document(root: etree._Element) -> etree._Element | None:
-    """The ClinicalDocument of a parsed document: the root itself, or the one an auto-presentable CDA
-    (root ``xsl:stylesheet`` or ``xsl:transform``) wraps; None for any other XML. The search is lxml's
-    iterative walk over an already bounded tree (no recursion driven by the input)."""
-    if root.tag == f"{{{HL7}}}ClinicalDocument":
-        return root
-    if root.tag not in (f"{{{XSLT}}}stylesheet", f"{{{XSLT}}}transform"):
-        return None
-    return next(root.iter(f"{{{HL7}}}ClinicalDocument"), None)
-
-
-def non_xml_body(data: bytes, limits: CdaLimits = CDA) -> bytes | None:
-    """The content a level-1 CDA wraps (``nonXMLBody/text``, base64), None when it wraps nothing readable; the
-    DMP bridge compares it with a message's attachments to leave out the rendering of a CDA."""
-    try:
-        outer = parse_xml(data, limits.max_bytes, "CDA document")
-    except DocumentRefused:
-        return None
-    root = clinical_document(outer)
-    if root is None:
-        return None
-    text = root.find("h:component/h:nonXMLBody/h:text", NS)
-    if text is None or text.get("representation") != "B64":
-        return None
-    try:
-        return base64.b64decode("".join((text.text or "").split()), validate=True)
-    except ValueError:
-        return None
-
-
 def _replace(header: CdaHeader, **changes: Any) -> CdaHeader:
     from dataclasses import replace
 
@@ -497,64 +412,3 @@ def _header(root: etree._Element) -> CdaHeader:
         body="nonXML" if non_xml is not None else "structured" if structured is not None else "none",
         body_media_type=_attr(non_xml.find("h:text", NS), "mediaType") if non_xml is not None else None,
     )
-
-
-# --- schema validation -----------------------------------------------------------------------------------
-
-_SCHEMAS: dict[Path, etree.XMLSchema] = {}
-_SCHEMA_LOCK = threading.Lock()
-
-
-_CONFIGURED: list[Path] = []
-
-
-def use_schema(path: Path | None) -> None:
-    """Set the schema every later validation uses (the configuration's ``documents.cda_schema``)."""
-    _CONFIGURED[:] = [path] if path is not None else []
-
-
-def schema_path(explicit: Path | None = None) -> Path | None:
-    """The CDA schema: ``explicit``, else :func:`use_schema`'s, else $GATEWAY_CDA_SCHEMA, else the samples' copy."""
-    if explicit is not None:
-        return explicit
-    if _CONFIGURED:
-        return _CONFIGURED[0]
-    configured = os.environ.get("GATEWAY_CDA_SCHEMA")
-    if configured:
-        return Path(configured)
-    return _DEFAULT_SCHEMA if _DEFAULT_SCHEMA.is_file() else None
-
-
-class SchemaUnavailable(RuntimeError):
-    """The configured CDA schema cannot be read: a configuration error, to surface at start-up."""
-
-
-def load_schema(path: Path | None = None) -> etree.XMLSchema | None:
-    """The compiled schema, compiled once per path and cached; call it at start-up to fail early."""
-    resolved = schema_path(path)
-    if resolved is None:
-        return None
-    with _SCHEMA_LOCK:
-        schema = _SCHEMAS.get(resolved)
-        if schema is None:
-            # Our own schema files: local includes allowed, network and entities still off.
-            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-            try:
-                schema = etree.XMLSchema(etree.parse(str(resolved), parser))
-            except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as error:
-                raise SchemaUnavailable(f"The CDA schema {resolved} cannot be loaded ({error}); check the "
-                                        "documents.cda_schema setting.") from None
-            _SCHEMAS[resolved] = schema
-        return schema
-
-
-def validate_tree(root: etree._Element, path: Path | None = None) -> tuple[bool | None, tuple[str, ...]]:
-    """Validate against the CDA schema: (True, ()), (False, first errors) or (None, ()) with no schema."""
-    schema = load_schema(path)
-    if schema is None:
-        return None, ()
-    # XMLSchema objects are not safe to share between threads while validating.
-    with _SCHEMA_LOCK:
-        valid = schema.validate(root)
-        errors = tuple(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:_MAX_SCHEMA_ERRORS])
-    return bool(valid), () if valid else errors

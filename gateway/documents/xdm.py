@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from gateway.documents import xds
-from gateway.documents.cda import parse_xml
 from gateway.documents.errors import XdmRefused
 from gateway.documents.limits import XDM, MiB, XdmLimits
+from gateway.documents.safe_xml import parse_xml
 
 _EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"

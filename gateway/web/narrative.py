@@ -6,7 +6,7 @@ text is escaped; no attribute of the document is copied (``styleCode`` becomes o
 ``colspan``/``rowspan`` are kept when they are small numbers). Everything else — script, event handlers,
 ``linkHtml`` targets, ``renderMultiMedia``, external images — is left out, its content too, except the text of
 a ``linkHtml`` (shown as plain text). The walk is iterative with a depth and size ceiling: no recursion the
-input can drive (the tree is already bounded by gateway/documents/cda.parse_xml).
+input can drive (the tree is already bounded by gateway/documents/safe_xml.parse_xml).
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from lxml import etree
 from markupsafe import Markup, escape
 
-from gateway.documents.cda import HL7, clinical_document, parse_xml
+from gateway.documents.cda_body import HL7, clinical_document
 from gateway.documents.errors import DocumentRefused
 from gateway.documents.limits import CDA
+from gateway.documents.safe_xml import parse_xml
 
 #: Deepest nesting of narrative elements rendered; deeper content is cut (a hostile document, not a report).
 MAX_DEPTH = 24

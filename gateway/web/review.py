@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.codes.identity_status import QUALIFIEE
-from gateway.documents.cda import non_xml_body
+from gateway.documents.cda_body import non_xml_body
 from gateway.documents.errors import DocumentRefused
 from gateway.documents.mime import Part, walk
 from gateway.ins_matching import identities

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from documents.helpers import CDA_DIR, TEST_MATRICULE, TEST_OID, sample, variant
 
-from gateway.documents.cda import FORMAT_LAB, FORMAT_PDF, FORMAT_VSM, load_schema, read_header
+from gateway.documents.cda import FORMAT_LAB, FORMAT_PDF, FORMAT_VSM, read_header
+from gateway.documents.cda_schema import load_schema
 from gateway.documents.errors import CdaRefused
 from gateway.documents.limits import CdaLimits
 
@@ -170,7 +171,7 @@ def test_missing_traits_read_as_none(bio: bytes) -> None:
 
 
 def test_configured_schema_path_is_used(tmp_path: Path, bio: bytes) -> None:
-    from gateway.documents.cda import SchemaUnavailable, use_schema
+    from gateway.documents.cda_schema import SchemaUnavailable, use_schema
 
     missing = tmp_path / "nowhere.xsd"
     use_schema(missing)

@@ -27,7 +27,7 @@ from support.pki import PKIFiles
 from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
 
-from gateway.documents.cda import non_xml_body
+from gateway.documents.cda_body import non_xml_body
 from gateway.ins_matching.record import list_reviews
 from gateway.samples import samples_dir
 

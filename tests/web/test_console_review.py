@@ -206,7 +206,7 @@ async def test_r18_the_journal_filters_by_actor_and_exports_csv(console: Console
 async def test_a_pdf_attached_beside_the_cda_is_shown_inline(console: ConsoleServer) -> None:
     from email.message import EmailMessage
 
-    from gateway.documents.cda import non_xml_body
+    from gateway.documents.cda_body import non_xml_body
     from gateway.store.mailstore import StoredMessage, store_message
 
     readable = non_xml_body(PDF_CDA.read_bytes())
