@@ -38,7 +38,8 @@ class Listeners:
         """Expect the listeners ``config`` names (the card endpoint only where the once-only work runs)."""
         found = {"submission": config.submission, "submissions": config.submissions, "imap": config.imap,
                  "imaps": config.imaps, "relay": config.relay.listen if config.relay is not None else None,
-                 "card": config.card.listen if config.card is not None and once else None}
+                 "card": config.card.listen if config.card is not None and once else None,
+                 "hl7": config.hl7.listen if config.hl7 is not None else None}
         return cls(name for name, listen in found.items() if listen is not None)
 
     def expect(self, name: str) -> None:
