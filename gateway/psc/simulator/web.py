@@ -1,20 +1,4 @@
-"""A local Pro Santé Connect for development and tests: OpenID Connect over HTTPS, with fault modes.
-
-It serves what the gateway, ``gateway token`` and the web console use of the national provider, under
-Keycloak-like paths of ``/auth/realms/esante-wallet``: the discovery document (OpenID Connect Discovery 1.0),
-the JWKS (RFC 7517), the authorization endpoint (code flow with PKCE, RFC 7636; S256 only), the token endpoint
-(authorization code and refresh token grants, refresh tokens rotated), userinfo, introspection (RFC 7662) and
-revocation (RFC 7009). Access tokens are RS256 JWTs carrying PSC's claims (``SubjectNameID``,
-``preferred_username``: the national id, ``8`` + RPPS).
-
-A login needs no person: ``login_hint`` (a test user's name or national id) on the authorization request
-answers the redirect at once; without it a page lists the test professionals to choose from. The professionals
-and clients come from a TOML file (``--data``; :data:`DEFAULT_DATA` otherwise).
-
-Admin endpoints (loopback development only, no authentication): ``POST /admin/rotate`` (a new signing key;
-``?drop=1`` also drops the old ones from the JWKS), ``POST /admin/fault`` with ``{"mode": "down"}`` (every
-provider endpoint answers 503) or ``{"mode": "up"}``, and ``POST /admin/mint`` (a token with chosen claims,
-for refusal tests).
+"""The simulated provider over HTTPS: the OpenID Connect and admin routes, the fault mode, and the command.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -24,13 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
 import html
 import secrets
 import ssl
 import time
-import tomllib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,208 +19,22 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import RSAKey
 
-REALM = "/auth/realms/esante-wallet"
-OIDC = f"{REALM}/protocol/openid-connect"
-#: Seconds an authorization code stays usable (RFC 6749 4.1.2 recommends at most 10 minutes).
-CODE_TTL = 60.0
-SCOPES = ("openid", "scope_all")
+from gateway.psc.simulator.data import DEFAULT_DATA, Client, DataError, load_data
+from gateway.psc.simulator.issuer import CODE_TTL, OIDC, REALM, SCOPES, Issuer, _Grant, _s256
 
-DEFAULT_DATA = """\
-# Test professionals (the same national ids as the Annuaire Santé simulator's) and OIDC clients.
-[[professional]]
-user = "marcel"
-national_id = "801234534765"
-family = "CAMPARINI"
-given = "Marcel"
-profession = "21"
-specialty = "SM03"
-
-[[professional]]
-user = "jean"
-national_id = "801234567897"
-family = "MEDECIN"
-given = "Jean"
-profession = "10"
-specialty = "SM54"
-
-[[professional]]
-user = "claire"
-national_id = "810100000011"
-family = "SOIGNANT"
-given = "Claire"
-profession = "60"
-
-[[professional]]
-user = "paul"
-national_id = "899700000019"
-family = "ABSENT"
-given = "Paul"
-profession = "10"
-specialty = "SM26"
-
-[[client]]
-client_id = "gateway"
-secret = "gateway-dev-secret"
-
-[[client]]
-client_id = "web-console"
-secret = "web-console-dev-secret"
-
-[[client]]
-client_id = "mail-client"
-# no secret: a public client (a mail program), PKCE required
-"""
-
-
-@dataclass(frozen=True)
-class Professional:
-    user: str
-    national_id: str
-    family: str
-    given: str
-    profession: str = ""
-    specialty: str = ""
-
-
-@dataclass(frozen=True)
-class Client:
-    client_id: str
-    secret: str = ""
-    #: Allowed redirect URIs; empty = any http(s) URI (development).
-    redirect_uris: tuple[str, ...] = ()
-
-
-class DataError(ValueError):
-    """The data file is not what the simulator reads (one sentence naming the entry)."""
-
-
-def load_data(text: str) -> tuple[list[Professional], list[Client]]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"The data file is not valid TOML: {exc}.") from None
-    pros, clients = [], []
-    for i, p in enumerate(data.get("professional", [])):
-        try:
-            pros.append(Professional(str(p["user"]), str(p["national_id"]), str(p["family"]), str(p["given"]),
-                                     str(p.get("profession", "")), str(p.get("specialty", ""))))
-        except (KeyError, TypeError):
-            raise DataError(f"professional {i + 1} needs user, national_id, family and given.") from None
-    for i, c in enumerate(data.get("client", [])):
-        try:
-            clients.append(Client(str(c["client_id"]), str(c.get("secret", "")),
-                                  tuple(str(u) for u in c.get("redirect_uris", []))))
-        except (KeyError, TypeError):
-            raise DataError(f"client {i + 1} needs client_id.") from None
-    if not pros or not clients:
-        raise DataError("The data file needs at least one [[professional]] and one [[client]].")
-    return pros, clients
-
-
-def _s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+#: The first sentence of the package's description, for ``--help``.
+DESCRIPTION = "A local Pro Santé Connect for development and tests: OpenID Connect over HTTPS, with fault modes."
 
 
 @dataclass
-class _Grant:
-    client_id: str
-    national_id: str
-    scope: str
-    redirect_uri: str = ""
-    challenge: str = ""
-    nonce: str = ""
-    expires: float = 0.0
+class Simulator(Issuer):
+    """The provider over HTTPS: the OpenID Connect routes, the admin routes and the fault mode."""
 
-
-@dataclass
-class Simulator:
-    """The provider's state: keys, pending codes, refresh tokens, revocations, fault mode."""
-
-    professionals: list[Professional]
-    clients: list[Client]
-    token_ttl: float = 300.0
-    refresh_ttl: float = 3600.0
-    keys: list[RSAKey] = field(default_factory=list)
     down: bool = False
-    url: str = ""
-    _codes: dict[str, _Grant] = field(default_factory=dict)
-    _refresh: dict[str, _Grant] = field(default_factory=dict)
-    _revoked: set[str] = field(default_factory=set)
     _runner: web.AppRunner | None = None
     #: Requests served per path (tests check that cached keys are not fetched again).
     hits: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.keys:
-            self.rotate()
-
-    @property
-    def issuer(self) -> str:
-        return self.url + REALM
-
-    # --- keys ------------------------------------------------------------------------------------------------
-    def rotate(self, drop: bool = False) -> str:
-        key = RSAKey.generate_key(2048, parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "RS256"})
-        self.keys = [key] if drop else [*self.keys[-2:], key]  # the two previous keys stay published
-        return str(key.kid)
-
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.as_dict(private=False) for k in self.keys]}
-
-    def sign(self, claims: dict[str, Any], key: RSAKey | None = None) -> str:
-        key = key or self.keys[-1]
-        return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "JWT"}, claims, key)
-
-    # --- tokens ----------------------------------------------------------------------------------------------
-    def professional(self, hint: str) -> Professional | None:
-        hint = hint.strip().lower()
-        return next((p for p in self.professionals if hint in (p.user.lower(), p.national_id.lower())), None)
-
-    def client(self, client_id: str) -> Client | None:
-        return next((c for c in self.clients if c.client_id == client_id), None)
-
-    def access_claims(self, pro: Professional, client_id: str, scope: str, now: float | None = None) -> dict[str, Any]:
-        now = time.time() if now is None else now
-        return {
-            "iss": self.issuer, "sub": pro.national_id, "aud": client_id, "azp": client_id, "typ": "Bearer",
-            "iat": int(now), "nbf": int(now), "exp": int(now + self.token_ttl), "jti": uuid.uuid4().hex,
-            "scope": scope, "acr": "eidas1", "SubjectNameID": pro.national_id, "preferred_username": pro.national_id,
-            "given_name": pro.given, "family_name": pro.family,
-        }
-
-    def _tokens(self, grant: _Grant) -> dict[str, Any]:
-        pro = self.professional(grant.national_id)
-        assert pro is not None
-        now = time.time()
-        refresh = secrets.token_urlsafe(32)
-        self._refresh[refresh] = _Grant(grant.client_id, grant.national_id, grant.scope,
-                                        expires=now + self.refresh_ttl)
-        id_claims = {"iss": self.issuer, "sub": pro.national_id, "aud": grant.client_id, "iat": int(now),
-                     "exp": int(now + self.token_ttl), "auth_time": int(now), "acr": "eidas1",
-                     "preferred_username": pro.national_id, "SubjectNameID": pro.national_id,
-                     "given_name": pro.given, "family_name": pro.family}
-        if grant.nonce:
-            id_claims["nonce"] = grant.nonce
-        return {"access_token": self.sign(self.access_claims(pro, grant.client_id, grant.scope, now)),
-                "token_type": "Bearer", "expires_in": int(self.token_ttl), "refresh_token": refresh,
-                "refresh_expires_in": int(self.refresh_ttl), "id_token": self.sign(id_claims), "scope": grant.scope}
-
-    def decode(self, token: str) -> dict[str, Any] | None:
-        """The claims of one of our live access tokens, or None (bad signature, expired, revoked)."""
-        for key in self.keys:
-            try:
-                claims = jwt.decode(token, key, algorithms=["RS256"]).claims
-            except (JoseError, ValueError):
-                continue
-            if claims.get("exp", 0) < time.time() or claims.get("jti") in self._revoked \
-                    or claims.get("typ") != "Bearer":  # an ID token is no access token
-                return None
-            return dict(claims)
-        return None
 
     # --- HTTP ------------------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -489,7 +284,7 @@ def _development_certificate(folder: Path, host: str) -> tuple[Path, Path, Path]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``gateway psc-simulator``: run the simulator until interrupted."""
-    parser = argparse.ArgumentParser(prog="gateway psc-simulator", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="gateway psc-simulator", description=DESCRIPTION)
     parser.add_argument("--listen", default="127.0.0.1:8445", help="host:port (default 127.0.0.1:8445)")
     parser.add_argument("--certificate", type=Path, help="server certificate (PEM, with chain)")
     parser.add_argument("--key", type=Path, help="server private key (PEM)")
