@@ -1,4 +1,4 @@
-"""Tables the IMAP side adds to the store (migrations ``imap_0001``, ``imap_0003`` and ``imap_0004``).
+"""Tables the IMAP side adds to the store (migrations ``imap_0001``, ``imap_0003``, ``imap_0004``, ``imap_0005``).
 
 ``imap_expunged`` keeps, per folder, the UIDs removed at each MODSEQ: a selected session (possibly in another
 gateway process) learns what disappeared since the MODSEQ it last saw without re-reading the whole folder.
@@ -59,3 +59,14 @@ class MessageAnatomy(Base):
     thread_message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Message-ids of References (or the first of In-Reply-To), space separated (RFC 5256 4).
     thread_references: Mapped[str] = mapped_column(Text, default="")
+
+
+class MessageTextPending(Base):
+    """A message whose body text is not in ``message_anatomy_text`` yet (migration ``imap_0005``).
+
+    Long bodies are indexed after the commit that stored them (:mod:`gateway.imap.anatomy.indexer`); SEARCH
+    reads these messages' bodies from their bytes until the row goes.
+    """
+
+    __tablename__ = "message_text_pending"
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)

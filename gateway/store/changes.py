@@ -24,6 +24,8 @@ FILING = -2
 DMP_OUTBOX = -3
 #: Work for the HL7 relay (gateway/hl7/relay.py): an acknowledgement or a document owed to a hospital system.
 HL7_OUTBOX = -4
+#: Message bodies waiting for the full-text index (gateway/imap/anatomy/indexer.py).
+TEXT_INDEX = -5
 
 
 def mark_changed(session: AsyncSession, folder_id: int) -> None:

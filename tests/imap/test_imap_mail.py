@@ -225,3 +225,30 @@ def test_cached_view_of_a_large_folder_follows_changes_between_selects(imap: Ima
         assert uids_of(client.uid("SEARCH", None, "SEEN")[1]) == [3]
         _typ, fetched = client.uid("FETCH", "5", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert b"Cache 4" in fetched[0][1]  # type: ignore[index]
+
+
+def test_a_long_body_is_found_by_search_body_before_and_after_it_is_indexed(imap: ImapHarness):
+    from sqlalchemy import func, select
+    from support.wait import wait_until
+
+    from gateway.imap.anatomy.store import INLINE_BODY
+    from gateway.imap.models import MessageTextPending
+
+    line = "Résultats de biologie dans les normes.\r\n"
+    long_text = line * (INLINE_BODY // len(line) + 100) + "Potassium à contrôler."
+    imap.deliver(ALICE, message("Court", "Potassium ? Non, rien."))
+    imap.deliver(ALICE, message("Long", long_text))
+
+    async def pending(session: object) -> int:
+        return int((await session.execute(  # type: ignore[attr-defined]
+            select(func.count()).select_from(MessageTextPending))).scalar_one())
+    with imap.imaps() as client:
+        client.select("INBOX")
+        # Found whether the indexer has written the long body yet or not: SEARCH reads it meanwhile
+        assert uids_of(client.uid("SEARCH", None, "BODY", '"POTASSIUM A"')[1]) == []  # no accent folding
+        assert uids_of(client.uid("SEARCH", None, "BODY", "potassium")[1]) == [1, 2]
+        assert uids_of(client.uid("SEARCH", None, "BODY", '"dans les normes"')[1]) == [2]
+        wait_until(lambda: imap.run(pending) == 0, timeout=30, what="the long body indexed")
+        assert uids_of(client.uid("SEARCH", None, "BODY", "potassium")[1]) == [1, 2]
+        assert uids_of(client.uid("SEARCH", None, "BODY", '"dans les normes"')[1]) == [2]
+        assert uids_of(client.uid("SEARCH", None, "TEXT", "Long")[1]) == [2]

@@ -46,6 +46,6 @@ def test_imap_0002_fills_seen_from_the_flags_of_existing_deliveries(store_url: s
 
 
 def test_imap_migrations_match_the_models(store_url: str) -> None:
-    import gateway.imap.models  # noqa: F401  (registers imap_expunged)
+    import gateway.imap.models  # noqa: F401  (registers imap_expunged and message_text_pending)
 
-    assert migration_differences(store_url, ["deliveries", "folders", "imap_expunged"]) == []
+    assert migration_differences(store_url, ["deliveries", "folders", "imap_expunged", "message_text_pending"]) == []

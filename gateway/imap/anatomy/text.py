@@ -167,8 +167,22 @@ def _msg_ids(value: str | None) -> list[str]:
     return _MSG_ID.findall(value or "")[:1000]
 
 
-def search_fields(anatomy: Anatomy, raw: bytes) -> SearchFields:
-    """Everything SEARCH, SORT and THREAD read for ``raw``, from its anatomy (never raises on odd input)."""
+def text_size(anatomy: Anatomy) -> int:
+    """Bytes of the text parts SEARCH BODY reads (as stored, before decoding): what indexing them costs."""
+    return sum(part.body_end - part.body_start for part in anatomy.parts
+               if part.type == "text" and not part.children)
+
+
+def body_text(anatomy: Anatomy, raw: bytes) -> str:
+    """The case-folded body text SEARCH TEXT / BODY compares (empty for a message stored flat)."""
+    return "" if anatomy.refused else fold(_body_text(raw, anatomy))[:MAX_TEXT]
+
+
+def search_fields(anatomy: Anatomy, raw: bytes, *, with_body: bool = True) -> SearchFields:
+    """Everything SEARCH, SORT and THREAD read for ``raw``, from its anatomy (never raises on odd input).
+
+    ``with_body=False`` leaves ``body`` empty, for a message whose body text is indexed later.
+    """
     root = anatomy.root
     env = root.envelope
     block = raw[root.header_start:min(root.body_start, root.header_start + MAX_HEADER)]
@@ -183,7 +197,6 @@ def search_fields(anatomy: Anatomy, raw: bytes) -> SearchFields:
     first_from, first_to, first_cc = (_first_mailbox(x) for x in (env.from_, env.to, env.cc))
     references = _msg_ids(h.first(found, "references")) or _msg_ids(env.in_reply_to)[:1]
     message_ids = _msg_ids(env.message_id)
-    body = "" if anatomy.refused else _body_text(raw, anatomy)
     return SearchFields(
         subject=field("subject"),
         from_=field("from"),
@@ -200,5 +213,5 @@ def search_fields(anatomy: Anatomy, raw: bytes) -> SearchFields:
         message_id=h.clean(message_ids[0]) if message_ids else None,
         references=h.clean(" ".join(references))[:MAX_TEXT],
         header=fold("\n".join(f"{name}: {h.decode_words(value)}" for name, value in found))[:MAX_TEXT],
-        body=fold(body)[:MAX_TEXT],
+        body=body_text(anatomy, raw) if with_body else "",
     )

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.accounts import Authenticator
 from gateway.config import Config, Listen
+from gateway.imap.anatomy.indexer import TextIndexer
 from gateway.imap.changes import FolderWatcher
 from gateway.imap.engine import wire
 from gateway.imap.engine.channel import Channel
@@ -28,6 +29,7 @@ from gateway.imap.housekeeping import ExpungePruner
 from gateway.ops import metrics
 from gateway.store import db
 from gateway.store.changes import ChangeHub
+from gateway.tasks import Background
 from gateway.tls_buffers import share_tls_read_buffers
 
 log = structlog.get_logger("gateway.imap")
@@ -75,10 +77,11 @@ class Context:
 class ImapService:
     """The running IMAP listeners and their connections."""
 
-    def __init__(self, context: Context, pruner: ExpungePruner) -> None:
+    def __init__(self, context: Context, housekeepers: list[Background]) -> None:
         self.context = context
         self.watcher = context.watcher
-        self.pruner = pruner
+        #: Background work of the IMAP side (expunge pruning, the full-text index of long bodies).
+        self.housekeepers = housekeepers
         self.servers: list[asyncio.AbstractServer] = []
         self.ports: dict[str, int] = {}
         self._connections: set[asyncio.Task[Any]] = set()
@@ -134,7 +137,8 @@ class ImapService:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5.0)
-        await self.pruner.stop()
+        for worker in self.housekeepers:
+            await worker.stop()
         await self.watcher.close()
 
 
@@ -146,13 +150,14 @@ async def start_imap(config: Config, sessions: async_sessionmaker[AsyncSession],
     reads = db.read_sessionmaker(engine)
     watcher = FolderWatcher(hub, reads, config.database_url)
     await watcher.start()
-    pruner = ExpungePruner(sessions)
-    pruner.start()
+    housekeepers: list[Background] = [ExpungePruner(sessions), TextIndexer(sessions, hub)]
+    for worker in housekeepers:
+        worker.start()
     limits = config.limits
     context = Context(config, sessions, reads, authenticator, hub, watcher, tls_context(config),
                       limits.imap_literal_unauthenticated, limits.imap_literal_authenticated, limits.message_size,
                       timers or Timers(), {})
-    service = ImapService(context, pruner)
+    service = ImapService(context, housekeepers)
     try:
         if config.imap is not None:
             await service.listen("imap", config.imap, implicit_tls=False)

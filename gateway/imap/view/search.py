@@ -4,7 +4,9 @@ Flags, dates, sizes, sequence and UID sets, MODSEQ (RFC 7162 3.1.5), ``$`` (RFC 
 fields (case-folded columns of ``message_anatomy``) are plain conditions; TEXT and BODY are subqueries of the
 trigram index. HEADER is the one key SQL cannot decide alone (a header line must hold the text, not the header
 block): its candidates come from the index and are confirmed in Python over their decoded header text, then the
-key is a set of message ids in the query. The tree is walked with an explicit stack, never recursion.
+key is a set of message ids in the query. A long body not yet in the index (indexed after its commit) is read
+from the message itself, and the messages holding the text join the TEXT/BODY condition as ids. The tree is
+walked with an explicit stack, never recursion.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.imap.anatomy.store import pending_body_matches
 from gateway.imap.anatomy.text import fold
 from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.search import And, Key, Not, Or, SearchKey
@@ -61,6 +64,8 @@ class _Needs:
     message: bool = False
     modseq: bool = False
     header_sets: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    #: TEXT/BODY needle -> messages whose long body is not indexed yet and holds it (read from their bytes).
+    pending_sets: dict[str, set[int]] = field(default_factory=dict)
 
 
 def _day(value: dt.date) -> dt.datetime:
@@ -123,7 +128,10 @@ def _leaf(view: SelectedView, key: Key, dialect: str, needs: _Needs,
         return FIELD_KEYS[name].like(anatomy_link.like_pattern(fold(str(arg))), escape=anatomy_link.ESCAPE)
     if name in ("TEXT", "BODY"):
         fields = ("header", "body") if name == "TEXT" else ("body",)
-        return anatomy_link.text_match(dialect, fields, fold(str(arg)))
+        needle = fold(str(arg))
+        indexed = anatomy_link.text_match(dialect, fields, needle)
+        pending = needs.pending_sets.get(needle)
+        return or_(indexed, anatomy_link.in_ids(dialect, pending)) if pending else indexed
     if name == "HEADER":
         assert isinstance(arg, tuple)
         return anatomy_link.in_ids(dialect, needs.header_sets[(arg[0].lower(), fold(arg[1]))])
@@ -141,9 +149,9 @@ def _leaf(view: SelectedView, key: Key, dialect: str, needs: _Needs,
     raise NotAllowed(f"The search key {name} is not supported.", code="BADCHARSET" if name == "CHARSET" else None)
 
 
-def header_keys(key: SearchKey) -> list[tuple[str, str]]:
-    """The (field name, text) of every HEADER key in the tree (explicit stack)."""
-    found: list[tuple[str, str]] = []
+def _leaves(key: SearchKey) -> list[Key]:
+    """Every leaf key of the tree (explicit stack)."""
+    found: list[Key] = []
     stack: list[SearchKey] = [key]
     while stack:
         node = stack.pop()
@@ -153,9 +161,20 @@ def header_keys(key: SearchKey) -> list[tuple[str, str]]:
             stack.extend((node.left, node.right))
         elif isinstance(node, Not):
             stack.append(node.key)
-        elif node.name == "HEADER" and isinstance(node.arg, tuple):
-            found.append((node.arg[0].lower(), fold(node.arg[1])))
+        else:
+            found.append(node)
     return found
+
+
+def header_keys(key: SearchKey) -> list[tuple[str, str]]:
+    """The (field name, text) of every HEADER key in the tree."""
+    return [(leaf.arg[0].lower(), fold(leaf.arg[1])) for leaf in _leaves(key)
+            if leaf.name == "HEADER" and isinstance(leaf.arg, tuple)]
+
+
+def text_needles(key: SearchKey) -> list[str]:
+    """The case-folded text of every TEXT and BODY key in the tree."""
+    return [fold(str(leaf.arg)) for leaf in _leaves(key) if leaf.name in ("TEXT", "BODY")]
 
 
 def header_line_matches(header_text: str, name: str, needle: str) -> bool:
@@ -221,6 +240,9 @@ async def search(view: SelectedView, key: SearchKey, saved: Sequence[int] | None
         keys = header_keys(key)
         if keys:
             needs.header_sets = await _header_sets(session, dialect, folder_id, keys)
+        needles = text_needles(key)
+        if needles:
+            needs.pending_sets = await pending_body_matches(session, folder_id, needles)
         condition = compile_key(view, key, dialect, needs, saved)
         source: Any = Delivery.__table__
         if needs.message:

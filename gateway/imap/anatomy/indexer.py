@@ -1,0 +1,98 @@
+"""The full-text index of long message bodies, written after the commit that stored them.
+
+A message whose text parts exceed :data:`~gateway.imap.anatomy.store.INLINE_BODY` is stored with its header
+indexed and a ``message_text_pending`` row; this worker puts its body text into the trigram index, one message
+per transaction so no delivery waits behind more than one of them, and removes the row. Until then SEARCH reads
+the body from the message itself (:func:`~gateway.imap.anatomy.store.search_text`), so answers never depend
+on how far the indexer has come. Woken by the commit that adds work (``TEXT_INDEX`` on the change hub, NOTIFY
+on PostgreSQL); a slow poll catches commits made by other processes on SQLite.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.imap.anatomy.analyse import analyse
+from gateway.imap.anatomy.store import TEXT_TABLE
+from gateway.imap.anatomy.text import body_text
+from gateway.imap.models import MessageTextPending
+from gateway.store.changes import TEXT_INDEX, ChangeHub
+from gateway.store.models import Message
+from gateway.tasks import Background
+
+log = structlog.get_logger("gateway.imap")
+
+#: Seconds between two looks for work nobody woke us for (commits of other processes on SQLite).
+POLL = 5.0
+#: Pending messages read per look.
+BATCH = 20
+#: Pause between two messages, so deliveries queued behind the writer go first.
+BREATHE = 0.01
+
+
+async def index_one(session: AsyncSession, message_id: int) -> bool:
+    """Index one pending message's body in the caller's transaction; False when it was not pending any more."""
+    still = (await session.execute(delete(MessageTextPending).where(MessageTextPending.message_id == message_id))
+             ).rowcount  # type: ignore[attr-defined]
+    if not still:
+        return False  # another indexer took it, or the message was deleted
+    raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one_or_none()
+    if raw is None:
+        return False
+    data = bytes(raw)
+    key = "rowid" if session.get_bind().dialect.name == "sqlite" else "message_id"
+    await session.execute(text(f"UPDATE {TEXT_TABLE} SET body = :body WHERE {key} = :id"),
+                          {"body": body_text(analyse(data), data), "id": message_id})
+    return True
+
+
+class TextIndexer(Background):
+    """Indexes pending message bodies as they come (one process of the daemon does it)."""
+
+    name = "imap-text-indexer"
+    once_per_daemon = True
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, poll: float = POLL) -> None:
+        super().__init__()
+        self.sessions = sessions
+        self.hub = hub
+        self.poll = poll
+
+    async def main(self) -> None:
+        wake = self.hub.watch(TEXT_INDEX)
+        try:
+            while True:
+                wake.clear()
+                try:
+                    done = await self.run_once()
+                except Exception:  # the store may be briefly unavailable: the rows wait for the next round
+                    log.exception("imap.text_index_failed")
+                    done = 0
+                if not done:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.poll)
+        finally:
+            self.hub.unwatch(TEXT_INDEX, wake)
+
+    async def run_once(self) -> int:
+        """Index up to :data:`BATCH` pending messages, oldest first; returns how many were indexed."""
+        async with self.sessions() as session:
+            ids = list((await session.execute(select(MessageTextPending.message_id)
+                                              .order_by(MessageTextPending.message_id).limit(BATCH))).scalars())
+        indexed = 0
+        for message_id in ids:
+            async with self.sessions() as session:
+                if await index_one(session, message_id):
+                    indexed += 1
+                await session.commit()
+            await asyncio.sleep(BREATHE)
+        if indexed:
+            log.info("imap.text_indexed", count=indexed)
+        return indexed

@@ -1,0 +1,92 @@
+"""Long bodies enter the full-text index after their commit; SEARCH is exact before and after (SQLite and
+PostgreSQL): the body is read from the message until the indexer has written it."""
+
+from __future__ import annotations
+
+from imap.view.conftest import Account
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.imap.anatomy.indexer import TextIndexer
+from gateway.imap.anatomy.store import INLINE_BODY, search_text
+from gateway.imap.models import MessageTextPending
+from gateway.imap.proto.search import And, Key, Not, Or
+from gateway.imap.view import mutate
+from gateway.imap.view.mutate import AppendItem
+from gateway.imap.view.search import search
+from gateway.imap.view.selected import SelectedView
+from gateway.store.changes import ChangeHub
+from gateway.store.models import Message
+
+
+def mail(n: int, body: str) -> bytes:
+    return (f"From: bob@pro.gateway.test\r\nSubject: note {n}\r\nMessage-ID: <m{n}@t>\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+
+
+def long_body(last_word: str) -> str:
+    """More text than is indexed in the delivering transaction, with ``last_word`` at its very end."""
+    line = "compte rendu de biologie, valeurs dans les normes\r\n"
+    return line * (INLINE_BODY // len(line) + 10) + last_word
+
+
+async def pending(account: Account) -> list[int]:
+    async def work(session: AsyncSession) -> list[int]:
+        return list((await session.execute(select(MessageTextPending.message_id))).scalars())
+    return await account.store.read(work, "test")
+
+
+async def indexed_bodies(account: Account) -> int:
+    async def work(session: AsyncSession) -> int:
+        return int((await session.execute(text("SELECT count(*) FROM message_anatomy_text WHERE body != ''")))
+                   .scalar_one())
+    return await account.store.read(work, "test")
+
+
+async def test_a_long_body_is_searchable_before_and_after_the_indexer_writes_it(account: Account) -> None:
+    await mutate.append(account.store, account.account_id, "INBOX", [
+        AppendItem(mail(1, "court: hémoglobine normale")),
+        AppendItem(mail(2, long_body("Hyperkaliémie"))),
+        AppendItem(mail(3, long_body("rien de notable"))),
+    ])
+    assert len(await pending(account)) == 2 and await indexed_bodies(account) == 1  # the short one only
+    view = await SelectedView.open(account.store, account.account_id, "INBOX")
+
+    async def uids(key: object) -> list[int]:
+        return (await search(view, key)).uids  # type: ignore[arg-type]
+
+    for _ in ("before", "after"):
+        assert await uids(Key("BODY", "hyperkaliémie")) == [2]
+        assert await uids(Key("TEXT", "HYPERKALIÉMIE")) == [2]
+        assert await uids(Key("BODY", "normale")) == [1]
+        assert await uids(Key("BODY", "valeurs dans les normes")) == [2, 3]
+        assert await uids(Or(Key("BODY", "notable"), Key("BODY", "hémoglobine"))) == [1, 3]
+        assert await uids(And((Key("TEXT", "note 3"), Not(Key("BODY", "hyperkali"))))) == [3]
+        assert await uids(Key("TEXT", "note 2")) == [2]  # the header of a pending message is indexed at once
+        indexer = TextIndexer(account.store.writes, ChangeHub())
+        while await indexer.run_once():
+            pass
+        assert await pending(account) == [] and await indexed_bodies(account) == 3
+
+
+async def test_the_store_search_reads_pending_bodies_too(account: Account) -> None:
+    await mutate.append(account.store, account.account_id, "INBOX", [AppendItem(mail(1, long_body("Troponine")))])
+    view = await SelectedView.open(account.store, account.account_id, "INBOX")
+
+    async def work(session: AsyncSession) -> tuple[set[int], set[int]]:
+        return (await search_text(session, view.folder_id, "troponine", "BODY"),
+                await search_text(session, view.folder_id, "absent", "TEXT"))
+    found, absent = await account.store.read(work, "test")
+    assert len(found) == 1 and absent == set()
+
+
+async def test_a_pending_row_goes_with_its_message_and_the_indexer_skips_it(account: Account) -> None:
+    await mutate.append(account.store, account.account_id, "INBOX", [AppendItem(mail(1, long_body("fin")))])
+    [message_id] = await pending(account)
+
+    async def remove(session: AsyncSession) -> int:
+        await session.execute(text("DELETE FROM deliveries"))
+        await session.execute(delete(Message).where(Message.id == message_id))
+        return int((await session.execute(select(func.count()).select_from(MessageTextPending))).scalar_one())
+    assert await account.store.write(remove) == 0
+    assert await TextIndexer(account.store.writes, ChangeHub()).run_once() == 0
