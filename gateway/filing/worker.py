@@ -1,10 +1,12 @@
 """The filing worker: claims filing jobs, files each message's documents, and answers MDN requests.
 
 Extraction (MIME → XDM → CDA, schema validation) is CPU work done outside any transaction; matching,
-recording and marking the job done happen in one transaction, so a job is filed exactly once. On PostgreSQL
-jobs are claimed with ``FOR UPDATE SKIP LOCKED`` so several gateway processes share the queue; on SQLite the
-writer lock serialises them. A job that keeps failing is retried with backoff, then marked ``failed`` (the
-message itself stays in its mailbox: nothing is lost) and traced.
+recording and marking the job done happen in one transaction, so a job is filed exactly once. The jobs are a
+queue of the store's primitive (:data:`QUEUE`, :mod:`gateway.store.queue`): claimed under a lease (``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL so several gateway processes share the queue; SQLite's conditional update of the
+lease), and the transaction that files a job marks it done only while its claim is current, so a job whose
+lease lapsed and was taken over is filed once. A job that keeps failing is retried with backoff, then marked
+``failed`` (the message itself stays in its mailbox: nothing is lost) and traced.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import asyncio
 import email.policy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.codes.rules import Rule
@@ -31,6 +32,7 @@ from gateway.ins_matching.filing import Outcome, decide
 from gateway.ins_matching.record import Recorded, filed_versions, identities_for, record_outcomes
 from gateway.routing.headers import header_block
 from gateway.store import bulk
+from gateway.store import queue as q
 from gateway.store.changes import FILING, OUTBOUND, ChangeHub, notify_database, take_changed
 from gateway.store.effects import Rows
 from gateway.store.events import now, record
@@ -42,6 +44,15 @@ log = structlog.get_logger("gateway.filing")
 
 MAX_ATTEMPTS = 5
 POLL_SECONDS = 0.5
+#: Jobs claimed at a time, and how long a claim holds them: longer than any bounded extraction takes, after
+#: which a job whose worker died is taken again.
+BATCH = 20
+LEASE_SECONDS = 120.0
+
+#: The filing queue: one job per unit; after MAX_ATTEMPTS failed attempts (2 s, 4 s, ... at most 10 min apart)
+#: a job is ``failed``, traced, and its message stays where it was delivered.
+QUEUE = q.Queue(FilingJob, waiting=(PENDING,), dead=FAILED, wake=FILING)
+RETRIES = q.Retry(q.Backoff(base=2.0, factor=2.0, ceiling=600.0), max_attempts=MAX_ATTEMPTS)
 
 
 @dataclass(frozen=True)
@@ -85,44 +96,55 @@ class FilingWorker(Background):
         finally:
             self._hub.unwatch(FILING, self.wake)
 
-    async def _due(self) -> list[tuple[int, str, int, int]]:
+    async def _claim(self) -> list[tuple[q.Lease, FilingJob]]:
+        """Claim the jobs due now (a read first, so that an idle poll takes no write lock)."""
         async with self._reads() as session:
-            rows = (await session.execute(
-                select(FilingJob.id, FilingJob.kind, FilingJob.message_id, FilingJob.mailbox_id)
-                .where(FilingJob.state == PENDING, FilingJob.next_attempt_at <= now())
-                .order_by(FilingJob.id).limit(20))).all()
-            return [(r.id, r.kind, r.message_id, r.mailbox_id) for r in rows]
+            any_due = (await session.execute(select(FilingJob.id).where(QUEUE.claimable(now())).limit(1))).first()
+        if any_due is None:
+            return []
+        async with self._sessions() as session, session.begin():
+            units = await q.claim(session, QUEUE, units=BATCH, lease=LEASE_SECONDS)
+            return [(unit.lease, unit.rows[0]) for unit in units]
 
     async def run_once(self) -> bool:
         """Process the jobs due now; returns whether there was any."""
-        due = await self._due()
-        for job_id, kind, message_id, mailbox_id in due:
-            await self._process(job_id, kind, message_id, mailbox_id)
+        due = await self._claim()
+        for done, (lease, job) in enumerate(due):
+            try:
+                await self._process(lease, job.id, job.kind, job.message_id, job.mailbox_id, job.attempts)
+            except asyncio.CancelledError:  # stopping: the jobs not started are due again now, not after the lease
+                await asyncio.shield(self._release(due[done:]))
+                raise
         return bool(due)
 
-    async def _process(self, job_id: int, kind: str, message_id: int, mailbox_id: int) -> None:
+    async def _release(self, claimed: list[tuple[q.Lease, FilingJob]]) -> None:
+        async with self._sessions() as session, session.begin():
+            for lease, job in claimed:
+                await q.release(session, QUEUE, lease, [job.id])
+
+    async def _process(self, lease: q.Lease, job_id: int, kind: str, message_id: int, mailbox_id: int,
+                       attempts: int) -> None:
         async with self._reads() as session:
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         try:
             if kind == DEPOSIT:
                 extracted = await asyncio.to_thread(read_message, raw, validate=False)
-                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted)
+                await self._consider_deposit(lease, job_id, message_id, mailbox_id, raw, extracted)
             else:
                 read = await asyncio.to_thread(read_message, raw)
-                await self._file(job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
+                await self._file(lease, job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
         except Exception as exc:
             log.warning("filing.job_error", job_id=job_id, message_id=message_id, error=type(exc).__name__)
-            await self._failed(job_id, message_id, mailbox_id, exc)
+            await self._failed(lease, job_id, message_id, mailbox_id, attempts, exc)
 
-    async def _file(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+    async def _file(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
                     documents: list[ExtractedDocument], not_documents: Sequence[NotDocument] = ()) -> None:
         """File or review every document; record every other XML, PDF or zip part as not a document with its
         reason, so that no message ends with zero outcomes (R10); then answer as the sender asked (R6)."""
         async with self._sessions() as session:
             async with session.begin():
-                job = await self._claim(session, job_id)
-                if job is None:
-                    return  # another process took it, or it is done
+                if not await q.finish(session, QUEUE, lease, [job_id], DONE, done_at=now()):
+                    return  # its lease lapsed and another process took it over
                 matricules = [d.header.patient.matricule for d in documents
                               if d.header and d.header.patient.matricule]
                 set_ids = [str(d.header.set_id) for d in documents if d.header and d.header.set_id]
@@ -134,7 +156,6 @@ class FilingWorker(Background):
                                               compare_birth_place=compare_place))
                             for d in documents]
                 recorded = await record_outcomes(session, outcomes, message_id=message_id)
-                job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
                 codes = [r.outcome.decision.code for r in recorded if r.kind == "review"]  # type: ignore[union-attr]
                 for other in not_documents:
                     await record(session, "filing.not_a_document", "recorded", rule=Rule.R10,
@@ -151,12 +172,7 @@ class FilingWorker(Background):
                 await notify_database(session)
             self._hub.publish(take_changed(session))
 
-    async def _claim(self, session: AsyncSession, job_id: int) -> FilingJob | None:
-        return (await session.execute(
-            select(FilingJob).where(FilingJob.id == job_id, FilingJob.state == PENDING)
-            .with_for_update(skip_locked=True))).scalar_one_or_none()
-
-    async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+    async def _consider_deposit(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
                                 extracted: Extracted) -> None:
         """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued).
 
@@ -167,9 +183,8 @@ class FilingWorker(Background):
 
         assert self.config.dmp is not None
         async with self._sessions() as session, session.begin():
-            job = await self._claim(session, job_id)
-            if job is None:
-                return
+            if not await q.finish(session, QUEUE, lease, [job_id], DONE, done_at=now()):
+                return  # its lease lapsed and another process took it over
             message = await session.get(Message, message_id)
             assert message is not None
             matricules = [d.header.patient.matricule for d in extracted.documents
@@ -178,7 +193,6 @@ class FilingWorker(Background):
                 session, message_id, raw, message.mail_from, list(message.rcpt_to),
                 policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence(),
                 extracted=extracted, identities=await identities_for(session, matricules))
-            job.state, job.done_at, job.attempts = DONE, now(), job.attempts + 1
             await record(session, "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id,
                          message_id=message_id, documents=len(considered))
             await notify_database(session)
@@ -248,16 +262,12 @@ class FilingWorker(Background):
             [bulk.Placement(requester, "INBOX")], [event])
         await bulk.apply(session, [plan])
 
-    async def _failed(self, job_id: int, message_id: int, mailbox_id: int, exc: Exception) -> None:
+    async def _failed(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, attempts: int,
+                      exc: Exception) -> None:
+        """Retried with backoff while the claim is current; ``failed`` and traced after MAX_ATTEMPTS (R10)."""
         async with self._sessions() as session, session.begin():
-            job = await session.get(FilingJob, job_id)
-            if job is None or job.state != PENDING:
-                return
-            attempts = job.attempts + 1
-            state = FAILED if attempts >= MAX_ATTEMPTS else PENDING
-            await session.execute(update(FilingJob).where(FilingJob.id == job_id).values(
-                attempts=attempts, state=state, last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                next_attempt_at=now() + timedelta(seconds=min(600, 2 ** attempts))))
-            if state == FAILED:
+            retried = await q.retry(session, QUEUE, lease, [job_id], attempts=attempts, policy=RETRIES,
+                                    last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            if retried.dead and retried.ids:
                 await record(session, "filing.failed", "failed", rule=Rule.R10, mailbox_id=mailbox_id,
                              message_id=message_id, attempts=attempts, error=type(exc).__name__)
