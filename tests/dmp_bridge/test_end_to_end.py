@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from dmp_bridge.dmp_support import BIOLOGIST, GP, MATRICULE, TEST_OID, policy, variant
 from sqlalchemy import select
+from support.dmp_simulator import SimulatorProcess
 from support.pki import PKIFiles
-from support.process import GatewayProcess, accepts, free_port
+from support.process import GatewayProcess
 from support.store import Store
 
 from gateway.dmp_bridge.deposit import Depositor
@@ -39,46 +40,10 @@ SENDER = "marcel.camparini@pro.gateway.test"
 PATIENT = f"{MATRICULE}@patient.gateway.test"
 
 
-
-class SimulatorProcess:
-    """A `gateway dmp-simulator` process that can be stopped and started again on the same port and state."""
-
-    def __init__(self, folder: Path, ca: Path) -> None:
-        self.folder, self.ca, self.port = folder, ca, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *faults: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "dmp-simulator", "--listen", f"127.0.0.1:{self.port}",
-             "--certificate", str(self.folder / "dmp.crt"), "--key", str(self.folder / "dmp.key"),
-             "--ca", str(self.ca), "--state-file", str(self.folder / "state.json"),
-             *(f"--fault={fault}" for fault in faults)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not accepts(self.port) and time.monotonic() < deadline and self.process.poll() is None:
-            time.sleep(0.05)
-        assert accepts(self.port), "the DMP simulator did not start"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
 @pytest.fixture
 def dmp(tmp_path: Path, pki: PKIFiles) -> Iterator[dict[str, Any]]:
     """A `gateway dmp-simulator` process with certificates of the test PKI."""
-    folder = tmp_path / "dmp"
-    folder.mkdir()
-    pki.pki.server("localhost").write(folder / "dmp.crt", folder / "dmp.key")
-    client, signer = pki.pki.software("structure-tls"), pki.pki.signing("structure-signing")
-    client.write(folder / "client.crt", folder / "client.key")
-    signer.write(folder / "signing.crt", folder / "signing.key")
-    simulator = SimulatorProcess(folder, pki.ca_bundle)
-    simulator.start()
-    yield {"url": f"https://localhost:{simulator.port}", "folder": folder, "client": client, "signer": signer,
-           "simulator": simulator}
-    simulator.stop()
+    yield from SimulatorProcess.fixture(tmp_path / "dmp", pki)
 
 
 def dmp_config(dmp: dict[str, Any], ca: Path, professional: Any = BIOLOGIST, mailbox: str = SENDER,

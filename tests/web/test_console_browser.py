@@ -23,6 +23,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from support.dmp_simulator import SimulatorProcess
 from support.pki import PKIFiles
 from support.process import GatewayProcess, accepts, free_port
 from support.store import Store
@@ -153,10 +154,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pki: PKIFiles) -> Iterator[S
     dmp_folder = folder / "dmp"
     dmp_folder.mkdir()
     dmp_config = dmp_section(dmp_folder, pki, dmp_port)
-    dmp = subprocess.Popen([sys.executable, "-m", "gateway.cli", "dmp-simulator", "--listen", f"127.0.0.1:{dmp_port}",
-                            "--certificate", str(dmp_folder / "dmp.crt"), "--key", str(dmp_folder / "dmp.key"),
-                            "--ca", str(pki.ca_bundle), "--closed", PATIENT.split("@")[0]],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dmp = SimulatorProcess(dmp_folder, pki.ca_bundle, port=dmp_port, closed=(PATIENT.split("@")[0],),
+                           state_file=False).start()
     psc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "psc-simulator", "--listen", f"127.0.0.1:{psc_port}",
                             "--certificate", str(pki.server_cert), "--key", str(pki.server_key)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -200,9 +199,9 @@ subject_claim = "preferred_username"
                     dmp_folder)
     finally:
         gateway.stop()
-        for process in (psc, dmp):
-            process.terminate()
-            process.wait(20)
+        psc.terminate()
+        psc.wait(20)
+        dmp.stop()
         print("\n".join(gateway.log_lines[-40:]))
 
 
