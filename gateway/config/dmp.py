@@ -97,6 +97,31 @@ def _label(reader: _Reader, name: str) -> str:
     return value
 
 
+def _professionals(dmp: _Reader) -> list[DmpProfessional]:
+    """[[dmp.professional]]: the structure's authors of deposits (R12), their role and specialty codes."""
+    professionals = []
+    for pro in _array_of_tables(dmp, "professional"):
+        national_id = pro.get("national_id", str, required=True)
+        pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
+                  "must be '8' followed by the 11-digit RPPS number")
+        # Without role or specialty they come from the Annuaire Santé ([directory]); given, they override it.
+        role = pro.get("role", str, "")
+        pro.check("role", role == "" or (_DMP_CODE.fullmatch(role) is not None and role.isdigit()),
+                  "must be a profession code of TRE_G15 such as '10' (médecin), or absent to read it from the "
+                  "Annuaire Santé")
+        specialty = pro.get("specialty", str, "")
+        pro.check("specialty", specialty == "" or _DMP_CODE.fullmatch(specialty) is not None,
+                  "must be a specialty code of TRE_R38 such as 'SM26' (médecine générale), or absent to read it "
+                  "from the Annuaire Santé")
+        professionals.append(DmpProfessional(national_id, pro.get("family", str, required=True),
+                                             pro.get("given", str, required=True),
+                                             pro.get("mailbox", str, required=True).lower(),
+                                             role, _label(pro, "role_name"), specialty,
+                                             _label(pro, "specialty_name")))
+        pro.finish()
+    return professionals
+
+
 def _dmp_section(root: _Reader, path: PathOf) -> DmpSettings | None:
     """[dmp] and [[dmp.professional]]: the DMP endpoint, the structure's certificates and its deposit policy."""
     dmp = root.table("dmp")
@@ -125,26 +150,7 @@ def _dmp_section(root: _Reader, path: PathOf) -> DmpSettings | None:
     retry_ceiling = _positive(dmp, "retry_ceiling", 3600.0, float)
     dmp.check("retry_ceiling", retry_ceiling >= retry_base, "must not be below retry_base")
     lease = _positive(dmp, "lease", 300.0, float)
-    professionals = []
-    for pro in _array_of_tables(dmp, "professional"):
-        national_id = pro.get("national_id", str, required=True)
-        pro.check("national_id", national_id.isdigit() and len(national_id) == 12 and national_id[0] == "8",
-                  "must be '8' followed by the 11-digit RPPS number")
-        # Without role or specialty they come from the Annuaire Santé ([directory]); given, they override it.
-        role = pro.get("role", str, "")
-        pro.check("role", role == "" or (_DMP_CODE.fullmatch(role) is not None and role.isdigit()),
-                  "must be a profession code of TRE_G15 such as '10' (médecin), or absent to read it from the "
-                  "Annuaire Santé")
-        specialty = pro.get("specialty", str, "")
-        pro.check("specialty", specialty == "" or _DMP_CODE.fullmatch(specialty) is not None,
-                  "must be a specialty code of TRE_R38 such as 'SM26' (médecine générale), or absent to read it "
-                  "from the Annuaire Santé")
-        professionals.append(DmpProfessional(national_id, pro.get("family", str, required=True),
-                                             pro.get("given", str, required=True),
-                                             pro.get("mailbox", str, required=True).lower(),
-                                             role, _label(pro, "role_name"), specialty,
-                                             _label(pro, "specialty_name")))
-        pro.finish()
+    professionals = _professionals(dmp)
     lps: dict[str, str] = {}
     for name, default in (("lps_homologation", DmpSettings.lps_homologation), ("lps_name", DmpSettings.lps_name),
                           ("lps_version", "")):

@@ -80,80 +80,95 @@ def _relay_sections(
     root: _Reader, tls: TLSSettings, path: PathOf
 ) -> tuple[RelaySettings | None, WhitelistSettings | None, OutboundSettings | None]:
     """[relay], [whitelist] and [outbound]: exchanging mail with other operators over mutual TLS."""
-    relay: RelaySettings | None = None
+    relay = _relay_section(root, tls, path)
+    whitelist = _whitelist_section(root, path)
+    anchors = relay.trust_anchors if relay is not None else tls.client_ca
+    return relay, whitelist, _outbound_section(root, tls, path, anchors, whitelist is not None)
+
+
+def _relay_section(root: _Reader, tls: TLSSettings, path: PathOf) -> RelaySettings | None:
+    """[relay]: the listener other operators deliver to, the CAs their certificates chain to, the CRL."""
     relay_r = root.table("relay")
-    anchors_default = tls.client_ca
-    if relay_r is not None:
-        listen = _listen(relay_r, "listen")
-        if listen is None:
-            raise ConfigError("Configuration key 'relay.listen' is missing; it must look like 'host:port'.")
-        anchors = path(relay_r, "trust_anchors", required=False) or tls.client_ca
-        if anchors is None:
-            raise ConfigError("Configuration key 'relay.trust_anchors' is missing (and tls.client_ca is not set); "
-                              "the relay must know which CAs operators' certificates chain to.")
-        _readable(relay_r, "trust_anchors", anchors)
-        crl = path(relay_r, "crl", required=False)
-        _readable(relay_r, "crl", crl)
-        match = relay_r.get("sender_must_match_certificate", bool, True)
-        dedupe_window = _positive(relay_r, "dedupe_window", RelaySettings.dedupe_window, float)
-        relay_r.finish()
-        relay = RelaySettings(listen, anchors, crl, match, dedupe_window)
-        anchors_default = anchors
+    if relay_r is None:
+        return None
+    listen = _listen(relay_r, "listen")
+    if listen is None:
+        raise ConfigError("Configuration key 'relay.listen' is missing; it must look like 'host:port'.")
+    anchors = path(relay_r, "trust_anchors", required=False) or tls.client_ca
+    if anchors is None:
+        raise ConfigError("Configuration key 'relay.trust_anchors' is missing (and tls.client_ca is not set); "
+                          "the relay must know which CAs operators' certificates chain to.")
+    _readable(relay_r, "trust_anchors", anchors)
+    crl = path(relay_r, "crl", required=False)
+    _readable(relay_r, "crl", crl)
+    match = relay_r.get("sender_must_match_certificate", bool, True)
+    dedupe_window = _positive(relay_r, "dedupe_window", RelaySettings.dedupe_window, float)
+    relay_r.finish()
+    return RelaySettings(listen, anchors, crl, match, dedupe_window)
 
-    whitelist: WhitelistSettings | None = None
+
+def _whitelist_section(root: _Reader, path: PathOf) -> WhitelistSettings | None:
+    """[whitelist]: where the national list of operator domains is read from, and how often."""
     wl = root.table("whitelist")
-    if wl is not None:
-        source = wl.get("source", str, required=True)
-        if source.startswith(("https://", "http://")):
-            wl.check("source", source.startswith("https://"), "must be an https:// URL or a file path")
-        else:
-            local = path(wl, "source")
-            assert local is not None
-            source = str(local)
-        d = WhitelistSettings(source)
-        cache = path(wl, "cache", required=False)
-        whitelist = WhitelistSettings(
-            source, _positive(wl, "refresh_interval", d.refresh_interval, float),
-            _positive(wl, "max_size", d.max_size, int), cache)
-        wl.finish()
+    if wl is None:
+        return None
+    source = wl.get("source", str, required=True)
+    if source.startswith(("https://", "http://")):
+        wl.check("source", source.startswith("https://"), "must be an https:// URL or a file path")
+    else:
+        local = path(wl, "source")
+        assert local is not None
+        source = str(local)
+    d = WhitelistSettings(source)
+    cache = path(wl, "cache", required=False)
+    whitelist = WhitelistSettings(
+        source, _positive(wl, "refresh_interval", d.refresh_interval, float),
+        _positive(wl, "max_size", d.max_size, int), cache)
+    wl.finish()
+    return whitelist
 
-    outbound: OutboundSettings | None = None
+
+def _outbound_section(
+    root: _Reader, tls: TLSSettings, path: PathOf, anchors_default: Path | None, whitelisted: bool
+) -> OutboundSettings | None:
+    """[outbound]: our client certificate, the CAs peers must chain to, next hops and retries."""
     out = root.table("outbound")
-    if out is not None:
-        cert = path(out, "certificate", required=False) or tls.certificate
-        key = path(out, "private_key", required=False) or tls.private_key
-        anchors = path(out, "trust_anchors", required=False) or anchors_default
-        if anchors is None:
-            raise ConfigError("Configuration key 'outbound.trust_anchors' is missing (and neither relay.trust_anchors"
-                              " nor tls.client_ca is set); outbound TLS must verify peers against known CAs.")
-        for name, p in (("certificate", cert), ("private_key", key), ("trust_anchors", anchors)):
-            _readable(out, name, p)
-        if whitelist is None:
-            raise ConfigError("Configuration key 'whitelist.source' is missing; outbound delivery goes only to "
-                              "whitelisted domains.")
-        routes_raw = out.get("routes", dict, {})
-        routes: dict[str, tuple[str, int]] = {}
-        for domain, hop in routes_raw.items():
-            host, sep, port = str(hop).rpartition(":")
-            out.check("routes", isinstance(hop, str) and bool(sep) and bool(host) and port.isdigit()
-                      and 0 < int(port) < 65536, f"must map domains to 'host:port', and {hop!r} is not one")
-            routes[_domain(out, "routes", str(domain))] = (host.strip("[]"), int(port))
-        d2 = OutboundSettings(cert, key, anchors)
-        schedule = out.get("retry_schedule", list, list(d2.retry_schedule))
-        out.check("retry_schedule", bool(schedule) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in schedule),
-            "must be a non-empty list of positive numbers of seconds")
-        outbound = OutboundSettings(
-            cert, key, anchors, routes,
-            use_mx=out.get("use_mx", bool, True),
-            port=_positive(out, "port", d2.port, int),
-            retry_schedule=tuple(float(v) for v in schedule),
-            max_age=_positive(out, "max_age", d2.max_age, float),
-            concurrency=_positive(out, "concurrency", d2.concurrency, int),
-            poll_interval=_positive(out, "poll_interval", d2.poll_interval, float),
-            connect_timeout=_positive(out, "connect_timeout", d2.connect_timeout, float),
-            command_timeout=_positive(out, "command_timeout", d2.command_timeout, float),
-            lease=_positive(out, "lease", d2.lease, float),
-        )
-        out.finish()
-    return relay, whitelist, outbound
+    if out is None:
+        return None
+    cert = path(out, "certificate", required=False) or tls.certificate
+    key = path(out, "private_key", required=False) or tls.private_key
+    anchors = path(out, "trust_anchors", required=False) or anchors_default
+    if anchors is None:
+        raise ConfigError("Configuration key 'outbound.trust_anchors' is missing (and neither relay.trust_anchors"
+                          " nor tls.client_ca is set); outbound TLS must verify peers against known CAs.")
+    for name, p in (("certificate", cert), ("private_key", key), ("trust_anchors", anchors)):
+        _readable(out, name, p)
+    if not whitelisted:
+        raise ConfigError("Configuration key 'whitelist.source' is missing; outbound delivery goes only to "
+                          "whitelisted domains.")
+    routes_raw = out.get("routes", dict, {})
+    routes: dict[str, tuple[str, int]] = {}
+    for domain, hop in routes_raw.items():
+        host, sep, port = str(hop).rpartition(":")
+        out.check("routes", isinstance(hop, str) and bool(sep) and bool(host) and port.isdigit()
+                  and 0 < int(port) < 65536, f"must map domains to 'host:port', and {hop!r} is not one")
+        routes[_domain(out, "routes", str(domain))] = (host.strip("[]"), int(port))
+    d2 = OutboundSettings(cert, key, anchors)
+    schedule = out.get("retry_schedule", list, list(d2.retry_schedule))
+    out.check("retry_schedule", bool(schedule) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in schedule),
+        "must be a non-empty list of positive numbers of seconds")
+    outbound = OutboundSettings(
+        cert, key, anchors, routes,
+        use_mx=out.get("use_mx", bool, True),
+        port=_positive(out, "port", d2.port, int),
+        retry_schedule=tuple(float(v) for v in schedule),
+        max_age=_positive(out, "max_age", d2.max_age, float),
+        concurrency=_positive(out, "concurrency", d2.concurrency, int),
+        poll_interval=_positive(out, "poll_interval", d2.poll_interval, float),
+        connect_timeout=_positive(out, "connect_timeout", d2.connect_timeout, float),
+        command_timeout=_positive(out, "command_timeout", d2.command_timeout, float),
+        lease=_positive(out, "lease", d2.lease, float),
+    )
+    out.finish()
+    return outbound

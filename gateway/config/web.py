@@ -67,8 +67,9 @@ def _web_section(root: _Reader, path: PathOf) -> WebSettings | None:
         o.check("public_url", public_url.startswith("https://"), "must be the console's https:// address")
         ca_file = path(o, "ca_file", required=False)
         _readable(o, "ca_file", ca_file)
-        oidc = OidcSettings(issuer.rstrip("/"), client_id, secret, public_url, o.get("scope", str, "openid"),
-                            ca_file, o.get("subject_claim", str, "sub"))
+        oidc = OidcSettings(
+            issuer.rstrip("/"), client_id, secret, public_url, o.get("scope", str, "openid"), ca_file,
+            o.get("subject_claim", str, "sub"))
         o.finish()
     web.finish()
     return WebSettings(listen, value.encode("utf-8"), idle, tls, oidc)

@@ -97,5 +97,6 @@ def parse_section(root: _Reader, path: Callable[..., Path | None]) -> PscSetting
     psc.check("algorithms", bool(algorithms) and all(a in ALGORITHMS for a in algorithms),
               f"must list asymmetric JWS algorithms among {', '.join(ALGORITHMS)}")
     psc.finish()
-    return PscSettings(issuer, client_id, secret, discovery.rstrip("/"), tuple(audiences), scope.strip(), leeway,
-                       keys_ttl, refresh, introspection, ca_file, timeout, tuple(algorithms))
+    return PscSettings(
+        issuer, client_id, secret, discovery.rstrip("/"), tuple(audiences), scope.strip(), leeway, keys_ttl, refresh,
+        introspection, ca_file, timeout, tuple(algorithms))

@@ -23,8 +23,8 @@ SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from gateway.psc.simulator.data import DEFAULT_DATA, Client, DataError, Professional, load_data
-from gateway.psc.simulator.issuer import OIDC, REALM, Issuer
+from gateway.psc.simulator.issuer import OIDC, REALM, TokenIssuer
 from gateway.psc.simulator.web import Simulator, main, server_context
 
-__all__ = ["DEFAULT_DATA", "OIDC", "REALM", "Client", "DataError", "Issuer", "Professional", "Simulator",
+__all__ = ["DEFAULT_DATA", "OIDC", "REALM", "Client", "DataError", "Professional", "Simulator", "TokenIssuer",
            "load_data", "main", "server_context"]

@@ -45,7 +45,7 @@ class _Grant:
 
 
 @dataclass
-class Issuer:
+class TokenIssuer:
     """The provider's state: keys, pending codes, refresh tokens, revocations."""
 
     professionals: list[Professional]

@@ -21,14 +21,14 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from gateway.psc.simulator.data import DEFAULT_DATA, Client, DataError, load_data
-from gateway.psc.simulator.issuer import CODE_TTL, OIDC, REALM, SCOPES, Issuer, _Grant, _s256
+from gateway.psc.simulator.issuer import CODE_TTL, OIDC, REALM, SCOPES, TokenIssuer, _Grant, _s256
 
 #: The first sentence of the package's description, for ``--help``.
 DESCRIPTION = "A local Pro Santé Connect for development and tests: OpenID Connect over HTTPS, with fault modes."
 
 
 @dataclass
-class Simulator(Issuer):
+class Simulator(TokenIssuer):
     """The provider over HTTPS: the OpenID Connect routes, the admin routes and the fault mode."""
 
     down: bool = False
