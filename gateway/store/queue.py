@@ -145,8 +145,8 @@ class Queue:
         else:
             condition = self.column(self.due) == lease.until
         if self.leased is not None:
-            condition = and_(condition, self.column(self.state) == self.leased)
-        return condition
+            return and_(condition, self.column(self.state) == self.leased)
+        return and_(condition, self.column(self.state).in_(self.waiting))  # not answered yet
 
 
 @dataclass(frozen=True)
@@ -315,6 +315,18 @@ async def retry(session: AsyncSession, queue: Queue, lease: Lease | None, ids: I
     written = await _answer(session, queue, lease, ids, {
         queue.state: state, queue.due: (at or now()) + timedelta(seconds=delay), **values})
     return Retried(False, delay, written)
+
+
+async def extend(session: AsyncSession, queue: Queue, lease: Lease, ids: Iterable[int], seconds: float) -> Lease | None:
+    """Keep rows still held by ``lease`` for ``seconds`` more (a live worker's long delivery is not taken over);
+    the new lease, or None when the claim lapsed and was taken over."""
+    renewed = Lease(lease.token, now() + timedelta(seconds=seconds))
+    wanted = list(ids)
+    id_column = queue.column(queue.id)
+    done = await session.execute(
+        update(queue.model).where(id_column.in_(wanted), queue.held(lease)).values({queue.due: renewed.until})
+        .returning(id_column).execution_options(synchronize_session=False))
+    return renewed if set(done.scalars().all()) == set(wanted) else None
 
 
 async def release(session: AsyncSession, queue: Queue, lease: Lease, ids: Iterable[int]) -> set[int]:

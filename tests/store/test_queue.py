@@ -246,3 +246,18 @@ async def test_release_gives_the_unit_back_due_now_without_counting_the_attempt(
     assert (row.state, row.attempts, row.owner) == ("pending", 0, None)
     [again] = await _claim(sessions, LINKED, 1)
     assert again.ids == [job_id]
+
+
+@pytest.mark.parametrize("queue", [PLAIN, LINKED], ids=["lease-in-due-time", "leased-state-and-owner"])
+async def test_a_live_worker_extends_its_lease_and_keeps_the_unit(sessions: Sessions, queue: q.Queue) -> None:
+    [job_id] = await _add(sessions, 1, grp="a")
+    [unit] = await _claim(sessions, queue, 1, lease=60)
+    async with sessions() as session, session.begin():
+        renewed = await q.extend(session, queue, unit.lease, unit.ids, 3600)
+    assert renewed is not None and renewed.until > unit.lease.until
+    async with sessions() as session, session.begin():  # the first lease's end would have passed: still held
+        await session.execute(update(Job).where(Job.id == job_id).values(next_attempt_at=renewed.until))
+    assert await _claim(sessions, queue, 1) == []
+    async with sessions() as session, session.begin():
+        assert await q.finish(session, queue, renewed, [job_id], "done") == {job_id}
+        assert await q.extend(session, queue, renewed, [job_id], 60) is None  # answered: nothing left to hold
