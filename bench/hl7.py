@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dmp_bridge.test_end_to_end import SimulatorProcess  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from support.dmp_simulator import SimulatorProcess  # noqa: E402
 from support.hl7_peer import BIO, DOCTOR, LAB, PATIENT, Hl7Gateway, dmp_section, oru  # noqa: E402
 from support.pki import make_pki  # noqa: E402
 from support.store import Store  # noqa: E402
@@ -118,14 +118,8 @@ def main() -> int:
     store.add_mailbox(DOCTOR, "PER")
     store.add_mailbox(PATIENT, "PAT")
     store.add_identity()
-    dmp_folder = folder / "dmp"
-    dmp_folder.mkdir()
-    pki.pki.server("localhost").write(dmp_folder / "dmp.crt", dmp_folder / "dmp.key")
-    pki.pki.software("structure-tls").write(dmp_folder / "client.crt", dmp_folder / "client.key")
-    pki.pki.signing("structure-signing").write(dmp_folder / "signing.crt", dmp_folder / "signing.key")
-    simulator = SimulatorProcess(dmp_folder, pki.ca_bundle)
-    simulator.start()
-    dmp = {"url": f"https://localhost:{simulator.port}", "folder": dmp_folder}
+    simulator = SimulatorProcess.with_certificates(folder / "dmp", pki).start()
+    dmp = {"url": simulator.url, "folder": simulator.folder}
     gateway = Hl7Gateway(folder / "gw", pki, url, extra_config=dmp_section(dmp, pki.ca_bundle),
                          log_level="warning")
     text = gateway.config_path.read_text(encoding="utf-8")
