@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.imap.engine.commands.messages import split_ranges
+from gateway.imap.engine.commands.fetch import split_ranges
 
 
 def test_one_long_range_is_cut_at_the_batch_size() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.imap.engine.commands import auth, mailboxes, messages, misc
+from gateway.imap.engine.commands import auth, fetch, mailboxes, messages, misc
 from gateway.imap.engine.commands import select as selecting
 from gateway.imap.engine.state import ANY, AUTHENTICATED, NOT_AUTHENTICATED, SELECTED, State
 from gateway.imap.proto import commands as c
@@ -46,7 +46,7 @@ HANDLERS: dict[type, tuple[Handler, frozenset[State], bool | None]] = {
     c.GetQuota: (mailboxes.getquota, AUTHENTICATED, True),
     c.GetQuotaRoot: (mailboxes.getquotaroot, AUTHENTICATED, True),
     c.SetQuota: (mailboxes.setquota, AUTHENTICATED, True),
-    c.Fetch: (messages.fetch, SELECTED, False),
+    c.Fetch: (fetch.fetch, SELECTED, False),
     c.Store: (messages.store, SELECTED, False),
     c.Search: (messages.search, SELECTED, False),
     c.Sort: (messages.sort, SELECTED, False),
