@@ -172,12 +172,11 @@ def qualify_demo_patient(config: Path) -> list[str]:
     """R7: the demo patient becomes ``qualifiée`` through the commands a person runs (``gateway identity add``,
     ``insi``, ``document``), each printed before it runs so that the demo teaches the real steps. Returns the
     commands run."""
-    import contextlib
-    import io
     import re
     import shlex
+    import subprocess
+    import sys
 
-    from gateway import cli
     from gateway.ins_matching.insi import TEST_PATIENT
 
     t = TEST_PATIENT.traits
@@ -193,15 +192,15 @@ def qualify_demo_patient(config: Path) -> list[str]:
         argv = [*argv, "--config", str(config), "--actor", "gateway init"]
         line = "gateway " + shlex.join(argv)
         print(f"$ {line}", flush=True)
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = cli.main(argv)
-        print(output.getvalue(), end="", flush=True)
-        if code != 0:
-            raise RuntimeError(f"{line} failed (exit {code}).")
+        # The command line itself, as a person would type it (a process of its own).
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True,
+                              check=False)
+        print(done.stdout, end="", flush=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{line} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
         shown.append(line)
         if index == 0:
-            found = re.search(r"Identity (\d+) added", output.getvalue())
+            found = re.search(r"Identity (\d+) added", done.stdout)
             if found is None:
                 raise RuntimeError(f"{line} did not name the identity it added.")
             identity_id = found.group(1)

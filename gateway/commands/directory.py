@@ -34,7 +34,7 @@ def _coded(value: dict[str, str] | None) -> str:
 
 
 def cmd_directory(args: argparse.Namespace) -> int:
-    from gateway.cli import CommandError, load_config, print_rows
+    from gateway.commands.common import CommandError, load_config, print_rows
     from gateway.directory.client import DirectoryError
 
     cfg = load_config(args)

@@ -79,6 +79,7 @@ def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
     """``deposit`` and ``confirm``: the rules decide as for automatic deposits; each refusal is one sentence."""
     from gateway.commands.common import CommandError, run_in_store
     from gateway.dmp_bridge.bridge import Considered, consider_manual, consider_message
+    from gateway.dmp_bridge.confirmation import confirmation_target
     from gateway.dmp_bridge.daemon import policy_from
     from gateway.store.models import Message
 
@@ -106,7 +107,7 @@ def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
                 session, content, args.file, policy=policy, person=args.actor, title=args.title,
                 matricule=args.patient, author_id=args.author, type_code=args.type_code,
                 visibility=args.visibility, confirm_authorship=args.confirm_authorship)]
-        message_id, only = await _confirmed(session, args.id)
+        message_id, only = await confirmation_target(session, args.id)
         message = await session.get(Message, message_id)
         if message is None:
             raise LookupError(f"There is no message {message_id}.")
@@ -136,26 +137,3 @@ def _ask_deposit(args: argparse.Namespace, cfg: Any) -> int:
 
 
 
-async def _confirmed(session: AsyncSession, given: str) -> tuple[int, str | None]:
-    """``confirm``'s argument as (message, document): a message number (all its documents), or a document's
-    uniqueId, found in the patients' records (a received document filed, R10) or in the trail of documents the
-    bridge did not deposit (R12)."""
-    from sqlalchemy import select
-
-    from gateway.ins_matching.record import PatientDocument
-    from gateway.store.models import Event
-
-    if given.isdigit():
-        return int(given), None
-    unique_id = given.strip()[:128]
-    filed = (await session.execute(select(PatientDocument.message_id).where(
-        PatientDocument.unique_id == unique_id, PatientDocument.message_id.is_not(None)).limit(1))).scalar()
-    if filed is not None:
-        return int(filed), unique_id
-    trail = await session.execute(select(Event.message_id, Event.detail).where(
-        Event.kind == "dmp.deposit.not_deposited", Event.message_id.is_not(None)).order_by(Event.id.desc()).limit(5000))
-    for message_id, detail in trail.all():
-        if message_id is not None and (detail or {}).get("unique_id") == unique_id:
-            return int(message_id), unique_id
-    raise LookupError(f"No received or undeposited document has the uniqueId {unique_id}; give the message's "
-                      "number instead.")

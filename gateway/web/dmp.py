@@ -80,8 +80,8 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 
 async def confirm(request: web.Request) -> web.StreamResponse:
     """R12: a person confirms the structure wrote a received document; the rules then decide its deposit."""
-    from gateway.commands.dmp import _confirmed
     from gateway.dmp_bridge.bridge import consider_message
+    from gateway.dmp_bridge.confirmation import confirmation_target
     from gateway.dmp_bridge.daemon import policy_from
 
     console = request.app[KEY]
@@ -103,7 +103,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
         if author_id and author is None:
             raise ValueError(f"{author_id} n'est pas un professionnel de la structure ([[dmp.professional]]).")
         async with console.sessions() as session, session.begin():
-            message_id, only = await _confirmed(session, given)
+            message_id, only = await confirmation_target(session, given)
             message = await session.get(Message, message_id)
             if message is None:
                 raise LookupError(f"Le message {message_id} n'existe pas.")

@@ -70,14 +70,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("config", "psc"): "the [psc] section parsed by gateway/psc/settings.py",
     ("config", "directory"): "the [directory] section parsed by gateway/directory/settings.py",
     ("config", "ins_matching"): "the [insi] section parsed by gateway/ins_matching",
-    # web/dmp.py -> commands: the console reuses a command's helper; goes when that helper moves below both.
-    ("web", "commands"): "the console calls a command group's helper",
-    # commands/directory.py -> gateway.cli (CommandError, load_config, print_rows): goes when it imports them
-    # from gateway.commands.common like every other group.
-    ("commands", "cli"): "commands/directory.py imports the shared helpers from gateway.cli",
-    # devsetup.py -> gateway.cli.main: the development set-up runs identity commands through the parser. Goes
-    # when it calls gateway.commands.identity (or gateway.ins_matching.identities) directly.
-    ("devsetup", "cli"): "the development set-up runs commands through gateway.cli",
 }
 
 
