@@ -244,16 +244,19 @@ async def _whole(session: AsyncSession, queue: Queue, keys: list[tuple[Any, ...]
     owner_column = queue.column(queue.owner) if queue.owner is not None else state_column
     in_keys = (key_columns[0].in_([k[0] for k in keys]) if len(key_columns) == 1
                else tuple_(*key_columns).in_(keys))
-    rows = (await session.execute(
+    key_of = {row[0]: tuple(row[1:]) for row in (await session.execute(
+        select(id_column, *key_columns).where(state_column.in_(queue.active), in_keys))).all()}
+    # Read again under the lock: what a concurrent claim or answer committed meanwhile is what counts.
+    locked = (await session.execute(_locking(session, (
         select(id_column, state_column, queue.column(queue.due), owner_column, *key_columns)
-        .where(state_column.in_(queue.active), in_keys).order_by(queue.column(queue.due), id_column))).all()
-    ids = [r[0] for r in rows]
-    locked = set((await session.execute(_locking(session, select(id_column).where(id_column.in_(ids)))))
-                 .scalars().all())
-    busy: set[tuple[Any, ...]] = set()
+        .where(id_column.in_(list(key_of))).order_by(queue.column(queue.due), id_column))))).all()
+    seen = {row[0] for row in locked}
+    busy = {key for i, key in key_of.items() if i not in seen}  # locked by a concurrent claim: the group waits
     members: dict[tuple[Any, ...], list[int]] = {k: [] for k in keys}
-    for row in rows:
+    for row in locked:
         key = tuple(row[4:])
+        if row[1] not in queue.active:
+            continue  # answered meanwhile: no longer part of what is sent
         later = _aware(row[2], at) > at
         if queue.leased is not None:
             held_elsewhere = later and row[1] == queue.leased
@@ -261,7 +264,7 @@ async def _whole(session: AsyncSession, queue: Queue, keys: list[tuple[Any, ...]
             held_elsewhere = later and row[3] is not None
         else:  # a lease and a wait look alike: a member not due may be in flight
             held_elsewhere = later
-        if row[0] not in locked or held_elsewhere:
+        if held_elsewhere:
             busy.add(key)
         members.setdefault(key, []).append(row[0])
         previous.setdefault(row[0], row[1])
