@@ -210,8 +210,11 @@ def _index(written: Sequence[WrittenDocument]) -> bytes:
 
 
 def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, source_name: str = "mss-gateway",
-              content_type: Code | None = None, now: datetime | None = None) -> tuple[bytes, list[WrittenDocument]]:
+              content_type: Code | None = None, now: datetime | None = None,
+              headers: Sequence[CdaHeader] | None = None) -> tuple[bytes, list[WrittenDocument]]:
     """An XDM zip for ``documents`` (CDA R2 bytes, all for one patient), and what was written for each.
+
+    ``headers``: the documents' headers when the caller has already read them (each CDA is then read once).
 
     Raises :class:`~gateway.documents.errors.CdaRefused` when a document is not a readable CDA, and ValueError
     when the documents are for different patients (one submission set has one patientId).
@@ -219,8 +222,10 @@ def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, sourc
     if not documents:
         raise ValueError("An XDM package needs at least one document.")
     written = []
+    if headers is not None and len(headers) != len(documents):
+        raise ValueError("One header per document is expected.")
     for index, data in enumerate(documents, start=1):
-        header = read_header(data, validate=False)
+        header = headers[index - 1] if headers is not None else read_header(data, validate=False)
         written.append(WrittenDocument(header, f"IHE_XDM/{SUBSET}/DOC{index:04d}.XML",
                                        hashlib.sha1(data, usedforsecurity=False).hexdigest(), len(data)))
     patients = {(w.header.patient.matricule, w.header.patient.oid) for w in written}

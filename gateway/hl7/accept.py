@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import email.utils
+import secrets
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
@@ -43,7 +44,7 @@ from gateway.hl7.models import Hl7Received
 from gateway.hl7.readreceipt import stamp_of
 from gateway.hl7.settings import Hl7Peer
 from gateway.routing.delivery import Arrival, plan_acceptance
-from gateway.routing.headers import summarise
+from gateway.routing.headers import Summary, summarise
 from gateway.routing.policy import Decision, DsnRequest, Target, decide
 from gateway.store import bulk
 from gateway.store.changes import HL7_OUTBOX, mark_changed
@@ -144,13 +145,33 @@ def _subject(header: CdaHeader) -> str:
 
 
 def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
-    """The XDM zip of the CDA and, for a level-1 CDA, the PDF it wraps: built once per HL7 message."""
-    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference)
+    """The XDM zip of the CDA and, for a level-1 CDA, the PDF it wraps: built once per HL7 message, from the
+    header the listener already read (the CDA is parsed once)."""
+    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference, headers=[doc.cda_header])
     parts = [(zipped, "zip", "IHE_XDM.ZIP")]
     rendering = non_xml_body(doc.cda) if b"nonXMLBody" in doc.cda else None
     if rendering is not None and rendering.startswith(b"%PDF"):
         parts.append((rendering, "pdf", "document.pdf"))
     return parts
+
+
+def build_mails(config: Config, sender: str, doc: Hl7Document, professionals: list[Target],
+                patients: list[Target], *, qualified: bool, stamp: str) -> list[tuple[list[Target], bytes, Summary]]:
+    """Every MSSanté message of one HL7 message with its header summary, in one pass of CPU work (a thread):
+    the XDM zip is built once for all of them, and the summary is read here rather than in the transaction."""
+    parts = attachments(config, doc)
+    built: list[tuple[list[Target], bytes, Summary]] = []
+    for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
+        if targets:
+            raw_mail = build_mail(config, sender, [t.address for t in targets], doc, to_patient=to_patient,
+                                  qualified=qualified, message_id=f"<hl7.{tag}.{stamp}@{config.hostname}>",
+                                  parts=parts)
+            built.append((targets, raw_mail, summarise(raw_mail)))
+    if not built:  # DMP only: the record the deposit job reads, kept in the structure mailbox's Sent
+        raw_mail = build_mail(config, sender, [sender], doc, to_patient=False, qualified=qualified,
+                              message_id=f"<hl7.dmp.{stamp}@{config.hostname}>", parts=parts)
+        built.append(([], raw_mail, summarise(raw_mail)))
+    return built
 
 
 def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Document, *, to_patient: bool,
@@ -179,6 +200,8 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
     message.set_content(body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} ».")
     for data, subtype, filename in parts if parts is not None else attachments(config, doc):
         message.add_attachment(data, maintype="application", subtype=subtype, filename=filename)
+    # A boundary of our own: the generator would otherwise search the whole encoded text for a free one.
+    message.set_boundary(f"=_hl7_{secrets.token_hex(12)}")
     return message.as_bytes()
 
 
@@ -204,21 +227,9 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
                           "configurée sur cette plateforme.")
         professionals, patients = await _targets(session, config, sender, doc)
         qualified = await _qualified(session, doc.matricule)
-    stamp = stamp_of(peer.name, control_id)
-    mails: list[tuple[list[Target], bytes]] = []
-    parts = await asyncio.to_thread(attachments, config, doc)
-    for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
-        if targets:
-            raw_mail = await asyncio.to_thread(
-                build_mail, config, sender.address, [t.address for t in targets], doc, to_patient=to_patient,
-                qualified=qualified, message_id=f"<hl7.{tag}.{stamp}@{config.hostname}>", parts=parts)
-            mails.append((targets, raw_mail))
+    mails = await asyncio.to_thread(build_mails, config, sender.address, doc, professionals, patients,
+                                    qualified=qualified, stamp=stamp_of(peer.name, control_id))
     deposit = codes.DESTDMP in doc.destinations
-    if not mails:  # DMP only: the record the deposit job reads, kept in the structure mailbox's Sent
-        raw_mail = await asyncio.to_thread(build_mail, config, sender.address, [sender.address], doc,
-                                           to_patient=False, qualified=qualified,
-                                           message_id=f"<hl7.dmp.{stamp}@{config.hostname}>", parts=parts)
-        mails.append(([], raw_mail))
     arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
                          control_id=control_id, destinations=tuple(sorted(doc.destinations)))
     answer = ack.build(doc.header, codes.AA)
@@ -235,8 +246,8 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
         if again is not None:
             return Answer(again, codes.AA, duplicate=True)
         plans = []
-        for index, (targets, raw_mail) in enumerate(mails):
-            plans.append(plan_acceptance(arrival, targets, raw_mail, summarise(raw_mail),
+        for index, (targets, raw_mail, summary) in enumerate(mails):
+            plans.append(plan_acceptance(arrival, targets, raw_mail, summary,
                                          dmp=deposit and index == 0, extra=[record] if index == 0 else ()))
         ids = await bulk.apply(session, plans)
         if owed:

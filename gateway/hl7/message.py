@@ -187,7 +187,7 @@ def _repetitions(segment: Any, field_: int) -> int:
 def parse(frame: bytes, *, max_segments: int, max_document_bytes: int, allow_test_identities: bool) -> Hl7Document:
     """The document message in ``frame`` (MLLP content), or :class:`Refusal` naming the field at fault."""
     frame = normalise(frame)
-    header, _, _ = read_msh(frame)
+    header, separator, encoding = read_msh(frame)
     charset = CHARSETS.get(header.charset.upper())
     if charset is None:
         raise _ar("MSH^1^18", codes.TABLE_VALUE, f"Jeu de caractères MSH-18 non pris en charge : {header.charset!r}."
@@ -201,21 +201,53 @@ def parse(frame: bytes, *, max_segments: int, max_document_bytes: int, allow_tes
     except UnicodeDecodeError:
         raise _ar("MSH^1^18", codes.DATA_TYPE, "Le message n'est pas encodé dans le jeu de caractères annoncé en "
                   "MSH-18.").of(header) from None
+    text, lifted = _lift_documents(text, separator.decode("ascii"), encoding.decode("ascii"))
     try:
         message = hl7.parse(text)
     except Exception:
         raise _ar("MSH^1", codes.OTHER, "Le message HL7 ne peut pas être lu.").of(header) from None
     try:
-        return _document(message, header, max_document_bytes, allow_test_identities)
+        return _document(message, header, max_document_bytes, allow_test_identities, lifted)
     except Refusal as refusal:
         raise refusal.of(header) from None
+
+
+#: OBX segments shorter than this keep their ED data inline (lifting only pays for a document).
+_LIFT_BYTES = 4096
+
+
+def _lift_documents(text: str, separator: str, encoding: str) -> tuple[str, dict[int, str]]:
+    """The data of each OBX ED (ED-5, the base64 document: most of the message) set aside, by OBX rank, before
+    python-hl7 splits the message into containers; :func:`_decoded` reads it from here. Only a plain value is
+    lifted: one with a repetition, escape, component or sub-component character is left for the parser."""
+    component, repetition, escape, sub = encoding[0], encoding[1], encoding[2], encoding[3]
+    lifted: dict[int, str] = {}
+    segments = text.split("\r")
+    rank = 0
+    for position, segment in enumerate(segments):
+        if not segment.startswith("OBX" + separator):
+            continue
+        rank += 1
+        if len(segment) < _LIFT_BYTES:
+            continue
+        fields = segment.split(separator, 6)
+        if len(fields) < 6 or fields[2] != "ED":
+            continue
+        value = fields[5].split(component, 4)
+        if len(value) != 5 or any(c in value[4] for c in (component, repetition, escape, sub)):
+            continue
+        lifted[rank] = value[4]
+        fields[5] = component.join(value[:4]) + component
+        segments[position] = separator.join(fields)
+    return ("\r".join(segments), lifted) if lifted else (text, lifted)
 
 
 def _segments(message: Any, name: str) -> list[Any]:
     return [s for s in message if str(s[0]) == name]
 
 
-def _document(message: Any, header: Header, max_document_bytes: int, allow_test: bool) -> Hl7Document:
+def _document(message: Any, header: Header, max_document_bytes: int, allow_test: bool,
+              lifted: dict[int, str] | None = None) -> Hl7Document:
     if not header.control_id:
         raise _ar("MSH^1^10", codes.REQUIRED_FIELD, "MSH-10 (identifiant du message) est obligatoire.")
     kind = header.message_type
@@ -256,7 +288,7 @@ def _document(message: Any, header: Header, max_document_bytes: int, allow_test:
         if value_type == "ED":
             if cda is not None:
                 raise _ae(where, codes.OTHER, "Un seul document CDA par message est pris en charge.")
-            cda = (index, _decoded(message, segment, where, max_document_bytes))
+            cda = (index, _decoded(message, segment, where, max_document_bytes, (lifted or {}).get(index)))
     for nte in _segments(message, "NTE"):
         if _get(message, nte, 4).strip().upper() == "FIN":
             no_reply = True
@@ -327,18 +359,21 @@ def _author(message: Any, kind: str) -> tuple[str | None, str | None, str | None
     return author or None, document_id, replaces
 
 
-def _decoded(message: Any, segment: Any, where: str, cap: int) -> bytes:
-    """OBX-5 of type ED: ``^TEXT^XML^Base64^<data>``; the size is checked before decoding."""
+def _decoded(message: Any, segment: Any, where: str, cap: int, lifted: str | None = None) -> bytes:
+    """OBX-5 of type ED: ``^TEXT^XML^Base64^<data>`` (``lifted``: the data set aside before parsing); the size
+    is checked before decoding."""
     encoding = _get(message, segment, 5, comp=4).strip().upper()
-    data = _get(message, segment, 5, comp=5)
+    data = lifted if lifted is not None else _get(message, segment, 5, comp=5)
     if encoding != "BASE64":
         raise _ae(where, codes.DATA_TYPE, "OBX-5 (ED) doit être encodé en Base64 (OBX-5.4).")
     if len(data) // 4 * 3 > cap + 3:
         raise _ae(where, codes.APPLICATION, f"Le document dépasse {cap} octets.")
-    try:
-        return base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise _ae(where, codes.DATA_TYPE, "OBX-5.5 n'est pas du Base64 valide.") from None
+    for attempt in (data, None):  # most senders write one line; folded base64 is read without its spaces
+        try:
+            return base64.b64decode(attempt if attempt is not None else "".join(data.split()), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise _ae(where, codes.DATA_TYPE, "OBX-5.5 n'est pas du Base64 valide.")
 
 
 def _participants(message: Any) -> tuple[tuple[Recipient, ...], str | None]:
