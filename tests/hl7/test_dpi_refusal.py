@@ -28,13 +28,13 @@ def review_list(gateway: Hl7Gateway, *extra: str) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_r10_a_document_the_dpi_refuses_is_listed_for_review_with_the_dpi_error(
-        tmp_path: Path, pki: PKIFiles, sqlite_url: str):
-    store = Store(sqlite_url)
+        tmp_path: Path, pki: PKIFiles, store_url: str):
+    store = Store(store_url)
     store.add_mailbox(LAB, "APP")
     store.add_mailbox(RESULTS, "ORG")
     store.add_identity()
     dpi = DpiSimulator(tmp_path, answer="AR", error="902^Identifiant patient inconnu").start()
-    gateway = Hl7Gateway(tmp_path / "gw", pki, sqlite_url, hl7_extra='documents_peer = "dpi"\nrelay_poll = 30',
+    gateway = Hl7Gateway(tmp_path / "gw", pki, store_url, hl7_extra='documents_peer = "dpi"\nrelay_poll = 30',
                          peer_extra=dpi.return_address,
                          extra_config=f'\n[documents]\nfiling_mailboxes = ["{RESULTS}"]\n')
     try:

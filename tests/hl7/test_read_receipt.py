@@ -101,15 +101,15 @@ def z03(dpi: DpiSimulator) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_ack_lecture_relays_the_displayed_mdn_of_a_recipient_once_and_without_waiting_for_the_poll(
-        tmp_path: Path, pki: PKIFiles, sqlite_url: str):
-    store = Store(sqlite_url)
+        tmp_path: Path, pki: PKIFiles, store_url: str):
+    store = Store(store_url)
     store.add_mailbox(LAB, "APP")
     store.add_mailbox(DOCTOR, "PER")
     store.add_mailbox(PATIENT, "PAT")
     store.add_mailbox(INTRUDER, "PER")
     store.add_identity()
     dpi = DpiSimulator(tmp_path).start()
-    gateway = Hl7Gateway(tmp_path / "gw", pki, sqlite_url, peer_extra=dpi.return_address,
+    gateway = Hl7Gateway(tmp_path / "gw", pki, store_url, peer_extra=dpi.return_address,
                          hl7_extra="relay_poll = 30")  # a poll this slow would miss every deadline below
     try:
         gateway.start()
