@@ -38,9 +38,9 @@ from sqlalchemy import insert, update
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.auth.passwords import hash_password
-from gateway.imap.anatomy.store import index_messages
 from gateway.pki import DevelopmentPKI
 from gateway.store import db, mailstore
+from gateway.store.anatomy import index_messages
 from gateway.store.models import Delivery, Folder, Message
 
 PASSWORD = "bench-password"

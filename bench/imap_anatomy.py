@@ -24,9 +24,10 @@ from pathlib import Path
 
 from sqlalchemy import insert, update
 
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.store import index_messages, search_text
+from gateway.anatomy.analyse import analyse
+from gateway.imap.anatomy.store import search_text
 from gateway.store import db, mailstore
+from gateway.store.anatomy import index_messages
 from gateway.store.models import Delivery, Folder, Message
 
 WORDS = ("bilan", "sanguin", "ordonnance", "radiologie", "compte", "rendu", "consultation", "patient", "dossier",

@@ -17,6 +17,7 @@ from sqlalchemy import case, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store import effects as store_effects
+from gateway.store.anatomy import index_messages  # each message's anatomy, in the transaction storing it
 from gateway.store.changes import mark_changed
 from gateway.store.effects import Effect, EventRow
 from gateway.store.events import now
@@ -91,8 +92,6 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
     else:
         result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
         message_ids = list(result.scalars().all())
-    from gateway.imap.anatomy.store import index_messages  # the IMAP view of each message, same transaction
-
     await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)])
 
     wanted: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)

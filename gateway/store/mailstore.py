@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.anatomy import index_messages  # each message's anatomy, in the transaction storing it
 from gateway.store.changes import mark_changed
 from gateway.store.events import now
 from gateway.store.models import Delivery, Folder, Mailbox, Message
@@ -88,8 +89,6 @@ async def store_message(session: AsyncSession, message: StoredMessage) -> int:
         header_from=message.header_from, size=len(message.raw), raw=message.raw,
     ).returning(Message.id))
     message_id: int = result.scalar_one()
-    from gateway.imap.anatomy.store import index_messages  # the IMAP view of the message, same transaction
-
     await index_messages(session, [(message_id, message.raw)])
     return message_id
 

@@ -166,7 +166,7 @@ class MailLoader:
                  **summary(item.raw)) for _, item in batch]
         result = await session.execute(insert(Message).returning(Message.id, sort_by_parameter_order=True), rows)
         message_ids = list(result.scalars().all())
-        from gateway.imap.anatomy.store import index_messages  # the IMAP view of each message, same transaction
+        from gateway.store.anatomy import index_messages  # the IMAP view of each message, same transaction
 
         await index_messages(session, [(mid, item.raw) for mid, (_, item) in zip(message_ids, batch, strict=True)])
         grouped: dict[int, list[tuple[int, Item]]] = defaultdict(list)

@@ -231,8 +231,7 @@ def test_a_long_body_is_found_by_search_body_before_and_after_it_is_indexed(imap
     from sqlalchemy import func, select
     from support.wait import wait_until
 
-    from gateway.imap.anatomy.store import INLINE_BODY
-    from gateway.imap.models import MessageTextPending
+    from gateway.store.anatomy import INLINE_BODY, MessageTextPending
 
     line = "Résultats de biologie dans les normes.\r\n"
     long_text = line * (INLINE_BODY // len(line) + 100) + "Potassium à contrôler."

@@ -1,8 +1,8 @@
-"""What FETCH, SEARCH, SORT and THREAD need of a message, computed once when it is stored.
+"""IMAP's use of the stored anatomy (``gateway.anatomy``, written by ``gateway.store.anatomy``).
 
-:mod:`.analyse` walks the MIME structure (bounded, iterative), :mod:`.envelope` reads ENVELOPE fields,
-:mod:`.render` writes BODYSTRUCTURE/ENVELOPE and resolves sections to byte ranges, :mod:`.codec` stores the
-result, :mod:`.text` derives search and sort keys, :mod:`.store` writes and reads them in the database.
+:mod:`.render` writes BODYSTRUCTURE/ENVELOPE and resolves sections to byte ranges, :mod:`.store` reads
+anatomies, byte ranges and the full-text index for FETCH and SEARCH, :mod:`.indexer` indexes long bodies after
+their commit.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """

@@ -19,10 +19,9 @@ import structlog
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.store import TEXT_TABLE
-from gateway.imap.anatomy.text import body_text
-from gateway.imap.models import MessageTextPending
+from gateway.anatomy.analyse import analyse
+from gateway.anatomy.text import body_text
+from gateway.store.anatomy import TEXT_TABLE, MessageTextPending
 from gateway.store.changes import TEXT_INDEX, ChangeHub
 from gateway.store.models import Message
 from gateway.tasks import Background

@@ -11,27 +11,19 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.imap.anatomy.analyse import Anatomy, Part
-from gateway.imap.anatomy.envelope import Address, Envelope
-from gateway.imap.anatomy.headers import to_bytes
+from gateway.anatomy.analyse import Anatomy, Part
+from gateway.anatomy.envelope import Address, Envelope
+from gateway.anatomy.headers import to_bytes
+from gateway.anatomy.transfer import UnknownTransferEncoding, decode_transfer
 from gateway.imap.proto.fetch import Section
 
 #: Longest string written quoted; longer ones are literals (mirrors the response writer's rule).
 _MAX_QUOTED = 1000
 
 Reader = Callable[[int, int], Awaitable[bytes]]
-
-
-class UnknownTransferEncoding(Exception):
-    """BINARY of a part whose Content-Transfer-Encoding we cannot decode: ``NO [UNKNOWN-CTE]`` (RFC 3516 4.3)."""
-
-    def __init__(self, encoding: str) -> None:
-        super().__init__(f"The part's content transfer encoding {encoding!r} is not one this server decodes.")
-        self.encoding = encoding
 
 
 def string(value: str | None, *, utf8: bool = False) -> bytes:
@@ -265,29 +257,6 @@ async def section_bytes(anatomy: Anatomy, section: Section, read: Reader) -> byt
     if extract.filtered:
         return filter_header(data, extract.fields, extract.exclude)
     return data
-
-
-_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64)
-
-
-def decode_transfer(data: bytes, encoding: str) -> bytes:
-    """The content of a body under its Content-Transfer-Encoding (RFC 2045 6), lenient with broken base64."""
-    encoding = encoding.upper()
-    if encoding in ("7BIT", "8BIT", "BINARY", ""):
-        return data
-    if encoding == "BASE64":
-        clean = data.translate(None, _NOT_BASE64)
-        if len(clean) % 4 == 1:
-            clean = clean[:-1]
-        clean += b"=" * (-len(clean) % 4)
-        try:
-            return binascii.a2b_base64(clean)
-        except binascii.Error:
-            return b""
-    if encoding == "QUOTED-PRINTABLE":
-        return binascii.a2b_qp(data)
-    raise UnknownTransferEncoding(encoding)
 
 
 def binary_part(anatomy: Anatomy, part: Sequence[int]) -> tuple[Part, int, int] | None:

@@ -1,12 +1,9 @@
-"""The anatomy in the store: written in the transaction that stores a message, read by FETCH and SEARCH.
+"""The stored anatomy read by FETCH and SEARCH (written with each message by :mod:`gateway.store.anatomy`).
 
-Write: :func:`index_messages` beside every insert into ``messages`` (one multi-row insert per table); a body
-whose text parts exceed :data:`INLINE_BODY` is indexed after the commit (``MessageTextPending``, worked by
-:mod:`gateway.imap.anatomy.indexer`): a trigram index costs about 0.2 s of the single SQLite writer per MiB of
-text, which would hold every other delivery back, while SEARCH reads such messages' text directly until then. Read:
 :func:`load_anatomies` (one query for many messages), :func:`read_range` (only the bytes a section needs, cut
 by the database), :func:`search_text` (substring search through the trigram index: FTS5 ``trigram`` on
-SQLite, ``pg_trgm`` GIN on PostgreSQL, RFC 9051 6.4.4 semantics: case-insensitive substring).
+SQLite, ``pg_trgm`` GIN on PostgreSQL, RFC 9051 6.4.4 semantics: case-insensitive substring). A long body
+not indexed yet (``MessageTextPending``) is read from the message itself, so answers never wait for the indexer.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -14,24 +11,17 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.imap.anatomy import codec
-from gateway.imap.anatomy.analyse import Anatomy, analyse
-from gateway.imap.anatomy.text import body_text, fold, search_fields, text_size
-from gateway.imap.models import MessageAnatomy, MessageTextPending
-from gateway.store import events
-from gateway.store.changes import TEXT_INDEX, mark_changed
+from gateway.anatomy import codec
+from gateway.anatomy.analyse import Anatomy, analyse
+from gateway.anatomy.text import body_text, fold
+from gateway.store.anatomy import TEXT_TABLE, MessageAnatomy, MessageTextPending
 from gateway.store.models import Delivery, Message
 
-#: The table of decoded header and body text (created per dialect by migration imap_0004).
-TEXT_TABLE = "message_anatomy_text"
-#: Most bytes of text parts indexed in the delivering transaction (a few mail bodies' worth, ~3 ms of index).
-INLINE_BODY = 16 * 1024
 #: Pending messages whose text one step of a SEARCH reads at once.
 _PENDING_BATCH = 50
 #: Ids per IN list (below SQLite's and asyncpg's bound-parameter limits).
@@ -45,77 +35,8 @@ FIELDS = frozenset({"TEXT", "BODY", "HEADER", *_COLUMNS})
 _TRIGRAM = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Indexed:
-    """The rows to insert for a batch of messages, and which of them were stored flat (limit reached)."""
-
-    anatomy_rows: list[dict[str, Any]]
-    text_rows: list[dict[str, Any]]
-    anatomies: dict[int, Anatomy]
-    refused: list[tuple[int, str]]
-    #: Messages whose text row has the header only: their body is indexed later.
-    pending: list[int]
-
-
-def index_rows(rows: Iterable[tuple[int, bytes]], defer_over: int | None = None) -> Indexed:
-    """Analyse messages and build their ``message_anatomy`` and text rows (pure CPU, bounded per message).
-
-    With ``defer_over``, a message with more bytes of text parts than that gets a text row without its body
-    and is listed in ``pending``.
-    """
-    anatomy_rows: list[dict[str, Any]] = []
-    text_rows: list[dict[str, Any]] = []
-    anatomies: dict[int, Anatomy] = {}
-    refused: list[tuple[int, str]] = []
-    pending: list[int] = []
-    for message_id, raw in rows:
-        raw = bytes(raw)
-        anatomy = analyse(raw)
-        anatomies[message_id] = anatomy
-        deferred = defer_over is not None and not anatomy.refused and text_size(anatomy) > defer_over
-        if deferred:
-            pending.append(message_id)
-        found = search_fields(anatomy, raw, with_body=not deferred)
-        if anatomy.refused:
-            refused.append((message_id, anatomy.refused))
-        anatomy_rows.append(dict(
-            message_id=message_id, anatomy=codec.encode(anatomy), refused=anatomy.refused,
-            subject=found.subject, from_addr=found.from_, to_addr=found.to, cc_addr=found.cc, bcc_addr=found.bcc,
-            sort_subject=found.sort_subject, sort_from=found.sort_from, sort_to=found.sort_to,
-            sort_cc=found.sort_cc, display_from=found.display_from, display_to=found.display_to,
-            sent_at=found.sent_at, thread_message_id=found.message_id, thread_references=found.references))
-        text_rows.append(dict(message_id=message_id, header=found.header, body=found.body))
-    return Indexed(anatomy_rows, text_rows, anatomies, refused, pending)
-
-
-def text_insert_sql(dialect: str) -> str:
-    """The insert of a text row (``:message_id, :header, :body``) for ``dialect``."""
-    if dialect == "sqlite":
-        return f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (:message_id, :header, :body)"
-    return f"INSERT INTO {TEXT_TABLE} (message_id, header, body) VALUES (:message_id, :header, :body)"
-
-
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
-
-
-async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]]) -> dict[int, Anatomy]:
-    """Analyse and index newly inserted messages, in the caller's transaction; returns their anatomies.
-
-    Call it wherever a ``messages`` row is inserted. A message beyond the analysis limits is stored flat and an
-    ``imap.anatomy.flat`` event records which limit (R18), without content.
-    """
-    if not rows:
-        return {}
-    indexed = index_rows(rows, defer_over=INLINE_BODY)
-    await session.execute(insert(MessageAnatomy), indexed.anatomy_rows)
-    await session.execute(text(text_insert_sql(_dialect(session))), indexed.text_rows)
-    if indexed.pending:
-        await session.execute(insert(MessageTextPending), [{"message_id": i} for i in indexed.pending])
-        mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
-    for message_id, reason in indexed.refused:
-        await events.record(session, "imap.anatomy.flat", "flat", message_id=message_id, limit=reason)
-    return indexed.anatomies
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:

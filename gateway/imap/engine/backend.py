@@ -127,7 +127,7 @@ class Backend:
 
     # --- message content ------------------------------------------------------------------------------------
     def anatomy(self, row: Any) -> Any:
-        from gateway.imap.anatomy import codec
+        from gateway.anatomy import codec
 
         if row.anatomy is not None:
             return codec.decode(row.anatomy)
@@ -139,7 +139,7 @@ class Backend:
     async def ensure_anatomy(self, rows: Sequence[Any]) -> None:
         """Messages stored before the anatomy index (or by a path that skipped it): analysed once, kept for the
         session's lifetime of this command batch."""
-        from gateway.imap.anatomy.analyse import analyse
+        from gateway.anatomy.analyse import analyse
         from gateway.imap.anatomy.store import read_range
 
         missing = [r for r in rows if r.anatomy is None and r.message_id not in self._anatomies]
@@ -209,7 +209,7 @@ class Backend:
 
     async def preview(self, row: Any) -> str | None:
         """RFC 8970: up to 200 characters of the first text part."""
-        from gateway.imap.anatomy import text
+        from gateway.anatomy import text
 
         preview = getattr(text, "preview", None)
         if preview is None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Select, column, false, func, literal, or_, select, table, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from gateway.imap.models import MessageAnatomy
+from gateway.store.anatomy import MessageAnatomy
 from gateway.store.models import Delivery
 
 anatomy_table = MessageAnatomy.__table__

@@ -27,6 +27,7 @@ from gateway.imap.view import quota as quotas
 from gateway.imap.view.errors import MailboxNotFound, OverQuota
 from gateway.imap.view.rows import parse_flags, uid_condition, utc
 from gateway.imap.view.store import ViewStore, chunks
+from gateway.store.anatomy import index_messages
 from gateway.store.changes import mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder, Message
@@ -39,14 +40,6 @@ IndexHook = Callable[[AsyncSession, list[tuple[int, bytes]]], Awaitable[Any]]
 SUMMARY_HEAD = 65536
 
 
-def default_index_hook() -> IndexHook | None:
-    """The anatomy package's ``index_messages`` when it is installed in this tree, else None."""
-    try:
-        from gateway.imap.anatomy import store as anatomy_store
-    except ImportError:
-        return None
-    hook: IndexHook | None = getattr(anatomy_store, "index_messages", None)
-    return hook
 
 
 @dataclass(frozen=True)
@@ -106,11 +99,11 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
                  quota: int | None = None, index: IndexHook | None = None) -> AppendResult:
     """APPEND (RFC 9051 6.3.12) / MULTIAPPEND: every message or none; ``OverQuota`` past ``quota`` bytes.
 
-    A missing folder is ``MailboxNotFound`` with ``TRYCREATE`` (RFC 9051 7.1). ``index`` defaults to the anatomy
-    package's indexer.
+    A missing folder is ``MailboxNotFound`` with ``TRYCREATE`` (RFC 9051 7.1). ``index`` defaults to the store's
+    anatomy indexer (:func:`gateway.store.anatomy.index_messages`).
     """
     items = list(messages)
-    hook = index if index is not None else default_index_hook()
+    hook = index if index is not None else index_messages
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         dict(received_at=now, sender_mailbox_id=None, mail_from="", rcpt_to=[], size=len(item.data), raw=item.data,
@@ -130,8 +123,7 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
             dict(folder_id=folder_id, message_id=message_id, uid=uid, flags=text, seen=flagops.is_seen(text.split()),
                  modseq=first_modseq + offset, internal_date=utc(item.date) if item.date else now)
             for offset, (message_id, uid, text, item) in enumerate(zip(message_ids, uids, texts, items, strict=True))])
-        if hook is not None:
-            await hook(session, [(message_id, item.data) for message_id, item in zip(message_ids, items, strict=True)])
+        await hook(session, [(message_id, item.data) for message_id, item in zip(message_ids, items, strict=True)])
         return AppendResult(folder_id, uidvalidity, uids)
 
     try:

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.anatomy.text import fold
 from gateway.imap.anatomy.store import pending_body_matches
-from gateway.imap.anatomy.text import fold
-from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.search import And, Key, Not, Or, SearchKey
 from gateway.imap.proto.sequence import SequenceSet
 from gateway.imap.view import anatomy_link
 from gateway.imap.view.errors import NotAllowed
 from gateway.imap.view.flags import has_flag
 from gateway.imap.view.rows import uid_condition
+from gateway.store.anatomy import MessageAnatomy
 from gateway.store.models import Delivery, Message
 
 if TYPE_CHECKING:

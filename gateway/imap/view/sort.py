@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.search import SearchKey
 from gateway.imap.view import anatomy_link
 from gateway.imap.view.errors import NotAllowed
 from gateway.imap.view.rows import spans_of, uid_condition, utc
 from gateway.imap.view.search import search
 from gateway.imap.view.store import chunks
+from gateway.store.anatomy import MessageAnatomy
 from gateway.store.models import Delivery, Message
 
 if TYPE_CHECKING:

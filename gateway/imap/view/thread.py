@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.search import SearchKey
 from gateway.imap.view import anatomy_link
 from gateway.imap.view.errors import NotAllowed
@@ -28,6 +27,7 @@ from gateway.imap.view.rows import spans_of, uid_condition
 from gateway.imap.view.search import search
 from gateway.imap.view.sort import _normal
 from gateway.imap.view.store import chunks
+from gateway.store.anatomy import MessageAnatomy
 from gateway.store.models import Delivery
 
 if TYPE_CHECKING:

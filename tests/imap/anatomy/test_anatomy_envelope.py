@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.anatomy.analyse import analyse
+from gateway.anatomy.envelope import Address, parse_addresses
+from gateway.anatomy.headers import decode_words
 from gateway.imap.anatomy import render
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.envelope import Address, parse_addresses
-from gateway.imap.anatomy.headers import decode_words
 
 
 def test_group_is_written_with_start_and_end_markers() -> None:

@@ -7,9 +7,10 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.imap.anatomy import codec, render
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.text import search_fields
+from gateway.anatomy import codec
+from gateway.anatomy.analyse import analyse
+from gateway.anatomy.text import search_fields
+from gateway.imap.anatomy import render
 from gateway.imap.proto.fetch import Section
 
 _PIECES = [b"\r\n", b"\n", b"--b", b"--b--", b"Content-Type: multipart/mixed; boundary=b\r\n",

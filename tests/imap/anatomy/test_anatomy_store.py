@@ -14,12 +14,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from support.migrations import migration_differences
 
-from gateway.imap.anatomy import codec, render
-from gateway.imap.anatomy.analyse import analyse
+from gateway.anatomy import codec
+from gateway.anatomy.analyse import analyse
+from gateway.imap.anatomy import render
 from gateway.imap.anatomy.store import load_anatomies, read_range, search_text
-from gateway.imap.models import MessageAnatomy
 from gateway.imap.proto.fetch import Section
 from gateway.store import bulk, db, mailstore
+from gateway.store.anatomy import MessageAnatomy
 from gateway.store.models import Event
 
 from .messages import MIXED, SIMPLE, nested

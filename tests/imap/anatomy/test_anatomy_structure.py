@@ -8,9 +8,10 @@ import tracemalloc
 
 import pytest
 
-from gateway.imap.anatomy import codec, render
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.limits import MAX_DEPTH, MAX_PARTS
+from gateway.anatomy import codec
+from gateway.anatomy.analyse import analyse
+from gateway.anatomy.limits import MAX_DEPTH, MAX_PARTS
+from gateway.imap.anatomy import render
 from gateway.imap.proto.fetch import Section
 
 from .messages import MIXED, SIMPLE, nested, nested_messages, siblings

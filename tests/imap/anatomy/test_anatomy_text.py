@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.imap.anatomy.analyse import analyse
-from gateway.imap.anatomy.limits import MAX_TEXT
-from gateway.imap.anatomy.text import base_subject, search_fields
+from gateway.anatomy.analyse import analyse
+from gateway.anatomy.limits import MAX_TEXT
+from gateway.anatomy.text import base_subject, search_fields
 
 from .messages import MIXED
 

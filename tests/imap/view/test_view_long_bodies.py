@@ -8,13 +8,13 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.imap.anatomy.indexer import TextIndexer
-from gateway.imap.anatomy.store import INLINE_BODY, search_text
-from gateway.imap.models import MessageTextPending
+from gateway.imap.anatomy.store import search_text
 from gateway.imap.proto.search import And, Key, Not, Or
 from gateway.imap.view import mutate
 from gateway.imap.view.mutate import AppendItem
 from gateway.imap.view.search import search
 from gateway.imap.view.selected import SelectedView
+from gateway.store.anatomy import INLINE_BODY, MessageTextPending
 from gateway.store.changes import ChangeHub
 from gateway.store.models import Message
 

@@ -48,8 +48,7 @@ def _create_text_table(bind: sa.engine.Connection) -> None:
 
 
 def _fill(bind: sa.engine.Connection) -> None:
-    from gateway.imap.anatomy.store import index_rows, text_insert_sql
-    from gateway.imap.models import MessageAnatomy
+    from gateway.store.anatomy import MessageAnatomy, index_rows, text_insert_sql
 
     total = bind.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
     if not total:

@@ -3,7 +3,7 @@
 FETCH BODYSTRUCTURE, ENVELOPE, BODY[section] and BINARY[section] are answered from this and from byte ranges of
 the stored message, so the server never parses a message again when a client reads it (a poison message nested
 10,000 levels deep would otherwise stall every FETCH). The walk is iterative (an explicit stack), linear in the
-message size times the nesting depth, and bounded by :mod:`gateway.imap.anatomy.limits`; a message beyond the
+message size times the nesting depth, and bounded by :mod:`gateway.anatomy.limits`; a message beyond the
 bounds gets one flat ``application/octet-stream`` part and a ``refused`` reason. :func:`analyse` never raises.
 
 Entities are kept in one flat list, the message itself first. A multipart entity lists its parts; a
@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from gateway.imap.anatomy import headers as h
-from gateway.imap.anatomy.envelope import ENVELOPE_FIELDS, Envelope, envelope
-from gateway.imap.anatomy.limits import MAX_BOUNDARY, MAX_DEPTH, MAX_PARTS
+from gateway.anatomy import headers as h
+from gateway.anatomy.envelope import ENVELOPE_FIELDS, Envelope, envelope
+from gateway.anatomy.limits import MAX_BOUNDARY, MAX_DEPTH, MAX_PARTS
 
 #: Transfer encodings under which the body bytes are the entity itself (RFC 2045 6.4: composite types).
 IDENTITY_ENCODINGS = frozenset({"7BIT", "8BIT", "BINARY"})

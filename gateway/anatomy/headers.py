@@ -16,7 +16,7 @@ import codecs
 import re
 from collections.abc import Iterable
 
-from gateway.imap.anatomy.limits import MAX_HEADER, MAX_PARAMS
+from gateway.anatomy.limits import MAX_HEADER, MAX_PARAMS
 
 _BLANK = re.compile(rb"\n\r?\n")
 _FIELD_START = re.compile(rb"[!-9;-~]+[ \t]*:")

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from gateway.imap.anatomy import headers as h
-from gateway.imap.anatomy.analyse import Anatomy, Part
-from gateway.imap.anatomy.envelope import Address
-from gateway.imap.anatomy.limits import MAX_FIELD, MAX_HEADER, MAX_TEXT
-from gateway.imap.anatomy.render import UnknownTransferEncoding, decode_transfer
+from gateway.anatomy import headers as h
+from gateway.anatomy.analyse import Anatomy, Part
+from gateway.anatomy.envelope import Address
+from gateway.anatomy.limits import MAX_FIELD, MAX_HEADER, MAX_TEXT
+from gateway.anatomy.transfer import UnknownTransferEncoding, decode_transfer
 
 _SPACES = re.compile(r"\s+")
 _MSG_ID = re.compile(r"<[^<>\s]{1,500}>")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.imap.anatomy.headers import decode_words, first, quoted, skip_cfws
-from gateway.imap.anatomy.limits import MAX_ADDRESSES
+from gateway.anatomy.headers import decode_words, first, quoted, skip_cfws
+from gateway.anatomy.limits import MAX_ADDRESSES
 
 #: The header fields the envelope reads, lower case.
 ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id")

@@ -14,8 +14,8 @@ import json
 import zlib
 from typing import Any
 
-from gateway.imap.anatomy.analyse import Anatomy, Part
-from gateway.imap.anatomy.envelope import Address, Envelope
+from gateway.anatomy.analyse import Anatomy, Part
+from gateway.anatomy.envelope import Address, Envelope
 
 VERSION = b"1"
 #: Encoded forms larger than this are deflated (most messages stay below and are read without zlib).

@@ -1,0 +1,146 @@
+"""The anatomy of each message, written in the transaction that stores it (FETCH, SEARCH, SORT and THREAD read it).
+
+:func:`index_messages` goes beside every insert into ``messages`` (one multi-row insert per table): the bounded
+analysis (:mod:`gateway.anatomy`), the case-folded search and sort keys, and the decoded header and body text
+in ``message_anatomy_text`` (an FTS5 trigram table on SQLite, a pg_trgm-indexed table on PostgreSQL, created
+per dialect by migration imap_0004). A body whose text parts exceed :data:`INLINE_BODY` is indexed after the
+commit (``MessageTextPending``, worked by the IMAP text indexer): a trigram index costs about 0.2 s of the
+single SQLite writer per MiB of text, which would hold every other delivery back.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.anatomy import codec
+from gateway.anatomy.analyse import Anatomy, analyse
+from gateway.anatomy.text import search_fields, text_size
+from gateway.store import events
+from gateway.store.changes import TEXT_INDEX, mark_changed
+from gateway.store.models import Base, Id
+
+#: The table of decoded header and body text (created per dialect by migration imap_0004).
+TEXT_TABLE = "message_anatomy_text"
+#: Most bytes of text parts indexed in the delivering transaction (a few mail bodies' worth, ~3 ms of index).
+INLINE_BODY = 16 * 1024
+
+
+class MessageAnatomy(Base):
+    """What FETCH, SEARCH, SORT and THREAD need of a stored message, computed once when it is stored.
+
+    ``anatomy`` is :func:`gateway.anatomy.codec.encode` of its MIME structure with byte ranges
+    (migration ``imap_0004``); the other columns are case-folded search and sort keys (RFC 5256, RFC 5957).
+    The decoded header and body text live beside it in ``message_anatomy_text`` (an FTS5 trigram table on
+    SQLite, a pg_trgm-indexed table on PostgreSQL), which the migration creates per dialect.
+    """
+
+    __tablename__ = "message_anatomy"
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    anatomy: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Why the structure was replaced by one flat part (a bound of the analysis was hit); None when it was not.
+    refused: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(Text, default="")
+    to_addr: Mapped[str] = mapped_column(Text, default="")
+    cc_addr: Mapped[str] = mapped_column(Text, default="")
+    bcc_addr: Mapped[str] = mapped_column(Text, default="")
+    sort_subject: Mapped[str] = mapped_column(Text, default="")
+    sort_from: Mapped[str] = mapped_column(Text, default="")
+    sort_to: Mapped[str] = mapped_column(Text, default="")
+    sort_cc: Mapped[str] = mapped_column(Text, default="")
+    display_from: Mapped[str] = mapped_column(Text, default="")
+    display_to: Mapped[str] = mapped_column(Text, default="")
+    #: The Date header in UTC; None when absent or unreadable (SORT DATE then uses the internal date).
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    thread_message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Message-ids of References (or the first of In-Reply-To), space separated (RFC 5256 4).
+    thread_references: Mapped[str] = mapped_column(Text, default="")
+
+
+class MessageTextPending(Base):
+    """A message whose body text is not in ``message_anatomy_text`` yet (migration ``imap_0005``).
+
+    Long bodies are indexed after the commit that stored them (by the IMAP text indexer); SEARCH
+    reads these messages' bodies from their bytes until the row goes.
+    """
+
+    __tablename__ = "message_text_pending"
+    message_id: Mapped[int] = mapped_column(Id, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """The rows to insert for a batch of messages, and which of them were stored flat (limit reached)."""
+
+    anatomy_rows: list[dict[str, Any]]
+    text_rows: list[dict[str, Any]]
+    anatomies: dict[int, Anatomy]
+    refused: list[tuple[int, str]]
+    #: Messages whose text row has the header only: their body is indexed later.
+    pending: list[int]
+
+
+def index_rows(rows: Iterable[tuple[int, bytes]], defer_over: int | None = None) -> Indexed:
+    """Analyse messages and build their ``message_anatomy`` and text rows (pure CPU, bounded per message).
+
+    With ``defer_over``, a message with more bytes of text parts than that gets a text row without its body
+    and is listed in ``pending``.
+    """
+    anatomy_rows: list[dict[str, Any]] = []
+    text_rows: list[dict[str, Any]] = []
+    anatomies: dict[int, Anatomy] = {}
+    refused: list[tuple[int, str]] = []
+    pending: list[int] = []
+    for message_id, raw in rows:
+        raw = bytes(raw)
+        anatomy = analyse(raw)
+        anatomies[message_id] = anatomy
+        deferred = defer_over is not None and not anatomy.refused and text_size(anatomy) > defer_over
+        if deferred:
+            pending.append(message_id)
+        found = search_fields(anatomy, raw, with_body=not deferred)
+        if anatomy.refused:
+            refused.append((message_id, anatomy.refused))
+        anatomy_rows.append(dict(
+            message_id=message_id, anatomy=codec.encode(anatomy), refused=anatomy.refused,
+            subject=found.subject, from_addr=found.from_, to_addr=found.to, cc_addr=found.cc, bcc_addr=found.bcc,
+            sort_subject=found.sort_subject, sort_from=found.sort_from, sort_to=found.sort_to,
+            sort_cc=found.sort_cc, display_from=found.display_from, display_to=found.display_to,
+            sent_at=found.sent_at, thread_message_id=found.message_id, thread_references=found.references))
+        text_rows.append(dict(message_id=message_id, header=found.header, body=found.body))
+    return Indexed(anatomy_rows, text_rows, anatomies, refused, pending)
+
+
+def text_insert_sql(dialect: str) -> str:
+    """The insert of a text row (``:message_id, :header, :body``) for ``dialect``."""
+    if dialect == "sqlite":
+        return f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (:message_id, :header, :body)"
+    return f"INSERT INTO {TEXT_TABLE} (message_id, header, body) VALUES (:message_id, :header, :body)"
+
+
+async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]]) -> dict[int, Anatomy]:
+    """Analyse and index newly inserted messages, in the caller's transaction; returns their anatomies.
+
+    Call it wherever a ``messages`` row is inserted. A message beyond the analysis limits is stored flat and an
+    ``imap.anatomy.flat`` event records which limit (R18), without content.
+    """
+    if not rows:
+        return {}
+    indexed = index_rows(rows, defer_over=INLINE_BODY)
+    await session.execute(insert(MessageAnatomy), indexed.anatomy_rows)
+    await session.execute(text(text_insert_sql(session.get_bind().dialect.name)), indexed.text_rows)
+    if indexed.pending:
+        await session.execute(insert(MessageTextPending), [{"message_id": i} for i in indexed.pending])
+        mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
+    for message_id, reason in indexed.refused:
+        await events.record(session, "imap.anatomy.flat", "flat", message_id=message_id, limit=reason)
+    return indexed.anatomies
