@@ -4,11 +4,12 @@ Every value is checked here so that the daemon never starts half-configured: a b
 :class:`ConfigError` whose message is one sentence naming the offending key. Other modules receive
 typed, frozen dataclasses and never read the TOML themselves.
 
-One module per group of sections: ``reader`` (typed access and the shared checks), ``listeners`` ([tls],
-[smtp], [imap]), ``database``, ``limits`` ([limits], [auth], [rules]), ``relay`` ([relay], [whitelist],
-[outbound]), ``filing`` ([documents], [[upstream]]), ``dmp`` ([dmp], [card]), ``ops`` ([metrics],
-[autoconfig]), ``web``; ``model`` holds :class:`Config` and ``loading`` reads the file. The [hl7], [psc],
-[directory] and [insi] sections are parsed by their own packages through ``reader``.
+One module per group of sections: ``reader`` (typed access and the shared checks), ``general``
+([gateway]), ``listeners`` ([tls], [smtp], [imap]), ``database``, ``limits`` ([limits], [auth], [rules]),
+``relay`` ([relay], [whitelist], [outbound]), ``filing`` ([documents], [[upstream]]), ``dmp`` ([dmp],
+[card]), ``ops`` ([metrics], [autoconfig]), ``web``; ``model`` holds :class:`Config` and ``loading`` reads
+the file. The [hl7], [psc], [directory] and [insi] sections are parsed by their own packages through
+``reader``.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 from gateway.config.dmp import CardSettings, DmpProfessional, DmpSettings
 from gateway.config.filing import DocumentSettings, UpstreamSettings
+from gateway.config.general import MAX_WORKERS, default_workers
 from gateway.config.limits import AuthSettings, Limits, Rules
 from gateway.config.listeners import ANS_TLS12_CIPHERS, Listen, TLSSettings, _listen
-from gateway.config.loading import MAX_WORKERS, default_workers, load, parse
+from gateway.config.loading import load, parse
 from gateway.config.model import Config
 from gateway.config.ops import AutoconfigSettings, MetricsSettings
 from gateway.config.reader import ConfigError, _array_of_tables, _positive, _readable, _Reader
