@@ -244,54 +244,59 @@ class CommandReader:
                     self._need = int(mark.group(2))
                     self._state = _SKIP
                 continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if self.line_mode and not self._parts:
-                # One line at a time: the server decides after each one whether line mode goes on.
-                events.append(Line(line))
+            if self._frame_line(line, mark, events):
                 break
-            if not self._parts:
-                self._tag, self._verb = _sniff(line[:200])
-            if mark is not None:
-                line = line[: mark.start()]
-            self._line_len += len(line)
-            self._size += len(line) + 2
-            if self._line_len > self.max_line:
-                events.append(LineTooLong(self._tag))
-                self._reset_command()
-                if mark is not None and mark.group(3):
-                    self._need = int(mark.group(2))
-                    self._state = _SKIP
-                continue
-            self._parts.append(line)
-            if mark is None:
-                raw = RawCommand(tuple(self._parts), self._tag, self._verb, self._size)
-                events.append(Command(raw))
-                verb = self._verb
-                self._reset_command()
-                if verb in STOP_VERBS:
-                    break
-                continue
-            size = int(mark.group(2))
-            nonsync = bool(mark.group(3))
-            limit, total = self._limits()
-            if (
-                size > limit
-                or self._size + size > total
-                or self._literals >= MAX_LITERALS
-                or (nonsync and self.literal_minus and size > MAX_LITERAL_MINUS)
-            ):
-                events.append(LiteralRefused(self._tag, size, nonsync, self._verb))
-                self._reset_command()
-                if nonsync:
-                    self._need = size
-                    self._state = _SKIP
-                continue
-            self._size += size
-            self._literals += 1
-            self._need = size
-            self._binary = bool(mark.group(1))
-            self._state = _LITERAL
-            if not nonsync:
-                events.append(Continue(size, self._tag))
         return events
+
+    def _frame_line(self, line: bytes, mark: re.Match[bytes] | None, events: list[Event]) -> bool:
+        """A complete line (LF removed; ``mark``, its literal announcement if any) added to the command being
+        framed, with the events it completes; True when :meth:`feed` must stop (line mode, a STOP_VERBS verb)."""
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if self.line_mode and not self._parts:
+            # One line at a time: the server decides after each one whether line mode goes on.
+            events.append(Line(line))
+            return True
+        if not self._parts:
+            self._tag, self._verb = _sniff(line[:200])
+        if mark is not None:
+            line = line[: mark.start()]
+        self._line_len += len(line)
+        self._size += len(line) + 2
+        if self._line_len > self.max_line:
+            events.append(LineTooLong(self._tag))
+            self._reset_command()
+            if mark is not None and mark.group(3):
+                self._need = int(mark.group(2))
+                self._state = _SKIP
+            return False
+        self._parts.append(line)
+        if mark is None:
+            raw = RawCommand(tuple(self._parts), self._tag, self._verb, self._size)
+            events.append(Command(raw))
+            verb = self._verb
+            self._reset_command()
+            return verb in STOP_VERBS
+        size = int(mark.group(2))
+        nonsync = bool(mark.group(3))
+        limit, total = self._limits()
+        if (
+            size > limit
+            or self._size + size > total
+            or self._literals >= MAX_LITERALS
+            or (nonsync and self.literal_minus and size > MAX_LITERAL_MINUS)
+        ):
+            events.append(LiteralRefused(self._tag, size, nonsync, self._verb))
+            self._reset_command()
+            if nonsync:
+                self._need = size
+                self._state = _SKIP
+            return False
+        self._size += size
+        self._literals += 1
+        self._need = size
+        self._binary = bool(mark.group(1))
+        self._state = _LITERAL
+        if not nonsync:
+            events.append(Continue(size, self._tag))
+        return False
