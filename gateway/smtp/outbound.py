@@ -2,10 +2,11 @@
 
 * Mail for a whitelisted remote domain is queued per recipient in the transaction that stores the message
   (:func:`gateway.routing.delivery.enqueue_outbound`), so "250" to our sender means it cannot be lost.
-* A dispatcher claims due recipients, grouped by message and domain (``SELECT ... FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL, so several instances share one queue; SQLite serialises writers). Claiming moves
-  ``next_attempt_at`` forward by a lease: if the process dies mid-delivery the rows come due again by
-  themselves (at-least-once delivery; nothing is lost).
+* The table is a queue of the store's primitive (:data:`QUEUE`, :mod:`gateway.store.queue`). A dispatcher claims
+  due recipients, grouped by message and domain (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+  instances share one queue; SQLite's conditional update of the lease). Claiming moves ``next_attempt_at``
+  forward by a lease: if the process dies mid-delivery the rows come due again by themselves (at-least-once
+  delivery; nothing is lost).
 * Each group is delivered over SMTP with STARTTLS (TLS ≥ 1.2, our client certificate, the peer verified against
   the trust anchors and its host name) by aiosmtplib, to the configured route or the domain's MX. Sessions
   are kept open for a while and reused for the next transactions to the same hop.
@@ -22,18 +23,19 @@ import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import aiosmtplib
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Config, OutboundSettings
 from gateway.routing.delivery import OUTBOUND_WAKE
 from gateway.routing.headers import HeaderError, without_bcc
 from gateway.smtp import dsn
+from gateway.store import queue as q
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter
 from gateway.store.events import now, record
@@ -49,6 +51,12 @@ CLAIM_SCAN = 200
 MAX_RECIPIENTS_PER_TRANSACTION = 100
 #: An open session to a next hop is reused for this long after its last transaction.
 IDLE_SECONDS = 20.0
+
+#: The outbound queue: one unit is the due recipients of one message at one domain (one SMTP transaction, at
+#: most MAX_RECIPIENTS_PER_TRANSACTION); a claimed row stays ``queued`` and its lease is its due time. A final
+#: failure (5xx, or ``max_age`` reached) is ``failed``, with its DSN.
+QUEUE = q.Queue(OutboundRecipient, waiting=(QUEUED,), dead=FAILED, group=("message_id", "domain"),
+                per_unit=MAX_RECIPIENTS_PER_TRANSACTION, wake=OUTBOUND_WAKE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Group:
     rows: tuple[Row, ...]
     raw: bytes
     received_at: datetime
+    lease: q.Lease | None = None
 
 
 @dataclass(frozen=True)
@@ -99,33 +108,18 @@ def _aware(value: datetime) -> datetime:
 
 async def claim(session: AsyncSession, groups: int, lease: float) -> list[Group]:
     """Claim up to ``groups`` due (message, domain) groups for this worker, for ``lease`` seconds."""
-    at = now()
-    query = (select(OutboundRecipient).where(OutboundRecipient.state == QUEUED,
-                                             OutboundRecipient.next_attempt_at <= at)
-             .order_by(OutboundRecipient.next_attempt_at, OutboundRecipient.id).limit(CLAIM_SCAN))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = (await session.execute(query)).scalars().all()
-    grouped: dict[tuple[int, str], list[OutboundRecipient]] = defaultdict(list)
-    for row in rows:
-        key = (row.message_id, row.domain)
-        if key in grouped or len(grouped) < groups:
-            if len(grouped[key]) < MAX_RECIPIENTS_PER_TRANSACTION:
-                grouped[key].append(row)
-    if not grouped:
+    units = await q.claim(session, QUEUE, units=groups, lease=lease, scan=CLAIM_SCAN)
+    if not units:
         return []
-    ids = [r.id for members in grouped.values() for r in members]
-    await session.execute(update(OutboundRecipient).where(OutboundRecipient.id.in_(ids)).values(
-        next_attempt_at=at + timedelta(seconds=lease), attempts=OutboundRecipient.attempts + 1,
-    ).execution_options(synchronize_session=False))  # the loaded rows keep the attempts counted before this one
-    message_ids = {message_id for message_id, _ in grouped}
+    message_ids = {unit.key[0] for unit in units}
     messages = {m.id: (m.raw, m.received_at) for m in (await session.execute(
         select(Message.id, Message.raw, Message.received_at).where(Message.id.in_(message_ids)))).all()}
     result = []
-    for (message_id, domain), members in grouped.items():
+    for unit in units:
+        message_id, domain = unit.key
         raw, received = messages[message_id]
-        result.append(Group(message_id, domain, tuple(
-            Row(**{**_as_row(m).__dict__, "attempts": m.attempts + 1}) for m in members), raw, _aware(received)))
+        result.append(Group(message_id, domain, tuple(_as_row(m) for m in unit.rows), raw, _aware(received),
+                            unit.lease))
     return result
 
 
@@ -210,13 +204,14 @@ class OutboundWorker:
     async def _deliver(self, group: Group) -> None:
         ledger = Ledger(self, group)
         try:
-            results = await self.attempt(group, ledger)
+            results = await self._kept(group, ledger)
         except asyncio.CancelledError:
             if ledger.recording is not None:  # the peer answered: its answer is committed, not given back
                 await asyncio.wait({ledger.recording}, timeout=5)
-            else:  # stopping before an answer: make the rows due again now rather than after the lease
+            elif ledger.lease is not None:  # stopping before an answer: due again now rather than after the lease
+                lease = ledger.lease
                 with contextlib.suppress(Exception):
-                    await self.committer.run(lambda s: _release(s, group))
+                    await self.committer.run(lambda s: _release(s, group, lease))
             raise
         except Unrecorded:  # the claim lapses by lease; the peer's dedupe keeps the resend from doubling
             log.exception("outbound.record_failed", message_id=group.message_id)
@@ -230,6 +225,33 @@ class OutboundWorker:
             await ledger.record(results)
         except Exception:
             log.exception("outbound.record_failed", message_id=group.message_id)
+
+    async def _kept(self, group: Group, ledger: Ledger) -> dict[int, Result]:
+        """The attempt, with the group's lease renewed while it runs: only a dead worker's lease runs out, so a
+        live but slow delivery is never taken over and sent a second time by another instance."""
+        stop = asyncio.Event()
+        keeper = asyncio.ensure_future(self._keep(group, ledger, stop))
+        try:
+            return await self.attempt(group, ledger)
+        finally:
+            stop.set()
+            await asyncio.wait({keeper}, timeout=5)  # a renewal being committed ends first: its lease is known
+
+    async def _keep(self, group: Group, ledger: Ledger, stop: asyncio.Event) -> None:
+        seconds = self.settings.lease
+        ids = [r.id for r in group.rows]
+        while ledger.lease is not None and ledger.recording is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds / 3)
+                return
+            async def renew(session: AsyncSession, held: q.Lease = ledger.lease) -> q.Lease | None:
+                return await q.extend(session, QUEUE, held, ids, seconds)
+
+            try:
+                ledger.lease = await self.committer.run(renew)
+            except Exception:
+                log.warning("outbound.lease_not_renewed", message_id=group.message_id)
+                return
 
     async def next_hops(self, domain: str) -> list[tuple[str, int]] | str:
         """Where to deliver ``domain``: the static route, else its MX hosts by preference, else the domain.
@@ -373,8 +395,10 @@ class OutboundWorker:
 
     # --- results --------------------------------------------------------------------------------------------
     async def record_results(self, session: AsyncSession, group: Group, results: dict[int, Result]) -> None:
+        """Record the peer's answers. They are facts whether or not the claim is still current (the peer has the
+        message), so they are written without the lease's condition."""
         at = now()
-        schedule = self.settings.retry_schedule
+        retries = q.Retry(q.Schedule(tuple(self.settings.retry_schedule)))
         reports: dict[str, list[tuple[Row, dsn.RecipientStatus]]] = defaultdict(list)
         for row in group.rows:
             result = results.get(row.id) or Result("temporary", "no result")
@@ -384,18 +408,16 @@ class OutboundWorker:
             if kind == "temporary" and (at - _aware(row.created_at)).total_seconds() >= self.settings.max_age:
                 kind = "expired"
             if kind == "sent":
-                values.update(state=SENT, finished_at=at)
+                await q.finish(session, QUEUE, None, [row.id], SENT, finished_at=at, **values)
                 if "SUCCESS" in notify and not result.peer_reports:
                     reports["relayed"].append((row, self._status(row, "relayed", "2.0.0", result, at)))
             elif kind in ("permanent", "expired"):
-                values.update(state=FAILED, finished_at=at)
+                await q.finish(session, QUEUE, None, [row.id], FAILED, finished_at=at, **values)
                 status = _enhanced(result.reply, "5.0.0") if kind == "permanent" else "4.4.7"
                 if "FAILURE" in notify:
                     reports["failed"].append((row, self._status(row, "failed", status, result, at)))
             else:
-                delay = schedule[min(row.attempts - 1, len(schedule) - 1)]
-                values.update(next_attempt_at=at + timedelta(seconds=delay))
-            await session.execute(update(OutboundRecipient).where(OutboundRecipient.id == row.id).values(**values))
+                await q.retry(session, QUEUE, None, [row.id], attempts=row.attempts, policy=retries, at=at, **values)
             outcome = {"sent": "delivered", "permanent": "failed", "expired": "expired"}.get(kind, "deferred")
             await record(session, f"outbound.{outcome}", outcome, actor=row.mail_from,
                          mailbox_id=row.sender_mailbox_id, message_id=row.message_id, domain=row.domain,
@@ -447,6 +469,8 @@ class Ledger:
         self.worker = worker
         self.group = group
         self.recording: asyncio.Future[Any] | None = None
+        #: The group's claim, renewed while the delivery runs; None once it lapsed and was taken over.
+        self.lease: q.Lease | None = group.lease
 
     async def record(self, results: dict[int, Result]) -> None:
         if self.recording is None:
@@ -456,11 +480,9 @@ class Ledger:
         await asyncio.shield(self.recording)
 
 
-async def _release(session: AsyncSession, group: Group) -> None:
-    ids = [r.id for r in group.rows]
-    await session.execute(update(OutboundRecipient).where(
-        OutboundRecipient.id.in_(ids), OutboundRecipient.state == QUEUED).values(
-        next_attempt_at=now(), attempts=OutboundRecipient.attempts - 1).execution_options(synchronize_session=False))
+async def _release(session: AsyncSession, group: Group, lease: q.Lease) -> None:
+    """Give the group back unanswered, due now and this attempt not counted (unless its lease was taken over)."""
+    await q.release(session, QUEUE, lease, [r.id for r in group.rows])
 
 
 def _enhanced(reply: str, default: str) -> str:
@@ -480,11 +502,7 @@ async def list_queue(session: AsyncSession, state: str | None = None, limit: int
 
 async def retry_now(session: AsyncSession, ids: list[int] | None = None) -> int:
     """Make queued recipients due at once (all, or those ``ids``); returns how many."""
-    query = update(OutboundRecipient).where(OutboundRecipient.state == QUEUED).values(next_attempt_at=now())
-    if ids:
-        query = query.where(OutboundRecipient.id.in_(ids))
-    result = await session.execute(query)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return await q.due_now(session, QUEUE, ids or None)
 
 
 def _without_bcc(raw: bytes) -> bytes:
