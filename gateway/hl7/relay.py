@@ -89,8 +89,10 @@ def zam(kind: str, control_id: str, source_control_id: str, matricule: str, oid:
     if detail and kind == ZAM_READ:  # the reader's mailbox, an XTN of type X.400
         segments.append(f"OBX|2|XTN|LECTEUR_MSS^Lecteur du courriel MSSanté^AckMetierZAM||^^X.400^"
                         f"{escape(detail, 320)}||||||F")
-    elif detail:
-        segments.append(f"OBX|2|ST|DESTINATAIRE_MSS^Destinataire MSSanté^AckMetierZAM||{escape(detail, 320)}||||||F")
+    elif detail:  # the recipients' addresses, XTN of type X.400, one repetition each (volet, ZAM^Z02)
+        addresses = [a.strip() for a in detail.split(",") if a.strip()][:50]
+        value = "~".join(f"^^X.400^{escape(a, 320)}" for a in addresses)
+        segments.append(f"OBX|2|XTN|DESTINATAIRE_MSS^Destinataire MSSanté^AckMetierZAM||{value}||||||F")
     if not ok:
         system = _ZAM_ERROR_SYSTEM[kind]
         number, text = error or ("", "")
@@ -288,6 +290,9 @@ class Hl7Relay(Background):
         rows = (await session.execute(select(OutboundRecipient.recipient, OutboundRecipient.state,
                                              OutboundRecipient.last_reply)
                                       .where(OutboundRecipient.message_id == message_id))).all()
+        if not rows:  # every recipient was ours: delivered in the acceptance's transaction
+            local = (await session.execute(select(Message.rcpt_to).where(Message.id == message_id))).scalar()
+            return True, None, ", ".join(str(r) for r in local or ())
         if any(r.state == "queued" for r in rows):
             return None
         failed = [r for r in rows if r.state == "failed"]

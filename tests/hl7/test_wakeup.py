@@ -63,4 +63,8 @@ def test_acknowledgements_reach_the_dpi_without_waiting_for_the_relay_poll(
     finally:
         gateway.stop()
         dpi.stop()
-    assert [str(hl7.parse(m.replace("\n", "\r")).segment("OBX")(4)) for m in zam_z02(dpi)] == ["WAKE-1", "WAKE-2"]
+    parsed = [hl7.parse(m.replace("\n", "\r")) for m in zam_z02(dpi)]
+    assert [str(p.segment("OBX")(4)) for p in parsed] == ["WAKE-1", "WAKE-2"]
+    recipient = [s for s in parsed[0] if str(s[0]) == "OBX"][1]  # the volet: DESTINATAIRE_MSS, XTN X.400
+    assert str(recipient(2)) == "XTN" and str(recipient(3)(1)(1)) == "DESTINATAIRE_MSS"
+    assert str(recipient(5)(1)(3)) == "X.400" and str(recipient(5)(1)(4)) == DOCTOR
