@@ -19,6 +19,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.policy
 import email.utils
 import secrets
@@ -197,12 +198,33 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
     if visibility:
         message[VISIBILITY_HEADER] = ",".join(visibility)
     body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
-    message.set_content(body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} ».")
-    for data, subtype, filename in parts if parts is not None else attachments(config, doc):
-        message.add_attachment(data, maintype="application", subtype=subtype, filename=filename)
-    # A boundary of our own: the generator would otherwise search the whole encoded text for a free one.
-    message.set_boundary(f"=_hl7_{secrets.token_hex(12)}")
-    return message.as_bytes()
+    text = body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} »."
+    return _multipart(message.as_bytes(), text, parts if parts is not None else attachments(config, doc))
+
+
+def _multipart(head: bytes, text: str, parts: list[tuple[bytes, str, str]]) -> bytes:
+    """The MIME body written directly (RFC 2045, 2046): the email package renders the header fields (folding,
+    RFC 2047 words), the parts are base64 in CRLF lines made in C, instead of the generator's walk of every
+    encoded line of the XDM zip. The boundary is ours: "=_" cannot occur in base64 nor in 8bit text we check."""
+    boundary = f"=_hl7_{secrets.token_hex(12)}".encode("ascii")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    encoded = "\r\n".join(lines).encode("utf-8")
+    plain = all(len(line) < 900 for line in lines) and b"\0" not in encoded and b"--=_hl7_" not in encoded
+    out = [head[:-2],  # the header section without its closing empty line
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n",
+           b"--" + boundary + b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: ",
+           b"8bit\r\n\r\n" + encoded + b"\r\n" if plain else b"base64\r\n\r\n" + _base64(encoded)]
+    for data, subtype, filename in parts:
+        out += [b"--", boundary, b"\r\nContent-Type: application/", subtype.encode("ascii"),
+                b"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"",
+                filename.encode("ascii"), b"\"\r\n\r\n", _base64(data)]
+    out += [b"--", boundary, b"--\r\n"]
+    return b"".join(out)
+
+
+def _base64(data: bytes) -> bytes:
+    """Base64 in lines of 76 characters ended by CRLF (RFC 2045 6.8)."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
 async def _qualified(session: AsyncSession, matricule: str) -> bool:
