@@ -2,10 +2,10 @@
 
 Extraction (MIME → XDM → CDA, schema validation) is CPU work done outside any transaction; matching,
 recording and marking the job done happen in one transaction, so a job is filed exactly once. The jobs are a
-queue of the store's primitive (:data:`QUEUE`, :mod:`gateway.store.queue`): claimed under a lease (``FOR UPDATE
-SKIP LOCKED`` on PostgreSQL so several gateway processes share the queue; SQLite's conditional update of the
-lease), and the transaction that files a job marks it done only while its claim is current, so a job whose
-lease lapsed and was taken over is filed once. A job that keeps failing is retried with backoff, then marked
+queue of the store's primitive (:data:`QUEUE`, :mod:`gateway.store.queue`); the work is short, so a job is read
+unlocked, extracted, and claimed by the transaction that files it (:func:`~gateway.store.queue.finish_due`: only
+while it is still due and held by nobody), one write transaction per job; a job another worker recorded
+meanwhile is left to it. A job that keeps failing is retried with backoff, then marked
 ``failed`` (the message itself stays in its mailbox: nothing is lost) and traced.
 """
 
@@ -44,10 +44,8 @@ log = structlog.get_logger("gateway.filing")
 
 MAX_ATTEMPTS = 5
 POLL_SECONDS = 0.5
-#: Jobs claimed at a time, and how long a claim holds them: longer than any bounded extraction takes, after
-#: which a job whose worker died is taken again.
+#: Due jobs read at a time.
 BATCH = 20
-LEASE_SECONDS = 120.0
 
 #: The filing queue: one job per unit; after MAX_ATTEMPTS failed attempts (2 s, 4 s, ... at most 10 min apart)
 #: a job is ``failed``, traced, and its message stays where it was delivered.
@@ -96,55 +94,42 @@ class FilingWorker(Background):
         finally:
             self._hub.unwatch(FILING, self.wake)
 
-    async def _claim(self) -> list[tuple[q.Lease, FilingJob]]:
-        """Claim the jobs due now (a read first, so that an idle poll takes no write lock)."""
+    async def _due(self) -> list[FilingJob]:
+        """The jobs due now, read without a lock: each is claimed by the transaction that records it."""
         async with self._reads() as session:
-            any_due = (await session.execute(select(FilingJob.id).where(QUEUE.claimable(now())).limit(1))).first()
-        if any_due is None:
-            return []
-        async with self._sessions() as session, session.begin():
-            units = await q.claim(session, QUEUE, units=BATCH, lease=LEASE_SECONDS)
-            return [(unit.lease, unit.rows[0]) for unit in units]
+            return list((await session.execute(
+                select(FilingJob).where(QUEUE.claimable(now())).order_by(FilingJob.next_attempt_at, FilingJob.id)
+                .limit(BATCH))).scalars())
 
     async def run_once(self) -> bool:
         """Process the jobs due now; returns whether there was any."""
-        due = await self._claim()
-        for done, (lease, job) in enumerate(due):
-            try:
-                await self._process(lease, job.id, job.kind, job.message_id, job.mailbox_id, job.attempts)
-            except asyncio.CancelledError:  # stopping: the jobs not started are due again now, not after the lease
-                await asyncio.shield(self._release(due[done:]))
-                raise
+        due = await self._due()
+        for job in due:
+            await self._process(job.id, job.kind, job.message_id, job.mailbox_id, job.attempts)
         return bool(due)
 
-    async def _release(self, claimed: list[tuple[q.Lease, FilingJob]]) -> None:
-        async with self._sessions() as session, session.begin():
-            for lease, job in claimed:
-                await q.release(session, QUEUE, lease, [job.id])
-
-    async def _process(self, lease: q.Lease, job_id: int, kind: str, message_id: int, mailbox_id: int,
-                       attempts: int) -> None:
+    async def _process(self, job_id: int, kind: str, message_id: int, mailbox_id: int, attempts: int) -> None:
         async with self._reads() as session:
             raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
         try:
             if kind == DEPOSIT:
                 extracted = await asyncio.to_thread(read_message, raw, validate=False)
-                await self._consider_deposit(lease, job_id, message_id, mailbox_id, raw, extracted)
+                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted)
             else:
                 read = await asyncio.to_thread(read_message, raw)
-                await self._file(lease, job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
+                await self._file(job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
         except Exception as exc:
             log.warning("filing.job_error", job_id=job_id, message_id=message_id, error=type(exc).__name__)
-            await self._failed(lease, job_id, message_id, mailbox_id, attempts, exc)
+            await self._failed(job_id, message_id, mailbox_id, attempts + 1, exc)
 
-    async def _file(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+    async def _file(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
                     documents: list[ExtractedDocument], not_documents: Sequence[NotDocument] = ()) -> None:
         """File or review every document; record every other XML, PDF or zip part as not a document with its
         reason, so that no message ends with zero outcomes (R10); then answer as the sender asked (R6)."""
         async with self._sessions() as session:
             async with session.begin():
-                if not await q.finish(session, QUEUE, lease, [job_id], DONE, done_at=now()):
-                    return  # its lease lapsed and another process took it over
+                if not await q.finish_due(session, QUEUE, [job_id], DONE, done_at=now()):
+                    return  # another worker filed it meanwhile, or holds it
                 matricules = [d.header.patient.matricule for d in documents
                               if d.header and d.header.patient.matricule]
                 set_ids = [str(d.header.set_id) for d in documents if d.header and d.header.set_id]
@@ -172,7 +157,7 @@ class FilingWorker(Background):
                 await notify_database(session)
             self._hub.publish(take_changed(session))
 
-    async def _consider_deposit(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
+    async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
                                 extracted: Extracted) -> None:
         """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued).
 
@@ -183,8 +168,8 @@ class FilingWorker(Background):
 
         assert self.config.dmp is not None
         async with self._sessions() as session, session.begin():
-            if not await q.finish(session, QUEUE, lease, [job_id], DONE, done_at=now()):
-                return  # its lease lapsed and another process took it over
+            if not await q.finish_due(session, QUEUE, [job_id], DONE, done_at=now()):
+                return  # another worker considered it meanwhile, or holds it
             message = await session.get(Message, message_id)
             assert message is not None
             matricules = [d.header.patient.matricule for d in extracted.documents
@@ -262,11 +247,10 @@ class FilingWorker(Background):
             [bulk.Placement(requester, "INBOX")], [event])
         await bulk.apply(session, [plan])
 
-    async def _failed(self, lease: q.Lease, job_id: int, message_id: int, mailbox_id: int, attempts: int,
-                      exc: Exception) -> None:
-        """Retried with backoff while the claim is current; ``failed`` and traced after MAX_ATTEMPTS (R10)."""
+    async def _failed(self, job_id: int, message_id: int, mailbox_id: int, attempts: int, exc: Exception) -> None:
+        """Retried with backoff (this attempt counted); ``failed`` and traced after MAX_ATTEMPTS (R10)."""
         async with self._sessions() as session, session.begin():
-            retried = await q.retry(session, QUEUE, lease, [job_id], attempts=attempts, policy=RETRIES,
+            retried = await q.retry(session, QUEUE, None, [job_id], attempts=attempts, policy=RETRIES, count=True,
                                     last_error=f"{type(exc).__name__}: {exc}"[:2000])
             if retried.dead and retried.ids:
                 await record(session, "filing.failed", "failed", rule=Rule.R10, mailbox_id=mailbox_id,

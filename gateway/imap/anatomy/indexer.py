@@ -2,7 +2,8 @@
 
 A message whose text parts exceed :data:`~gateway.imap.anatomy.store.INLINE_BODY` is stored with its header
 indexed and a ``message_text_pending`` row; this worker puts its body text into the trigram index, one message
-per transaction so no delivery waits behind more than one of them, and removes the row. Until then SEARCH reads
+per transaction so no delivery waits behind more than one of them, and removes the row. It starts a moment
+after the commit that woke it (:data:`SETTLE`), so the work that commit queued goes first. Until then SEARCH reads
 the body from the message itself (:func:`~gateway.imap.anatomy.store.search_text`), so answers never depend
 on how far the indexer has come. Woken by the commit that adds work (``TEXT_INDEX`` on the change hub, NOTIFY
 on PostgreSQL); a slow poll catches commits made by other processes on SQLite.
@@ -34,6 +35,9 @@ POLL = 5.0
 BATCH = 20
 #: Pause between two messages, so deliveries queued behind the writer go first.
 BREATHE = 0.01
+#: Seconds between the commit that wakes the indexer and its first transaction: the work that commit queued
+#: (filing, deposits, outbound) takes the single SQLite writer first, and a burst of deliveries is indexed after.
+SETTLE = 1.0
 
 
 async def index_one(session: AsyncSession, message_id: int) -> bool:
@@ -58,11 +62,13 @@ class TextIndexer(Background):
     name = "imap-text-indexer"
     once_per_daemon = True
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, poll: float = POLL) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hub: ChangeHub, poll: float = POLL,
+                 settle: float = SETTLE) -> None:
         super().__init__()
         self.sessions = sessions
         self.hub = hub
         self.poll = poll
+        self.settle = settle
 
     async def main(self) -> None:
         wake = self.hub.watch(TEXT_INDEX)
@@ -77,6 +83,7 @@ class TextIndexer(Background):
                 if not done:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self.poll)
+                    await asyncio.sleep(self.settle)
         finally:
             self.hub.unwatch(TEXT_INDEX, wake)
 
