@@ -36,9 +36,9 @@ from support.psc import MARCEL, grant, psc_config  # noqa: E402
 from support.store import Store  # noqa: E402
 from support.workers import configure  # noqa: E402
 
+from gateway.config.psc import PscSettings  # noqa: E402
 from gateway.psc.login import PscLogin  # noqa: E402
 from gateway.psc.sasl import BearerResponse, oauthbearer_response  # noqa: E402
-from gateway.psc.settings import PscSettings  # noqa: E402
 from gateway.psc.simulator import DEFAULT_DATA, Simulator, load_data, server_context  # noqa: E402
 from gateway.psc.tokens import TokenVerifier  # noqa: E402
 from gateway.store import db  # noqa: E402

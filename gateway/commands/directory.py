@@ -35,7 +35,7 @@ def _coded(value: dict[str, str] | None) -> str:
 
 def cmd_directory(args: argparse.Namespace) -> int:
     from gateway.commands.common import CommandError, load_config, print_rows
-    from gateway.directory.client import DirectoryError
+    from gateway.directory.client import DirectoryError, client_for
 
     cfg = load_config(args)
     if cfg.directory is None:
@@ -50,7 +50,7 @@ def cmd_directory(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.rpps!r} is not an RPPS number (11 digits) nor a national id (8 + RPPS).")
 
     async def work() -> Any:
-        async with settings.client() as client:
+        async with client_for(settings) as client:
             if args.action == "mailbox":
                 return await client.mailbox(args.address)
             return await client.search(name=args.name, rpps=args.rpps, city=args.city)

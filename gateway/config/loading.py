@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.database import _database_url
+from gateway.config.directory import parse_section as directory_section
 from gateway.config.dmp import _card_section, _dmp_section
 from gateway.config.filing import _documents_sections
 from gateway.config.general import _gateway_section
+from gateway.config.insi import parse_section as insi_section
 from gateway.config.limits import _auth_section, _limits_section, _rules_section
 from gateway.config.listeners import _listeners, _tls_section
 from gateway.config.model import Config
 from gateway.config.ops import _ops_sections
+from gateway.config.psc import parse_section as psc_section
 from gateway.config.reader import ConfigError, _Reader
 from gateway.config.relay import _relay_sections
 from gateway.config.web import _web_section
@@ -41,9 +44,6 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     limits = _limits_section(root)
     auth = _auth_section(root)
     rules = _rules_section(root)
-
-    from gateway.ins_matching.insi_settings import parse_section as insi_section
-
     insi_mode, insi = insi_section(root, path)
     relay, whitelist, outbound = _relay_sections(root, tls, path)
     documents, upstreams = _documents_sections(root, path, domains)
@@ -54,11 +54,7 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     from gateway.hl7.settings import parse_section as hl7_section
 
     hl7 = hl7_section(root, path)
-    from gateway.psc.settings import parse_section as psc_section
-
     psc = psc_section(root, path)
-    from gateway.directory.settings import parse_section as directory_section
-
     directory = directory_section(root, path)
     root.finish()
     return Config(general.hostname, domains, general.patient_domain, url, tls, submission, submissions, imap, imaps,

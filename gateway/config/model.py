@@ -13,16 +13,16 @@ from gateway.config.limits import AuthSettings, Limits, Rules
 from gateway.config.relay import TrustedDomains
 
 if TYPE_CHECKING:
+    from gateway.config.directory import DirectorySettings
     from gateway.config.dmp import CardSettings, DmpSettings
     from gateway.config.filing import DocumentSettings, UpstreamSettings
+    from gateway.config.insi import InsiSettings
     from gateway.config.listeners import Listen, TLSSettings
     from gateway.config.ops import AutoconfigSettings, MetricsSettings
+    from gateway.config.psc import PscSettings
     from gateway.config.relay import OutboundSettings, RelaySettings, WhitelistSettings
     from gateway.config.web import WebSettings
-    from gateway.directory.settings import DirectorySettings
     from gateway.hl7.settings import Hl7Settings
-    from gateway.ins_matching.insi_settings import InsiSettings
-    from gateway.psc.settings import PscSettings
 
 
 @dataclass(frozen=True)

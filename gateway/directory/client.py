@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -27,6 +27,9 @@ import structlog
 
 from gateway.directory import fhir
 from gateway.directory.fhir import AnswerRefused, Mailbox, Organisation, Practitioner
+
+if TYPE_CHECKING:
+    from gateway.config.directory import DirectorySettings
 
 log = structlog.get_logger("gateway.directory")
 
@@ -286,3 +289,12 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise AnswerRefused(f"The directory's answer is larger than {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def client_for(settings: DirectorySettings) -> DirectoryClient:
+    """A client for ``[directory]`` (one per process: it holds the connection pool and the cache)."""
+    ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return DirectoryClient(settings.base_url, settings.api_key, ssl_context=ctx, timeout=settings.timeout,
+                           cache_ttl=settings.cache_ttl, negative_cache_ttl=settings.negative_cache_ttl,
+                           limits=Limits(settings.max_answer_bytes, settings.max_entries, settings.max_pages))

@@ -14,8 +14,9 @@ import asyncio
 
 import structlog
 
+from gateway.config.directory import DirectorySettings
+from gateway.directory import client as directory_client
 from gateway.directory.client import DirectoryClient, DirectoryError
-from gateway.directory.settings import DirectorySettings
 
 log = structlog.get_logger("gateway.directory.recipients")
 
@@ -24,10 +25,11 @@ _clients: dict[tuple[DirectorySettings, int], DirectoryClient] = {}
 
 
 def client_for(settings: DirectorySettings) -> DirectoryClient:
+    """This event loop's client for ``settings``."""
     key = (settings, id(asyncio.get_running_loop()))
     client = _clients.get(key)
     if client is None:
-        client = _clients[key] = settings.client()
+        client = _clients[key] = directory_client.client_for(settings)
     return client
 
 

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import DmpSettings
-from gateway.directory.settings import DirectorySettings
+from gateway.config.directory import DirectorySettings
+from gateway.directory.client import client_for
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.deposit import Depositor
 from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
@@ -91,7 +92,7 @@ class DmpBridge(Background):
         super().__init__()
         self.settings = settings
         #: Authors' profession, specialty and structure come from the Annuaire Santé when configured (authors.py).
-        self.directory = directory.client() if directory is not None else None
+        self.directory = client_for(directory) if directory is not None else None
         self.policy = policy_from(settings)
         client_cert = load_issued(str(settings.client_certificate), str(settings.client_key))
         signer = load_issued(str(settings.signing_certificate), str(settings.signing_key))

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.accounts import Account
 from gateway.auth.methods import allows
+from gateway.config.psc import PscSettings
 from gateway.ops import metrics
 from gateway.psc.models import PscGrant
 from gateway.psc.sasl import BearerResponse, error_challenge
-from gateway.psc.settings import PscSettings
 from gateway.psc.tokens import Rejected, TokenVerifier, Unavailable
 from gateway.store.models import Mailbox
 

@@ -36,7 +36,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from gateway.psc.settings import PscSettings
+from gateway.config.psc import PscSettings
 
 log = structlog.get_logger("gateway.psc")
 

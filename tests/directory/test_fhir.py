@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError
+from gateway.config.directory import parse_section
 from gateway.directory import fhir
-from gateway.directory.settings import parse_section
 
 
 def _mss(address: str, kind: str = "PER", red: bool = False) -> dict[str, Any]:

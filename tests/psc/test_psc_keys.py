@@ -13,7 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from support.pki import PKIFiles
 
-from gateway.psc.settings import PscSettings
+from gateway.config.psc import PscSettings
 from gateway.psc.simulator import DEFAULT_DATA, OIDC, Simulator, load_data, server_context
 from gateway.psc.tokens import Rejected, TokenVerifier, Unavailable
 

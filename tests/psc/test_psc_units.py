@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.auth.methods import allows, normalise
 from gateway.config import ConfigError, _Reader
+from gateway.config.psc import PscSettings, parse_section
 from gateway.psc.sasl import (
     SaslError,
     error_challenge,
@@ -22,7 +23,6 @@ from gateway.psc.sasl import (
     parse_xoauth2,
     xoauth2_response,
 )
-from gateway.psc.settings import PscSettings, parse_section
 from gateway.psc.tokens import Rejected, check_claims, import_jwks, read_header
 
 ISSUER = "https://psc.test/auth/realms/esante-wallet"

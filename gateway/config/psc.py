@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.config import _Reader
+    from gateway.config.reader import _Reader
 
 #: Asymmetric JWS algorithms only: a symmetric one would let anyone holding the public key forge tokens.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
@@ -58,7 +58,7 @@ class PscSettings:
 
 def parse_section(root: _Reader, path: Callable[..., Path | None]) -> PscSettings | None:
     """[psc]: see :class:`PscSettings`; every error names its key."""
-    from gateway.config import ConfigError
+    from gateway.config.reader import ConfigError
 
     psc = root.table("psc")
     if psc is None:

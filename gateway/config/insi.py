@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError
+from gateway.config.reader import ConfigError
 
 if TYPE_CHECKING:
-    from gateway.config import _Reader
+    from gateway.config.reader import _Reader
 
 MODES = ("simulator", "service")
 
@@ -32,7 +32,7 @@ class InsiSettings:
 
 def parse_section(root: _Reader, path: Callable[..., Path | None]) -> tuple[str, InsiSettings | None]:
     """The INSi mode and, for ``service``, its settings; every wrong value named by its key."""
-    from gateway.config import _readable, _Reader
+    from gateway.config.reader import _readable, _Reader
 
     section = root.table("insi") or _Reader({}, "insi")
     mode = section.get("mode", str, "simulator")

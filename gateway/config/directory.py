@@ -10,15 +10,13 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.config import _Reader
-    from gateway.directory.client import DirectoryClient
+    from gateway.config.reader import _Reader
 
 DEFAULT_BASE_URL = "https://gateway.api.esante.gouv.fr/fhir/v2"
 
@@ -37,20 +35,11 @@ class DirectorySettings:
     max_pages: int = 5
     check_recipients: bool = False
 
-    def client(self) -> DirectoryClient:
-        """A client for these settings (one per process: it holds the connection pool and the cache)."""
-        from gateway.directory.client import DirectoryClient, Limits
-
-        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        return DirectoryClient(self.base_url, self.api_key, ssl_context=ctx, timeout=self.timeout,
-                               cache_ttl=self.cache_ttl, negative_cache_ttl=self.negative_cache_ttl,
-                               limits=Limits(self.max_answer_bytes, self.max_entries, self.max_pages))
 
 
 def parse_section(root: _Reader, path: Callable[..., Path | None]) -> DirectorySettings | None:
     """[directory]: see :class:`DirectorySettings`; every error names its key."""
-    from gateway.config import _positive
+    from gateway.config.reader import _positive
 
     d = root.table("directory")
     if d is None:
