@@ -149,7 +149,7 @@ async def copy_messages(store: ViewStore, account_id: int, source_id: int, spans
 
     COPY counts against the quota (the copy is a message the user sees); MOVE does not change the usage.
     """
-    from gateway.imap.view.selected import CopyResult, remove_deliveries
+    from gateway.imap.view.folder_changes import CopyResult, remove_deliveries
 
     async def work(session: AsyncSession) -> CopyResult:
         dest_id, uidvalidity = await _folder(session, account_id, destination)

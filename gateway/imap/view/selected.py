@@ -14,19 +14,27 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.imap.models import ExpungedUid
 from gateway.imap.proto.sequence import SequenceSet
 from gateway.imap.view import flags as flagops
 from gateway.imap.view.errors import MailboxNotFound, NotAllowed
+from gateway.imap.view.folder_changes import (
+    Changes,
+    CopyResult,
+    Resync,
+    all_uids,
+    contains,
+    folder_delta,
+    initial_uids,
+    missing,
+    missing_ranges,
+    remove_deliveries,
+)
 from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
 from gateway.imap.view.store import ViewStore, chunks, new_uids
 from gateway.store.events import record
@@ -54,143 +62,6 @@ def mailbox_object_id(folder_id: int) -> str:
 
 def keywords_of(flags: Iterable[str]) -> set[str]:
     return {flag for flag in flags if not flag.startswith("\\")}
-
-
-@dataclass
-class Changes:
-    """What a refresh learned, in the order the engine reports it (RFC 9051 7.4.1, 7.3.1, 7.5.2).
-
-    ``expunged`` are UIDs (for VANISHED, RFC 7162 3.2.10) and ``expunged_seqs`` their sequence numbers, highest
-    first (each ``* n EXPUNGE`` then stays right as the ones before it are applied). ``flags`` are rows
-    ``(uid, flags, modseq)`` of known messages another session changed; ``new_keywords`` must be announced in
-    ``FLAGS``/``PERMANENTFLAGS`` before any FETCH shows them.
-    """
-
-    expunged: list[int] = field(default_factory=list)
-    expunged_seqs: list[int] = field(default_factory=list)
-    new: list[int] = field(default_factory=list)
-    flags: list[Row] = field(default_factory=list)
-    new_keywords: list[str] = field(default_factory=list)
-    exists: int = 0
-    recent: int = 0
-    recent_changed: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return not (self.expunged or self.new or self.flags or self.new_keywords or self.recent_changed)
-
-
-@dataclass(frozen=True)
-class Resync:
-    """QRESYNC at SELECT (RFC 7162 3.2.5): UID ranges gone since the client's MODSEQ, and rows changed since."""
-
-    vanished: list[tuple[int, int]]
-    changed: list[tuple[int, Row]]
-
-
-@dataclass(frozen=True)
-class CopyResult:
-    """COPYUID data (RFC 4315 3): the destination's UIDVALIDITY, source UIDs and the UIDs they got, in order."""
-
-    uidvalidity: int
-    source_uids: list[int]
-    dest_uids: list[int]
-
-
-async def all_uids(session: AsyncSession, folder_id: int) -> array[int]:
-    """The folder's UIDs, ascending, in one aggregated value (a row per message costs three times as much)."""
-    of_folder = Delivery.folder_id == folder_id
-    if session.get_bind().dialect.name == "postgresql":
-        query = select(func.array_agg(aggregate_order_by(Delivery.uid, Delivery.uid))).where(of_folder)
-        return new_uids((await session.execute(query)).scalar_one() or ())
-    text = (await session.execute(select(func.group_concat(Delivery.uid)).where(of_folder))).scalar_one()
-    return new_uids(sorted(map(int, text.split(","))) if text else ())
-
-
-async def changes_since(session: AsyncSession, folder_id: int, since: int, known: Sequence[int]
-                        ) -> tuple[list[Row], list[int]]:
-    """Rows added or re-flagged after MODSEQ ``since``, and the ``known`` UIDs expunged after it.
-
-    When expunge records after ``since`` may have been pruned (``folders.expunged_floor``, read after them so a
-    concurrent pruning is noticed), the UIDs gone are found by comparing ``known`` with the folder instead.
-    """
-    changed = await session.execute(select(Delivery.uid, Delivery.flags, Delivery.modseq).where(
-        Delivery.folder_id == folder_id, Delivery.modseq > since).order_by(Delivery.uid))
-    rows = [Row(r.uid, parse_flags(r.flags), r.modseq) for r in changed]
-    gone = set((await session.execute(select(ExpungedUid.uid).where(
-        ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since))).scalars())
-    floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == folder_id))).scalar()
-    if floor is not None and since < floor:
-        current = await all_uids(session, folder_id)
-        return rows, missing(known, current)
-    return rows, sorted(uid for uid in gone if _contains(known, uid))
-
-
-@dataclass(frozen=True)
-class FolderDelta:
-    """What changed in a folder after a MODSEQ, as every view of it needs it (shared through the
-    :class:`~gateway.imap.view.store.ChangeFeed`): the counters, rows added or re-flagged, all UIDs expunged
-    (each view keeps those it knows) and the expunge floor."""
-
-    highestmodseq: int
-    uidnext: int
-    rows: list[Row]
-    gone: frozenset[int]
-    floor: int | None
-
-
-async def folder_delta(session: AsyncSession, folder_id: int, since: int) -> FolderDelta:
-    """One indexed read of the folder row, and when its MODSEQ moved, the (folder_id, modseq) ranges of
-    ``deliveries`` and ``imap_expunged``; raises :class:`MailboxNotFound` for a deleted folder."""
-    row = (await session.execute(select(Folder.highestmodseq, Folder.uidnext).where(
-        Folder.id == folder_id))).one_or_none()
-    if row is None:
-        raise MailboxNotFound("The selected mailbox no longer exists.")
-    highest, uidnext = int(row.highestmodseq), int(row.uidnext)
-    if highest == since:
-        return FolderDelta(highest, uidnext, [], frozenset(), None)
-    changed = await session.execute(select(Delivery.uid, Delivery.flags, Delivery.modseq).where(
-        Delivery.folder_id == folder_id, Delivery.modseq > since).order_by(Delivery.uid))
-    rows = [Row(r.uid, parse_flags(r.flags), r.modseq) for r in changed]
-    gone = frozenset((await session.execute(select(ExpungedUid.uid).where(
-        ExpungedUid.folder_id == folder_id, ExpungedUid.modseq > since))).scalars())
-    # Read after the records, so a pruning that raced them is noticed (as in changes_since).
-    floor = (await session.execute(select(Folder.expunged_floor).where(Folder.id == folder_id))).scalar()
-    return FolderDelta(highest, uidnext, rows, gone, None if floor is None else int(floor))
-
-
-def _contains(uids: Sequence[int], uid: int) -> bool:
-    index = bisect_left(uids, uid)
-    return index < len(uids) and uids[index] == uid
-
-
-def missing(known: Iterable[int], current: Sequence[int]) -> list[int]:
-    """The UIDs of ``known`` (ascending) that ``current`` (ascending) lacks, in one merge pass."""
-    gone: list[int] = []
-    position, size = 0, len(current)
-    for uid in known:
-        while position < size and current[position] < uid:
-            position += 1
-        if position >= size or current[position] != uid:
-            gone.append(uid)
-    return gone
-
-
-def missing_ranges(spans: Sequence[tuple[int, int]], present: Sequence[int]) -> list[tuple[int, int]]:
-    """The parts of the inclusive ``spans`` (sorted) holding no UID of ``present`` (ascending), as ranges."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        start = bisect_left(present, lo)
-        stop = bisect_right(present, hi)
-        cursor = lo
-        for index in range(start, stop):
-            uid = present[index]
-            if uid > cursor:
-                out.append((cursor, uid - 1))
-            cursor = uid + 1
-        if cursor <= hi:
-            out.append((cursor, hi))
-    return out
 
 
 class SelectedView:
@@ -234,7 +105,7 @@ class SelectedView:
                 Folder.mailbox_id == account_id, Folder.name == name))).one_or_none()
             if row is None:
                 raise MailboxNotFound(f"There is no mailbox named {name}.")
-            uids = await _initial_uids(store, session, row.id, int(row.highestmodseq))
+            uids = await initial_uids(store, session, row.id, int(row.highestmodseq))
             view = cls(store, account_id, row.id, name, readonly=readonly, uidvalidity=int(row.uidvalidity),
                        uidnext=int(row.uidnext), highestmodseq=int(row.highestmodseq), uids=uids)
             first = (await session.execute(select(func.min(Delivery.uid)).where(
@@ -459,7 +330,7 @@ class SelectedView:
             wanted = set()
             for uid in gone:
                 index = bisect_right(spans, (uid, 2**64)) - 1
-                if index >= 0 and spans[index][0] <= uid <= spans[index][1] and not _contains(current, uid):
+                if index >= 0 and spans[index][0] <= uid <= spans[index][1] and not contains(current, uid):
                     wanted.add(uid)
             return _ranges(wanted)
 
@@ -491,7 +362,7 @@ class SelectedView:
             current = await store.read(lambda session: all_uids(session, folder_id), "reading mailbox changes")
             gone = missing(known, current)
         else:
-            gone = sorted(uid for uid in delta.gone if _contains(self.uids, uid))
+            gone = sorted(uid for uid in delta.gone if contains(self.uids, uid))
         changes = Changes()
         rows = delta.rows
         # Rows committed after the counter was read are learned now; commits follow MODSEQ order (the folder
@@ -521,7 +392,7 @@ class SelectedView:
                 fresh.append(row.uid)
             elif self._own.get(row.uid) == row.modseq:
                 del self._own[row.uid]
-            elif row.uid not in self._pending_expunge and _contains(self.uids, row.uid):
+            elif row.uid not in self._pending_expunge and contains(self.uids, row.uid):
                 self._own.pop(row.uid, None)
                 changes.flags.append(row)
         changes.new_keywords = self.note_keywords(rows)
@@ -535,7 +406,7 @@ class SelectedView:
 
     def _remove(self, removed: list[int]) -> list[int]:
         """Remove UIDs from the view; their sequence numbers before removal, highest first (EXPUNGE order)."""
-        present = [uid for uid in removed if _contains(self.uids, uid)]
+        present = [uid for uid in removed if contains(self.uids, uid)]
         seqs = sorted((bisect_left(self.uids, uid) + 1 for uid in present), reverse=True)
         if len(present) > _BULK_REMOVE:
             gone = set(present)
@@ -616,20 +487,6 @@ class SelectedView:
                                           canonical(destination), move=move, quota=quota)
 
 
-async def remove_deliveries(session: AsyncSession, folder_id: int, rows: Sequence[tuple[int, int]],
-                            modseq: int) -> None:
-    """Delete deliveries ``(id, uid)`` and record their UIDs as expunged at ``modseq`` (QRESYNC VANISHED)."""
-    from sqlalchemy import delete
-
-    for part in chunks([delivery_id for delivery_id, _ in rows]):
-        await session.execute(delete(Delivery).where(Delivery.id.in_(part)))
-    at = datetime.now(UTC)
-    records: list[dict[str, Any]] = [{"folder_id": folder_id, "uid": uid, "modseq": modseq, "expunged_at": at}
-                                     for _, uid in rows]
-    for part_records in chunks(records):
-        await session.execute(insert(ExpungedUid), list(part_records))
-
-
 def _ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for number in sorted(numbers):
@@ -638,21 +495,3 @@ def _ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
         else:
             spans.append((number, number))
     return spans
-
-
-async def _initial_uids(store: ViewStore, session: AsyncSession, folder_id: int, highest: int) -> array[int]:
-    """The folder's UIDs as of MODSEQ ``highest``; large folders come from the process cache plus what changed."""
-    cached = store.uid_cache.get(folder_id)
-    if cached is not None and cached[0] <= highest:
-        since, uids = cached
-        if since != highest:
-            rows, gone = await changes_since(session, folder_id, since, uids)
-            gone_set = set(gone)
-            top = uids[-1] if uids else 0
-            kept = new_uids(uid for uid in uids if uid not in gone_set) if gone_set else uids
-            kept.extend(row.uid for row in rows if row.uid > top)
-            uids = kept
-    else:
-        uids = await all_uids(session, folder_id)
-    store.uid_cache.put(folder_id, highest, uids)
-    return uids
