@@ -7,9 +7,8 @@ typed, frozen dataclasses and never read the TOML themselves.
 One module per group of sections: ``reader`` (typed access and the shared checks), ``general``
 ([gateway]), ``listeners`` ([tls], [smtp], [imap]), ``database``, ``limits`` ([limits], [auth], [rules]),
 ``relay`` ([relay], [whitelist], [outbound]), ``filing`` ([documents], [[upstream]]), ``dmp`` ([dmp],
-[card]), ``ops`` ([metrics], [autoconfig]), ``web``, ``psc``, ``directory`` (the Annuaire Santé), ``insi``;
-``model`` holds :class:`Config` and ``loading`` reads the file. The [hl7] section is parsed by its own package
-through ``reader``.
+[card]), ``ops`` ([metrics], [autoconfig]), ``web``, ``psc``, ``directory`` (the Annuaire Santé), ``insi``,
+``hl7``; ``model`` holds :class:`Config` and ``loading`` reads the file.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """

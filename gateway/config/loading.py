@@ -14,6 +14,7 @@ from gateway.config.directory import parse_section as directory_section
 from gateway.config.dmp import _card_section, _dmp_section
 from gateway.config.filing import _documents_sections
 from gateway.config.general import _gateway_section
+from gateway.config.hl7 import parse_section as hl7_section
 from gateway.config.insi import parse_section as insi_section
 from gateway.config.limits import _auth_section, _limits_section, _rules_section
 from gateway.config.listeners import _listeners, _tls_section
@@ -51,8 +52,6 @@ def parse(data: dict[str, Any], base_dir: Path) -> Config:
     dmp = _dmp_section(root, path)
     metrics, autoconfig = _ops_sections(root)
     web = _web_section(root, path)
-    from gateway.hl7.settings import parse_section as hl7_section
-
     hl7 = hl7_section(root, path)
     psc = psc_section(root, path)
     directory = directory_section(root, path)

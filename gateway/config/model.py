@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from gateway.config.directory import DirectorySettings
     from gateway.config.dmp import CardSettings, DmpSettings
     from gateway.config.filing import DocumentSettings, UpstreamSettings
+    from gateway.config.hl7 import Hl7Settings
     from gateway.config.insi import InsiSettings
     from gateway.config.listeners import Listen, TLSSettings
     from gateway.config.ops import AutoconfigSettings, MetricsSettings
     from gateway.config.psc import PscSettings
     from gateway.config.relay import OutboundSettings, RelaySettings, WhitelistSettings
     from gateway.config.web import WebSettings
-    from gateway.hl7.settings import Hl7Settings
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from gateway.auth.accounts import Account
 from gateway.codes.identity_status import is_qualified
 from gateway.codes.rules import Rule
 from gateway.config import Config
+from gateway.config.hl7 import Hl7Peer
 from gateway.documents.cda import CdaHeader, non_xml_body
 from gateway.documents.packaging import NIL_HEADER
 from gateway.documents.xdm_writer import build_xdm, mss_headers
@@ -43,7 +44,6 @@ from gateway.hl7 import ack, codes
 from gateway.hl7.message import Hl7Document, Refusal
 from gateway.hl7.models import Hl7Received
 from gateway.hl7.readreceipt import stamp_of
-from gateway.hl7.settings import Hl7Peer
 from gateway.routing.delivery import Arrival, plan_acceptance
 from gateway.routing.headers import Summary, summarise
 from gateway.routing.policy import Decision, DsnRequest, Target, decide

@@ -20,11 +20,11 @@ import ssl
 import structlog
 
 from gateway.config import Config
+from gateway.config.hl7 import Hl7Peer, Hl7Settings
 from gateway.hl7 import ack, codes
 from gateway.hl7.accept import accept, record_refusal, refused_event
 from gateway.hl7.message import Refusal, normalise, parse, read_msh
 from gateway.hl7.mllp import FrameError, FrameReader, frame
-from gateway.hl7.settings import Hl7Peer, Hl7Settings
 from gateway.store.committer import GroupCommitter
 from gateway.tlsctx import server_context
 

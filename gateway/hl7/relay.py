@@ -36,11 +36,11 @@ from sqlalchemy import LargeBinary, and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.codes.rules import Rule
+from gateway.config.hl7 import Hl7Peer, Hl7Settings
 from gateway.dmp_bridge.outbox import ACCEPTED, REFUSED, DmpDeposit
 from gateway.hl7 import codes, readreceipt
 from gateway.hl7.ack import escape
 from gateway.hl7.models import Hl7Outgoing, Hl7Received
-from gateway.hl7.settings import Hl7Peer, Hl7Settings
 from gateway.ins_matching.matching import Review
 from gateway.ins_matching.record import PatientDocument, open_review
 from gateway.store.changes import HL7_OUTBOX, ChangeHub

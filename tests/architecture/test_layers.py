@@ -60,9 +60,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer.split()) for layer in
 #: Upward edges still in the code, each with where and why. Remove a line when its import goes; never add one.
 #: Every cycle between packages runs through one of these (test_no_cycle_but_through_a_known_upward_edge).
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # config/loading.py -> hl7/settings.py: the [hl7] section parsed by its own package.
-    # Goes when the sections' parsers take config's helpers as arguments or move into config.
-    ("config", "hl7"): "the [hl7] section parsed by gateway/hl7/settings.py",
 }
 
 

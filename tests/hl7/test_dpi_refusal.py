@@ -34,7 +34,7 @@ def test_r10_a_document_the_dpi_refuses_is_listed_for_review_with_the_dpi_error(
     store.add_mailbox(RESULTS, "ORG")
     store.add_identity()
     dpi = DpiSimulator(tmp_path, answer="AR", error="902^Identifiant patient inconnu").start()
-    gateway = Hl7Gateway(tmp_path / "gw", pki, store_url, hl7_extra='documents_peer = "dpi"\nrelay_poll = 30',
+    gateway = Hl7Gateway(tmp_path / "gw", pki, store_url, hl7_extra='documents_peer = "dpi"\nrelay_poll = 600',
                          peer_extra=dpi.return_address,
                          extra_config=f'\n[documents]\nfiling_mailboxes = ["{RESULTS}"]\n')
     try:
@@ -43,8 +43,8 @@ def test_r10_a_document_the_dpi_refuses_is_listed_for_review_with_the_dpi_error(
         answer = client.exchange(oru("LIS-R1", destinations=("DESTMSSANTEPS",), recipients=(RESULTS,)))
         client.close()
         assert code_of(answer) == ("AA", None), answer
-        # the filing commit wakes the relay (HL7_OUTBOX): well before its 30 s poll
-        wait_for(lambda: bool(store.events("hl7.dpi_refused")), "the refusal's event", 20,
+        # the filing commit wakes the relay (HL7_OUTBOX): long before its 600 s poll
+        wait_for(lambda: bool(store.events("hl7.dpi_refused")), "the refusal's event", 60,
                  lambda: gateway.log_lines[-10:])
         listing = review_list(gateway)
         as_json = review_list(gateway, "--json")

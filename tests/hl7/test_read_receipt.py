@@ -9,7 +9,6 @@ import email.policy
 import email.utils
 import imaplib
 import re
-import time
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -110,7 +109,7 @@ def test_ack_lecture_relays_the_displayed_mdn_of_a_recipient_once_and_without_wa
     store.add_identity()
     dpi = DpiSimulator(tmp_path).start()
     gateway = Hl7Gateway(tmp_path / "gw", pki, store_url, peer_extra=dpi.return_address,
-                         hl7_extra="relay_poll = 30")  # a poll this slow would miss every deadline below
+                         hl7_extra="relay_poll = 600")  # only a wake-up at commit makes the deadlines below
     try:
         gateway.start()
         client = Mllp(gateway.hl7_port)
@@ -125,19 +124,17 @@ def test_ack_lecture_relays_the_displayed_mdn_of_a_recipient_once_and_without_wa
             smtp.sendmail(INTRUDER, [LAB], mdn(INTRUDER, LAB, original_id))
         with gateway.smtp(DOCTOR) as smtp:  # "deleted" says nothing about reading (RFC 8098 3.2.6.2)
             smtp.sendmail(DOCTOR, [LAB], mdn(DOCTOR, LAB, original_id, "manual-action/MDN-sent-manually; deleted"))
-        sent = time.monotonic()
         with gateway.smtp(DOCTOR) as smtp:
             smtp.sendmail(DOCTOR, [LAB], mdn(DOCTOR, LAB, original_id))
             smtp.sendmail(DOCTOR, [LAB], mdn(DOCTOR, LAB, original_id))  # the client sends it again
-        wait_for(lambda: len(z03(dpi)) >= 1, "the ZAM^Z03 at the DPI", 10, lambda: gateway.log_lines[-10:])
-        assert time.monotonic() - sent < 10
+        wait_for(lambda: len(z03(dpi)) >= 1, "the ZAM^Z03 at the DPI", 60, lambda: gateway.log_lines[-10:])
         assert len(store.messages_in(LAB)) == 4  # every MDN was delivered to the structure mailbox
         gateway.stop()  # a restart does not relay it again
         gateway.start()
         client = Mllp(gateway.hl7_port)  # a later message's Z02 shows the relay has passed over the MDNs again
         client.exchange(oru("READ-2", destinations=("DESTMSSANTEPS",), flags=("ACK_RECEPTION",)))
         client.close()
-        wait_for(lambda: any(r["type"] == "ZAM^Z02" for r in dpi.received()), "the later ZAM^Z02", 10)
+        wait_for(lambda: any(r["type"] == "ZAM^Z02" for r in dpi.received()), "the later ZAM^Z02", 60)
     finally:
         gateway.stop()
         dpi.stop()

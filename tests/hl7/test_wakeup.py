@@ -4,7 +4,6 @@ with a 30 s safety-net poll, acknowledgements reach the DPI within seconds. /rea
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def test_acknowledgements_reach_the_dpi_without_waiting_for_the_relay_poll(
     dpi = DpiSimulator(tmp_path).start()
     metrics = free_port()
     gateway = Hl7Gateway(tmp_path / "gw", pki, sqlite_url, peer_extra=dpi.return_address,
-                         hl7_extra="relay_poll = 30",
+                         hl7_extra="relay_poll = 600",  # only a wake-up at commit makes the deadlines below
                          extra_config=f'\n[metrics]\nlisten = "127.0.0.1:{metrics}"\n')
     try:
         gateway.start()
@@ -53,12 +52,10 @@ def test_acknowledgements_reach_the_dpi_without_waiting_for_the_relay_poll(
             ready = json.loads(answer.read())
         assert ready["ready"] and "hl7" in ready["checks"]["listeners"]["bound"]
         client = Mllp(gateway.hl7_port)
-        for n in (1, 2):  # the second arrives while the relay sleeps on its 30 s poll
-            sent = time.monotonic()
+        for n in (1, 2):  # the second arrives while the relay sleeps on its 600 s poll
             answer = client.exchange(oru(f"WAKE-{n}", destinations=("DESTMSSANTEPS",), flags=("ACK_RECEPTION",)))
             assert code_of(answer) == ("AA", None), answer
-            wait_for(lambda n=n: len(zam_z02(dpi)) == n, f"ZAM^Z02 number {n}", 10, lambda: gateway.log_lines[-8:])
-            assert time.monotonic() - sent < 10
+            wait_for(lambda n=n: len(zam_z02(dpi)) == n, f"ZAM^Z02 number {n}", 60, lambda: gateway.log_lines[-8:])
         client.close()
     finally:
         gateway.stop()

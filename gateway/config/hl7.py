@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, Listen
+from gateway.config.listeners import Listen
+from gateway.config.reader import ConfigError
 
 if TYPE_CHECKING:
-    from gateway.config import _Reader
+    from gateway.config.reader import _Reader
 
 MiB = 1024 * 1024
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -91,7 +92,8 @@ def _fingerprint(value: str) -> str:
 
 def parse_section(root: _Reader, path: Callable[..., Path | None]) -> Hl7Settings | None:
     """Read and check ``[hl7]`` and its ``[[hl7.peer]]`` tables; None when the section is absent."""
-    from gateway.config import _array_of_tables, _listen, _positive, _readable
+    from gateway.config.listeners import _listen
+    from gateway.config.reader import _array_of_tables, _positive, _readable
 
     section = root.table("hl7")
     if section is None:
