@@ -5,14 +5,17 @@ delivering leaves nothing doubled at the receiving gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import smtplib
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -175,3 +178,76 @@ def test_relay_a_sender_that_lost_the_answer_sends_again_and_the_remote_stores_o
         assert [r.last_reply for r in queue_rows(pair.store_a)] == ["250 2.0.0 Message accepted (already received)"]
     finally:
         pair.stop()
+
+
+class CountingSink:
+    """A plain SMTP server (not a gateway: no dedupe of its own) counting each Message-ID it accepts."""
+
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        await asyncio.sleep(0.05)  # slower than submission: the queue builds up and every connection is busy
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.received[str(parsed["Message-ID"])] += 1
+        return "250 2.0.0 Stored"
+
+
+def test_relay_kill_9_while_delivering_to_a_plain_smtp_server_resends_at_most_one_per_connection(
+        tmp_path: Path, pki: PKIFiles):
+    """The outbound worker records each answer before its connection carries the next message: killed at any
+    moment, it re-sends at most the message in flight on each of its connections."""
+    from aiosmtpd.controller import Controller
+
+    count, connections = 60, 5
+    sink = CountingSink()
+    certificate = pki.pki.operator("mx.b.test", ("pro.b.test", "patient.b.test"))
+    certificate.write(tmp_path / "sink.crt", tmp_path / "sink.key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tmp_path / "sink.crt"), str(tmp_path / "sink.key"))
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
+    controller.start()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}"
+    a = OperatorProcess(tmp_path / "a", pki, url, "a", relay_port=free_port(), whitelist=write_whitelist(tmp_path),
+                        routes={"b": port}, concurrency=connections, lease=3)
+    a.config_path.write_text(a.config_path.read_text().replace(  # one process: kill -9 ends it all
+        "[gateway]\n", "[gateway]\nworkers = 1\n", 1), encoding="utf-8")
+    store = Store(url)
+    accepted: list[str] = []
+    try:
+        store.run(_migrate)
+        dr_a, dr_b = a.address("dr.alpha"), "dr.beta@pro.b.test"
+        store.add_mailbox(dr_a)
+        a.start()
+
+        def submit() -> None:
+            try:
+                with a.smtp(dr_a) as client:
+                    for i in range(count):
+                        raw = message(dr_a, dr_b, f"Message {i}")
+                        client.sendmail(dr_a, [dr_b], raw)
+                        accepted.append(str(email.message_from_bytes(raw)["Message-ID"]))
+            except (smtplib.SMTPException, OSError):
+                pass  # the instance was killed under this session
+
+        sender = threading.Thread(target=submit)
+        sender.start()
+        wait_for(lambda: sum(sink.received.values()) >= 15, timeout=60)  # delivering on several connections ...
+        a.kill()  # ... and killed at once
+        sender.join(timeout=60)
+        assert not sender.is_alive() and accepted
+        a.start()
+        wait_for(lambda: all(r.state == "sent" for r in queue_rows(store)), timeout=120)
+    finally:
+        a.stop()
+        controller.stop()
+    assert set(accepted) <= set(sink.received)  # nothing acknowledged is lost
+    resent = sum(n - 1 for n in sink.received.values())
+    assert resent <= connections and all(n <= 2 for n in sink.received.values())
+
+
+async def _migrate(_session: object) -> None:
+    """Nothing: opening a session migrates the store before the daemon starts, as an operator would."""
