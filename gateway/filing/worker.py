@@ -110,11 +110,14 @@ class FilingWorker(Background):
 
     async def _process(self, job_id: int, kind: str, message_id: int, mailbox_id: int, attempts: int) -> None:
         async with self._reads() as session:
-            raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one()
+            stored = (await session.execute(select(Message.raw, Message.mail_from, Message.rcpt_to)
+                                            .where(Message.id == message_id))).one()
+        raw = bytes(stored.raw)
         try:
             if kind == DEPOSIT:
                 extracted = await asyncio.to_thread(read_message, raw, validate=False)
-                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted)
+                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted,
+                                             (stored.mail_from, list(stored.rcpt_to)))
             else:
                 read = await asyncio.to_thread(read_message, raw)
                 await self._file(job_id, message_id, mailbox_id, raw, read.documents, read.not_documents)
@@ -158,8 +161,9 @@ class FilingWorker(Background):
             self._hub.publish(take_changed(session))
 
     async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
-                                extracted: Extracted) -> None:
-        """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued).
+                                extracted: Extracted, envelope: tuple[str, list[str]]) -> None:
+        """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued);
+        ``envelope`` is the message's (MAIL FROM, RCPT TO), read with its bytes.
 
         The bridge reads what the one document reader extracted, with the identities of the R10 lookup."""
         from gateway.dmp_bridge.bridge import consider_message
@@ -170,12 +174,10 @@ class FilingWorker(Background):
         async with self._sessions() as session, session.begin():
             if not await q.finish_due(session, QUEUE, [job_id], DONE, done_at=now()):
                 return  # another worker considered it meanwhile, or holds it
-            message = await session.get(Message, message_id)
-            assert message is not None
             matricules = [d.header.patient.matricule for d in extracted.documents
                           if d.header and d.header.patient.matricule]
             considered = await consider_message(
-                session, message_id, raw, message.mail_from, list(message.rcpt_to),
+                session, message_id, raw, envelope[0], envelope[1],
                 policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence(),
                 extracted=extracted, identities=await identities_for(session, matricules))
             await record(session, "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id,
