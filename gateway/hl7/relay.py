@@ -43,6 +43,7 @@ from gateway.hl7.ack import escape
 from gateway.hl7.models import Hl7Outgoing, Hl7Received
 from gateway.ins_matching.matching import Review
 from gateway.ins_matching.record import PatientDocument, open_review
+from gateway.store import queue as q
 from gateway.store.changes import HL7_OUTBOX, ChangeHub
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder, Identity, Mailbox, Message, OutboundRecipient
@@ -57,6 +58,12 @@ MDM_T02 = "MDM^T02"
 PENDING, DONE, REFUSED_BY_PEER, FAILED = "pending", "done", "refused", "failed"
 MAX_ATTEMPTS = 20
 ANSWER_SECONDS = 30.0
+#: The relay's outbox as a queue of the store's primitive: each row claimed under a lease longer than a send
+#: takes (connect and answer, ANSWER_SECONDS each), so instances sharing a store never send the same row; a
+#: transport error is retried 2 s, 4 s, ... at most 10 min apart, then ``failed`` after MAX_ATTEMPTS.
+QUEUE = q.Queue(Hl7Outgoing, waiting=(PENDING,), dead=FAILED, wake=HL7_OUTBOX)
+RETRIES = q.Retry(q.Backoff(base=2.0, factor=2.0, ceiling=600.0), max_attempts=MAX_ATTEMPTS)
+LEASE_SECONDS = 3 * ANSWER_SECONDS
 #: Messages of the structure mailboxes read per pass when looking for MDNs.
 MDN_BATCH = 100
 #: Seconds a scanned message stays behind the MDN cursor (a transaction that took a lower id may commit later).
@@ -311,19 +318,15 @@ class Hl7Relay(Background):
 
     async def send_due(self) -> float:
         """Send what is due; the seconds until the next retry falls due (the loop's longest sleep)."""
-        moment = datetime.now(UTC)
-        async with self._sessions() as session:
-            due = (await session.execute(
-                select(Hl7Outgoing.id, Hl7Outgoing.peer, Hl7Outgoing.payload, Hl7Outgoing.attempts,
-                       Hl7Outgoing.kind, Hl7Outgoing.document_id)
-                .where(Hl7Outgoing.state == PENDING, Hl7Outgoing.next_attempt_at <= moment)
-                .order_by(Hl7Outgoing.id).limit(50))).all()
+        async with self._sessions() as session, session.begin():
+            due = [unit.rows[0] for unit in await q.claim(session, QUEUE, units=50, lease=LEASE_SECONDS)]
         for row in due:
             peer = self._peers.get(row.peer)
             if peer is None:
-                await self._finish(row.id, FAILED, "the peer has no return_address", row.attempts + 1)
+                await self._finish(row.id, FAILED, "the peer has no return_address", row.attempts)
                 continue
-            await self._send(row.id, peer, row.payload, row.attempts, row.kind, row.document_id)
+            # the claim counted this attempt; _send counts from the attempts made before it
+            await self._send(row.id, peer, row.payload, row.attempts - 1, row.kind, row.document_id)
         if len(due) == 50:
             return 0.0
         async with self._sessions() as session:
@@ -360,11 +363,8 @@ class Hl7Relay(Background):
                     document_id=document_id, review_id=review_id, rule=str(Rule.R10) if review_id else None)
 
     async def _retry(self, row_id: int, attempts: int, error: str) -> None:
-        state = FAILED if attempts >= MAX_ATTEMPTS else PENDING
         async with self._sessions() as session, session.begin():
-            await session.execute(update(Hl7Outgoing).where(Hl7Outgoing.id == row_id).values(
-                attempts=attempts, state=state, last_error=error[:2000],
-                next_attempt_at=datetime.now(UTC) + timedelta(seconds=min(600, 2 ** attempts))))
+            await q.retry(session, QUEUE, None, [row_id], attempts=attempts, policy=RETRIES, last_error=error[:2000])
 
     async def _finish(self, row_id: int, state: str, error: str | None, attempts: int, *,
                       refused: tuple[str, str, str] | None = None, document_id: int | None = None) -> int | None:
