@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 _once_workers_here = True
 
@@ -53,3 +55,10 @@ class Background:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+
+
+def run_until_interrupted(main: Coroutine[Any, Any, None]) -> int:
+    """Run a simulator's serving coroutine until Ctrl-C (which is how one stops it); the exit status, 0."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main)
+    return 0

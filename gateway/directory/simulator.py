@@ -35,6 +35,7 @@ from aiohttp import web
 
 from gateway.directory import fhir
 from gateway.directory.client import API_KEY_HEADER
+from gateway.tasks import run_until_interrupted
 
 BASE_PATH = "/fhir/v2"
 FAULT_MODES = ("down", "hang", "oversized", "deep", "many", "endless", "offsite", "garbage")
@@ -372,8 +373,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await simulator.stop()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_until_interrupted(run())

@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.ins_matching import insi_messages as m
 from gateway.ins_matching.identities import Traits
 from gateway.ins_matching.insi import InsiIdentity, InsiSimulator, same_traits
+from gateway.tasks import run_until_interrupted
 
 log = structlog.get_logger("gateway.ins_matching.insi_simulator")
 FAULT_MODES = ("unavailable", "hang", "garbled", "fault")
@@ -193,8 +194,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             service.closing.set()
             await runner.cleanup()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_until_interrupted(run())

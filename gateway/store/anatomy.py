@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text, insert, text
+from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.anatomy import codec
 from gateway.anatomy.analyse import Anatomy, analyse
-from gateway.anatomy.text import search_fields, text_size
+from gateway.anatomy.text import body_text, search_fields, text_size
 from gateway.store import events
 from gateway.store.changes import TEXT_INDEX, mark_changed
-from gateway.store.models import Base, Id
+from gateway.store.models import Base, Id, Message
 
 #: The table of decoded header and body text (created per dialect by migration imap_0004).
 TEXT_TABLE = "message_anatomy_text"
@@ -120,11 +120,14 @@ def index_rows(rows: Iterable[tuple[int, bytes]], defer_over: int | None = None)
     return Indexed(anatomy_rows, text_rows, anatomies, refused, pending)
 
 
+def text_key(dialect: str) -> str:
+    """The text table's message id column: FTS5 tables have their ``rowid``, PostgreSQL's has ``message_id``."""
+    return "rowid" if dialect == "sqlite" else "message_id"
+
+
 def text_insert_sql(dialect: str) -> str:
     """The insert of a text row (``:message_id, :header, :body``) for ``dialect``."""
-    if dialect == "sqlite":
-        return f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (:message_id, :header, :body)"
-    return f"INSERT INTO {TEXT_TABLE} (message_id, header, body) VALUES (:message_id, :header, :body)"
+    return f"INSERT INTO {TEXT_TABLE} ({text_key(dialect)}, header, body) VALUES (:message_id, :header, :body)"
 
 
 async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]]) -> dict[int, Anatomy]:
@@ -144,3 +147,18 @@ async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]
     for message_id, reason in indexed.refused:
         await events.record(session, "imap.anatomy.flat", "flat", message_id=message_id, limit=reason)
     return indexed.anatomies
+
+
+async def index_pending_body(session: AsyncSession, message_id: int) -> bool:
+    """Put a pending message's body text into the index, in the caller's transaction, and drop its pending row;
+    False when it was not pending any more (indexed meanwhile, or the message deleted)."""
+    taken = (await session.execute(delete(MessageTextPending).where(MessageTextPending.message_id == message_id))
+             ).rowcount  # type: ignore[attr-defined]
+    raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one_or_none()
+    if not taken or raw is None:
+        return False
+    data = bytes(raw)
+    await session.execute(
+        text(f"UPDATE {TEXT_TABLE} SET body = :body WHERE {text_key(session.get_bind().dialect.name)} = :id"),
+        {"body": body_text(analyse(data), data), "id": message_id})
+    return True

@@ -23,6 +23,7 @@ from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import metadata, precheck, soap
 from gateway.dmp_bridge.simulator.core import Simulator
 from gateway.dmp_bridge.simulator.model import FAULT_MODES, PRECHECK_FAULT_MODES, DmpState
+from gateway.tasks import run_until_interrupted
 
 log = structlog.get_logger("gateway.dmp_bridge.simulator")
 
@@ -233,8 +234,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await simulator.stop()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_until_interrupted(run())

@@ -1,12 +1,13 @@
 """The full-text index of long message bodies, written after the commit that stored them.
 
-A message whose text parts exceed :data:`~gateway.imap.anatomy.store.INLINE_BODY` is stored with its header
-indexed and a ``message_text_pending`` row; this worker puts its body text into the trigram index, one message
-per transaction so no delivery waits behind more than one of them, and removes the row. It starts a moment
-after the commit that woke it (:data:`SETTLE`), so the work that commit queued goes first. Until then SEARCH reads
-the body from the message itself (:func:`~gateway.imap.anatomy.store.search_text`), so answers never depend
-on how far the indexer has come. Woken by the commit that adds work (``TEXT_INDEX`` on the change hub, NOTIFY
-on PostgreSQL); a slow poll catches commits made by other processes on SQLite.
+A message whose text parts exceed :data:`~gateway.store.anatomy.INLINE_BODY` is stored with its header indexed
+and a ``message_text_pending`` row; this worker has its body put into the trigram index
+(:func:`~gateway.store.anatomy.index_pending_body`), one message per transaction so no delivery waits behind more
+than one of them. It starts a moment after the commit that woke it (:data:`SETTLE`), so the work that commit
+queued goes first. Until then SEARCH reads the body from the message itself
+(:func:`~gateway.imap.anatomy.store.search_text`), so answers never depend on how far the indexer has come. Woken
+by the commit that adds work (``TEXT_INDEX`` on the change hub, NOTIFY on PostgreSQL); a slow poll catches
+commits made by other processes on SQLite.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -17,14 +18,11 @@ import asyncio
 import contextlib
 
 import structlog
-from sqlalchemy import delete, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.anatomy.analyse import analyse
-from gateway.anatomy.text import body_text
-from gateway.store.anatomy import TEXT_TABLE, MessageTextPending
+from gateway.store.anatomy import MessageTextPending, index_pending_body
 from gateway.store.changes import TEXT_INDEX, ChangeHub
-from gateway.store.models import Message
 from gateway.tasks import Background
 
 log = structlog.get_logger("gateway.imap")
@@ -38,22 +36,6 @@ BREATHE = 0.01
 #: Seconds between the commit that wakes the indexer and its first transaction: the work that commit queued
 #: (filing, deposits, outbound) takes the single SQLite writer first, and a burst of deliveries is indexed after.
 SETTLE = 1.0
-
-
-async def index_one(session: AsyncSession, message_id: int) -> bool:
-    """Index one pending message's body in the caller's transaction; False when it was not pending any more."""
-    still = (await session.execute(delete(MessageTextPending).where(MessageTextPending.message_id == message_id))
-             ).rowcount  # type: ignore[attr-defined]
-    if not still:
-        return False  # another indexer took it, or the message was deleted
-    raw = (await session.execute(select(Message.raw).where(Message.id == message_id))).scalar_one_or_none()
-    if raw is None:
-        return False
-    data = bytes(raw)
-    key = "rowid" if session.get_bind().dialect.name == "sqlite" else "message_id"
-    await session.execute(text(f"UPDATE {TEXT_TABLE} SET body = :body WHERE {key} = :id"),
-                          {"body": body_text(analyse(data), data), "id": message_id})
-    return True
 
 
 class TextIndexer(Background):
@@ -95,7 +77,7 @@ class TextIndexer(Background):
         indexed = 0
         for message_id in ids:
             async with self.sessions() as session:
-                if await index_one(session, message_id):
+                if await index_pending_body(session, message_id):
                     indexed += 1
                 await session.commit()
             await asyncio.sleep(BREATHE)

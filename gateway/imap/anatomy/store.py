@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.anatomy import codec
 from gateway.anatomy.analyse import Anatomy, analyse
 from gateway.anatomy.text import body_text, fold
-from gateway.store.anatomy import TEXT_TABLE, MessageAnatomy, MessageTextPending
+from gateway.store.anatomy import TEXT_TABLE, MessageAnatomy, MessageTextPending, text_key
 from gateway.store.models import Delivery, Message
 
 #: Pending messages whose text one step of a SEARCH reads at once.
@@ -109,7 +109,7 @@ async def _text_candidates(session: AsyncSession, folder_id: int, needle: str, c
 async def _header_matches(session: AsyncSession, ids: set[int], name: str, needle: str) -> set[int]:
     """Those of ``ids`` with a ``name`` field whose decoded value contains ``needle`` (RFC 9051 6.4.4 HEADER)."""
     prefix = fold(name).strip() + ":"
-    id_column = "rowid" if _dialect(session) == "sqlite" else "message_id"
+    id_column = text_key(_dialect(session))
     found: set[int] = set()
     ordered = sorted(ids)
     for chunk in _chunks(ordered):

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway.psc.simulator.data import DEFAULT_DATA, Client, DataError, load_data
 from gateway.psc.simulator.issuer import CODE_TTL, OIDC, REALM, SCOPES, TokenIssuer, _Grant, _s256
+from gateway.tasks import run_until_interrupted
 
 #: The first sentence of the package's description, for ``--help``.
 DESCRIPTION = "A local Pro Santé Connect for development and tests: OpenID Connect over HTTPS, with fault modes."
@@ -325,8 +326,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await simulator.stop()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_until_interrupted(run())
