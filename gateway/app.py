@@ -196,6 +196,7 @@ class Gateway:
 
             bridge = DmpBridge(self.config.dmp, self.sessions, hub=self.hub,
                                directory=self.config.directory)  # woken by the commit that queues
+            worker.deposits = bridge.worker.take  # and claims what this process's filing queued, by id, at once
             bridge.start()
             self._closers.append(bridge.stop)
         for settings in self.config.upstreams:

@@ -10,11 +10,12 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.parser import BytesParser
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -25,7 +26,7 @@ from gateway.codes.rules import Rule
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.attachments import DEFAULT_ATTACHMENT_TYPE, TYPE_HEADER, Attachment, digest, find_attachments
 from gateway.dmp_bridge.metadata import WrappedPatient, wrap_document
-from gateway.dmp_bridge.outbox import enqueue, link
+from gateway.dmp_bridge.outbox import NewDeposit, add_deposits, trail_row
 from gateway.dmp_bridge.presence import PresenceSource, nobody_present
 from gateway.dmp_bridge.rules import (
     Decision,
@@ -40,7 +41,8 @@ from gateway.dmp_bridge.rules import (
 from gateway.documents.cda import CdaHeader, Code, non_xml_body, read_header, unwrapped
 from gateway.documents.errors import CdaRefused
 from gateway.documents.pipeline import Extracted, read_message
-from gateway.store.events import record
+from gateway.store.effects import record_events
+from gateway.store.events import now as event_time
 from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.dmp_bridge.bridge")
@@ -104,6 +106,125 @@ class _Context:
         return self.person or self.sender
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What a message submits for deposit, read from its bytes alone (CPU, no store): its CDAs, the attachments
+    deposited as documents of their own, and the sender's ``X-DMP-*`` headers. Read before any transaction."""
+
+    message_key: str
+    visibility: str | None
+    title: str | None
+    type_code: str | None
+    named: str | None
+    cdas: list[tuple[bytes, CdaHeader]]
+    attached: list[Attachment]
+
+
+def read_submission(raw: bytes, *, policy: DepositPolicy, message_id: int | None,
+                    extracted: Extracted | None = None, only: str | None = None) -> Submission:
+    """The documents of ``raw`` to consider (``only``: the attachments reduced to that uniqueId, R12 confirmation);
+    ``extracted``: what :func:`gateway.documents.pipeline.read_message` read of it (read here when not given).
+
+    The bytes a level-1 CDA wraps are digested here, once, so that its attached rendering is not deposited
+    twice (R15)."""
+    headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
+    if extracted is None:
+        extracted = read_message(raw, validate=False)
+    cdas = cdas_of(extracted)
+    renderings = frozenset(digest(body) for body in (non_xml_body(cda, c.CDA_LIMITS) for cda, header in cdas
+                                                     if header.body == "nonXML") if body)
+    message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
+    attached = [a for a in find_attachments(extracted, renderings)
+                if only is None or a.unique_id(policy.structure.source_id, message_key) == only]
+    return Submission(message_key, str(headers.get(c.VISIBILITY_HEADER) or "") or None,
+                      str(headers.get(c.TITLE_HEADER) or "") or None,
+                      str(headers.get(TYPE_HEADER) or "").strip()[:40] or None,
+                      str(headers.get(c.PATIENT_HEADER) or "").strip().upper()[:32] or None, cdas, attached)
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One document decided: its rules' verdicts, and the deposit to queue when they all allow it."""
+
+    unique_id: str
+    plan: DepositPlan
+    identity_id: int | None
+    deposit: NewDeposit | None
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A message's documents decided (R7, R12–R16) from what was read before the write transaction:
+    what :func:`record_decisions` writes, with a handful of statements."""
+
+    message_id: int | None
+    sender_mailbox_id: int | None
+    actor: str
+    root: str
+    decided: tuple[_Decided, ...]
+
+    def __len__(self) -> int:
+        return len(self.decided)
+
+
+async def decide_message(session: AsyncSession, message_id: int | None, raw: bytes, sender: str,
+                         recipients: list[str], *, policy: DepositPolicy, sender_mailbox_id: int | None = None,
+                         presence: PresenceSource = nobody_present, now: datetime | None = None,
+                         manual_request: bool = False, confirmed_by: str | None = None,
+                         author: Professional | None = None, title: str | None = None,
+                         visibility: str | None = None, only: str | None = None,
+                         extracted: Extracted | None = None, identities: Mapping[str, Identity] | None = None,
+                         submission: Submission | None = None) -> Decisions:
+    """Apply R7 and R12–R16 to every CDA and attached document of a submitted message, writing nothing:
+    ``session`` only reads (the identities, the patient's presence, the patient recipients), so it may be a
+    read session before the write transaction. Arguments as :func:`consider_message`; ``submission``: what
+    :func:`read_submission` read of ``raw`` (read here when not given)."""
+    if submission is None:
+        submission = read_submission(raw, policy=policy, message_id=message_id, extracted=extracted, only=only)
+    ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
+                   visibility or submission.visibility, title or submission.title, manual_request, confirmed_by,
+                   author, confirmed_by if manual_request else None, identities)
+    cdas = submission.cdas
+    decided = [await _decide(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas
+               if only is None or header.unique_id == only]
+    if submission.attached:
+        decided += await _decide_attachments(session, ctx, submission.attached, [h for _, h in cdas], recipients,
+                                             submission.type_code, submission.message_key, named=submission.named)
+    return Decisions(message_id, sender_mailbox_id, ctx.actor, policy.structure.source_id, tuple(decided))
+
+
+async def record_decisions(session: AsyncSession, decisions: Decisions,
+                           closing: Sequence[dict[str, Any]] = ()) -> list[Considered]:
+    """Write what :func:`decide_message` decided, in the caller's write transaction: the deposits allowed,
+    queued and linked (R15: one submission set per patient and author), and one event per rule decision (R18)
+    with ``closing`` (rows of :func:`outbox.trail_row`) after them, in one statement."""
+    added = await add_deposits(session, [d.deposit for d in decisions.decided if d.deposit is not None],
+                               root=decisions.root, message_id=decisions.message_id, actor=decisions.actor)
+    rows: list[dict[str, Any]] = []
+    results = []
+    queued = iter(zip(added.job_ids, added.rows, strict=True))
+    for item in decisions.decided:
+        for decision in item.plan.decisions:
+            rows.append(trail_row("dmp.rule", "allowed" if decision.allowed else "refused", rule=decision.rule,
+                                  actor=decisions.actor, message_id=decisions.message_id,
+                                  mailbox_id=decisions.sender_mailbox_id, identity_id=item.identity_id,
+                                  code=decision.code, reason_text=decision.reason, unique_id=item.unique_id))
+        job_id = None
+        if item.deposit is not None:
+            job_id, row = next(queued)
+            rows.append(row)
+        else:
+            refusal = item.plan.refusal
+            rows.append(trail_row("dmp.deposit.not_deposited", "filed_locally",
+                                  rule=refusal.rule if refusal else None, actor=decisions.actor,
+                                  message_id=decisions.message_id, identity_id=item.identity_id,
+                                  unique_id=item.unique_id, code=refusal.code if refusal else "no_author"))
+        results.append(Considered(item.unique_id, item.plan, job_id))
+    at = event_time()
+    await record_events(session, [{**row, "at": at} for row in [*rows, *added.linked, *closing]])
+    return results
+
+
 async def consider_message(session: AsyncSession, message_id: int | None, raw: bytes, sender: str,
                            recipients: list[str], *, policy: DepositPolicy, sender_mailbox_id: int | None = None,
                            presence: PresenceSource = nobody_present, now: datetime | None = None,
@@ -122,35 +243,20 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
     confirms (R12), the message's other documents left as they are. ``extracted``: what
     :func:`gateway.documents.pipeline.read_message` read of ``raw`` (read here when not given);
     ``identities``: the identities already looked up for its matricules.
+
+    The filing worker runs the same two halves apart (:func:`decide_message` before its write transaction,
+    :func:`record_decisions` inside it), so that the writer lock is held only for the writes.
     """
-    headers = BytesParser(policy=email_policy.default).parsebytes(raw, headersonly=True)
-    ctx = _Context(message_id, sender, sender_mailbox_id, policy, presence, now or datetime.now(UTC),
-                   visibility or str(headers.get(c.VISIBILITY_HEADER) or "") or None,
-                   title or str(headers.get(c.TITLE_HEADER) or "") or None, manual_request, confirmed_by, author,
-                   confirmed_by if manual_request else None, identities)
-    if extracted is None:
-        extracted = read_message(raw, validate=False)
-    cdas = cdas_of(extracted)
-    results = [await _consider(session, ctx, cda, header, len(cda), ctx.title) for cda, header in cdas
-               if only is None or header.unique_id == only]
-    renderings = frozenset(digest(body) for body in (non_xml_body(cda, c.CDA_LIMITS) for cda, header in cdas
-                                                     if header.body == "nonXML") if body)
-    message_key = str(message_id) if message_id is not None else hashlib.sha256(raw).hexdigest()
-    attached = [a for a in find_attachments(extracted, renderings)
-                if only is None or a.unique_id(policy.structure.source_id, message_key) == only]
-    if attached:
-        type_code = str(headers.get(TYPE_HEADER) or "").strip()[:40] or None
-        named = str(headers.get(c.PATIENT_HEADER) or "").strip().upper()[:32] or None
-        results += await _consider_attachments(session, ctx, attached, [h for _, h in cdas], recipients,
-                                               type_code, message_key, named=named)
-    await link(session, (r.job_id for r in results if r.job_id is not None), root=policy.structure.source_id,
-               actor=ctx.actor, message_id=message_id)
-    return results
+    decisions = await decide_message(
+        session, message_id, raw, sender, recipients, policy=policy, sender_mailbox_id=sender_mailbox_id,
+        presence=presence, now=now, manual_request=manual_request, confirmed_by=confirmed_by, author=author,
+        title=title, visibility=visibility, only=only, extracted=extracted, identities=identities)
+    return await record_decisions(session, decisions)
 
 
-async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: CdaHeader, size: int,
-                    title: str | None) -> Considered:
-    """R7, R12–R16 for one document, each decision recorded; the deposit queued when all allow it.
+async def _decide(session: AsyncSession, ctx: _Context, cda: bytes, header: CdaHeader, size: int,
+                  title: str | None) -> _Decided:
+    """R7, R12–R16 for one document; the deposit to queue when all allow it (reads only).
 
     ``size`` is the document's (a wrapped PDF's, not its wrapper's, R15); ``title`` the sender's, if any.
     """
@@ -166,30 +272,15 @@ async def _consider(session: AsyncSession, ctx: _Context, cda: bytes, header: Cd
                     manual_request=ctx.manual_request, confirmed_by=ctx.confirmed_by)
     if plan.author is None and ctx.confirmed_by and ctx.author is not None:
         plan = replace(plan, author=ctx.author)  # R12: the person confirmed that this professional wrote it
-    for decision in plan.decisions:
-        await record(session, "dmp.rule", "allowed" if decision.allowed else "refused", rule=decision.rule,
-                     actor=ctx.actor, message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
-                     identity_id=identity_id, code=decision.code, reason_text=decision.reason,
-                     unique_id=header.unique_id)
-    job_id = None
+    deposit = None
     if plan.allowed and plan.author is not None:
-        job_id = await enqueue(session, cda=cda, unique_id=header.unique_id, matricule=matricule,
-                               author_id=plan.author.national_id, title=plan.title,
-                               type_code=header.type_code, visibility=sorted(plan.visibility),
-                               replaces=str(header.replaces) if header.replaces else None,
-                               message_id=ctx.message_id,
-                               sender_mailbox_id=ctx.sender_mailbox_id, identity_id=identity_id,
-                               submission_root=ctx.policy.structure.source_id, actor=ctx.actor)
-    else:
-        await _not_deposited(session, ctx, header.unique_id, plan.refusal, identity_id)
-    return Considered(header.unique_id, plan, job_id)
-
-
-async def _not_deposited(session: AsyncSession, ctx: _Context, unique_id: str, refusal: Decision | None,
-                         identity_id: int | None) -> None:
-    await record(session, "dmp.deposit.not_deposited", "filed_locally", rule=refusal.rule if refusal else None,
-                 actor=ctx.actor, message_id=ctx.message_id, identity_id=identity_id, unique_id=unique_id,
-                 code=refusal.code if refusal else "no_author")
+        deposit = NewDeposit(cda=cda, unique_id=header.unique_id, matricule=matricule,
+                             author_id=plan.author.national_id, title=plan.title, type_code=header.type_code,
+                             visibility=tuple(sorted(plan.visibility)),
+                             replaces=str(header.replaces) if header.replaces else None,
+                             message_id=ctx.message_id, sender_mailbox_id=ctx.sender_mailbox_id,
+                             identity_id=identity_id, actor=ctx.actor)
+    return _Decided(header.unique_id, plan, identity_id, deposit)
 
 
 async def _addressed_patient(session: AsyncSession, recipients: list[str], named: str | None) -> str | None:
@@ -205,11 +296,11 @@ async def _addressed_patient(session: AsyncSession, recipients: list[str], named
     return found.pop() if len(found) == 1 else None
 
 
-async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: list[Attachment],
-                                cdas: list[CdaHeader], recipients: list[str], type_code: str | None,
-                                message_key: str, *, patient: str | None = None, named: str | None = None,
-                                author: Professional | None = None) -> list[Considered]:
-    """Attached documents, each wrapped in a level-1 CDA for the message's patient and author, then considered.
+async def _decide_attachments(session: AsyncSession, ctx: _Context, attached: list[Attachment],
+                              cdas: list[CdaHeader], recipients: list[str], type_code: str | None,
+                              message_key: str, *, patient: str | None = None, named: str | None = None,
+                              author: Professional | None = None) -> list[_Decided]:
+    """Attached documents, each wrapped in a level-1 CDA for the message's patient and author, then decided.
 
     The patient is the one of the message's CDA (a letter and its attachments), else the one the sender names
     (``named``, X-DMP-Patient) and/or the message's patient recipient; the author is the sending professional,
@@ -230,12 +321,7 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
         refusal = _attachment_refusal(matricule, identity, author)
         if refusal is not None or identity is None or author is None:
             decision = refusal or refuse(Rule.R12, "no_author", "The document names no author.")
-            await record(session, "dmp.rule", "refused", rule=decision.rule, actor=ctx.actor,
-                         message_id=ctx.message_id, mailbox_id=ctx.sender_mailbox_id,
-                         identity_id=identity.id if identity else None, code=decision.code,
-                         reason_text=decision.reason, unique_id=unique_id)
-            await _not_deposited(session, ctx, unique_id, decision, identity.id if identity else None)
-            results.append(Considered(unique_id, DepositPlan((decision,)), None))
+            results.append(_Decided(unique_id, DepositPlan((decision,)), identity.id if identity else None, None))
             continue
         wrapped = wrap_document(
             attachment.content, attachment.media_type, unique_id=unique_id, title=attachment.title,
@@ -245,8 +331,8 @@ async def _consider_attachments(session: AsyncSession, ctx: _Context, attached: 
             author=author, structure=policy.structure, created=ctx.now)
         # A message's title names its main document; attachments keep their file names unless a person asks.
         header = read_header(wrapped, validate=False, limits=c.CDA_LIMITS)
-        results.append(await _consider(session, ctx, wrapped, header, len(attachment.content),
-                                       ctx.title if ctx.manual_request else None))
+        results.append(await _decide(session, ctx, wrapped, header, len(attachment.content),
+                                     ctx.title if ctx.manual_request else None))
     return results
 
 
@@ -288,7 +374,9 @@ async def consider_manual(session: AsyncSession, content: bytes, filename: str, 
     except CdaRefused:
         header = None
     if header is not None:
-        return await _consider(session, ctx, content, header, len(content), title)
+        [considered] = await record_decisions(session, _decisions(ctx, [await _decide(
+            session, ctx, content, header, len(content), title)]))
+        return considered
     media_type = MEDIA_TYPES.get(filename.rsplit(".", 1)[-1].lower())
     if media_type is None:
         raise ValueError(f"{filename} is neither a CDA nor a format the DMP accepts (pdf, jpeg, tiff, txt, rtf).")
@@ -299,6 +387,12 @@ async def consider_manual(session: AsyncSession, content: bytes, filename: str, 
         raise ValueError("A document that is not a CDA needs its patient: give --patient with the INS matricule.")
     attachment = Attachment("manual", filename, media_type, content)
     digest = hashlib.sha256(f"{matricule}|{author.national_id}|".encode() + content).hexdigest()
-    [considered] = await _consider_attachments(session, ctx, [attachment], [], [], type_code, digest,
-                                               patient=matricule, author=author)
+    decided = await _decide_attachments(session, ctx, [attachment], [], [], type_code, digest, patient=matricule,
+                                        author=author)
+    [considered] = await record_decisions(session, _decisions(ctx, decided))
     return considered
+
+
+def _decisions(ctx: _Context, decided: list[_Decided]) -> Decisions:
+    return Decisions(ctx.message_id, ctx.sender_mailbox_id, ctx.actor, ctx.policy.structure.source_id,
+                     tuple(decided))

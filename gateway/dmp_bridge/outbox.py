@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,7 +43,8 @@ from gateway.dmp_bridge.rules import DepositPolicy
 from gateway.dmp_bridge.soap import DmpTransportError, RegistryResult
 from gateway.documents.errors import CdaRefused
 from gateway.store import queue as q
-from gateway.store.changes import DMP_OUTBOX, ChangeHub, mark_changed
+from gateway.store.changes import DMP_OUTBOX, HL7_OUTBOX, ChangeHub, mark_changed, notify_database, take_changed
+from gateway.store.effects import record_events
 from gateway.store.events import record
 from gateway.store.models import Base, Event, Id
 from gateway.store.queue import Backoff, Lease
@@ -57,6 +58,8 @@ ACCEPTED = "accepted"
 REFUSED = "refused"
 CANCELLED = "cancelled"
 STATES = (PENDING, SENT, RETRY, ACCEPTED, REFUSED, CANCELLED)
+#: The states a deposit ends in: the DMP answered (the HL7 relay relays the answer, gateway/hl7/relay.py).
+FINAL = frozenset({ACCEPTED, REFUSED})
 #: DMP answers that are about the patient's record or the professional's access (R17), not the document (R15).
 R17_CODES = frozenset({c.ERR_DMP_CLOSED, c.ERR_DMP_NOT_CREATED, c.ERR_NOT_AUTHORISED, c.ERR_PS_BLOCKED})
 
@@ -133,6 +136,136 @@ async def enqueue(session: AsyncSession, *, cda: bytes, unique_id: str, matricul
     return job.id
 
 
+def submission_groups(rows: Sequence[Any]) -> list[list[Any]]:
+    """R15: rows (with ``matricule``, ``author_id`` and ``size``), in queue order, cut into the submission sets
+    they are deposited as: one per patient and author (what one assertion covers), at most
+    MAX_DOCUMENTS_PER_SUBMISSION documents and MAX_SUBMISSION_BYTES each."""
+    groups: list[list[Any]] = []
+    open_group: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        key = (row.matricule, row.author_id)
+        group = open_group.get(key)
+        if (group is None or len(group) == c.MAX_DOCUMENTS_PER_SUBMISSION
+                or sum(r.size for r in group) + row.size > c.MAX_SUBMISSION_BYTES):
+            group = open_group[key] = []
+            groups.append(group)
+        group.append(row)
+    return groups
+
+
+@dataclass(frozen=True)
+class NewDeposit:
+    """A deposit to queue, as the rules decided it (R12–R16); what :func:`add_deposits` writes."""
+
+    cda: bytes
+    unique_id: str
+    matricule: str
+    author_id: str
+    title: str
+    type_code: str
+    visibility: tuple[str, ...] = ()
+    replaces: str | None = None
+    message_id: int | None = None
+    sender_mailbox_id: int | None = None
+    identity_id: int | None = None
+    actor: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.cda)
+
+
+@dataclass(frozen=True)
+class Added:
+    """What :func:`add_deposits` did: each deposit's job id (None: its uniqueId was already in the outbox), its
+    trail row (queued or duplicate), and the rows of the submission sets linked (R15), to record in order."""
+
+    job_ids: list[int | None]
+    rows: list[dict[str, Any]]
+    linked: list[dict[str, Any]]
+
+    @property
+    def queued(self) -> list[int]:
+        return [i for i in self.job_ids if i is not None]
+
+
+def trail_row(kind: str, outcome: str, *, rule: str | None = None, actor: str | None = None,
+              mailbox_id: int | None = None, message_id: int | None = None, identity_id: int | None = None,
+              **detail: Any) -> dict[str, Any]:
+    """An event row as :func:`gateway.store.events.record` writes it, for
+    :func:`gateway.store.effects.record_events` (one statement for many); ``at`` is set when it is written."""
+    return dict(at=None, kind=kind, rule=str(rule) if rule is not None else None, outcome=outcome, actor=actor,
+                mailbox_id=mailbox_id, message_id=message_id, conversation_id=None, identity_id=identity_id,
+                detail=detail)
+
+
+async def add_deposits(session: AsyncSession, deposits: Sequence[NewDeposit], *, root: str,
+                       message_id: int | None = None, actor: str | None = None) -> Added:
+    """Queue the deposits of one message in the caller's transaction with three statements whatever their number
+    (the uniqueIds already queued, one insert of the jobs, linked for R15 before they are written, so no worker
+    can claim a part of a submission set); the trail rows are returned for the caller to record with its own.
+
+    A uniqueId already in the outbox, or twice in ``deposits``, is not queued again (R18: ``duplicate``).
+    """
+    if not deposits:
+        return Added([], [], [])
+    wanted = sorted({d.unique_id for d in deposits})
+    existing = {row.unique_id: row for row in (await session.execute(
+        select(DmpDeposit.id, DmpDeposit.unique_id, DmpDeposit.state)
+        .where(DmpDeposit.unique_id.in_(wanted)))).all()}
+    fresh: list[NewDeposit] = []
+    for deposit in deposits:
+        if deposit.unique_id not in existing and all(f.unique_id != deposit.unique_id for f in fresh):
+            fresh.append(deposit)
+    uids = {d.unique_id: submission_uid_for(root, [d.unique_id]) for d in fresh}
+    linked: list[tuple[str, list[NewDeposit]]] = []
+    for group in submission_groups(fresh):
+        if len(group) > 1:
+            uid = submission_uid_for(root, (d.unique_id for d in group))
+            uids.update((d.unique_id, uid) for d in group)
+            linked.append((uid, group))
+    moment = now()
+    values = [dict(unique_id=d.unique_id, submission_uid=uids[d.unique_id], message_id=d.message_id,
+                   sender_mailbox_id=d.sender_mailbox_id, matricule=d.matricule, author_id=d.author_id,
+                   title=d.title, type_code=d.type_code, visibility=sorted(d.visibility), replaces=d.replaces,
+                   cda=d.cda, size=d.size, state=PENDING, attempts=0, next_attempt_at=moment, claim_token=None,
+                   last_error=None, result_code=None, created_at=moment, sent_at=None, finished_at=None)
+              for d in fresh]
+    ids: dict[str, int] = {}
+    if values:
+        if session.get_bind().dialect.name == "sqlite":
+            # under the writer lock each row, in order, takes the next rowid (as gateway.store.bulk relies on)
+            new = sorted((await session.execute(insert(DmpDeposit).returning(DmpDeposit.id), values)).scalars())
+        else:
+            new = list((await session.execute(
+                insert(DmpDeposit).returning(DmpDeposit.id, sort_by_parameter_order=True), values)).scalars())
+        ids = {d.unique_id: i for d, i in zip(fresh, new, strict=True)}
+        mark_changed(session, DMP_OUTBOX)  # the outbox worker wakes at commit, not at its next poll
+    job_ids: list[int | None] = []
+    rows = []
+    taken: set[str] = set()
+    for deposit in deposits:
+        if deposit.unique_id in ids and deposit.unique_id not in taken:
+            taken.add(deposit.unique_id)
+            job_ids.append(ids[deposit.unique_id])
+            rows.append(trail_row(
+                "dmp.deposit.queued", PENDING, rule=Rule.R12, actor=deposit.actor, message_id=deposit.message_id,
+                identity_id=deposit.identity_id, mailbox_id=deposit.sender_mailbox_id,
+                job_id=ids[deposit.unique_id], unique_id=deposit.unique_id, type_code=deposit.type_code,
+                visibility=sorted(deposit.visibility), replaces=deposit.replaces, matricule=deposit.matricule))
+            continue
+        job_ids.append(None)
+        before = existing.get(deposit.unique_id)
+        rows.append(trail_row(
+            "dmp.deposit.duplicate", "skipped", rule=Rule.R18, actor=deposit.actor, message_id=deposit.message_id,
+            identity_id=deposit.identity_id, job_id=before.id if before is not None else ids[deposit.unique_id],
+            state=before.state if before is not None else PENDING, unique_id=deposit.unique_id))
+    linked_rows = [trail_row("dmp.deposit.linked", "linked", rule=Rule.R15, actor=actor, message_id=message_id,
+                             job_ids=[ids[d.unique_id] for d in group], submission_uid=uid, documents=len(group))
+                   for uid, group in linked]
+    return Added(job_ids, rows, linked_rows)
+
+
 async def link(session: AsyncSession, job_ids: Iterable[int], *, root: str, actor: str | None = None,
                message_id: int | None = None) -> list[list[int]]:
     """R15: the jobs just queued for one message are deposited together, as one submission set per patient and
@@ -146,16 +279,7 @@ async def link(session: AsyncSession, job_ids: Iterable[int], *, root: str, acto
     rows = (await session.execute(select(DmpDeposit.id, DmpDeposit.unique_id, DmpDeposit.matricule,
                                          DmpDeposit.author_id, DmpDeposit.size)
                                   .where(DmpDeposit.id.in_(wanted)).order_by(DmpDeposit.id))).all()
-    groups: list[list[Any]] = []
-    open_group: dict[tuple[str, str], list[Any]] = {}
-    for row in rows:
-        key = (row.matricule, row.author_id)
-        group = open_group.get(key)
-        if (group is None or len(group) == c.MAX_DOCUMENTS_PER_SUBMISSION
-                or sum(r.size for r in group) + row.size > c.MAX_SUBMISSION_BYTES):
-            group = open_group[key] = []
-            groups.append(group)
-        group.append(row)
+    groups = submission_groups(rows)
     linked = []
     for group in (g for g in groups if len(g) > 1):
         uid = submission_uid_for(root, (r.unique_id for r in group))
@@ -215,31 +339,49 @@ class OutboxWorker:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         #: Set when deposits are committed (``DMP_OUTBOX`` on the store's change hub); the poll is the safety net.
         self._wake = hub.watch(DMP_OUTBOX) if hub is not None else asyncio.Event()
+        #: Told of final answers (``HL7_OUTBOX``: the HL7 relay owes the hospital system the DMP's answer).
+        self._hub = hub
+        #: Deposits this process just committed (:meth:`take`), claimed by id before anything else is looked for.
+        self._handed: set[int] = set()
 
     def wake(self) -> None:
         """New jobs were committed: look now rather than at the next poll."""
         self._wake.set()
 
-    async def claim(self, limit: int) -> list[list[Claimed]]:
+    def take(self, job_ids: Iterable[int]) -> None:
+        """Deposits this process has just committed: claimed by id at once, without a scan of the due jobs or a
+        round through the change hub (which still wakes the outbox of other processes)."""
+        self._handed.update(job_ids)
+        self._wake.set()
+
+    async def claim(self, limit: int, only: Sequence[int] | None = None) -> list[list[Claimed]]:
         """Move up to ``limit`` groups of due deposits to ``sent`` under a new lease, in one transaction; each
         comes with every job linked to it (R15), due or not, as one group to send together. A group of which a
         member is locked or in flight under another live claim is left whole for later: a group never goes in
-        part. A ``sent`` job whose lease ran out is due again (its worker died) and is sent again."""
+        part. A ``sent`` job whose lease ran out is due again (its worker died) and is sent again. ``only``:
+        the candidates, by id (their groups still go whole)."""
         moment = now()
+        where = [DmpDeposit.id.in_(list(only))] if only is not None else []
         async with self.sessions() as session, session.begin():
-            units = await q.claim(session, QUEUE, units=limit, lease=self.lease)
+            units = await q.claim(session, QUEUE, units=limit, lease=self.lease, where=where)
             claimed: list[list[Claimed]] = []
+            rows: list[dict[str, Any]] = []
             for unit in units:
                 group = []
                 for job in sorted(unit.rows, key=lambda j: j.id):
                     resend = job.id in unit.reclaimed
-                    job.sent_at = moment
-                    await record(session, "dmp.deposit.sent", SENT, rule=Rule.R18, actor=self.worker_id,
-                                 message_id=job.message_id, job_id=job.id, attempt=job.attempts, resend=resend)
+                    rows.append(trail_row("dmp.deposit.sent", SENT, rule=Rule.R18, actor=self.worker_id,
+                                          message_id=job.message_id, job_id=job.id, attempt=job.attempts,
+                                          resend=resend))
                     group.append(Claimed(job.id, unit.lease, job.attempts, job.unique_id, job.submission_uid,
                                          job.cda, job.title, tuple(job.visibility or ()), job.author_id,
                                          job.message_id, resend))
                 claimed.append(group)
+            if rows:  # two statements for the whole claim, whatever the number of jobs
+                await session.execute(update(DmpDeposit).where(DmpDeposit.id.in_(
+                    [job.id for group in claimed for job in group])).values(sent_at=moment)
+                    .execution_options(synchronize_session=False))
+                await record_events(session, [{**row, "at": moment} for row in rows])
         return claimed
 
     async def process(self, job: Claimed) -> str:
@@ -345,6 +487,12 @@ class OutboxWorker:
                                  actor=self.worker_id, message_id=job.message_id, job_id=job.id, code=answer.code,
                                  reason_text=answer.text, attempts=job.attempts)
                 states.append(answer.state)
+            final = any(state in FINAL for state in states)
+            if final:  # the HL7 relay owes the hospital system the DMP's answer (ZAM^Z01): it wakes at commit
+                mark_changed(session, HL7_OUTBOX)
+                await notify_database(session)
+        if final and self._hub is not None:
+            self._hub.publish(take_changed(session))
         return states
 
     async def run_once(self) -> int:
@@ -361,11 +509,12 @@ class OutboxWorker:
         try:
             while not stop.is_set():
                 free = self.concurrency - len(tasks)
+                if free > 0 and self._handed:  # just committed here: claimed by id, then whatever else is due
+                    handed, self._handed = sorted(self._handed), set()
+                    self._start(await self.claim(free, only=handed), tasks)
+                    continue
                 groups = await self.claim(free) if free > 0 else []
-                for group in groups:
-                    task = asyncio.create_task(self.process_group(group))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                self._start(groups, tasks)
                 if groups and free == len(groups):
                     continue  # there may be more due right now
                 self._wake.clear()
@@ -377,6 +526,13 @@ class OutboxWorker:
             stopping.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+
+    def _start(self, groups: list[list[Claimed]], tasks: set[asyncio.Task[list[str]]]) -> None:
+        for group in groups:
+            task = asyncio.create_task(self.process_group(group))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
 
 def _rule_of(result: RegistryResult) -> str:

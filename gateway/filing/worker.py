@@ -7,16 +7,19 @@ unlocked, extracted, and claimed by the transaction that files it (:func:`~gatew
 while it is still due and held by nobody), one write transaction per job; a job another worker recorded
 meanwhile is left to it. A job that keeps failing is retried with backoff, then marked
 ``failed`` (the message itself stays in its mailbox: nothing is lost) and traced.
+
+SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.policy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import select
@@ -24,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.codes.rules import Rule
 from gateway.config import Config
-from gateway.documents.pipeline import Extracted, ExtractedDocument, NotDocument, read_message
+from gateway.documents.pipeline import ExtractedDocument, NotDocument, read_message
 from gateway.filing import mdn
 from gateway.filing.jobs import DEPOSIT, DONE, FAILED, PENDING
 from gateway.filing.models import FilingJob
@@ -39,6 +42,10 @@ from gateway.store.events import now, record
 from gateway.store.mailstore import StoredMessage
 from gateway.store.models import Mailbox, Message, OutboundRecipient
 from gateway.tasks import Background
+
+if TYPE_CHECKING:
+    from gateway.dmp_bridge.bridge import Submission
+    from gateway.dmp_bridge.rules import DepositPolicy
 
 log = structlog.get_logger("gateway.filing")
 
@@ -72,6 +79,9 @@ class FilingWorker(Background):
         self.wake = hub.watch(FILING)
         #: Set while the worker waits with no job due (tests wait on it before committing work).
         self.idle = asyncio.Event()
+        #: This process's DMP outbox, given the ids of the deposits a commit just queued (it claims them now).
+        self.deposits: Callable[[Sequence[int]], None] | None = None
+        self._policy: DepositPolicy | None = None
 
     async def main(self) -> None:
         """Work while jobs are due; otherwise sleep until a commit adds one (``FILING`` on the change hub, in
@@ -115,8 +125,8 @@ class FilingWorker(Background):
         raw = bytes(stored.raw)
         try:
             if kind == DEPOSIT:
-                extracted = await asyncio.to_thread(read_message, raw, validate=False)
-                await self._consider_deposit(job_id, message_id, mailbox_id, raw, extracted,
+                submission = await asyncio.to_thread(self._read_submission, raw, message_id)
+                await self._consider_deposit(job_id, message_id, mailbox_id, raw, submission,
                                              (stored.mail_from, list(stored.rcpt_to)))
             else:
                 read = await asyncio.to_thread(read_message, raw)
@@ -160,30 +170,50 @@ class FilingWorker(Background):
                 await notify_database(session)
             self._hub.publish(take_changed(session))
 
+    def _deposit_policy(self) -> DepositPolicy:
+        """R13, R14, R16 as configured, built once (the configuration is reloaded by a restart)."""
+        from gateway.dmp_bridge.daemon import policy_from
+
+        if self._policy is None:
+            assert self.config.dmp is not None
+            self._policy = policy_from(self.config.dmp)
+        return self._policy
+
+    def _read_submission(self, raw: bytes, message_id: int) -> Submission:
+        """The documents a message submits for deposit, read by the one document reader (CPU: off the loop)."""
+        from gateway.dmp_bridge.bridge import read_submission
+
+        extracted = read_message(raw, validate=False)
+        return read_submission(raw, policy=self._deposit_policy(), message_id=message_id, extracted=extracted)
+
     async def _consider_deposit(self, job_id: int, message_id: int, mailbox_id: int, raw: bytes,
-                                extracted: Extracted, envelope: tuple[str, list[str]]) -> None:
+                                submission: Submission, envelope: tuple[str, list[str]]) -> None:
         """R12–R16: the documents a professional sent, considered for the patients' DMP (deposits queued);
         ``envelope`` is the message's (MAIL FROM, RCPT TO), read with its bytes.
 
-        The bridge reads what the one document reader extracted, with the identities of the R10 lookup."""
-        from gateway.dmp_bridge.bridge import consider_message
-        from gateway.dmp_bridge.daemon import policy_from
+        The rules are decided from reads (identities, the patient's presence) before the write transaction,
+        which holds the writer only for the job's claim, the deposits and the trail (a handful of statements).
+        After the commit the deposits go straight to this process's outbox (:attr:`deposits`), if it runs one;
+        the change hub (NOTIFY on PostgreSQL) wakes the others."""
+        from gateway.dmp_bridge.bridge import decide_message, record_decisions
+        from gateway.dmp_bridge.outbox import trail_row
         from gateway.dmp_bridge.presence import card_presence
 
-        assert self.config.dmp is not None
+        async with self._reads() as reading:
+            decisions = await decide_message(
+                reading, message_id, raw, envelope[0], envelope[1], policy=self._deposit_policy(),
+                sender_mailbox_id=mailbox_id, presence=card_presence(), submission=submission)
         async with self._sessions() as session, session.begin():
             if not await q.finish_due(session, QUEUE, [job_id], DONE, done_at=now()):
                 return  # another worker considered it meanwhile, or holds it
-            matricules = [d.header.patient.matricule for d in extracted.documents
-                          if d.header and d.header.patient.matricule]
-            considered = await consider_message(
-                session, message_id, raw, envelope[0], envelope[1],
-                policy=policy_from(self.config.dmp), sender_mailbox_id=mailbox_id, presence=card_presence(),
-                extracted=extracted, identities=await identities_for(session, matricules))
-            await record(session, "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id,
-                         message_id=message_id, documents=len(considered))
+            considered = await record_decisions(session, decisions, closing=[trail_row(
+                "dmp.considered", "done", rule=Rule.R12, mailbox_id=mailbox_id, message_id=message_id,
+                documents=len(decisions))])
             await notify_database(session)
         self._hub.publish(take_changed(session))  # the outbox starts the deposits queued in this transaction
+        queued = [c.job_id for c in considered if c.job_id is not None]
+        if queued and self.deposits is not None:
+            self.deposits(queued)
 
     async def _acknowledge(self, session: AsyncSession, raw: bytes, mailbox_id: int, message_id: int,
                            error_code: int | None, reasons: Sequence[str] = ()) -> None:
