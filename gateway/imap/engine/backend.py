@@ -154,11 +154,13 @@ class Backend:
 
     async def read(self, message_id: int, start: int, end: int) -> bytes:
         from gateway.imap.anatomy.store import read_range
+        from gateway.imap.view import fast
 
         async def work(session: Any) -> bytes:
             return await read_range(session, message_id, start, end)
 
-        return await self.store.read(work, "reading a message")
+        return await self.store.read_fast(lambda c: fast.read_range(c, message_id, start, end), work,
+                                          "reading a message")
 
     def envelope(self, row: Any, utf8: bool = False) -> bytes:
         from gateway.imap.anatomy import render

@@ -9,6 +9,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,8 +59,9 @@ class NotAllowed(ViewError):
 
 
 def is_store_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the database failing (not our logic): driver and pool errors, I/O (disk full, network)."""
-    return isinstance(exc, SQLAlchemyError | OSError | TimeoutError)
+    """Whether ``exc`` is the database failing (not our logic): driver and pool errors (sqlite3's too, from the
+    view's one-hop statements), I/O (disk full, network)."""
+    return isinstance(exc, SQLAlchemyError | sqlite3.Error | OSError | TimeoutError)
 
 
 @asynccontextmanager

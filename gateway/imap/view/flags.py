@@ -9,6 +9,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.imap.view import fast
 from gateway.imap.view.errors import MailboxNotFound, NotAllowed
 from gateway.imap.view.rows import Row, parse_flags, uid_condition
 from gateway.imap.view.store import chunks
@@ -84,10 +86,18 @@ class StoreResult:
 
 async def store_flags(session: AsyncSession, folder_id: int, spans: Sequence[tuple[int, int]], mode: Mode,
                       flags: Iterable[str], unchangedsince: int | None = None) -> StoreResult:
-    """STORE on the messages of the UID ``spans`` (in the caller's transaction)."""
+    """STORE on the messages of the UID ``spans`` (in the caller's transaction); on SQLite every statement of it
+    (read, new MODSEQ, one UPDATE per resulting flags text) in one hop on the writer's connection."""
     wanted = tuple(flags)
+    done, outcome = await fast.on_writer(
+        session, lambda c: _store_sqlite(c, folder_id, spans, mode, wanted, unchangedsince))
+    if done and outcome is not None:
+        stored, changed = outcome
+        if changed:
+            mark_changed(session, folder_id)
+        return stored
     rows: list[tuple[int, int, str, int]] = []
-    for part in chunks(spans):
+    for part in chunks(spans):  # the session path (PostgreSQL); _store_sqlite is the same on SQLite
         result = await session.execute(
             select(Delivery.id, Delivery.uid, Delivery.flags, Delivery.modseq)
             .where(Delivery.folder_id == folder_id, uid_condition(part)).order_by(Delivery.uid))
@@ -113,3 +123,37 @@ async def store_flags(session: AsyncSession, folder_id: int, spans: Sequence[tup
     out = [Row(uid, after[uid], modseq_now if delivery_id in changed_ids else modseq)
            for delivery_id, uid, _, modseq in rows if uid in after]
     return StoreResult(out, modified)
+
+
+def _plan(rows: Sequence[tuple[int, int, str, int]], mode: Mode, wanted: tuple[str, ...],
+          unchangedsince: int | None) -> tuple[list[int], dict[int, tuple[str, ...]], dict[str, list[int]]]:
+    """What a STORE changes: UIDs left alone (``MODIFIED``), each row's flags after it, delivery ids by new text."""
+    modified: list[int] = []
+    after: dict[int, tuple[str, ...]] = {}
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, uid, text, modseq in rows:
+        if unchangedsince is not None and modseq > unchangedsince:
+            modified.append(uid)
+            continue
+        before = parse_flags(text)
+        new = apply(before, mode, wanted)
+        after[uid] = new
+        if new != before:
+            by_text[format_flags(new)].append(delivery_id)
+    return modified, after, by_text
+
+
+def _store_sqlite(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]], mode: Mode,
+                  wanted: tuple[str, ...], unchangedsince: int | None) -> tuple[StoreResult, bool]:
+    rows = fast.flag_rows(connection, folder_id, spans)
+    modified, after, by_text = _plan(rows, mode, wanted, unchangedsince)
+    modseq_now = None
+    if by_text:
+        modseq_now = fast.bump_modseq(connection, folder_id)
+        if modseq_now is None:
+            raise MailboxNotFound("The selected mailbox no longer exists.")
+        fast.set_flags(connection, by_text, modseq_now, lambda text: is_seen(text.split()))
+    changed_ids = {delivery_id for ids in by_text.values() for delivery_id in ids}
+    out = [Row(uid, after[uid], modseq_now if delivery_id in changed_ids else modseq)
+           for delivery_id, uid, _, modseq in rows if uid in after]
+    return StoreResult(out, modified), bool(by_text)

@@ -11,6 +11,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import email.utils
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +23,14 @@ import structlog
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.imap.view import fast
 from gateway.imap.view import flags as flagops
 from gateway.imap.view import quota as quotas
 from gateway.imap.view.errors import MailboxNotFound, OverQuota
 from gateway.imap.view.rows import parse_flags, uid_condition, utc
 from gateway.imap.view.store import ViewStore, chunks
-from gateway.store.anatomy import index_messages
-from gateway.store.changes import mark_changed
+from gateway.store.anatomy import INLINE_BODY, TEXT_TABLE, Indexed, index_messages, index_rows
+from gateway.store.changes import TEXT_INDEX, mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder, Message
 
@@ -110,7 +112,19 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
              **summary_headers(item.data)) for item in items]
     texts = [flagops.format_flags(flagops.apply((), "set", item.flags)) for item in items]
 
+    # The anatomy is computed here, before the write transaction, so the writer lock is not held for it (SQLite).
+    indexed = _index_ahead(items) if index is None and quota is None else None
+
     async def work(session: AsyncSession) -> AppendResult:
+        if indexed is not None:
+            done, fast_result = await fast.on_writer(session, lambda c: _append_sqlite(
+                c, account_id, mailbox, rows, texts, items, indexed, now))
+            if done and fast_result is not None:
+                folder_id, uidvalidity, uids, pending = fast_result
+                mark_changed(session, folder_id)
+                if pending:
+                    mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
+                return AppendResult(folder_id, uidvalidity, uids)
         folder_id, uidvalidity = await _folder(session, account_id, mailbox)
         if not items:
             return AppendResult(folder_id, uidvalidity, [])
@@ -141,6 +155,63 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
         raise
     log.info("imap.appended", mailbox_id=account_id, folder_id=result.folder_id, count=len(result.uids))
     return result
+
+
+def _index_ahead(items: Sequence[AppendItem]) -> Indexed | None:
+    """The anatomy and text rows of APPENDed messages, numbered 0..n-1 until they have their ids; None when one
+    is stored flat (its event is recorded by the session path)."""
+    indexed = index_rows([(n, item.data) for n, item in enumerate(items)], defer_over=INLINE_BODY)
+    return None if indexed.refused else indexed
+
+
+def _sql_time(value: Any) -> Any:
+    """A datetime as SQLAlchemy's SQLite ``DATETIME`` stores it (its fields as they are, microseconds always)."""
+    if not isinstance(value, datetime):
+        return value
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}.{value.microsecond:06d}")
+
+
+def _insert(connection: Any, table: str, row: dict[str, Any]) -> Any:
+    names = list(row)
+    return connection.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                              + (" RETURNING id" if table == "messages" else ""),
+                              [_sql_time(row[name]) for name in names])
+
+
+def _append_sqlite(connection: Any, account_id: int, mailbox: str, rows: list[dict[str, Any]], texts: list[str],
+                   items: Sequence[AppendItem], indexed: Indexed, now: datetime
+                   ) -> tuple[int, int, list[int], bool]:
+    """APPEND's statements on SQLite in one hop on the writer's connection: the folder, the messages, their UIDs
+    and MODSEQs (one folder update), the deliveries, the anatomy and text rows computed before the transaction."""
+    folder = connection.execute("SELECT id, uidvalidity FROM folders WHERE mailbox_id = ? AND name = ?",
+                                (account_id, mailbox)).fetchone()
+    if folder is None:
+        raise MailboxNotFound(f"There is no mailbox named {mailbox}.", code="TRYCREATE")
+    folder_id, uidvalidity = int(folder[0]), int(folder[1])
+    if not items:
+        return folder_id, uidvalidity, [], False
+    message_ids = [int(_insert(connection, "messages", {**row, "rcpt_to": json.dumps(row["rcpt_to"])}).fetchone()[0])
+                   for row in rows]
+    count = len(items)
+    top = connection.execute("UPDATE folders SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ? "
+                             "WHERE id = ? RETURNING uidnext, highestmodseq", (count, count, folder_id)).fetchone()
+    first_uid, first_modseq = int(top[0]) - count, int(top[1]) - count + 1
+    uids = [first_uid + offset for offset in range(count)]
+    connection.executemany(
+        "INSERT INTO deliveries (folder_id, message_id, uid, flags, seen, modseq, internal_date) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(folder_id, message_id, uid, text, 1 if flagops.is_seen(text.split()) else 0, first_modseq + offset,
+          _sql_time(utc(item.date) if item.date else now))
+         for offset, (message_id, uid, text, item) in enumerate(zip(message_ids, uids, texts, items, strict=True))])
+    for anatomy_row in indexed.anatomy_rows:
+        _insert(connection, "message_anatomy", {**anatomy_row, "message_id": message_ids[anatomy_row["message_id"]]})
+    connection.executemany(f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (?, ?, ?)",
+                           [(message_ids[r["message_id"]], r["header"], r["body"]) for r in indexed.text_rows])
+    if indexed.pending:
+        connection.executemany("INSERT INTO message_text_pending (message_id) VALUES (?)",
+                               [(message_ids[n],) for n in indexed.pending])
+    return folder_id, uidvalidity, uids, bool(indexed.pending)
 
 
 async def copy_messages(store: ViewStore, account_id: int, source_id: int, spans: Sequence[tuple[int, int]],

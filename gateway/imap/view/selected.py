@@ -11,6 +11,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
@@ -21,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.imap.models import ExpungedUid
 from gateway.imap.proto.sequence import SequenceSet
+from gateway.imap.view import fast
 from gateway.imap.view import flags as flagops
-from gateway.imap.view.errors import MailboxNotFound, NotAllowed
+from gateway.imap.view.errors import MailboxNotFound, NotAllowed, StoreUnavailable
 from gateway.imap.view.folder_changes import (
     Changes,
     CopyResult,
@@ -37,6 +39,7 @@ from gateway.imap.view.folder_changes import (
 )
 from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
 from gateway.imap.view.store import ViewStore, chunks, new_uids
+from gateway.store.changes import mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder
 
@@ -98,6 +101,8 @@ class SelectedView:
         EXAMINE never changes the folder (RFC 9051 6.3.3).
         """
         name = canonical(name)
+        if store.sqlite is not None:
+            return await cls._open_sqlite(store, account_id, name, readonly)
 
         async def work(session: AsyncSession) -> SelectedView:
             row = (await session.execute(select(
@@ -122,6 +127,37 @@ class SelectedView:
             return view
 
         view = await store.read(work, "opening the mailbox")
+        if not readonly:
+            await view._claim_recent()
+        return view
+
+    @classmethod
+    async def _open_sqlite(cls, store: ViewStore, account_id: int, name: str, readonly: bool) -> SelectedView:
+        """:meth:`open` on SQLite: the same reads in one snapshot and one hop (:func:`fast.open_folder`)."""
+        assert store.sqlite is not None
+        known = store.folder_ids.get((account_id, name))
+        entry = store.uid_cache.get(known) if known is not None else None
+        cached = (known, *entry) if known is not None and entry is not None else None
+        try:
+            opened = await store.sqlite.run(lambda c: fast.open_folder(c, account_id, name, cached, MAX_KEYWORDS))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable("The mail store is unavailable (opening the mailbox); please try again "
+                                   "later.") from exc
+        if opened is None:
+            raise MailboxNotFound(f"There is no mailbox named {name}.")
+        (folder_id, uidvalidity, uidnext, highest, recent_uid), uids, first, texts = opened
+        if len(store.folder_ids) > 10_000:
+            store.folder_ids.clear()
+        store.folder_ids[(account_id, name)] = folder_id
+        store.uid_cache.put(folder_id, highest, uids)
+        view = cls(store, account_id, folder_id, name, readonly=readonly, uidvalidity=uidvalidity,
+                   uidnext=uidnext, highestmodseq=highest, uids=uids)
+        view.first_unseen = view.seq_of(first) if first is not None else None
+        view._recent_floor = recent_uid
+        for text in texts:
+            view.keywords |= keywords_of(parse_flags(text))
+            if len(view.keywords) >= MAX_KEYWORDS:
+                break
         if not readonly:
             await view._claim_recent()
         return view
@@ -152,6 +188,9 @@ class SelectedView:
         folder_id = self.folder_id
 
         async def work(session: AsyncSession) -> int | None:
+            done, before = await fast.on_writer(session, lambda c: fast.claim_recent(c, folder_id, top))
+            if done:
+                return before
             query = select(Folder.recent_uid).where(Folder.id == folder_id)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update()
@@ -310,7 +349,8 @@ class SelectedView:
         async def work(session: AsyncSession) -> list[Row]:
             return await fetch_rows(session, folder_id, spans, columns, changedsince=changedsince)
 
-        rows = await self.store.read(work, "reading messages")
+        rows = await self.store.read_fast(
+            lambda c: fast.fetch_rows(c, folder_id, spans, columns, changedsince), work, "reading messages")
         return self.numbered(ranges, rows)
 
     async def vanished_since(self, modseq: int, sequence: SequenceSet | None = None) -> list[tuple[int, int]]:
@@ -355,7 +395,8 @@ class SelectedView:
         :class:`MailboxNotFound` when the folder was deleted.
         """
         folder_id, since, store = self.folder_id, self.highestmodseq, self.store
-        delta = await store.feed.get(folder_id, since, lambda: store.read(
+        delta = await store.feed.get(folder_id, since, lambda: store.read_fast(
+            lambda c: fast.folder_delta(c, folder_id, since),
             lambda session: folder_delta(session, folder_id, since), "reading mailbox changes"))
         if delta.floor is not None and since < delta.floor:  # expunge records pruned: compare UIDs
             known = self.uids
@@ -458,6 +499,13 @@ class SelectedView:
         async def work(session: AsyncSession) -> list[int]:
             from gateway.imap.view.rows import uid_condition
 
+            done, fast_found = await fast.on_writer(session, lambda c: _expunge_sqlite(c, folder_id, spans))
+            if done:
+                if fast_found:
+                    mark_changed(session, folder_id)
+                    await record(session, "imap.expunged", "ok", rule="R18", mailbox_id=account_id,
+                                 folder_id=folder_id, count=len(fast_found))
+                return fast_found or []
             found: list[tuple[int, int]] = []
             for part in chunks(spans):
                 result = await session.execute(select(Delivery.id, Delivery.uid).where(
@@ -485,6 +533,18 @@ class SelectedView:
         spans = self.uid_spans(ranges)
         return await mutate.copy_messages(self.store, self.account_id, self.folder_id, spans,
                                           canonical(destination), move=move, quota=quota)
+
+
+def _expunge_sqlite(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """EXPUNGE's statements on SQLite in one hop: the ``\\Deleted`` ones, a new MODSEQ, deletes and records."""
+    found = fast.deleted_rows(connection, folder_id, spans)
+    if not found:
+        return []
+    modseq = fast.bump_modseq(connection, folder_id)
+    if modseq is None:
+        raise MailboxNotFound("The selected mailbox no longer exists.")
+    fast.remove_deliveries(connection, folder_id, found, modseq)
+    return sorted(uid for _, uid in found)
 
 
 def _ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
