@@ -96,6 +96,23 @@ def deposit_latencies(acked: dict[int, float], done: dict[str, datetime], run: s
     return [done[unique_id(i, run)].timestamp() - at for i, at in acked.items() if unique_id(i, run) in done]
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants (Linux /proc): a figure the
+    other load on a shared machine does not inflate as much as wall time."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def report(name: str, values: list[float]) -> str:
     return f"{name} p50 {percentile(values, 0.5) * 1000:.0f} ms, p99 {percentile(values, 0.99) * 1000:.0f} ms"
 
@@ -106,8 +123,10 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=600)
     parser.add_argument("--idle", type=int, default=10, help="messages sent one at a time after the load")
     parser.add_argument("--dest", default="DESTMSSANTEPS,DESTDMP")
+    parser.add_argument("--accept-only", action="store_true",
+                        help="stop after the acceptance figures (no wait for the deposits, no --idle messages)")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
-    parser.add_argument("--workers", type=int, default=1, help="[gateway] workers of the gateway process")
+    parser.add_argument("--workers", type=int, default=2, help="[gateway] workers of the gateway process")
     args = parser.parse_args()
     destinations = tuple(d for d in args.dest.split(",") if d)
     folder = Path(tempfile.mkdtemp(prefix="bench-hl7-"))
@@ -138,12 +157,17 @@ def main() -> int:
             await asyncio.gather(*(connection(gateway.hl7_port, share, acked, latencies) for share in shares))
             return time.perf_counter() - started
 
+        assert gateway.process is not None
+        cpu_before = tree_cpu(gateway.process.pid)
         elapsed = asyncio.run(load())
+        cpu = tree_cpu(gateway.process.pid) - cpu_before
         size = len(prepared[0][1]) if prepared else 0
         print(f"{args.messages} ORU^R01 of {size // 1024} KiB ({', '.join(destinations)}) over "
               f"{args.connections} MLLP connections: {args.messages / elapsed:.0f} messages/s accepted "
-              f"({elapsed:.1f} s); {report('send→AA', latencies)}")
-        if "DESTDMP" in destinations:
+              f"({elapsed:.1f} s); {report('send→AA', latencies)}; "
+              f"gateway CPU {cpu * 1000 / max(1, args.messages):.1f} ms per message; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        if "DESTDMP" in destinations and not args.accept_only:
             ids = {unique_id(i, run) for i in acked}
             started = time.monotonic()
             done = wait_deposits(store, ids, 600)

@@ -211,10 +211,14 @@ def _index(written: Sequence[WrittenDocument]) -> bytes:
 
 def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, source_name: str = "mss-gateway",
               content_type: Code | None = None, now: datetime | None = None,
-              headers: Sequence[CdaHeader] | None = None) -> tuple[bytes, list[WrittenDocument]]:
+              headers: Sequence[CdaHeader] | None = None,
+              store_documents: bool = False) -> tuple[bytes, list[WrittenDocument]]:
     """An XDM zip for ``documents`` (CDA R2 bytes, all for one patient), and what was written for each.
 
     ``headers``: the documents' headers when the caller has already read them (each CDA is then read once).
+    ``store_documents``: the CDA entries are stored (ZIP method 0) rather than deflated, which ITI-32 allows
+    (a zip of stored or deflated entries): a CDA wrapping a base64 PDF barely compresses, and deflating it is
+    most of the package's cost on a path that builds one per message (HL7 acceptance).
 
     Raises :class:`~gateway.documents.errors.CdaRefused` when a document is not a readable CDA, and ValueError
     when the documents are for different patients (one submission set has one patientId).
@@ -237,13 +241,13 @@ def build_xdm(documents: Sequence[bytes], *, source_id: str | None = None, sourc
     buffer = io.BytesIO()
     stamp = moment.astimezone(UTC).timetuple()[:6]
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        def put(name: str, data: bytes) -> None:
-            archive.writestr(zipfile.ZipInfo(name, date_time=stamp), data, compress_type=zipfile.ZIP_DEFLATED)
+        def put(name: str, data: bytes, method: int = zipfile.ZIP_DEFLATED) -> None:
+            archive.writestr(zipfile.ZipInfo(name, date_time=stamp), data, compress_type=method)
         put("README.TXT", _readme(source_name))
         put("INDEX.HTM", _index(written))
         put(f"IHE_XDM/{SUBSET}/METADATA.XML", metadata)
         for document, data in zip(written, documents, strict=True):
-            put(document.path, data)
+            put(document.path, data, zipfile.ZIP_STORED if store_documents else zipfile.ZIP_DEFLATED)
     return buffer.getvalue(), written
 
 

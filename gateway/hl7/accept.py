@@ -28,7 +28,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,14 +85,21 @@ class Answer:
     message_ids: tuple[int, ...] = ()
 
 
+# The reads of every message are built once (bound parameters): SQLAlchemy then neither builds the statement
+# nor computes its cache key again per message.
+_PREVIOUS_ACK = select(Hl7Received.ack).where(Hl7Received.peer == bindparam("peer"),
+                                              Hl7Received.control_id == bindparam("control_id"))
+_SENDER = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule).where(
+    Mailbox.address == bindparam("address"), Mailbox.active.is_(True))
+_STATUSES = select(Identity.status).where(Identity.matricule == bindparam("matricule"))
+
+
 async def previous_ack(session: AsyncSession, peer: str, control_id: str) -> str | None:
-    return (await session.execute(select(Hl7Received.ack).where(
-        Hl7Received.peer == peer, Hl7Received.control_id == control_id))).scalar_one_or_none()
+    return (await session.execute(_PREVIOUS_ACK, {"peer": peer, "control_id": control_id})).scalar_one_or_none()
 
 
 async def _sender(session: AsyncSession, address: str) -> Account | None:
-    row = (await session.execute(select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule).where(
-        Mailbox.address == address, Mailbox.active.is_(True)))).first()
+    row = (await session.execute(_SENDER, {"address": address})).first()
     return Account(row.id, row.address, row.kind, row.matricule) if row is not None else None
 
 
@@ -148,7 +155,8 @@ def _subject(header: CdaHeader) -> str:
 def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
     """The XDM zip of the CDA and, for a level-1 CDA, the PDF it wraps: built once per HL7 message, from the
     header the listener already read (the CDA is parsed once)."""
-    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference, headers=[doc.cda_header])
+    zipped, _ = build_xdm([doc.cda], source_name=config.software_reference, headers=[doc.cda_header],
+                          store_documents=True)
     parts = [(zipped, "zip", "IHE_XDM.ZIP")]
     rendering = non_xml_body(doc.cda) if b"nonXMLBody" in doc.cda else None
     if rendering is not None and rendering.startswith(b"%PDF"):
@@ -228,7 +236,7 @@ def _base64(data: bytes) -> bytes:
 
 
 async def _qualified(session: AsyncSession, matricule: str) -> bool:
-    statuses = (await session.execute(select(Identity.status).where(Identity.matricule == matricule))).scalars()
+    statuses = (await session.execute(_STATUSES, {"matricule": matricule})).scalars()
     return any(is_qualified(s) for s in statuses)
 
 
@@ -263,18 +271,19 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
                                  "received_at": now(),
                                  "ack_reception": ack_reception, "ack_lecture": ack_lecture},))
 
-    async def unit(session: AsyncSession) -> Answer:
-        again = await previous_ack(session, peer.name, control_id)
-        if again is not None:
-            return Answer(again, codes.AA, duplicate=True)
+    async def unit(session: AsyncSession) -> bulk.Plan:
+        # No second read of the record here: the unique (peer, MSH-10) of hl7_messages refuses a copy committed
+        # meanwhile (IntegrityError below), so the shared writer's transaction does no extra statement per message.
         plans = []
         for index, (targets, raw_mail, summary) in enumerate(mails):
             plans.append(plan_acceptance(arrival, targets, raw_mail, summary,
                                          dmp=deposit and index == 0, extra=[record] if index == 0 else ()))
-        ids = await bulk.apply(session, plans)
+        others = tuple(await bulk.apply(session, plans[1:])) if len(plans) > 1 else ()
         if owed:
             mark_changed(session, HL7_OUTBOX)  # the relay wakes at commit for what the peer is owed
-        return Answer(answer, codes.AA, message_ids=tuple(ids))
+        # The first message (with the record and the deposit job) is handed to the committer as a plan: the
+        # plans of every unit in its batch are stored together, a few statements for all the connections.
+        return replace(plans[0], result=lambda first: Answer(answer, codes.AA, message_ids=(first, *others)))
 
     try:
         result: Answer = await committer.run(unit)
