@@ -90,14 +90,14 @@ async def store_flags(session: AsyncSession, folder_id: int, spans: Sequence[tup
     (read, new MODSEQ, one UPDATE per resulting flags text) in one hop on the writer's connection."""
     wanted = tuple(flags)
     done, outcome = await fast.on_writer(
-        session, lambda c: _store_sqlite(c, folder_id, spans, mode, wanted, unchangedsince))
+        session, lambda c: store_sqlite(c, folder_id, spans, mode, wanted, unchangedsince))
     if done and outcome is not None:
         stored, changed = outcome
         if changed:
             mark_changed(session, folder_id)
         return stored
     rows: list[tuple[int, int, str, int]] = []
-    for part in chunks(spans):  # the session path (PostgreSQL); _store_sqlite is the same on SQLite
+    for part in chunks(spans):  # the session path (PostgreSQL); store_sqlite is the same on SQLite
         result = await session.execute(
             select(Delivery.id, Delivery.uid, Delivery.flags, Delivery.modseq)
             .where(Delivery.folder_id == folder_id, uid_condition(part)).order_by(Delivery.uid))
@@ -143,8 +143,10 @@ def _plan(rows: Sequence[tuple[int, int, str, int]], mode: Mode, wanted: tuple[s
     return modified, after, by_text
 
 
-def _store_sqlite(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]], mode: Mode,
-                  wanted: tuple[str, ...], unchangedsince: int | None) -> tuple[StoreResult, bool]:
+def store_sqlite(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]], mode: Mode,
+                 wanted: tuple[str, ...], unchangedsince: int | None) -> tuple[StoreResult, bool]:
+    """:func:`store_flags` on SQLite, in plain statements on ``connection`` (inside its write transaction); the
+    result and whether anything changed (the folder's new MODSEQ)."""
     rows = fast.flag_rows(connection, folder_id, spans)
     modified, after, by_text = _plan(rows, mode, wanted, unchangedsince)
     modseq_now = None

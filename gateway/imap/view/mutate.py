@@ -28,7 +28,7 @@ from gateway.imap.view import flags as flagops
 from gateway.imap.view import quota as quotas
 from gateway.imap.view.errors import MailboxNotFound, OverQuota
 from gateway.imap.view.rows import parse_flags, uid_condition, utc
-from gateway.imap.view.store import ViewStore, chunks
+from gateway.imap.view.store import ViewStore, WriteTx, chunks, sql_time
 from gateway.store.anatomy import INLINE_BODY, TEXT_TABLE, Indexed, index_messages, index_rows
 from gateway.store.changes import TEXT_INDEX, mark_changed
 from gateway.store.events import record
@@ -141,7 +141,17 @@ async def append(store: ViewStore, account_id: int, mailbox: str, messages: Sequ
         return AppendResult(folder_id, uidvalidity, uids)
 
     try:
-        result = await store.write(work, "appending a message")
+        def sync(tx: WriteTx) -> AppendResult:
+            assert indexed is not None
+            folder_id, uidvalidity, uids, pending = _append_sqlite(tx.connection, account_id, mailbox, rows, texts,
+                                                                   items, indexed, now)
+            tx.mark(folder_id)
+            if pending:
+                tx.mark(TEXT_INDEX)  # the indexer starts at the commit
+            return AppendResult(folder_id, uidvalidity, uids)
+
+        result = await (store.write_fast(sync, work, "appending a message") if indexed is not None
+                        else store.write(work, "appending a message"))
     except OverQuota:
         # The refused transaction rolled back: the refusal is traced in its own (sizes only, never content).
         adding = sum(len(item.data) for item in items)
@@ -165,11 +175,7 @@ def _index_ahead(items: Sequence[AppendItem]) -> Indexed | None:
 
 
 def _sql_time(value: Any) -> Any:
-    """A datetime as SQLAlchemy's SQLite ``DATETIME`` stores it (its fields as they are, microseconds always)."""
-    if not isinstance(value, datetime):
-        return value
-    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
-            f"{value.second:02d}.{value.microsecond:06d}")
+    return sql_time(value) if isinstance(value, datetime) else value
 
 
 def _insert(connection: Any, table: str, row: dict[str, Any]) -> Any:

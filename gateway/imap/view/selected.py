@@ -38,7 +38,7 @@ from gateway.imap.view.folder_changes import (
     remove_deliveries,
 )
 from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
-from gateway.imap.view.store import ViewStore, chunks, new_uids
+from gateway.imap.view.store import ViewStore, WriteTx, chunks, new_uids
 from gateway.store.changes import mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder
@@ -204,7 +204,8 @@ class SelectedView:
         async with claim.lock:  # the sessions woken together by a delivery wait for the first one's claim
             if claim.top >= top:  # taken by a session of this process a moment ago
                 return False
-            before = await self.store.write(work, "claiming recent messages")
+            before = await self.store.write_fast(lambda tx: fast.claim_recent(tx.connection, folder_id, top), work,
+                                                 "claiming recent messages")
             claim.top = max(claim.top, top)
             self._recent_floor = max(self._recent_floor, top)
         if before is None:
@@ -476,7 +477,13 @@ class SelectedView:
         async def work(session: AsyncSession) -> flagops.StoreResult:
             return await flagops.store_flags(session, folder_id, spans, mode, wanted, unchangedsince)
 
-        result = await self.store.write(work, "storing flags")
+        def sync(tx: WriteTx) -> flagops.StoreResult:
+            stored, changed = flagops.store_sqlite(tx.connection, folder_id, spans, mode, wanted, unchangedsince)
+            if changed:
+                tx.mark(folder_id)
+            return stored
+
+        result = await self.store.write_fast(sync, work, "storing flags")
         for row in result.rows:
             if row.modseq is not None:
                 self._own[row.uid] = row.modseq
@@ -519,7 +526,15 @@ class SelectedView:
                          count=len(found))
             return sorted(uid for _, uid in found)
 
-        return await self.store.write(work, "expunging messages")
+        def sync(tx: WriteTx) -> list[int]:
+            found = _expunge_sqlite(tx.connection, folder_id, spans)
+            if found:
+                tx.mark(folder_id)
+                tx.record("imap.expunged", "ok", rule="R18", mailbox_id=account_id, folder_id=folder_id,
+                          count=len(found))
+            return found
+
+        return await self.store.write_fast(sync, work, "expunging messages")
 
     async def copy(self, sequence: SequenceSet, destination: str, *, uid: bool, move: bool = False,
                    quota: int | None = None, saved: Sequence[int] | None = None) -> CopyResult:
