@@ -343,6 +343,8 @@ class OutboxWorker:
         self._hub = hub
         #: Deposits this process just committed (:meth:`take`), claimed by id before anything else is looked for.
         self._handed: set[int] = set()
+        #: Set while :meth:`run` waits for a wake-up or its poll (tests wait on it before committing work).
+        self.idle = asyncio.Event()
 
     def wake(self) -> None:
         """New jobs were committed: look now rather than at the next poll."""
@@ -519,8 +521,10 @@ class OutboxWorker:
                     continue  # there may be more due right now
                 self._wake.clear()
                 waker = asyncio.ensure_future(self._wake.wait())
+                self.idle.set()
                 await asyncio.wait({stopping, waker, *tasks}, timeout=self.poll_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
+                self.idle.clear()
                 waker.cancel()
         finally:
             stopping.cancel()
