@@ -33,7 +33,7 @@ def test_the_dmp_answer_wakes_the_relay_so_the_z01_does_not_wait_for_its_poll(
     store.add_mailbox(PATIENT, "PAT")
     store.add_identity()  # qualifiée (R7): the document may go to the DMP
     dmp = SimulatorProcess.with_certificates(tmp_path / "dmp", pki, closed=(MATRICULE,) if closed else ())
-    dmp.start()
+    dmp.start("slow:1:3")  # the DMP answers 3 s late: the relay is long asleep on its poll by then
     dpi = DpiSimulator(tmp_path).start()
     gateway = Hl7Gateway(tmp_path / "gw", pki, sqlite_url, peer_extra=dpi.return_address,
                          hl7_extra="relay_poll = 600",  # only the answer's commit can wake it within the deadline
