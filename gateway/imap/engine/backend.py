@@ -130,7 +130,12 @@ class Backend:
         from gateway.anatomy import codec
 
         if row.anatomy is not None:
-            return codec.decode(row.anatomy)
+            if row.message_id is None:
+                return codec.decode(row.anatomy)
+            decoded = self.store.anatomies.get(row.message_id)
+            if decoded is None:
+                decoded = self.store.anatomies.put(row.message_id, codec.decode(row.anatomy))
+            return decoded
         cached = self._anatomies.get(row.message_id)
         if cached is None:
             raise No("This message is being analysed; try again in a moment.", "UNAVAILABLE")
@@ -165,7 +170,13 @@ class Backend:
     def envelope(self, row: Any, utf8: bool = False) -> bytes:
         from gateway.imap.anatomy import render
 
-        return render.envelope(self.anatomy(row).root.envelope, utf8=utf8)
+        if row.message_id is None:
+            return render.envelope(self.anatomy(row).root.envelope, utf8=utf8)
+        key = (row.message_id, utf8)
+        text = self.store.envelopes.get(key)
+        if text is None:
+            text = self.store.envelopes.put(key, render.envelope(self.anatomy(row).root.envelope, utf8=utf8))
+        return text
 
     def bodystructure(self, row: Any, *, extended: bool, utf8: bool = False) -> bytes:
         from gateway.imap.anatomy import render

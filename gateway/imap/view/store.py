@@ -18,10 +18,11 @@ import threading
 import time
 import weakref
 from array import array
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -380,6 +381,31 @@ def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
     return database
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Lru(Generic[K, V]):
+    """A bounded map, least recently used out first. What is derived from a stored message never changes (its
+    bytes never do), so decoded anatomies and rendered envelopes are kept for all the sessions of a store."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+
 class ViewStore:
     """What the views of one process share: read and write sessions, the change hub and the UID cache."""
 
@@ -392,6 +418,10 @@ class ViewStore:
         self.uid_cache = UidCache()
         self.feed = ChangeFeed(self.hub)
         self._recent_claims: weakref.WeakValueDictionary[int, RecentClaim] = weakref.WeakValueDictionary()
+        #: Decoded anatomies by message id (FETCH ENVELOPE / BODYSTRUCTURE / sections of the messages shown).
+        self.anatomies: Lru[int, Any] = Lru(2048)
+        #: ENVELOPE responses by (message id, UTF-8 allowed).
+        self.envelopes: Lru[tuple[int, bool], bytes] = Lru(8192)
         #: Folder ids by (account, name) as last opened: where to look in the UID cache before the first read.
         self.folder_ids: dict[tuple[int, str], int] = {}
         path = sqlite_file(self.reads)
