@@ -5,6 +5,10 @@ one TLS record (and one compressed block) when the session next waits for the cl
 :data:`FLUSH_AT`. Every flush is followed by ``drain()``: a client that reads slowly holds the FETCH producer
 back at the transport's write-buffer limit instead of making the server buffer a whole answer (RFC 9051 5.5).
 
+An idle connection holds as little as it can: the output buffer is dropped once sent, and before each wait
+for the client the TLS layer's memory BIOs give back what the last burst grew them to
+(:func:`gateway.tls_buffers.release_idle_bios`).
+
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
@@ -17,6 +21,7 @@ from typing import Any
 
 from gateway.imap.engine.compress import Deflate
 from gateway.malloc import return_large_buffers
+from gateway.tls_buffers import release_idle_bios
 
 #: Bytes asked of the socket per read.
 READ_CHUNK = 64 * 1024
@@ -36,6 +41,8 @@ class TimedOut(Exception):
 
 class Channel:
     """Reads and writes of one IMAP connection."""
+
+    __slots__ = ("_out", "_out_size", "client", "deflate", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         return_large_buffers()
@@ -86,6 +93,8 @@ class Channel:
             except zlib.error:
                 raise Closed() from None
         while True:
+            if not getattr(self.reader, "_buffer", b""):  # about to wait: an idle connection keeps no burst
+                release_idle_bios(self.writer.transport)
             try:
                 async with asyncio.timeout(timeout):
                     data = await self.reader.read(READ_CHUNK)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -92,25 +93,21 @@ class ImapService:
         return len(self._connections)
 
     async def listen(self, name: str, listen: Listen, *, implicit_tls: bool) -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._connections.add(task)
-            metrics.imap_session(name, +1)
-            try:
-                await self._serve(reader, writer)
-            finally:
-                self._connections.discard(task)
-                metrics.imap_session(name, -1)
-
         server = await asyncio.start_server(
-            handle, listen.host, listen.port, ssl=self.context.tls if implicit_tls else None,
-            reuse_address=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if implicit_tls else None)
+            functools.partial(self._serve, name), listen.host, listen.port,
+            ssl=self.context.tls if implicit_tls else None, reuse_address=True,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if implicit_tls else None)
         self.servers.append(server)
         self.ports[name] = server.sockets[0].getsockname()[1]
         log.info("listening", service=name, address=f"{listen.host}:{self.ports[name]}")
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection, in the one task asyncio gives it (no wrapper coroutine: an idle session's whole
+        cost is its objects, so each level of frames counts ten thousand times)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        metrics.imap_session(name, +1)
         channel = Channel(reader, writer)
         session = Session(self.context, channel)
         self.sessions.add(session)
@@ -124,8 +121,15 @@ class ImapService:
             log.exception("imap_connection_failed", client=channel.client)
         finally:
             self.sessions.discard(session)
-            with contextlib.suppress(Exception):
+            try:
                 await channel.close()
+            except asyncio.CancelledError:  # stopped again while closing: drop the connection, end quietly
+                writer.transport.abort()
+            except Exception:
+                writer.transport.abort()
+            finally:
+                self._connections.discard(task)
+                metrics.imap_session(name, -1)
 
     async def close(self) -> None:
         for server in self.servers:
