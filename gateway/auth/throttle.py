@@ -41,6 +41,7 @@ from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.models import AuthFailure
+from gateway.auth.turn import Turn, turn_for
 
 #: Bound of the account name kept with a failure (the mailbox address column's size).
 ACCOUNT_MAX = 320
@@ -104,6 +105,8 @@ class LoginThrottle:
         self._reserved = 0
         self._cleanups: set[asyncio.Task[None]] = set()
         self._settled = asyncio.Event()  # set whenever an attempt of this process ends
+        #: Write turns by write sessionmaker (None: not a SQLite file).
+        self._turns: dict[int, Turn | None] = {}
         # Per-process counter for certificate logins (SASL EXTERNAL).
         self._failures: dict[str, deque[float]] = {}
 
@@ -130,6 +133,15 @@ class LoginThrottle:
 
     def _locked(self, client: str) -> LoginThrottle._Locked:
         return LoginThrottle._Locked(self, client)
+
+    def _turn(self, writes: async_sessionmaker[AsyncSession]) -> contextlib.AbstractAsyncContextManager[None]:
+        """On SQLite, this process's turn at the write lock (:mod:`.turn`), so a login's row is not starved by
+        writers that hand the lock to each other; nothing elsewhere."""
+        key = id(writes)
+        if key not in self._turns:
+            self._turns[key] = turn_for(writes)
+        turn = self._turns[key]
+        return turn.hold() if turn is not None else contextlib.nullcontext()
 
     async def counts(self, session: AsyncSession, client: str,
                      with_pending: bool = False) -> list[tuple[str, int, datetime]]:
@@ -175,7 +187,7 @@ class LoginThrottle:
         deadline = time.monotonic() + RESERVE_PATIENCE
         while True:
             self._settled.clear()
-            async with self._locked(client), writes() as session, session.begin():
+            async with self._locked(client), self._turn(writes), writes() as session, session.begin():
                 if session.get_bind().dialect.name == "postgresql":
                     await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
                 now = _now()
@@ -206,7 +218,7 @@ class LoginThrottle:
             return
 
         async def forget() -> None:
-            async with writes() as session, session.begin():
+            async with self._turn(writes), writes() as session, session.begin():
                 await session.execute(delete(AuthFailure).where(AuthFailure.id == reservation.row_id))
             self._settled.set()
         task = asyncio.get_running_loop().create_task(forget())
@@ -217,7 +229,7 @@ class LoginThrottle:
         """The password was wrong: the attempt's row stays, as the failure."""
         reservation.done = True
         if reservation.row_id is not None:
-            async with writes() as session, session.begin():
+            async with self._turn(writes), writes() as session, session.begin():
                 await session.execute(update(AuthFailure).where(AuthFailure.id == reservation.row_id)
                                       .values(pending=False))
         self._settled.set()
@@ -228,7 +240,7 @@ class LoginThrottle:
             return
         reservation.done = True
         if reservation.pair_failures or reservation.row_id is not None:
-            async with writes() as session, session.begin():  # other attempts still being checked stay
+            async with self._turn(writes), writes() as session, session.begin():  # other attempts checked stay
                 await session.execute(delete(AuthFailure).where(
                     AuthFailure.client == reservation.client, AuthFailure.account == reservation.account,
                     (AuthFailure.pending == false()) | (AuthFailure.id == reservation.row_id)))

@@ -15,6 +15,7 @@ import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
@@ -91,6 +92,8 @@ class SelectedView:
         self._recent_floor = 0
         self._pending_expunge: set[int] = set()
         self._own: dict[int, int] = {}
+        #: (MODSEQ, what changed after it) read with a FETCH's rows, for the refresh that follows (SQLite).
+        self._prefetched: tuple[int, Any] | None = None
 
     # --- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -350,8 +353,23 @@ class SelectedView:
         async def work(session: AsyncSession) -> list[Row]:
             return await fetch_rows(session, folder_id, spans, columns, changedsince=changedsince)
 
-        rows = await self.store.read_fast(
-            lambda c: fast.fetch_rows(c, folder_id, spans, columns, changedsince), work, "reading messages")
+        if self.store.sqlite is None:
+            rows = await self.store.read(work, "reading messages")
+            return self.numbered(ranges, rows)
+        since = self.highestmodseq
+
+        def sync(connection: sqlite3.Connection) -> tuple[list[Row], Any]:
+            return (fast.fetch_rows(connection, folder_id, spans, columns, changedsince),
+                    fast.folder_delta(connection, folder_id, since))
+
+        try:
+            rows, delta = await self.store.sqlite.run(sync)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable("The mail store is unavailable (reading messages); please try again "
+                                   "later.") from exc
+        # What changed since the last refresh, read in the same snapshot: the refresh after this command uses
+        # it instead of asking again (RFC 9051 7: updates as of this moment are as good as a moment later).
+        self._prefetched = (since, delta)
         return self.numbered(ranges, rows)
 
     async def vanished_since(self, modseq: int, sequence: SequenceSet | None = None) -> list[tuple[int, int]]:
@@ -396,9 +414,13 @@ class SelectedView:
         :class:`MailboxNotFound` when the folder was deleted.
         """
         folder_id, since, store = self.folder_id, self.highestmodseq, self.store
-        delta = await store.feed.get(folder_id, since, lambda: store.read_fast(
-            lambda c: fast.folder_delta(c, folder_id, since),
-            lambda session: folder_delta(session, folder_id, since), "reading mailbox changes"))
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[0] == since:
+            delta = prefetched[1]
+        else:
+            delta = await store.feed.get(folder_id, since, lambda: store.read_fast(
+                lambda c: fast.folder_delta(c, folder_id, since),
+                lambda session: folder_delta(session, folder_id, since), "reading mailbox changes"))
         if delta.floor is not None and since < delta.floor:  # expunge records pruned: compare UIDs
             known = self.uids
             current = await store.read(lambda session: all_uids(session, folder_id), "reading mailbox changes")
@@ -469,6 +491,7 @@ class SelectedView:
         """STORE: ``(seq, row(uid, flags, modseq))`` of every named message still present, and ``(seq, uid)`` of
         those left alone because they changed after ``UNCHANGEDSINCE`` (RFC 7162 3.1.3 ``MODIFIED``)."""
         self._writable()
+        self._prefetched = None  # the refresh after a write reads again
         ranges = self.index_ranges(sequence, uid=uid, saved=saved)
         if not ranges:
             return [], []
@@ -495,6 +518,7 @@ class SelectedView:
         """EXPUNGE (or UID EXPUNGE within ``uids``, RFC 4315 2.1): remove the known messages flagged
         ``\\Deleted``; returns their UIDs. The engine then calls :meth:`refresh` for the EXPUNGE responses."""
         self._writable()
+        self._prefetched = None
         top = self.max_uid
         if not top:
             return []

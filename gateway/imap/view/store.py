@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.auth.turn import Turn
 from gateway.imap.view.errors import StoreUnavailable, unavailable_on_failure
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.committer import GroupCommitter
@@ -255,8 +256,8 @@ class SqliteWriter:
     runs in one ``BEGIN IMMEDIATE`` transaction and one commit, in one hop for all of them (a write that fails
     sinks the batch, which is then run one write per transaction, as the store's group committer does).
 
-    Processes sharing the file queue for the write lock on a lock file beside it (``flock`` wakes the next one
-    as soon as it is released; SQLite's busy handler would poll, sleeping up to 100 ms). The connection gets
+    Writers of the processes sharing the file take turns on a lock file beside it (:mod:`gateway.auth.turn`:
+    ``flock`` wakes the next one as soon as it is released; SQLite's busy handler polls). The connection gets
     the engine's connect hooks, so its durability (``synchronous=FULL``) is the store's.
     """
 
@@ -267,7 +268,7 @@ class SqliteWriter:
         self._pending: list[tuple[TxWork[Any], asyncio.Future[Any]]] = []
         self._draining = False
         self._connection: sqlite3.Connection | None = None
-        self._lock_fd = -1
+        self._turn = Turn(path)
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
 
@@ -281,7 +282,6 @@ class SqliteWriter:
                 hook(connection, None)
             connection.isolation_level = None  # transactions are ours (BEGIN IMMEDIATE below)
             self._connection = connection
-            self._lock_fd = os.open(self.path + "-imap-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
             self._pid = os.getpid()
         return self._connection
 
@@ -301,10 +301,8 @@ class SqliteWriter:
 
     def _batch(self, works: Sequence[TxWork[Any]]) -> list[tuple[bool, Any, WriteTx | None]]:
         """On the writer's thread: ``(ok, result or exception, tx)`` per work."""
-        import fcntl
-
         connection = self._open()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._turn.acquire()
         try:
             try:
                 return [(True, result, tx) for result, tx in self._one(connection, works)]
@@ -320,7 +318,7 @@ class SqliteWriter:
                     outcomes.append((False, exc, None))
             return outcomes
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._turn.release()
 
     async def run(self, work: TxWork[T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,86 @@
+"""Turns at SQLite's single write lock, taken on a lock file beside the store, so a waiting writer starts the
+moment the previous one commits.
+
+SQLite's own wait (``busy_timeout``) polls: a writer that finds the lock taken sleeps 1, 2, 5 ... up to 100 ms
+between tries, and while writers that hand the lock to each other promptly keep it busy, a polling one can wait
+for seconds (a login's throttle row behind a stream of IMAP flag changes). Writers that queue here on
+``flock`` are woken by the kernel as soon as the lock is free, in every process sharing the file. Writers that
+do not (the store's own group committer) still get the lock through ``busy_timeout``, as before.
+
+A :class:`Turn` owns one open file description: two turns exclude each other even in one process, so each
+writer (the IMAP view's writer thread, the login throttle) holds its own.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+#: The lock file's name beside the store file.
+SUFFIX = "-writer.lock"
+
+
+def sqlite_store_file(sessions: Any) -> str | None:
+    """The SQLite file an ``async_sessionmaker`` writes, or None (PostgreSQL, in-memory, a URL with options)."""
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    bind = getattr(sessions, "kw", {}).get("bind")
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    database = bind.url.database
+    if not database or database == ":memory:" or database.startswith("file:") or bind.url.query:
+        return None
+    return str(database)
+
+
+class Turn:
+    """One writer's place in the queue for the store file ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path + SUFFIX
+        self._fd = -1
+        self._pid = 0
+        self._local: asyncio.Lock | None = None
+
+    def _descriptor(self) -> int:
+        if self._fd < 0 or self._pid != os.getpid():  # a forked process opens its own
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> None:
+        """Block until this writer's turn (from a thread: the caller's thread waits)."""
+        fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """The turn for the block, waited for on a thread; a waiter cancelled meanwhile gives it back at once."""
+        if self._local is None:
+            self._local = asyncio.Lock()
+        async with self._local:  # this writer's coroutines in turn; the flock orders it with the others
+            waiting = asyncio.ensure_future(asyncio.to_thread(self.acquire))
+            try:
+                await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                waiting.add_done_callback(lambda done: self.release() if not done.cancelled()
+                                          and done.exception() is None else None)
+                raise
+            try:
+                yield
+            finally:
+                self.release()
+
+
+def turn_for(sessions: Any) -> Turn | None:
+    """A new turn for the SQLite file ``sessions`` write, or None when there is none to queue for."""
+    path = sqlite_store_file(sessions)
+    return Turn(path) if path is not None else None
