@@ -6,6 +6,12 @@ process feeds the hub), or, on SQLite shared by several processes, through a pol
 for the folders somebody is waiting on: one indexed query per interval for the whole process. On PostgreSQL the
 poll also runs, slowly, as a safety net while the LISTEN connection is being re-established.
 
+Sessions do not wait on the hub's event directly: one relay per folder does, and wakes them
+:data:`WAKE_DELAY` after the change was published, :data:`WAKE_BATCH` per turn of the event loop. The
+transaction that published the change answers its own client first (a delivery's SMTP ``250`` is not queued
+behind the updates of the thousand IDLE sessions it wakes), and other connections keep being served while a
+large fan-out is under way.
+
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
@@ -32,6 +38,39 @@ POSTGRES_POLL = 5.0
 RELISTEN_DELAY = 1.0
 #: Most folder ids in one NOTIFY payload we accept (PostgreSQL caps payloads at 8000 bytes anyway).
 MAX_NOTIFY_IDS = 1000
+#: Seconds between a folder's change being published and its IDLE sessions being woken.
+WAKE_DELAY = 0.01
+#: Sessions woken per turn of the event loop.
+WAKE_BATCH = 64
+
+
+class _Relay(asyncio.Event):
+    """The hub's event for one folder: setting it schedules the wake-up of the sessions that watch the folder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: set[asyncio.Event] = set()
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def set(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(WAKE_DELAY, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        self._wake_batch(list(self.events))
+
+    def _wake_batch(self, events: list[asyncio.Event]) -> None:
+        for event in events[:WAKE_BATCH]:
+            event.set()
+        if len(events) > WAKE_BATCH:
+            self._loop.call_soon(self._wake_batch, events[WAKE_BATCH:])
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def parse_payload(payload: str) -> list[int]:
@@ -53,6 +92,7 @@ class FolderWatcher:
         self._url = database_url
         self._postgres = database_url.startswith("postgresql")
         self._watched: dict[int, int] = {}
+        self._relays: dict[int, _Relay] = {}
         self._seen: dict[int, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -62,10 +102,22 @@ class FolderWatcher:
         self._watched[folder_id] = self._watched.get(folder_id, 0) + 1
         if modseq is not None:
             self._seen[folder_id] = min(self._seen.get(folder_id, modseq), modseq)
-        return self.hub.watch(folder_id)
+        relay = self._relays.get(folder_id)
+        if relay is None:
+            relay = self._relays[folder_id] = _Relay()
+            self.hub.watch(folder_id, relay)
+        event = asyncio.Event()
+        relay.events.add(event)
+        return event
 
     def unwatch(self, folder_id: int, event: asyncio.Event) -> None:
-        self.hub.unwatch(folder_id, event)
+        relay = self._relays.get(folder_id)
+        if relay is not None:
+            relay.events.discard(event)
+            if not relay.events:
+                relay.cancel()
+                self.hub.unwatch(folder_id, relay)
+                del self._relays[folder_id]
         count = self._watched.get(folder_id, 0) - 1
         if count <= 0:
             self._watched.pop(folder_id, None)
