@@ -25,7 +25,7 @@ from gateway.routing import conversations, replies
 from gateway.routing.addresses import Destination, Local, PatientAddress, Remote, classify
 from gateway.routing.replies import Reply
 from gateway.store import recipients
-from gateway.store.recipients import ConversationFacts, RecipientFacts, Wanted
+from gateway.store.recipients import ConversationFacts, Reader, RecipientFacts, Wanted
 
 #: What R1–R3 read of a conversation, local (professional mailbox) or with a remote professional.
 ConversationState = ConversationFacts
@@ -269,7 +269,7 @@ def with_filing(config: Config, decision: Decision) -> Decision:
 
 
 # --- What the SMTP handlers call: load the facts, then decide ----------------------------------------------------
-async def _quota(session: AsyncSession, config: Config, decision: Decision) -> Decision:
+async def _quota(session: Reader, config: Config, decision: Decision) -> Decision:
     """A local mailbox at or over ``limits.mailbox_quota`` bytes is refused temporarily (RFC 3463 4.2.2), so the
     sender retries instead of losing the mail; only an accepted recipient costs the extra query."""
     limit = config.limits.mailbox_quota
@@ -281,7 +281,7 @@ async def _quota(session: AsyncSession, config: Config, decision: Decision) -> D
     return _refuse(replies.MAILBOX_FULL, None, "rcpt.refused.mailbox_full")
 
 
-async def decide(session: AsyncSession, config: Config, sender: Account, address: str) -> Decision:
+async def decide(session: Reader, config: Config, sender: Account, address: str) -> Decision:
     """Whether ``sender`` may send to ``address`` now, and why (R1–R5, R8, R10)."""
     destination = classify(address, config)
     who = Sender.of(sender)
@@ -297,7 +297,7 @@ async def decide(session: AsyncSession, config: Config, sender: Account, address
     return with_filing(config, await _quota(session, config, decision))
 
 
-async def decide_relayed(session: AsyncSession, config: Config, address: str, sender: str = "") -> Decision:
+async def decide_relayed(session: Reader, config: Config, address: str, sender: str = "") -> Decision:
     """Whether mail relayed by another operator from ``sender`` may be delivered to ``address`` (ours only)."""
     destination = classify(address, config)
     facts = RecipientFacts()

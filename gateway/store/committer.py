@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store import bulk
 from gateway.store.bulk import Plan
 from gateway.store.changes import ChangeHub, notify_database, take_changed
+from gateway.store.recipients import FactsReader
 from gateway.tasks import Background
 
 T = TypeVar("T")
@@ -40,10 +42,27 @@ class GroupCommitter(Background):
         self._max_batch = max_batch
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
+        self._facts: FactsReader | None = None
 
     def reader(self) -> AsyncSession:
         """A session for the checks made before a unit of work (outside the shared transaction)."""
         return self._reads()
+
+    def facts(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """The process's autocommit connection for RCPT's recipient facts (store.recipients.FactsReader):
+        one statement per read, each seeing the latest commits."""
+        if self._facts is None:
+            bind = self._reads.kw.get("bind")
+            if not isinstance(bind, AsyncEngine):
+                raise RuntimeError("the read sessions are not bound to an engine")
+            self._facts = FactsReader(bind)
+        return self._facts.connection()
+
+    async def stop(self) -> None:
+        await super().stop()
+        facts, self._facts = self._facts, None
+        if facts is not None:
+            await facts.close()
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         """Run ``work`` in a shared transaction; return its result once that transaction is committed."""

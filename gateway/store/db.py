@@ -50,7 +50,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # Writers take the write lock up front; readers (see :func:`read_sessionmaker`) take a snapshot only.
+    # Writers take the write lock up front; readers (see :func:`read_sessionmaker`) take a snapshot only;
+    # an autocommit connection (store.recipients.FactsReader) opens none: each statement is its own snapshot.
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 

@@ -11,14 +11,19 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, false, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from gateway.store.db import READ_ONLY
 from gateway.store.models import Conversation, Delivery, Folder, Identity, Mailbox, Message
 
 
@@ -90,7 +95,11 @@ def _facts_statement(address: bool, identity: bool, conversation: str | None) ->
             .outerjoin(Conversation, conversation_on))
 
 
-async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
+#: What the facts are read through: a session (inside a transaction), or the held autocommit connection.
+Reader = AsyncSession | AsyncConnection
+
+
+async def load(session: Reader, wanted: Wanted) -> RecipientFacts:
     """The facts ``wanted`` names, in one statement (outer joins from a one-row anchor).
 
     The statement of each shape is built once and run as Core on the session's connection: at every RCPT,
@@ -108,7 +117,7 @@ async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
         params["conversation"] = wanted.conversation
         if wanted.remote_professional is not None:
             params["remote"] = wanted.remote_professional.lower()
-    connection = await session.connection()
+    connection = session if isinstance(session, AsyncConnection) else await session.connection()
     row = (await connection.execute(query, params)).one()
     return RecipientFacts(
         MailboxFacts(row.id, row.kind, row.active) if row.id is not None else None,
@@ -117,13 +126,45 @@ async def load(session: AsyncSession, wanted: Wanted) -> RecipientFacts:
         if row.conversation_id is not None else None)
 
 
-async def stored_bytes(session: AsyncSession, mailbox_id: int) -> int:
+async def stored_bytes(session: Reader, mailbox_id: int) -> int:
     """The sizes of every message filed in the mailbox's folders (a copy in two folders counts twice), for the
     ``limits.mailbox_quota`` check at RCPT (RFC 9208 5.1, the same sum GETQUOTA reports)."""
     query = (select(func.coalesce(func.sum(Message.size), 0))
              .select_from(Folder).join(Delivery, Delivery.folder_id == Folder.id)
              .join(Message, Message.id == Delivery.message_id).where(Folder.mailbox_id == mailbox_id))
     return int((await session.execute(query)).scalar_one())
+
+
+class FactsReader:
+    """One autocommit connection per process for the reads made before a unit of work (RCPT's facts).
+
+    Autocommit: every statement is its own snapshot, so nothing read is older than the last commit (no
+    transaction is left open to pin an old one). Users take turns (an asyncio lock: a statement is a few
+    hundred microseconds). A connection that failed, or whose user was cancelled mid-statement, is dropped
+    and the next user opens a fresh one, so a restarted database server is reconnected to.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
+        self._connection: AsyncConnection | None = None
+        self._turn = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        async with self._turn:
+            if self._connection is None:
+                self._connection = await self._engine.connect()
+            try:
+                yield self._connection
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing more to release
+                await connection.invalidate()
 
 
 async def conversation(session: AsyncSession, matricule: str, *, professional_id: int | None = None,

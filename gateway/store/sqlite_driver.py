@@ -6,6 +6,8 @@ Under load every hop waits for the interpreter lock and a turn of the busy event
 SQLite answers in microseconds costs milliseconds, and a group commit of a dozen statements holds the writer
 for tens of them. Here a cursor's ``execute`` does all four in the connection's thread and keeps the rows, so
 fetching and closing cost nothing. Results are therefore never streamed (the gateway reads bounded results).
+The connection also remembers, from its thread, whether a transaction is open: the rollback SQLAlchemy's
+pool makes when a connection comes back after a commit (or after an autocommit read) then costs no hop.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -44,8 +46,11 @@ class OneHopCursor:
     async def _run(self, call: Callable[[sqlite3.Cursor], object]) -> OneHopCursor:
         raw = self._connection.sqlite
 
+        connection = self._connection
+
         def work() -> _Outcome:
-            cursor = raw().cursor()
+            sqlite = raw()
+            cursor = sqlite.cursor()
             try:
                 call(cursor)
                 description = cursor.description
@@ -53,6 +58,7 @@ class OneHopCursor:
                 return description, rows, cursor.rowcount, cursor.lastrowid
             finally:
                 cursor.close()
+                connection.in_transaction = sqlite.in_transaction
 
         self.description, self._rows, self.rowcount, self.lastrowid = await self._connection.on_thread(work)
         return self
@@ -91,8 +97,30 @@ class OneHopCursor:
 class OneHopConnection(aiosqlite.Connection):
     """aiosqlite's connection (its thread, commit, rollback, functions) with :class:`OneHopCursor` cursors."""
 
+    #: Whether SQLite has a transaction open, as last seen on the connection's thread (after each statement,
+    #: commit and rollback). True until first known, so a rollback is never skipped by mistake.
+    in_transaction = True
+
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
+
+    async def commit(self) -> None:
+        await self._execute(self._finish, "commit")
+
+    async def rollback(self) -> None:
+        """No thread hop when no transaction is open (the pool's reset after a commit or a read)."""
+        if self.in_transaction:
+            await self._execute(self._finish, "rollback")
+
+    def _finish(self, how: str) -> None:
+        sqlite = self._conn
+        try:
+            if how == "commit":
+                sqlite.commit()
+            else:
+                sqlite.rollback()
+        finally:
+            self.in_transaction = sqlite.in_transaction
 
     def sqlite(self) -> sqlite3.Connection:
         """The sqlite3 connection; only to be used on the connection's thread."""

@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import DBAPIError
 from support.store import Store
 
 from gateway.routing.conversations import professional_wrote
 from gateway.store import db, effects, recipients
-from gateway.store.models import Conversation, Event
-from gateway.store.recipients import ConversationFacts, IdentityFacts, MailboxFacts, Wanted
+from gateway.store.models import Conversation, Event, Identity, Mailbox
+from gateway.store.recipients import (
+    ConversationFacts,
+    FactsReader,
+    IdentityFacts,
+    MailboxFacts,
+    RecipientFacts,
+    Wanted,
+)
 
 MATRICULE = "279035121518989"
 PRO = "dr.house@pro.gateway.test"
@@ -53,3 +62,56 @@ def test_facts_of_a_recipient_are_read_in_one_statement(store_url: str) -> None:
     assert (nothing.mailbox, nothing.identity, nothing.conversation) == (None, None, None)
     # R1 opened, R3 blocked, then (the second message) R2 closed: reopening an open one records nothing.
     assert kinds == ["conversation.opened", "conversation.replies_blocked", "conversation.closed.subject"]
+
+
+def test_facts_reader_sees_every_commit_made_after_its_first_read(store_url: str) -> None:
+    """The held autocommit connection keeps no snapshot: a mailbox disabled and an identity re-qualified by
+    another connection are seen at the next read (R4, and a disabled mailbox refused at the next RCPT)."""
+    store = Store(store_url)
+    pro = store.add_mailbox(PRO)
+    store.add_identity()
+
+    async def main() -> list[RecipientFacts]:
+        engine = db.create_engine(store_url)
+        reader = FactsReader(engine)
+        wanted = Wanted(PRO, identity=MATRICULE)
+        seen: list[RecipientFacts] = []
+        try:
+            async with reader.connection() as connection:
+                seen.append(await recipients.load(connection, wanted))
+            async with db.sessionmaker(engine)() as session, session.begin():
+                await session.execute(update(Mailbox).where(Mailbox.id == pro).values(active=False))
+                await session.execute(update(Identity).where(Identity.matricule == MATRICULE)
+                                      .values(status="provisoire"))
+            async with reader.connection() as connection:
+                seen.append(await recipients.load(connection, wanted))
+        finally:
+            await reader.close()
+            await engine.dispose()
+        return seen
+
+    before, after = asyncio.run(main())
+    assert before.mailbox == MailboxFacts(pro, "PER", True) and before.identity == IdentityFacts("qualifiée", None)
+    assert after.mailbox == MailboxFacts(pro, "PER", False)
+    assert after.identity == IdentityFacts("provisoire", None)
+
+
+def test_facts_reader_reconnects_after_a_failed_statement(store_url: str) -> None:
+    """A read that fails drops the held connection; the next one opens a fresh connection and succeeds."""
+    store = Store(store_url)
+    pro = store.add_mailbox(PRO)
+
+    async def main() -> RecipientFacts:
+        engine = db.create_engine(store_url)
+        reader = FactsReader(engine)
+        try:
+            with pytest.raises(DBAPIError):
+                async with reader.connection() as connection:
+                    await connection.execute(text("SELECT * FROM no_such_table"))
+            async with reader.connection() as connection:
+                return await recipients.load(connection, Wanted(PRO))
+        finally:
+            await reader.close()
+            await engine.dispose()
+
+    assert asyncio.run(main()).mailbox == MailboxFacts(pro, "PER", True)
