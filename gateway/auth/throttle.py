@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import sqlite3
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -68,6 +70,34 @@ def _advisory_key(client: str) -> int:
     """A signed 64-bit key for ``pg_advisory_xact_lock``, the same in every process."""
     return int.from_bytes(hashlib.sha256(b"gateway.auth_failures:" + client.encode()).digest()[:8], "big",
                           signed=True)
+
+
+def _sql_time(value: datetime) -> str:
+    """A datetime as SQLAlchemy's SQLite ``DATETIME`` stores and compares it (its fields, microseconds always)."""
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}.{value.microsecond:06d}")
+
+
+async def _on_sqlite(session: AsyncSession, sync: Any) -> Any:
+    """``sync(connection)`` in one hop on the SQLite connection of ``session``'s transaction; None when that is
+    not a SQLite connection of the store's driver (PostgreSQL: the caller uses the session)."""
+    from gateway.store.sqlite_driver import OneHopConnection
+
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if not isinstance(driver, OneHopConnection):
+        return None
+    return await driver._execute(sync, driver.sqlite())
+
+
+@dataclass(frozen=True)
+class _Crowded:
+    """Only attempts still being checked fill a ceiling: wait for them (``block`` if the wait runs out)."""
+
+    block: Block
 
 
 @dataclass(frozen=True)
@@ -188,26 +218,65 @@ class LoginThrottle:
         while True:
             self._settled.clear()
             async with self._locked(client), self._turn(writes), writes() as session, session.begin():
-                if session.get_bind().dialect.name == "postgresql":
-                    await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
                 now = _now()
                 self._reserved += 1
-                if self._reserved % _PRUNE_EVERY == 0:
-                    await session.execute(delete(AuthFailure).where(
-                        AuthFailure.failed_at <= now - timedelta(seconds=self.window)))
-                verdict = self._judge(await self.counts(session, client), account)
-                if isinstance(verdict, Block):
-                    return verdict
-                crowded = self._judge(await self.counts(session, client, with_pending=True), account)
-                if not isinstance(crowded, Block):
-                    row = AuthFailure(client=client, account=account, failed_at=now, pending=True)
-                    session.add(row)
-                    await session.flush()
-                    return Reservation(client, account, verdict, row.id)
+                prune = self._reserved % _PRUNE_EVERY == 0
+                outcome = await _on_sqlite(session, functools.partial(self._reserve_sqlite, client=client,
+                                                                      account=account, now=now, prune=prune))
+                if outcome is None:  # PostgreSQL
+                    outcome = await self._reserve_session(session, client, account, now, prune)
+                if not isinstance(outcome, _Crowded):
+                    return outcome
                 if time.monotonic() >= deadline:
-                    return crowded
+                    return outcome.block
             with contextlib.suppress(TimeoutError):  # an attempt here ended, or look again for other processes'
                 await asyncio.wait_for(self._settled.wait(), _WAIT_STEP)
+
+    async def _reserve_session(self, session: AsyncSession, client: str, account: str, now: datetime,
+                               prune: bool) -> Reservation | Block | _Crowded:
+        """:meth:`reserve`'s transaction body through the session (PostgreSQL, under the address's lock)."""
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(_advisory_key(client))))
+        if prune:
+            await session.execute(delete(AuthFailure).where(
+                AuthFailure.failed_at <= now - timedelta(seconds=self.window)))
+        verdict = self._judge(await self.counts(session, client), account)
+        if isinstance(verdict, Block):
+            return verdict
+        crowded = self._judge(await self.counts(session, client, with_pending=True), account)
+        if isinstance(crowded, Block):
+            return _Crowded(crowded)
+        row = AuthFailure(client=client, account=account, failed_at=now, pending=True)
+        session.add(row)
+        await session.flush()
+        return Reservation(client, account, verdict, row.id)
+
+    def _counts_sqlite(self, connection: sqlite3.Connection, client: str, now: datetime,
+                       with_pending: bool) -> list[tuple[str, int, datetime]]:
+        """:meth:`counts` in plain SQL (the same statement, dates as SQLAlchemy writes them on SQLite)."""
+        sql = ("SELECT account, count(*), min(failed_at) FROM auth_failures WHERE client = ? AND failed_at > ?")
+        params: list[Any] = [client, _sql_time(now - timedelta(seconds=self.window))]
+        if not with_pending:
+            sql += " AND (pending = 0 OR failed_at < ?)"
+            params.append(_sql_time(now - timedelta(seconds=PENDING_STALE)))
+        rows = connection.execute(sql + " GROUP BY account", params).fetchall()
+        return [(a, int(n), _aware(datetime.fromisoformat(oldest))) for a, n, oldest in rows]
+
+    def _reserve_sqlite(self, connection: sqlite3.Connection, *, client: str, account: str, now: datetime,
+                        prune: bool) -> Reservation | Block | _Crowded:
+        """:meth:`reserve`'s transaction body on SQLite, in one hop on the writer's connection."""
+        if prune:
+            connection.execute("DELETE FROM auth_failures WHERE failed_at <= ?",
+                               (_sql_time(now - timedelta(seconds=self.window)),))
+        verdict = self._judge(self._counts_sqlite(connection, client, now, False), account)
+        if isinstance(verdict, Block):
+            return verdict
+        crowded = self._judge(self._counts_sqlite(connection, client, now, True), account)
+        if isinstance(crowded, Block):
+            return _Crowded(crowded)
+        cursor = connection.execute("INSERT INTO auth_failures (client, account, failed_at, pending) "
+                                    "VALUES (?, ?, ?, 1)", (client, account, _sql_time(now)))
+        return Reservation(client, account, verdict, cursor.lastrowid)
 
     def release(self, reservation: Reservation, writes: async_sessionmaker[AsyncSession] | None = None) -> None:
         """The check did not happen (cancelled, store error): the attempt's row is deleted in the background."""
