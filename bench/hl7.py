@@ -140,12 +140,17 @@ def main() -> int:
     simulator = SimulatorProcess.with_certificates(folder / "dmp", pki).start()
     dmp = {"url": simulator.url, "folder": simulator.folder}
     gateway = Hl7Gateway(folder / "gw", pki, url, extra_config=dmp_section(dmp, pki.ca_bundle),
-                         log_level="warning")
+                         log_level="info")  # info: start() returns on the "ready" of every worker
     text = gateway.config_path.read_text(encoding="utf-8")
     gateway.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\nworkers = {args.workers}\n", 1),
                                    encoding="utf-8")
     gateway.start()
     try:
+        # start() returns once the supervisor's sockets accept; the load starts once every worker serves, or
+        # the first worker up takes every connection (they wait in the shared socket's backlog meanwhile).
+        deadline = time.monotonic() + 120
+        while not any('"event": "ready"' in line for line in gateway.log_lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
         run = str(os.getpid())
         prepared = [(i, oru(f"B{run}-{i}", cda(i, run), destinations=destinations)) for i in range(args.messages)]
         shares = [prepared[n::args.connections] for n in range(args.connections)]

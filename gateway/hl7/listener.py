@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import socket
 import ssl
 
 import structlog
@@ -41,6 +43,41 @@ def tls_context(config: Config, settings: Hl7Settings) -> ssl.SSLContext:
     return context
 
 
+#: How long a worker process serving ``n`` connections waits (``n`` times this, at most 4) before it accepts
+#: another: the listening socket is shared by the daemon's workers, and asyncio's own accept loop takes every
+#: pending connection at once, so a burst of peers (4 DPI connections opened together) all went to whichever
+#: worker woke first (3 to 1 measured) while the other's core stayed idle. Waiting lets the less busy one
+#: take the next; a lone worker (``[gateway] workers = 1``) never waits.
+SHARE_DELAY = 0.1
+#: Pending connections of a socket bound here (a lone process); an inherited one keeps the supervisor's.
+BACKLOG = 100
+
+
+class _Acceptor(asyncio.AbstractServer):
+    """What :meth:`gateway.app.Gateway.drain` closes to stop accepting: the listener's accept loop."""
+
+    def __init__(self, listener: Hl7Listener) -> None:
+        self._listener = listener
+
+    def close(self) -> None:
+        self._listener.stop_accepting()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def is_serving(self) -> bool:
+        return self._listener.accepting
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        return None
+
+
 class Hl7Listener:
     """Serves ``[hl7] listen``; :meth:`start` binds, :meth:`close` stops accepting and ends the connections."""
 
@@ -49,32 +86,84 @@ class Hl7Listener:
         self.config = config
         self.settings: Hl7Settings = config.hl7
         self.committer = committer
-        self.server: asyncio.Server | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self._socket: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
+        assert self._socket is not None
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def accepting(self) -> bool:
+        return self._acceptor is not None and not self._acceptor.done()
 
     async def start(self) -> None:
         context = tls_context(self.config, self.settings) if self.settings.tls else None
         listen = self.settings.listen
-        self.server = await asyncio.start_server(self._serve, listen.host, listen.port, ssl=context,
-                                                 reuse_address=True, reuse_port=True, limit=65536)
+        loop = asyncio.get_running_loop()
+        # The socket the daemon's loop hands out for this address (inherited from the supervisor) or a new one;
+        # the loop's server is not started: connections are accepted one at a time by _accept.
+        bound = await loop.create_server(asyncio.Protocol, listen.host, listen.port, reuse_address=True,
+                                         reuse_port=True, start_serving=False)
+        self._socket = socket.socket(fileno=os.dup(bound.sockets[0].fileno()))
+        self._socket.setblocking(False)
+        bound.close()
+        if not self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):  # bound here, not inherited
+            self._socket.listen(BACKLOG)
+        self._acceptor = loop.create_task(self._accept(context))
+        self.server = _Acceptor(self)
         log.info("listening", service="hl7", address=f"{listen.host}:{self.port}")
 
+    async def _accept(self, context: ssl.SSLContext | None) -> None:
+        assert self._socket is not None
+        loop = asyncio.get_running_loop()
+        shared = self.config.workers > 1
+        try:
+            while True:
+                held = len(self._connections) + len(self._handshakes)
+                if shared and held:
+                    await asyncio.sleep(SHARE_DELAY * min(held, 4))
+                try:
+                    connection, _ = await loop.sock_accept(self._socket)
+                except OSError as exc:  # EMFILE and the like: the pending peer waits; the loop goes on
+                    log.warning("hl7.connection", outcome="accept_failed", reason=type(exc).__name__)
+                    await asyncio.sleep(SHARE_DELAY)
+                    continue
+                task = loop.create_task(self._connect(connection, context))
+                self._handshakes.add(task)
+                task.add_done_callback(self._handshakes.discard)
+        finally:
+            self._socket.close()
+
+    async def _connect(self, connection: socket.socket, context: ssl.SSLContext | None) -> None:
+        """The accepted socket as a stream pair served by :meth:`_serve` (after the TLS handshake, if any)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=65536, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, self._serve, loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, connection, ssl=context)
+        except (OSError, ssl.SSLError, TimeoutError):
+            connection.close()  # a failed handshake: nothing was read from this peer
+
+    def stop_accepting(self) -> None:
+        """Stop accepting: the accept loop ends and closes this process's copy of the listening socket."""
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in list(self._connections):
+        self.stop_accepting()
+        if self._acceptor is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._acceptor
+        for task in [*self._handshakes, *self._connections]:
             task.cancel()
-        for task in list(self._connections):
+        for task in [*self._handshakes, *self._connections]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 5)
 
     def _peer(self, writer: asyncio.StreamWriter) -> tuple[str, Hl7Peer | None]:
         address = writer.get_extra_info("peername")

@@ -38,7 +38,8 @@ def listen_addresses(config: Config) -> list[Listen]:
              config.relay.listen if config.relay is not None else None,
              config.metrics.listen if config.metrics is not None else None,
              config.autoconfig.listen if config.autoconfig is not None else None,
-             config.web.listen if config.web is not None else None]
+             config.web.listen if config.web is not None else None,
+             config.hl7.listen if config.hl7 is not None else None]
     return [listen for listen in found if listen is not None]
 
 
@@ -64,6 +65,7 @@ def named_listeners(config: Config) -> dict[str, str]:
              ("metrics.listen", config.metrics.listen if config.metrics is not None else None),
              ("autoconfig.listen", config.autoconfig.listen if config.autoconfig is not None else None),
              ("web.listen", config.web.listen if config.web is not None else None),
+             ("hl7.listen", config.hl7.listen if config.hl7 is not None else None),
              ("card.listen", config.card.listen if config.card is not None else None)]
     return {key(listen): name for name, listen in reversed(found) if listen is not None}
 
