@@ -553,16 +553,18 @@ async def single_mode(args: argparse.Namespace, port: int, smtp_port: int, conte
     if args.idle:
         before, loaded = await bench_connections(port, context, args.idle, pid)
         print(f"gateway memory (PSS): {before:.0f} MB before, {loaded:.0f} MB with {args.idle} idle authenticated "
-              f"IMAP connections ({(loaded - before) * 1000 / args.idle:.0f} kB each)")
+              f"IMAP connections ({(loaded - before) * 1000 / args.idle:.0f} kB each; target < 500 MB); "
+              f"load average {os.getloadavg()[0]:.1f}")
     if args.idle_wake:
         for first, last in await bench_idle_wake(port, smtp_port, context, cafile, args.idle_wake):
             print(f"{args.idle_wake} idlers of one INBOX, SMTP 250 -> EXISTS: first {first * 1000:.0f} ms, "
-                  f"all {last * 1000:.0f} ms (target < 1000 ms)")
+                  f"all {last * 1000:.0f} ms (target < 1000 ms); load average {os.getloadavg()[0]:.1f}")
     if args.idle_smtp:
         alone, crowded = await bench_idle_smtp(port, smtp_port, context, cafile, args.idle_smtp)
         print(f"SMTP 250, median / worst of {len(alone)}: {statistics.median(alone) * 1000:.0f} / "
               f"{max(alone) * 1000:.0f} ms alone, {statistics.median(crowded) * 1000:.0f} / "
-              f"{max(crowded) * 1000:.0f} ms with {args.idle_smtp} idlers on the 10 INBOXes")
+              f"{max(crowded) * 1000:.0f} ms with {args.idle_smtp} idlers on the 10 INBOXes; "
+              f"load average {os.getloadavg()[0]:.1f}")
 
 
 async def main() -> None:

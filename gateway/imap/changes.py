@@ -41,7 +41,7 @@ MAX_NOTIFY_IDS = 1000
 #: Seconds between a folder's change being published and its IDLE sessions being woken.
 WAKE_DELAY = 0.01
 #: Sessions woken per turn of the event loop.
-WAKE_BATCH = 64
+WAKE_BATCH = 16
 
 
 class _Relay(asyncio.Event):
@@ -49,7 +49,8 @@ class _Relay(asyncio.Event):
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: set[asyncio.Event] = set()
+        #: The sessions' events in the order they started watching (woken in that order); a dict as ordered set.
+        self.events: dict[asyncio.Event, None] = {}
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -107,13 +108,13 @@ class FolderWatcher:
             relay = self._relays[folder_id] = _Relay()
             self.hub.watch(folder_id, relay)
         event = asyncio.Event()
-        relay.events.add(event)
+        relay.events[event] = None
         return event
 
     def unwatch(self, folder_id: int, event: asyncio.Event) -> None:
         relay = self._relays.get(folder_id)
         if relay is not None:
-            relay.events.discard(event)
+            relay.events.pop(event, None)
             if not relay.events:
                 relay.cancel()
                 self.hub.unwatch(folder_id, relay)
