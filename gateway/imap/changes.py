@@ -44,13 +44,52 @@ WAKE_DELAY = 0.01
 WAKE_BATCH = 16
 
 
+class Wakeup:
+    """What one IDLE session waits on: :class:`asyncio.Event`'s ``set``/``clear``/``is_set``/``wait`` without
+    its deque (an idle session waits alone; a second waiter is kept in a list made when needed)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
 class _Relay(asyncio.Event):
     """The hub's event for one folder: setting it schedules the wake-up of the sessions that watch the folder."""
 
     def __init__(self) -> None:
         super().__init__()
         #: The sessions' events in the order they started watching (woken in that order); a dict as ordered set.
-        self.events: dict[asyncio.Event, None] = {}
+        self.events: dict[Wakeup, None] = {}
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -62,7 +101,7 @@ class _Relay(asyncio.Event):
         self._timer = None
         self._wake_batch(list(self.events))
 
-    def _wake_batch(self, events: list[asyncio.Event]) -> None:
+    def _wake_batch(self, events: list[Wakeup]) -> None:
         for event in events[:WAKE_BATCH]:
             event.set()
         if len(events) > WAKE_BATCH:
@@ -98,7 +137,7 @@ class FolderWatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
-    def watch(self, folder_id: int, modseq: int | None = None) -> asyncio.Event:
+    def watch(self, folder_id: int, modseq: int | None = None) -> Wakeup:
         """Wake on changes of ``folder_id`` after ``modseq`` (the MODSEQ the waiting session has seen)."""
         self._watched[folder_id] = self._watched.get(folder_id, 0) + 1
         if modseq is not None:
@@ -107,11 +146,11 @@ class FolderWatcher:
         if relay is None:
             relay = self._relays[folder_id] = _Relay()
             self.hub.watch(folder_id, relay)
-        event = asyncio.Event()
+        event = Wakeup()
         relay.events[event] = None
         return event
 
-    def unwatch(self, folder_id: int, event: asyncio.Event) -> None:
+    def unwatch(self, folder_id: int, event: Wakeup) -> None:
         relay = self._relays.get(folder_id)
         if relay is not None:
             relay.events.pop(event, None)

@@ -10,10 +10,10 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from gateway.imap.changes import Wakeup
 from gateway.imap.engine.state import Bye
 from gateway.imap.proto import sequence
 from gateway.imap.proto.sequence import SequenceSet
@@ -30,16 +30,18 @@ class Selected:
     """The client's view of the selected folder: the store's :class:`~gateway.imap.view.selected.SelectedView`
     (sequence numbers, pending expunges, keywords announced) and the wake-up event IDLE waits on."""
 
+    __slots__ = ("_event", "folder_id", "readonly", "session", "view")
+
     def __init__(self, session: Session, view: Any, *, readonly: bool) -> None:
         self.session = session
         self.view = view
         self.folder_id: int = view.folder_id
         self.readonly = readonly
         watcher = session.context.watcher
-        self._event: asyncio.Event | None = watcher.watch(self.folder_id, view.highestmodseq)
+        self._event: Wakeup | None = watcher.watch(self.folder_id, view.highestmodseq)
 
     @property
-    def changed(self) -> asyncio.Event:
+    def changed(self) -> Wakeup:
         assert self._event is not None
         return self._event
 

@@ -62,3 +62,27 @@ def test_last_unwatch_releases_the_folder_and_a_pending_wake_up(tmp_path: Path):
         await asyncio.sleep(2 * changes.WAKE_DELAY)
 
     asyncio.run(main())
+
+
+def test_wakeup_behaves_as_an_event_for_one_or_several_waiters():
+    async def main() -> None:
+        wakeup = changes.Wakeup()
+        assert not wakeup.is_set()
+        first = asyncio.ensure_future(wakeup.wait())
+        second = asyncio.ensure_future(wakeup.wait())
+        gone = asyncio.ensure_future(wakeup.wait())
+        await asyncio.sleep(0)
+        gone.cancel()  # a client's DONE: its waiter leaves without being woken
+        await asyncio.sleep(0)
+        wakeup.set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, True]
+        assert gone.cancelled() and wakeup.is_set()
+        assert await wakeup.wait()  # set: returns at once
+        wakeup.clear()
+        late = asyncio.ensure_future(wakeup.wait())
+        await asyncio.sleep(0)
+        assert not late.done()
+        wakeup.set()
+        assert await asyncio.wait_for(late, 10)
+
+    asyncio.run(main())
