@@ -184,6 +184,8 @@ class SqliteReader:
 
     def _run(self, work: SyncWork[T]) -> T:
         connection = self._connection()
+        if connection.in_transaction:  # a COMMIT that failed last time (I/O error): start clean
+            connection.execute("ROLLBACK")
         connection.execute("BEGIN")  # one snapshot for every statement of ``work``
         try:
             return work(connection)
