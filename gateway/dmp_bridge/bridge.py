@@ -1,8 +1,9 @@
 """From a submitted message to deposit jobs: find the CDA documents, apply the rules, enqueue what they allow.
 
-The filing worker's deposit job calls :func:`consider_message` with what the one document reader
-(:func:`gateway.documents.pipeline.read_message`) found in the message; it runs inside the caller's transaction
-(the rule decisions and the jobs commit together, or none of them does).
+:func:`consider_message` runs inside the caller's transaction (the rule decisions and the jobs commit together,
+or none of them does). The filing worker's deposit job runs its halves apart, so that the writer is held only for
+the writes: :func:`read_submission` (CPU, off the event loop) and :func:`decide_message` (reads) before its write
+transaction, :func:`record_decisions` (a handful of statements) inside it.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -236,11 +237,11 @@ async def consider_message(session: AsyncSession, message_id: int | None, raw: b
     """Apply R7 and R12–R16 to every CDA and attached document of a submitted message; enqueue what they allow.
 
     Runs in the caller's transaction; records one event per rule decision (R18). The documents queued together
-    are linked (R15: one submission set per patient and author, :func:`outbox.link`). The ``X-DMP-Visibility`` and
-    ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual title, ``X-DMP-Type``
-    the type code of its attached documents and ``X-DMP-Patient`` their patient when no CDA names one; ``title``
-    and ``visibility`` given by a person replace them. ``only``: the uniqueId of the one document a person
-    confirms (R12), the message's other documents left as they are. ``extracted``: what
+    are linked (R15: one submission set per patient and author, :func:`outbox.add_deposits`). The
+    ``X-DMP-Visibility`` and ``X-DMP-Title`` headers of the message carry the sender's visibility codes and manual
+    title, ``X-DMP-Type`` the type code of its attached documents and ``X-DMP-Patient`` their patient when no CDA
+    names one; ``title`` and ``visibility`` given by a person replace them. ``only``: the uniqueId of the one
+    document a person confirms (R12), the message's other documents left as they are. ``extracted``: what
     :func:`gateway.documents.pipeline.read_message` read of ``raw`` (read here when not given);
     ``identities``: the identities already looked up for its matricules.
 
