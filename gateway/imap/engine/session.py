@@ -156,6 +156,7 @@ class Session:
         finally:
             if self.selected is not None:
                 self.selected.close()
+                self.selected.view.close()
                 self.selected = None
 
     async def _handle(self, event: Any) -> None:
@@ -303,6 +304,7 @@ class Session:
     def deselect(self) -> None:
         if self.selected is not None:
             self.selected.close()
+            self.selected.view.close()
         self.selected = None
         self.selected_name = None
         self.saved = []

@@ -11,6 +11,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
@@ -93,7 +94,7 @@ class SelectedView:
         self._pending_expunge: set[int] = set()
         self._own: dict[int, int] = {}
         #: (MODSEQ, what changed after it) read with a FETCH's rows, for the refresh that follows (SQLite).
-        self._prefetched: tuple[int, Any] | None = None
+        self._prefetched: tuple[int, Any, asyncio.Event] | None = None
 
     # --- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -362,14 +363,21 @@ class SelectedView:
             return (fast.fetch_rows(connection, folder_id, spans, columns, changedsince),
                     fast.folder_delta(connection, folder_id, since))
 
+        self._drop_prefetched()
+        published = self.store.hub.watch(folder_id)  # before the read: a change published after it voids it
         try:
             rows, delta = await self.store.sqlite.run(sync)
         except sqlite3.Error as exc:
+            self.store.hub.unwatch(folder_id, published)
             raise StoreUnavailable("The mail store is unavailable (reading messages); please try again "
                                    "later.") from exc
+        except BaseException:
+            self.store.hub.unwatch(folder_id, published)
+            raise
         # What changed since the last refresh, read in the same snapshot: the refresh after this command uses
-        # it instead of asking again (RFC 9051 7: updates as of this moment are as good as a moment later).
-        self._prefetched = (since, delta)
+        # it instead of asking again (RFC 9051 7: updates as of this moment are as good as a moment later),
+        # unless a write of this process (or a worker's, as they are announced) was published meanwhile.
+        self._prefetched = (since, delta, published)
         return self.numbered(ranges, rows)
 
     async def vanished_since(self, modseq: int, sequence: SequenceSet | None = None) -> list[tuple[int, int]]:
@@ -414,8 +422,9 @@ class SelectedView:
         :class:`MailboxNotFound` when the folder was deleted.
         """
         folder_id, since, store = self.folder_id, self.highestmodseq, self.store
-        prefetched, self._prefetched = self._prefetched, None
-        if prefetched is not None and prefetched[0] == since:
+        prefetched = self._prefetched
+        self._drop_prefetched()
+        if prefetched is not None and prefetched[0] == since and not prefetched[2].is_set():
             delta = prefetched[1]
         else:
             delta = await store.feed.get(folder_id, since, lambda: store.read_fast(
@@ -447,6 +456,15 @@ class SelectedView:
         changes.exists = self.exists
         changes.recent = self.recent
         return changes
+
+    def close(self) -> None:
+        """The session leaves the folder (or ends): nothing of this view stays registered with the store."""
+        self._drop_prefetched()
+
+    def _drop_prefetched(self) -> None:
+        if self._prefetched is not None:
+            self.store.hub.unwatch(self.folder_id, self._prefetched[2])
+            self._prefetched = None
 
     def _learn(self, rows: list[Row], gone: list[int], changes: Changes) -> None:
         fresh: list[int] = []
@@ -491,7 +509,7 @@ class SelectedView:
         """STORE: ``(seq, row(uid, flags, modseq))`` of every named message still present, and ``(seq, uid)`` of
         those left alone because they changed after ``UNCHANGEDSINCE`` (RFC 7162 3.1.3 ``MODIFIED``)."""
         self._writable()
-        self._prefetched = None  # the refresh after a write reads again
+        self._drop_prefetched()  # the refresh after a write reads again
         ranges = self.index_ranges(sequence, uid=uid, saved=saved)
         if not ranges:
             return [], []
@@ -518,7 +536,7 @@ class SelectedView:
         """EXPUNGE (or UID EXPUNGE within ``uids``, RFC 4315 2.1): remove the known messages flagged
         ``\\Deleted``; returns their UIDs. The engine then calls :meth:`refresh` for the EXPUNGE responses."""
         self._writable()
-        self._prefetched = None
+        self._drop_prefetched()
         top = self.max_uid
         if not top:
             return []
