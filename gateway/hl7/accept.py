@@ -169,7 +169,7 @@ def build_mails(config: Config, sender: str, doc: Hl7Document, professionals: li
                 patients: list[Target], *, qualified: bool, stamp: str) -> list[tuple[list[Target], bytes, Summary]]:
     """Every MSSanté message of one HL7 message with its header summary, in one pass of CPU work (a thread):
     the XDM zip is built once for all of them, and the summary is read here rather than in the transaction."""
-    parts = attachments(config, doc)
+    parts = [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
     built: list[tuple[list[Target], bytes, Summary]] = []
     for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
         if targets:
@@ -186,7 +186,8 @@ def build_mails(config: Config, sender: str, doc: Hl7Document, professionals: li
 
 def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Document, *, to_patient: bool,
                qualified: bool, message_id: str, parts: list[tuple[bytes, str, str]] | None = None) -> bytes:
-    """The MSSanté message for one destination (CPU work: called outside the transaction)."""
+    """The MSSanté message for one destination (CPU work: called outside the transaction). ``parts``: the
+    attachments already in base64 lines (:func:`_base64`), encoded once for every message of one HL7 message."""
     header = doc.cda_header
     message = EmailMessage(policy=_POLICY)
     message["From"] = sender
@@ -208,7 +209,9 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
         message[VISIBILITY_HEADER] = ",".join(visibility)
     body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
     text = body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} »."
-    return _multipart(message.as_bytes(), text, parts if parts is not None else attachments(config, doc))
+    if parts is None:
+        parts = [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
+    return _multipart(message.as_bytes(), text, parts)
 
 
 #: Boundaries need only differ from the content (checked below), not be secret: a counter, no entropy read.
@@ -227,10 +230,10 @@ def _multipart(head: bytes, text: str, parts: list[tuple[bytes, str, str]]) -> b
            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n",
            b"--" + boundary + b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: ",
            b"8bit\r\n\r\n" + encoded + b"\r\n" if plain else b"base64\r\n\r\n" + _base64(encoded)]
-    for data, subtype, filename in parts:
+    for encoded_part, subtype, filename in parts:  # already in base64 lines
         out += [b"--", boundary, b"\r\nContent-Type: application/", subtype.encode("ascii"),
                 b"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"",
-                filename.encode("ascii"), b"\"\r\n\r\n", _base64(data)]
+                filename.encode("ascii"), b"\"\r\n\r\n", encoded_part]
     out += [b"--", boundary, b"--\r\n"]
     return b"".join(out)
 
