@@ -137,9 +137,9 @@ class Gateway:
         self.ready.set()
 
     async def _start_hl7(self) -> None:
-        """The MLLP listener for hospital systems in every worker process (SO_REUSEPORT: the kernel spreads the
-        peers' connections, so parsing and packaging use every core); exactly-once rests on the store (peer +
-        MSH-10), not on the process. The acknowledgement relay runs once per gateway."""
+        """The MLLP listener for hospital systems in every worker process (the supervisor's socket; the listener
+        leaves the next connection to a less busy worker, so parsing and packaging use every core); exactly-once
+        rests on the store (peer + MSH-10), not on the process. The acknowledgement relay runs once per gateway."""
         if self.config.hl7 is None:
             return
         from gateway.hl7.listener import Hl7Listener
