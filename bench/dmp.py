@@ -30,7 +30,7 @@ from gateway import logs  # noqa: E402
 from gateway.dmp_bridge import constants as c  # noqa: E402
 from gateway.dmp_bridge import outbox  # noqa: E402
 from gateway.dmp_bridge.deposit import Depositor, prepare  # noqa: E402
-from gateway.dmp_bridge.outbox import OutboxWorker  # noqa: E402
+from gateway.dmp_bridge.outbox_worker import OutboxWorker  # noqa: E402
 from gateway.dmp_bridge.soap import DmpClient  # noqa: E402
 from gateway.documents.cda import read_header  # noqa: E402
 from gateway.store import db  # noqa: E402

@@ -19,7 +19,7 @@ from gateway.config.directory import DirectorySettings
 from gateway.directory.client import client_for
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.rules import (
     CONTENT_TYPE_LABELS,
     PROFESSION_LABELS,
@@ -35,6 +35,7 @@ from gateway.dmp_bridge.saml import Software
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.pki import Issued
 from gateway.store.changes import ChangeHub
+from gateway.store.queue import Backoff
 from gateway.tasks import Background
 
 

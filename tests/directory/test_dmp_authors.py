@@ -32,13 +32,15 @@ from gateway.directory.client import DirectoryClient
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import outbox, soap
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import Backoff, DmpDeposit, OutboxWorker
+from gateway.dmp_bridge.outbox import DmpDeposit
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.rules import AccessMode, DepositPolicy, Professional
 from gateway.dmp_bridge.simulator import Simulator, serve
 from gateway.dmp_bridge.soap import DmpClient
 from gateway.documents.cda import Code, read_header
 from gateway.store import db
 from gateway.store.models import Event
+from gateway.store.queue import Backoff
 
 PDF_CDA = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
 

@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 from gateway.dmp_bridge import outbox
 from gateway.dmp_bridge.bridge import decide_message, record_decisions
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import DmpDeposit, OutboxWorker, trail_row
+from gateway.dmp_bridge.outbox import DmpDeposit, trail_row
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.simulator import Simulator
 from gateway.dmp_bridge.soap import DmpClient
 from gateway.store.models import Event

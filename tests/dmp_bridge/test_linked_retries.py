@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 
 from gateway.dmp_bridge import outbox
 from gateway.dmp_bridge.bridge import consider_message
-from gateway.dmp_bridge.outbox import DmpDeposit, OutboxWorker
+from gateway.dmp_bridge.outbox import DmpDeposit
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.simulator import Simulator
 from gateway.store.models import Event
 

@@ -22,7 +22,8 @@ from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import outbox
 from gateway.dmp_bridge.bridge import Considered, consider_message
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import Backoff, DmpDeposit, OutboxWorker
+from gateway.dmp_bridge.outbox import DmpDeposit
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.presence import CommandPresence
 from gateway.dmp_bridge.rules import AccessMode
 from gateway.dmp_bridge.simulator import DmpState, Simulator
@@ -32,6 +33,7 @@ from gateway.documents.xdm_writer import build_xdm
 from gateway.ins_matching import identities
 from gateway.store import db, mailstore
 from gateway.store.models import Event, Message
+from gateway.store.queue import Backoff
 
 PDF_CDA = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
 TRAITS = identities.Traits("PAT-TROIS", "DOMINIQUE MARIE-LOUISE", "1979-03-28", "F", "51215")

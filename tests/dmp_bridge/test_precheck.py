@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.dmp_bridge import constants as c
 from gateway.dmp_bridge import outbox, precheck
 from gateway.dmp_bridge.deposit import Depositor, Prepared, prepare
-from gateway.dmp_bridge.outbox import Backoff, DmpDeposit, OutboxWorker
+from gateway.dmp_bridge.outbox import DmpDeposit
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.simulator import DmpState, Simulator
 from gateway.dmp_bridge.soap import DmpClient, DmpTransportError
 from gateway.documents.cda import read_header
 from gateway.store import db
+from gateway.store.queue import Backoff
 
 PDF_CDA = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
 

@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from dmp_bridge.dmp_support import policy
 
 from gateway.dmp_bridge.deposit import Depositor
-from gateway.dmp_bridge.outbox import Backoff, OutboxWorker
+from gateway.dmp_bridge.outbox_worker import OutboxWorker
 from gateway.dmp_bridge.soap import DmpClient, Endpoint, client_ssl_context
 from gateway.pki import Issued
 from gateway.store import db
+from gateway.store.queue import Backoff
 
 
 def load(folder: Path, stem: str) -> Issued:
