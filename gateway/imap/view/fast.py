@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.imap.view.errors import MailboxNotFound
 from gateway.imap.view.rows import ANATOMY, FLAGS, INTERNALDATE, MESSAGE_ID, MODSEQ, SIZE, Row, build_rows, parse_flags
 from gateway.imap.view.store import CHUNK, chunks, new_uids
 
@@ -231,3 +232,15 @@ def claim_recent(connection: sqlite3.Connection, folder_id: int, top: int) -> in
         return None
     connection.execute("UPDATE folders SET recent_uid = ? WHERE id = ?", (top, folder_id))
     return int(row[0])
+
+
+def expunge_deleted(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """EXPUNGE's statements on SQLite in one hop: the ``\\Deleted`` ones, a new MODSEQ, deletes and records."""
+    found = deleted_rows(connection, folder_id, spans)
+    if not found:
+        return []
+    modseq = bump_modseq(connection, folder_id)
+    if modseq is None:
+        raise MailboxNotFound("The selected mailbox no longer exists.")
+    remove_deliveries(connection, folder_id, found, modseq)
+    return sorted(uid for _, uid in found)

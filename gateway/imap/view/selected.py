@@ -39,6 +39,7 @@ from gateway.imap.view.folder_changes import (
     missing_ranges,
     remove_deliveries,
 )
+from gateway.imap.view.numbering import Numbering, spans_of
 from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
 from gateway.imap.view.store import ViewStore, WriteTx, chunks, new_uids
 from gateway.store.changes import mark_changed
@@ -69,7 +70,7 @@ def keywords_of(flags: Iterable[str]) -> set[str]:
     return {flag for flag in flags if not flag.startswith("\\")}
 
 
-class SelectedView:
+class SelectedView(Numbering):
     """One session's selected folder. Create it with :meth:`open` (SELECT/EXAMINE)."""
 
     def __init__(self, store: ViewStore, account_id: int, folder_id: int, name: str, *, readonly: bool,
@@ -217,105 +218,6 @@ class SelectedView:
         self._recent.append((before + 1, top))
         return True
 
-    def is_recent(self, uid: int) -> bool:
-        """Whether ``uid`` carries ``\\Recent`` in this session (FETCH FLAGS, SEARCH RECENT)."""
-        index = bisect_right(self._recent, (uid, 2**64)) - 1
-        return index >= 0 and self._recent[index][0] <= uid <= self._recent[index][1]
-
-    @property
-    def recent_spans(self) -> list[tuple[int, int]]:
-        """Inclusive UID ranges recent for this session (SEARCH RECENT / NEW compile to them)."""
-        return list(self._recent)
-
-    @property
-    def recent(self) -> int:
-        """How many known messages are recent for this session (``* n RECENT``)."""
-        uids = self.uids
-        return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in self._recent)
-
-    # --- numbers ------------------------------------------------------------------------------------------
-    def seq_of(self, uid: int) -> int | None:
-        index = bisect_left(self.uids, uid)
-        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
-
-    def uid_of(self, seq: int) -> int | None:
-        return self.uids[seq - 1] if 1 <= seq <= len(self.uids) else None
-
-    def index_ranges(self, sequence: SequenceSet, *, uid: bool, saved: Sequence[int] | None = None
-                     ) -> list[tuple[int, int]]:
-        """Positions ``[start, stop)`` into :attr:`uids` that ``sequence`` names, sorted and merged.
-
-        ``$`` (RFC 5182) is the ``saved`` UIDs of the last ``SEARCH RETURN (SAVE)``; ``*`` is the last message or
-        the highest UID (RFC 9051 6.4.8: ``UID n:*`` always names the highest). The cost follows the number of
-        ranges, not the folder's size.
-        """
-        uids = self.uids
-        if not uids:
-            return []
-        if sequence.saved:
-            found = [(index, index + 1) for index in map(self._index, saved or ()) if index is not None]
-        elif uid:
-            found = [(bisect_left(uids, lo), bisect_right(uids, hi)) for lo, hi in sequence.resolve(uids[-1])]
-        else:
-            found = [(lo - 1, hi) for lo, hi in sequence.resolve(len(uids))]
-        merged: list[tuple[int, int]] = []
-        for start, stop in sorted(found):
-            if start >= stop:
-                continue
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
-            else:
-                merged.append((start, stop))
-        return merged
-
-    def _index(self, uid: int) -> int | None:
-        index = bisect_left(self.uids, uid)
-        return index if index < len(self.uids) and self.uids[index] == uid else None
-
-    def uid_spans(self, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Index ranges as inclusive UID ranges for SQL (a UID between two known ones is known or expunged)."""
-        return [(self.uids[start], self.uids[stop - 1]) for start, stop in ranges]
-
-    def named(self, sequence: SequenceSet, *, uid: bool, saved: Sequence[int] | None = None) -> list[int]:
-        """The UIDs ``sequence`` names, ascending, each once."""
-        uids = self.uids
-        return [uids[i] for start, stop in self.index_ranges(sequence, uid=uid, saved=saved)
-                for i in range(start, stop)]
-
-    def numbered(self, ranges: Sequence[tuple[int, int]], rows: Sequence[Row]) -> list[tuple[int, Row]]:
-        """``(sequence number, row)`` for rows read over ``ranges`` (both in UID order).
-
-        A range whose messages are all still there (the usual case) is numbered at C speed; one with messages
-        expunged meanwhile is matched one by one.
-        """
-        uids = self.uids
-        row_uids = [row[0] for row in rows]
-        out: list[tuple[int, Row]] = []
-        position = 0
-        for start, stop in ranges:
-            end = bisect_right(row_uids, uids[stop - 1], lo=position)
-            if end - position == stop - start:
-                out.extend(zip(range(start + 1, stop + 1), rows[position:end], strict=True))
-            else:
-                index = start
-                for at in range(position, end):
-                    uid = row_uids[at]
-                    while index < stop and uids[index] < uid:
-                        index += 1
-                    if index < stop and uids[index] == uid:
-                        out.append((index + 1, rows[at]))
-            position = end
-        return out
-
-    def numbers_of(self, found: Iterable[int]) -> list[tuple[int, int]]:
-        """``(sequence number, uid)`` of the found UIDs this view knows, ascending (SEARCH results)."""
-        out = []
-        for uid in sorted(found):
-            seq = self.seq_of(uid)
-            if seq is not None:
-                out.append((seq, uid))
-        return out
-
     def note_keywords(self, rows: Iterable[Row]) -> list[str]:
         """Keywords in ``rows`` the client was not told of yet; the engine sends FLAGS/PERMANENTFLAGS first."""
         fresh: set[str] = set()
@@ -399,7 +301,7 @@ class SelectedView:
                 index = bisect_right(spans, (uid, 2**64)) - 1
                 if index >= 0 and spans[index][0] <= uid <= spans[index][1] and not contains(current, uid):
                     wanted.add(uid)
-            return _ranges(wanted)
+            return spans_of(wanted)
 
         return await self.store.read(work, "reading expunged messages")
 
@@ -548,7 +450,7 @@ class SelectedView:
         async def work(session: AsyncSession) -> list[int]:
             from gateway.imap.view.rows import uid_condition
 
-            done, fast_found = await fast.on_writer(session, lambda c: _expunge_sqlite(c, folder_id, spans))
+            done, fast_found = await fast.on_writer(session, lambda c: fast.expunge_deleted(c, folder_id, spans))
             if done:
                 if fast_found:
                     mark_changed(session, folder_id)
@@ -569,7 +471,7 @@ class SelectedView:
             return sorted(uid for _, uid in found)
 
         def sync(tx: WriteTx) -> list[int]:
-            found = _expunge_sqlite(tx.connection, folder_id, spans)
+            found = fast.expunge_deleted(tx.connection, folder_id, spans)
             if found:
                 tx.mark(folder_id)
                 tx.record("imap.expunged", "ok", rule="R18", mailbox_id=account_id, folder_id=folder_id,
@@ -590,25 +492,3 @@ class SelectedView:
         spans = self.uid_spans(ranges)
         return await mutate.copy_messages(self.store, self.account_id, self.folder_id, spans,
                                           canonical(destination), move=move, quota=quota)
-
-
-def _expunge_sqlite(connection: sqlite3.Connection, folder_id: int, spans: Sequence[tuple[int, int]]) -> list[int]:
-    """EXPUNGE's statements on SQLite in one hop: the ``\\Deleted`` ones, a new MODSEQ, deletes and records."""
-    found = fast.deleted_rows(connection, folder_id, spans)
-    if not found:
-        return []
-    modseq = fast.bump_modseq(connection, folder_id)
-    if modseq is None:
-        raise MailboxNotFound("The selected mailbox no longer exists.")
-    fast.remove_deliveries(connection, folder_id, found, modseq)
-    return sorted(uid for _, uid in found)
-
-
-def _ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
-    for number in sorted(numbers):
-        if spans and number == spans[-1][1] + 1:
-            spans[-1] = (spans[-1][0], number)
-        else:
-            spans.append((number, number))
-    return spans
