@@ -301,6 +301,10 @@ async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid:
     await asyncio.gather(*(one(n) for n in range(count)))
     await asyncio.sleep(2.0)  # let the login worker threads' Argon2 memory go back to the system
     with_connections = rss()
+    if os.environ.get("BENCH_MEMORY_BREAKDOWN"):
+        for p in [process, *process.children(recursive=True)]:
+            print(f"  pid {p.pid} {' '.join(p.cmdline()[2:4])}: PSS {p.memory_full_info().pss / 1e6:.0f} MB, "
+                  f"USS {p.memory_full_info().uss / 1e6:.0f} MB")
     await asyncio.gather(*(c.close() for c in clients))
     return before, with_connections
 

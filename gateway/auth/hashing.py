@@ -1,10 +1,13 @@
-"""Argon2id hashing in worker processes, so every core serves logins and the event loop never runs the KDF.
+"""Argon2id hashing on threads beside the event loop, so every core serves logins and the loop never runs the KDF.
 
-An Argon2id verification takes tens of milliseconds of one core. Threads would keep it on one core (the
-bindings hold the GIL for part of the work, and the process's heap grows by the hash's memory cost per
-concurrent hash); a :class:`~concurrent.futures.ProcessPoolExecutor` with one worker per core spreads logins over
-the machine. The pool is created once per process, on first use (or by :func:`start`), and shut down by
-:func:`shutdown` when the daemon stops. A broken pool (a worker killed) is replaced at the next call.
+An Argon2id verification takes tens of milliseconds of one core. The bindings (cffi) release the GIL while the
+C code runs, so hashes on a small thread pool run in parallel with each other and with the event loop; each daemon
+worker process has its pool, and together they take one thread per core (:func:`share_cores`). Threads rather
+than hashing processes: a forked hashing process grew to ~40 MB of its own (its parent's pages copied as they were
+touched), per daemon worker. Each hash's memory (19 MiB by default) is mapped on its own and given back when the
+hash ends (:func:`gateway.malloc.return_large_buffers`), so concurrent logins leave no lasting growth. The pool is
+created once per process, on first use (or by :func:`start`), and shut down by :func:`shutdown` when the daemon
+stops.
 
 Parameters are settings (``[auth] argon2_*``); the default is OWASP's recommendation for Argon2id (19 MiB,
 2 passes, 1 lane). Hashes made with other parameters are reported by :func:`needs_rehash` so the caller can
@@ -16,13 +19,10 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import threading
-import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -44,8 +44,6 @@ class Argon2Params:
 
 
 DEFAULT_PARAMS = Argon2Params()
-#: How often a hashing process checks that the daemon process that started it is alive (seconds).
-ORPHAN_CHECK = 1.0
 _HASHERS: dict[Argon2Params, PasswordHasher] = {}
 
 
@@ -56,7 +54,7 @@ def _hasher(params: Argon2Params) -> PasswordHasher:
     return hasher
 
 
-# --- what runs in a worker (plain functions: they are pickled by name) -----------------------------------------
+# --- what runs on a hashing thread -------------------------------------------------------------------------------
 def hash_sync(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
     """Hash ``password`` in the calling process (administration commands, tests)."""
     return _hasher(params).hash(password)
@@ -70,24 +68,6 @@ def verify_sync(stored: str, password: str) -> bool:
         return False
 
 
-def _ready() -> int:
-    return os.getpid()
-
-
-def _init_worker(daemon: int) -> None:
-    """In each hashing process: the hash's memory goes back to the system after each login, and the process
-    ends with the daemon process that started it, even one killed with SIGKILL (it would otherwise wait on
-    the pool's queue for ever, holding its memory)."""
-    return_large_buffers()
-    threading.Thread(target=_end_with, args=(daemon,), name="end-with-daemon", daemon=True).start()
-
-
-def _end_with(daemon: int) -> None:
-    while os.getppid() == daemon:
-        time.sleep(ORPHAN_CHECK)
-    os._exit(0)
-
-
 def needs_rehash(stored: str, params: Argon2Params) -> bool:
     """Whether ``stored`` was made with other parameters (or another variant) than ``params``."""
     try:
@@ -97,26 +77,17 @@ def needs_rehash(stored: str, params: Argon2Params) -> bool:
 
 
 # --- the per-process pool --------------------------------------------------------------------------------------
-_POOL: ProcessPoolExecutor | None = None
+_POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 #: Work sent to the pool by this process ("verify", "hash"): what the credential cache saves shows here.
 counts: Counter[str] = Counter()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    # fork is cheap (the workers share the parent's pages) and the pool is started before the listeners; where
-    # it does not exist, spawn.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
-
-
 #: Daemon processes sharing this machine's cores for hashing (see :func:`share_cores`).
 _sharers = 1
 
 
 def share_cores(processes: int) -> None:
-    """Say how many daemon processes hash on this machine, so that together they start one hashing process
-    per core instead of one per core each (twice the memory and no more speed with two daemon workers)."""
+    """Say how many daemon processes hash on this machine, so that together they run one hash per core instead
+    of one per core each (more threads would only interleave hashes and make each login slower)."""
     global _sharers
     _sharers = max(1, processes)
 
@@ -130,56 +101,33 @@ def workers() -> int:
     return max(1, cores // _sharers)
 
 
-_POOL_PID = 0
-
-
-def _pool() -> ProcessPoolExecutor:
-    global _POOL, _POOL_PID
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL_PID != os.getpid():  # a forked daemon worker does not own its parent's pool
-            _POOL = ProcessPoolExecutor(max_workers=workers(), mp_context=_context(), initializer=_init_worker,
-                                        initargs=(os.getpid(),))
-            _POOL_PID = os.getpid()
+        if _POOL is None:
+            return_large_buffers()  # each hash's memory cost goes back to the system when it ends
+            _POOL = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="argon2")
         return _POOL
 
 
-def _discard(pool: ProcessPoolExecutor) -> None:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is pool:
-            _POOL = None
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
 async def _run(function: object, *args: object) -> object:
-    """Run ``function(*args)`` in the pool; one retry on a fresh pool when a worker died."""
-    loop = asyncio.get_running_loop()
-    for attempt in (1, 2):
-        pool = _pool()
-        try:
-            return await loop.run_in_executor(pool, function, *args)  # type: ignore[arg-type]
-        except BrokenProcessPool:
-            _discard(pool)
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """Run ``function(*args)`` on a hashing thread."""
+    return await asyncio.get_running_loop().run_in_executor(_pool(), function, *args)  # type: ignore[arg-type]
 
 
 async def start() -> None:
-    """Start the workers now (at daemon start, before listeners and store threads), not at the first login."""
-    pool = _pool()
-    loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(workers())))
+    """Create the pool now (at daemon start) rather than at the first login, and load the bindings."""
+    await _run(_hasher, DEFAULT_PARAMS)
 
 
 async def verify(stored: str, password: str) -> bool:
-    """Check ``password`` against ``stored`` in a worker process."""
+    """Check ``password`` against ``stored`` on a hashing thread."""
     counts["verify"] += 1
     return bool(await _run(verify_sync, stored, password))
 
 
 async def hash_password(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
-    """Hash ``password`` with ``params`` in a worker process."""
+    """Hash ``password`` with ``params`` on a hashing thread."""
     counts["hash"] += 1
     return str(await _run(hash_sync, password, params))
 
@@ -189,7 +137,7 @@ def shutdown() -> None:
     global _POOL
     with _POOL_LOCK:
         pool, _POOL = _POOL, None
-    if pool is not None and _POOL_PID == os.getpid():
+    if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
