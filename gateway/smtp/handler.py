@@ -44,6 +44,11 @@ from gateway.store.models import Identity
 
 log = structlog.get_logger("gateway.smtp")
 
+#: How long (seconds) a session may reuse a recipient's acceptance for its next messages (SubmissionHandler._decide).
+DECISION_REUSE = 1.0
+#: Recipients whose acceptance a session keeps at most.
+DECISIONS_KEPT = 64
+
 
 def has_bare_line_ending(data: bytes) -> bool:
     """Any CR not followed by LF, or LF not preceded by CR (the SMTP smuggling vectors, RFC 5321 2.3.8)."""
@@ -199,8 +204,7 @@ class SubmissionHandler:
             return str(replies.TOO_MANY_RECIPIENTS)
         if _non_ascii_without_smtputf8(envelope, address):
             return str(replies.UTF8_WITHOUT_SMTPUTF8)
-        async with self.committer.reader() as db:
-            decision = await decide(db, self.config, account, address)
+        decision = await self._decide(session, account, address)
         if not decision.accepted:
             await self._refused(session, account, decision)
             return str(decision.reply)
@@ -210,6 +214,31 @@ class SubmissionHandler:
             envelope.rcpt_options.extend(rcpt_options)
             envelope.targets.append(decision.target)  # type: ignore[attr-defined]
         return str(decision.reply)
+
+    async def _decide(self, session: Session, account: Account, address: str) -> Decision:
+        """R1-R5, R8 for one recipient, from facts read at most :data:`DECISION_REUSE` seconds ago.
+
+        A session sending message after message to the same recipients reuses the acceptance it was given a
+        moment ago instead of reading the same row again; past that age (or for a refusal, or with a mailbox
+        quota, which every message changes) the facts are read anew, so a mailbox disabled or an identity
+        no longer qualifiée is seen within that delay, as if the DATA had taken that long.
+        """
+        now = asyncio.get_running_loop().time()
+        reuse = self.config.limits.mailbox_quota <= 0
+        kept: dict[tuple[int, str], tuple[float, Decision]] | None = (
+            getattr(session, "decisions", None) if reuse else None)
+        key = (account.id, address.lower())
+        if kept is not None:
+            found = kept.get(key)
+            if found is not None and now - found[0] < DECISION_REUSE:
+                return found[1]
+        async with self.committer.facts() as db:  # one autocommit statement: the latest commits
+            decision = await decide(db, self.config, account, address)
+        if reuse and decision.accepted:
+            if kept is None or len(kept) >= DECISIONS_KEPT:
+                kept = session.decisions = {}  # type: ignore[attr-defined]
+            kept[key] = (now, decision)
+        return decision
 
     async def _package(self, raw: bytes) -> bytes:
         """Bare CDA get an IHE XDM zip and the X-MSS headers (ANS client spec); X-MSS-INS says O only for

@@ -156,7 +156,7 @@ class RelayHandler:
         peer: str = envelope.relay_peer  # type: ignore[attr-defined]
         if len(targets) >= self.config.limits.recipients_per_message:
             return str(replies.TOO_MANY_RECIPIENTS)
-        async with self.committer.reader() as db:
+        async with self.committer.facts() as db:  # one autocommit statement: the latest commits
             decision = await decide_relayed(db, self.config, address, sender_of(envelope))
         if decision.target is None:
             sender = sender_of(envelope) or None
