@@ -49,12 +49,17 @@ class Background:
         self._task = asyncio.get_running_loop().create_task(self.main(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (when there is one) and return once it has ended: a stopped worker leaves nothing running."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def run_until_interrupted(main: Coroutine[Any, Any, None]) -> int:

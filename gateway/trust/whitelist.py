@@ -9,7 +9,6 @@ domains. A refresh that fails (unreachable, too large, malformed, empty) leaves 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import ssl
 import urllib.request
@@ -19,6 +18,7 @@ import structlog
 from lxml import etree
 
 from gateway.config import TrustedDomains, WhitelistSettings
+from gateway.tasks import cancel_and_wait
 
 NAMESPACE = "https://listeblanche.mssante.fr/schema"
 MAX_DOMAINS = 500_000
@@ -152,11 +152,8 @@ class WhitelistLoader:
             await self.refresh()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 def covering_domain(name: str, domains: TrustedDomains | frozenset[str]) -> str | None:

@@ -102,18 +102,7 @@ async def store_flags(session: AsyncSession, folder_id: int, spans: Sequence[tup
             select(Delivery.id, Delivery.uid, Delivery.flags, Delivery.modseq)
             .where(Delivery.folder_id == folder_id, uid_condition(part)).order_by(Delivery.uid))
         rows.extend((r.id, r.uid, r.flags, r.modseq) for r in result)
-    modified: list[int] = []
-    after: dict[int, tuple[str, ...]] = {}
-    by_text: dict[str, list[int]] = defaultdict(list)
-    for delivery_id, uid, text, modseq in rows:
-        if unchangedsince is not None and modseq > unchangedsince:
-            modified.append(uid)
-            continue
-        before = parse_flags(text)
-        new = apply(before, mode, wanted)
-        after[uid] = new
-        if new != before:
-            by_text[format_flags(new)].append(delivery_id)
+    modified, after, by_text = _plan(rows, mode, wanted, unchangedsince)
     modseq_now = await bump_modseq(session, folder_id) if by_text else None
     changed_ids = {delivery_id for ids in by_text.values() for delivery_id in ids}
     for text, ids in by_text.items():

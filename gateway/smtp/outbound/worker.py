@@ -30,6 +30,7 @@ from gateway.smtp.outbound.results import Result, ResultRecorder, classify, repl
 from gateway.store import queue as q
 from gateway.store.changes import ChangeHub
 from gateway.store.committer import GroupCommitter
+from gateway.tasks import cancel_and_wait
 from gateway.trust.certificates import outbound_client_context
 
 log = structlog.get_logger("gateway.outbound")
@@ -68,11 +69,8 @@ class OutboundWorker:
 
     async def stop(self) -> None:
         """Stop claiming; deliveries in flight get a moment to finish, then their claims lapse by lease."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=5)
             pending = list(self._inflight)
