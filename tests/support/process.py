@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from support.pki import HOSTNAME, PKIFiles
 
 READY_TIMEOUT = 60.0
@@ -151,9 +153,16 @@ class GatewayProcess:
                 self.kill()
 
     def kill(self) -> None:
+        """SIGKILL the gateway; its worker processes notice and end by themselves: wait for them too, so a
+        start() that follows never shares its listening ports (SO_REUSEPORT) with a worker about to exit."""
         if self.process and self.process.poll() is None:
+            try:
+                workers = psutil.Process(self.process.pid).children(recursive=True)
+            except psutil.Error:
+                workers = []
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(20)
+            psutil.wait_procs(workers, timeout=20)
 
     def restart(self) -> GatewayProcess:
         self.stop()
