@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import select, update
@@ -28,12 +31,29 @@ from gateway.auth.cache import CredentialCache
 from gateway.auth.hashing import Argon2Params
 from gateway.auth.methods import allows
 from gateway.auth.passwords import verify_password
-from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle
+from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle, on_sqlite
 from gateway.config import AuthSettings, Limits
 from gateway.ops import metrics
 from gateway.store.models import Mailbox
 
 log = structlog.get_logger("gateway.auth")
+
+_CREDENTIALS_SQL = ("SELECT id, address, kind, matricule, password_hash, active, auth_methods FROM mailboxes "
+                    "WHERE address = ?")
+#: The throttle's failures from one client address: (account, count, oldest), as :meth:`LoginThrottle.counts`.
+Failures = list[tuple[str, int, datetime]]
+
+
+class Credentials(NamedTuple):
+    """What a login reads of its mailbox."""
+
+    id: int
+    address: str
+    kind: str
+    matricule: str | None
+    password_hash: str | None
+    active: bool
+    auth_methods: str | None
 
 
 @dataclass(frozen=True)
@@ -142,12 +162,27 @@ class Authenticator:
             query = select(Mailbox).filter_by(active=True, **where)
             return (await session.execute(query)).scalar_one_or_none()
 
-    async def _credentials(self, address: str) -> Any:
-        """The mailbox's id, kind, matricule, current hash and active flag: one indexed query per login."""
-        query = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.password_hash,
-                       Mailbox.active, Mailbox.auth_methods).where(Mailbox.address == address)
+    async def _credentials(self, address: str, client: str) -> tuple[Credentials | None, Failures | None]:
+        """The mailbox's id, kind, matricule, current hash, active flag and methods, and on SQLite also the
+        throttle's failures from ``client`` (all a cached login reads): one hop on SQLite, one indexed query
+        elsewhere (the failures are then read only if the login turns out cached)."""
         async with self._sessions() as session:
-            return (await session.execute(query)).one_or_none()
+            both = await on_sqlite(session, functools.partial(self._credentials_sqlite, address=address,
+                                                              client=client))
+            if both is not None:
+                return both
+            query = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.password_hash,
+                           Mailbox.active, Mailbox.auth_methods).where(Mailbox.address == address)
+            row = (await session.execute(query)).one_or_none()
+            return (Credentials(*row) if row is not None else None), None
+
+    def _credentials_sqlite(self, connection: sqlite3.Connection, *, address: str,
+                            client: str) -> tuple[Credentials | None, Failures]:
+        row = connection.execute(_CREDENTIALS_SQL, (address,)).fetchone()
+        failures = self.throttle.counts_sqlite(connection, client, datetime.now(UTC))
+        if row is None:
+            return None, failures
+        return Credentials(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6]), failures
 
     async def login(self, username: str, password: str, client: str, protocol: str, *,
                     mechanism: str = "PLAIN") -> LoginResult:
@@ -158,13 +193,15 @@ class Authenticator:
 
     async def _login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
         name = normalise_username(username)
-        row = await self._credentials(name)
+        row, failures = await self._credentials(name, client)
         mailbox_id = row.id if row is not None else None
-        usable = row is not None and row.active and row.password_hash is not None \
-            and allows(row.auth_methods, "password")  # a mailbox may require PSC or a certificate
+        stored = row.password_hash if row is not None and row.active and allows(row.auth_methods, "password") \
+            else None  # a mailbox may require PSC or a certificate
         key = self.cache.key(name, password)
-        cached = usable and self.cache.lookup(key, row.id, row.password_hash)
-        if cached:  # no hash to pay for: only the ceilings are read
+        cached = row is not None and stored is not None and self.cache.lookup(key, row.id, stored)
+        if cached and failures is not None:  # no hash to pay for: the ceilings were read with the row
+            slot = self.throttle.judge(failures, client, name)
+        elif cached:
             slot = await self.throttle.check(self._sessions, client, name)
         else:
             slot = await self.throttle.reserve(self._writes, client, name)
@@ -173,7 +210,7 @@ class Authenticator:
                         scope=slot.scope, failures=slot.failures, retry_after=round(slot.retry_after))
             return LoginResult(LoginOutcome.THROTTLED, retry_after=slot.retry_after)
         try:
-            ok = cached or await verify_password(row.password_hash if usable else None, password, self.params)
+            ok = cached or await verify_password(stored, password, self.params)
         except BaseException:
             self.throttle.release(slot, self._writes)
             raise
@@ -184,11 +221,12 @@ class Authenticator:
             log.info("login", protocol=protocol, outcome="invalid", client=client, mailbox_id=mailbox_id,
                      reason=reason)
             return LoginResult(LoginOutcome.INVALID)
+        assert row is not None and stored is not None  # a password was right: the mailbox has one
         await self.throttle.success(self._writes, slot)
         if not cached:
-            self.cache.store(key, row.id, row.password_hash)
-            if hashing.needs_rehash(row.password_hash, self.params):
-                await self._rehash(row.id, row.password_hash, name, password, client)
+            self.cache.store(key, row.id, stored)
+            if hashing.needs_rehash(stored, self.params):
+                await self._rehash(row.id, stored, name, password, client)
         log.info("login", protocol=protocol, outcome="ok", client=client, mailbox_id=row.id, cached=cached)
         return LoginResult(LoginOutcome.OK, Account(row.id, row.address, row.kind, row.matricule))
 

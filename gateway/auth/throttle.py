@@ -78,7 +78,7 @@ def _sql_time(value: datetime) -> str:
             f"{value.second:02d}.{value.microsecond:06d}")
 
 
-async def _on_sqlite(session: AsyncSession, sync: Any) -> Any:
+async def on_sqlite(session: AsyncSession, sync: Any) -> Any:
     """``sync(connection)`` in one hop on the SQLite connection of ``session``'s transaction; None when that is
     not a SQLite connection of the store's driver (PostgreSQL: the caller uses the session)."""
     from gateway.store.sqlite_driver import OneHopConnection
@@ -205,9 +205,13 @@ class LoginThrottle:
     async def check(self, reads: async_sessionmaker[AsyncSession], client: str,
                     account: str) -> Reservation | Block:
         """For a login that needs no hash (a cached one): the ceilings, read only; nothing is reserved."""
-        account = account[:ACCOUNT_MAX]
         async with reads() as session:
-            verdict = self._judge(await self.counts(session, client), account)
+            return self.judge(await self.counts(session, client), client, account)
+
+    def judge(self, rows: list[tuple[str, int, datetime]], client: str, account: str) -> Reservation | Block:
+        """:meth:`check` on failures already read (:meth:`counts` or :meth:`counts_sqlite` of ``client``)."""
+        account = account[:ACCOUNT_MAX]
+        verdict = self._judge(rows, account)
         return verdict if isinstance(verdict, Block) else Reservation(client, account, verdict)
 
     async def reserve(self, writes: async_sessionmaker[AsyncSession], client: str,
@@ -221,7 +225,7 @@ class LoginThrottle:
                 now = _now()
                 self._reserved += 1
                 prune = self._reserved % _PRUNE_EVERY == 0
-                outcome = await _on_sqlite(session, functools.partial(self._reserve_sqlite, client=client,
+                outcome = await on_sqlite(session, functools.partial(self._reserve_sqlite, client=client,
                                                                       account=account, now=now, prune=prune))
                 if outcome is None:  # PostgreSQL
                     outcome = await self._reserve_session(session, client, account, now, prune)
@@ -251,8 +255,8 @@ class LoginThrottle:
         await session.flush()
         return Reservation(client, account, verdict, row.id)
 
-    def _counts_sqlite(self, connection: sqlite3.Connection, client: str, now: datetime,
-                       with_pending: bool) -> list[tuple[str, int, datetime]]:
+    def counts_sqlite(self, connection: sqlite3.Connection, client: str, now: datetime,
+                      with_pending: bool = False) -> list[tuple[str, int, datetime]]:
         """:meth:`counts` in plain SQL (the same statement, dates as SQLAlchemy writes them on SQLite)."""
         sql = ("SELECT account, count(*), min(failed_at) FROM auth_failures WHERE client = ? AND failed_at > ?")
         params: list[Any] = [client, _sql_time(now - timedelta(seconds=self.window))]
@@ -268,10 +272,10 @@ class LoginThrottle:
         if prune:
             connection.execute("DELETE FROM auth_failures WHERE failed_at <= ?",
                                (_sql_time(now - timedelta(seconds=self.window)),))
-        verdict = self._judge(self._counts_sqlite(connection, client, now, False), account)
+        verdict = self._judge(self.counts_sqlite(connection, client, now, False), account)
         if isinstance(verdict, Block):
             return verdict
-        crowded = self._judge(self._counts_sqlite(connection, client, now, True), account)
+        crowded = self._judge(self.counts_sqlite(connection, client, now, True), account)
         if isinstance(crowded, Block):
             return _Crowded(crowded)
         cursor = connection.execute("INSERT INTO auth_failures (client, account, failed_at, pending) "
