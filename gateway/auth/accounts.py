@@ -31,10 +31,11 @@ from gateway.auth.cache import CredentialCache
 from gateway.auth.hashing import Argon2Params
 from gateway.auth.methods import allows
 from gateway.auth.passwords import verify_password
-from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle, on_sqlite
+from gateway.auth.throttle import ACCOUNT_MAX, Block, LoginThrottle
 from gateway.config import AuthSettings, Limits
 from gateway.ops import metrics
 from gateway.store.models import Mailbox
+from gateway.store.sqlite_reads import SqliteReader, sqlite_file
 
 log = structlog.get_logger("gateway.auth")
 
@@ -117,6 +118,8 @@ class Authenticator:
         settings = settings or AuthSettings()
         self._sessions = sessions
         self._writes = writes or _writer_of(sessions)
+        path = sqlite_file(sessions)
+        self._sqlite = SqliteReader.shared(path) if path is not None else None
         self.throttle = throttle or LoginThrottle(limits.failed_logins, limits.failed_login_window,
                                                   limits.failed_logins_per_address)
         self.params = Argon2Params(settings.argon2_memory_kib, settings.argon2_time_cost,
@@ -164,13 +167,12 @@ class Authenticator:
 
     async def _credentials(self, address: str, client: str) -> tuple[Credentials | None, Failures | None]:
         """The mailbox's id, kind, matricule, current hash, active flag and methods, and on SQLite also the
-        throttle's failures from ``client`` (all a cached login reads): one hop on SQLite, one indexed query
-        elsewhere (the failures are then read only if the login turns out cached)."""
+        throttle's failures from ``client`` (all a cached login reads): one hop to the process's SQLite reader
+        threads, one indexed query elsewhere (the failures are then read only if the login turns out cached)."""
+        if self._sqlite is not None:
+            return await self._sqlite.run(functools.partial(self._credentials_sqlite, address=address,
+                                                            client=client))
         async with self._sessions() as session:
-            both = await on_sqlite(session, functools.partial(self._credentials_sqlite, address=address,
-                                                              client=client))
-            if both is not None:
-                return both
             query = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule, Mailbox.password_hash,
                            Mailbox.active, Mailbox.auth_methods).where(Mailbox.address == address)
             row = (await session.execute(query)).one_or_none()

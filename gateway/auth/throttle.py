@@ -43,7 +43,7 @@ from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.models import AuthFailure
-from gateway.auth.turn import Turn, turn_for
+from gateway.store.turn import Turn, turn_for
 
 #: Bound of the account name kept with a failure (the mailbox address column's size).
 ACCOUNT_MAX = 320

@@ -4,7 +4,7 @@ Every command of a mail client's visit (SELECT, FETCH, STORE, EXPUNGE and the re
 indexed statements that SQLite answers in microseconds; through the ORM each one costs a session, a pool
 checkout and a thread hop, which under load is most of the command's time. Here the statements of one step run
 together on a connection's own thread: reads on the view's reader threads
-(:class:`~gateway.imap.view.store.SqliteReader`, their own WAL snapshot), writes on the writer's connection
+(:class:`~gateway.store.sqlite_reads.SqliteReader`, their own WAL snapshot), writes on the writer's connection
 inside the transaction it already holds (:func:`on_writer`, the group commit's). The same statements as the
 session code beside them (the same indexes: (folder_id, uid), (folder_id, modseq)), so answers are the same on
 both paths; PostgreSQL always takes the session path.

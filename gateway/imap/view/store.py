@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-import threading
 import time
 import weakref
 from array import array
@@ -26,10 +25,11 @@ from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.auth.turn import Turn
+from gateway.store.turn import Turn
 from gateway.imap.view.errors import StoreUnavailable, unavailable_on_failure
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.committer import GroupCommitter
+from gateway.store.sqlite_reads import SqliteReader, SyncWork, sqlite_file
 
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
@@ -43,12 +43,7 @@ CACHE_MAX_MESSAGES = 2_000_000
 #: How long a finished change read is handed to later sessions asking the same question (seconds); a change
 #: published in this process meanwhile makes the next question read again.
 FEED_REUSE = 0.05
-#: Threads (each with its own SQLite connection) answering the view's hot reads in one hop each.
-SQLITE_READERS = 4
-#: Page cache of one reader connection, in KiB (as the engine's own connections).
-SQLITE_READER_CACHE_KIB = 2048
 
-SyncWork = Callable[[sqlite3.Connection], T]
 
 
 def chunks(values: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
@@ -154,57 +149,6 @@ class RecentClaim:
         self.top = 0
 
 
-class SqliteReader:
-    """Hot reads of the view on SQLite: a whole read (several statements in one snapshot) is one call on a reader
-    thread with its own connection, instead of a session, a pool checkout and a thread hop per statement.
-
-    WAL lets these connections read while the writer commits (readers never wait for it); ``query_only``
-    makes sure nothing here can write. Connections are opened lazily, one per thread, in the process that
-    reads (after a fork, never before).
-    """
-
-    def __init__(self, path: str, threads: int = SQLITE_READERS) -> None:
-        self.path = path
-        self._threads = threads
-        self._local = threading.local()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                         cached_statements=256)
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute("PRAGMA busy_timeout=30000")
-            connection.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
-            self._local.connection = connection
-        return connection
-
-    def _run(self, work: SyncWork[T]) -> T:
-        connection = self._connection()
-        if connection.in_transaction:  # a COMMIT that failed last time (I/O error): start clean
-            connection.execute("ROLLBACK")
-        connection.execute("BEGIN")  # one snapshot for every statement of ``work``
-        try:
-            return work(connection)
-        finally:
-            connection.execute("COMMIT")
-
-    def _executor(self) -> ThreadPoolExecutor:
-        import os
-
-        with self._lock:
-            if self._pool is None or self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="imap-read")
-                self._pid = os.getpid()
-            return self._pool
-
-    async def run(self, work: SyncWork[T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor(), self._run, work)
-
-
 def _engine_hooks(sessions: async_sessionmaker[AsyncSession]) -> list[Callable[[Any, Any], None]]:
     """The engine's own ``connect`` listeners (its pragmas: WAL, ``synchronous=FULL``, foreign keys, busy timeout;
     and whatever a deployment or a test adds), to run on the view's own connections too; SQLAlchemy's internal
@@ -258,7 +202,7 @@ class SqliteWriter:
     runs in one ``BEGIN IMMEDIATE`` transaction and one commit, in one hop for all of them (a write that fails
     sinks the batch, which is then run one write per transaction, as the store's group committer does).
 
-    Writers of the processes sharing the file take turns on a lock file beside it (:mod:`gateway.auth.turn`:
+    Writers of the processes sharing the file take turns on a lock file beside it (:mod:`gateway.store.turn`:
     ``flock`` wakes the next one as soon as it is released; SQLite's busy handler polls). The connection gets
     the engine's connect hooks, so its durability (``synchronous=FULL``) is the store's.
     """
@@ -370,17 +314,6 @@ class SqliteWriter:
             self._draining = False
 
 
-def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
-    """The SQLite file ``sessions`` read, or None (PostgreSQL, an in-memory database, another driver)."""
-    bind = sessions.kw.get("bind")
-    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
-        return None
-    database = bind.url.database
-    if not database or database == ":memory:" or database.startswith("file:") or bind.url.query:
-        return None
-    return database
-
-
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -426,7 +359,7 @@ class ViewStore:
         self.folder_ids: dict[tuple[int, str], int] = {}
         path = sqlite_file(self.reads)
         #: One-hop reads on SQLite (None on PostgreSQL: its reads stay on the sessions).
-        self.sqlite = SqliteReader(path) if path is not None else None
+        self.sqlite = SqliteReader.shared(path) if path is not None else None
         #: One-hop, group-committed writes on SQLite (None on PostgreSQL: its writes use the committer).
         self.sqlite_writer = SqliteWriter(path, _engine_hooks(self.writes), self.hub) \
             if path is not None and sqlite_file(self.writes) == path else None

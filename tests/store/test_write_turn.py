@@ -8,7 +8,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from gateway.auth.turn import Turn, turn_for
+from gateway.store.turn import Turn, turn_for
 from gateway.store import db
 
 

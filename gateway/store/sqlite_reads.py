@@ -1,0 +1,96 @@
+"""One-hop reads of a SQLite store: a whole read (several statements in one snapshot) is one call on a reader
+thread with its own connection, instead of a session, a pool checkout and a thread hop per statement. The IMAP
+view's hot reads and the logins' credential reads go through it.
+
+SPDX-License-Identifier: GPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+SyncWork = Callable[[sqlite3.Connection], T]
+#: Threads (each with its own SQLite connection) answering hot reads in one hop each.
+SQLITE_READERS = 4
+#: Page cache of one reader connection, in KiB (as the engine's own connections).
+SQLITE_READER_CACHE_KIB = 2048
+
+
+def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
+    """The SQLite file ``sessions`` read, or None (PostgreSQL, an in-memory database, another driver)."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    database = bind.url.database
+    if not database or database == ":memory:" or database.startswith("file:") or bind.url.query:
+        return None
+    return database
+
+
+class SqliteReader:
+    """Hot reads on SQLite: a whole read (several statements in one snapshot) is one call on a reader
+    thread with its own connection, instead of a session, a pool checkout and a thread hop per statement.
+
+    WAL lets these connections read while the writer commits (readers never wait for it); ``query_only``
+    makes sure nothing here can write. Connections are opened lazily, one per thread, in the process that
+    reads (after a fork, never before).
+    """
+
+    _shared: ClassVar[dict[str, SqliteReader]] = {}
+
+    @classmethod
+    def shared(cls, path: str) -> SqliteReader:
+        """The process's reader of ``path``: the IMAP view and logins share its threads and connections."""
+        reader = cls._shared.get(path)
+        if reader is None:
+            reader = cls._shared[path] = cls(path)
+        return reader
+
+    def __init__(self, path: str, threads: int = SQLITE_READERS) -> None:
+        self.path = path
+        self._threads = threads
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                         cached_statements=256)
+            connection.execute("PRAGMA query_only=ON")
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
+            self._local.connection = connection
+        return connection
+
+    def _run(self, work: SyncWork[T]) -> T:
+        connection = self._connection()
+        if connection.in_transaction:  # a COMMIT that failed last time (I/O error): start clean
+            connection.execute("ROLLBACK")
+        connection.execute("BEGIN")  # one snapshot for every statement of ``work``
+        try:
+            return work(connection)
+        finally:
+            connection.execute("COMMIT")
+
+    def _executor(self) -> ThreadPoolExecutor:
+        import os
+
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="imap-read")
+                self._pid = os.getpid()
+            return self._pool
+
+    async def run(self, work: SyncWork[T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), self._run, work)
