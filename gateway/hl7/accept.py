@@ -20,29 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import email.policy
 import email.utils
 import itertools
 import os
 from dataclasses import dataclass, replace
-from email.message import EmailMessage
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.accounts import Account
-from gateway.codes.identity_status import is_qualified
+from gateway.codes.identity_status import QUALIFIEE
 from gateway.codes.rules import Rule
 from gateway.config import Config
 from gateway.config.hl7 import Hl7Peer
 from gateway.documents.cda import CdaHeader, non_xml_body
 from gateway.documents.packaging import NIL_HEADER
 from gateway.documents.xdm_writer import build_xdm, mss_headers
-from gateway.hl7 import ack, codes
-from gateway.hl7.message import Hl7Document, Refusal
+from gateway.hl7 import ack, codes, headers
+from gateway.hl7.message import Hl7Document, Refusal, parse
 from gateway.hl7.models import Hl7Received
 from gateway.hl7.readreceipt import stamp_of
 from gateway.routing.delivery import Arrival, plan_acceptance
@@ -58,8 +56,6 @@ from gateway.store.models import Identity, Mailbox
 log = structlog.get_logger("gateway.hl7")
 
 HL7 = "hl7"
-#: RFC 5322 2.1.1 allows 998 characters: the subject convention stays on one line, as receivers parse it.
-_POLICY = email.policy.SMTP.clone(max_line_length=998)
 VISIBILITY_HEADER = "X-DMP-Visibility"
 
 
@@ -90,18 +86,25 @@ class Answer:
 # nor computes its cache key again per message.
 _PREVIOUS_ACK = select(Hl7Received.ack).where(Hl7Received.peer == bindparam("peer"),
                                               Hl7Received.control_id == bindparam("control_id"))
-_SENDER = select(Mailbox.id, Mailbox.address, Mailbox.kind, Mailbox.matricule).where(
-    Mailbox.address == bindparam("address"), Mailbox.active.is_(True))
-_STATUSES = select(Identity.status).where(Identity.matricule == bindparam("matricule"))
+
+
+def _sender_column(column: Any) -> Any:
+    return select(column).where(Mailbox.address == bindparam("address"), Mailbox.active.is_(True)) \
+        .scalar_subquery()
+
+
+#: What acceptance reads before deciding the recipients, in one statement (one hop to the database): the ACK of
+#: an earlier copy (exactly once by peer + MSH-10), the structure mailbox sending it, and whether the patient's
+#: identity is qualifiée (R7: X-MSS-INS).
+_FACTS = select(
+    _PREVIOUS_ACK.scalar_subquery().label("previous"),
+    _sender_column(Mailbox.id).label("sender_id"), _sender_column(Mailbox.address).label("sender_address"),
+    _sender_column(Mailbox.kind).label("sender_kind"), _sender_column(Mailbox.matricule).label("sender_matricule"),
+    exists().where(Identity.matricule == bindparam("matricule"), Identity.status == QUALIFIEE).label("qualified"))
 
 
 async def previous_ack(session: AsyncSession, peer: str, control_id: str) -> str | None:
     return (await session.execute(_PREVIOUS_ACK, {"peer": peer, "control_id": control_id})).scalar_one_or_none()
-
-
-async def _sender(session: AsyncSession, address: str) -> Account | None:
-    row = (await session.execute(_SENDER, {"address": address})).first()
-    return Account(row.id, row.address, row.kind, row.matricule) if row is not None else None
 
 
 def _refusal_of(decision: Decision, location: str, what: str) -> Refusal:
@@ -165,11 +168,28 @@ def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]
     return parts
 
 
+def encoded_parts(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
+    """The attachments of every MSSanté message of ``doc``, in base64 lines: what does not depend on the
+    recipients, made once, in the thread that read the HL7 message (:func:`read`)."""
+    return [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
+
+
+def read(config: Config, frame: bytes, *, max_segments: int, max_document_bytes: int, allow_test_identities: bool
+         ) -> tuple[Hl7Document, list[tuple[bytes, str, str]]]:
+    """The HL7 message read (:func:`gateway.hl7.message.parse`) and its attachments made: the CPU work of one
+    message in one pass (one thread hop), before the store is asked anything."""
+    doc = parse(frame, max_segments=max_segments, max_document_bytes=max_document_bytes,
+                allow_test_identities=allow_test_identities)
+    return doc, encoded_parts(config, doc)
+
+
 def build_mails(config: Config, sender: str, doc: Hl7Document, professionals: list[Target],
-                patients: list[Target], *, qualified: bool, stamp: str) -> list[tuple[list[Target], bytes, Summary]]:
-    """Every MSSanté message of one HL7 message with its header summary, in one pass of CPU work (a thread):
-    the XDM zip is built once for all of them, and the summary is read here rather than in the transaction."""
-    parts = [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
+                patients: list[Target], *, qualified: bool, stamp: str,
+                parts: list[tuple[bytes, str, str]] | None = None) -> list[tuple[list[Target], bytes, Summary]]:
+    """Every MSSanté message of one HL7 message with its header summary: the XDM zip is built once for all of
+    them (``parts``, from :func:`read`), and the summary is read here rather than in the transaction."""
+    if parts is None:
+        parts = encoded_parts(config, doc)
     built: list[tuple[list[Target], bytes, Summary]] = []
     for targets, to_patient, tag in ((professionals, False, "ps"), (patients, True, "pat")):
         if targets:
@@ -189,29 +209,25 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
     """The MSSanté message for one destination (CPU work: called outside the transaction). ``parts``: the
     attachments already in base64 lines (:func:`_base64`), encoded once for every message of one HL7 message."""
     header = doc.cda_header
-    message = EmailMessage(policy=_POLICY)
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = _subject(header)
-    message["Date"] = email.utils.formatdate(localtime=False)
-    message["Message-ID"] = message_id
-    for name, value in mss_headers([header], qualified).items():
-        message[name] = value
-    message[NIL_HEADER] = config.software_reference
+    fields = [headers.addresses("From", [sender]), headers.addresses("To", recipients),
+              headers.text("Subject", _subject(header)),
+              headers.text("Date", email.utils.formatdate(localtime=False)), headers.text("Message-ID", message_id)]
+    fields += [headers.text(name, value) for name, value in mss_headers([header], qualified).items()]
+    fields.append(headers.text(NIL_HEADER, config.software_reference))
     if to_patient and doc.no_reply:
-        message["X-MSS-MES"] = "FIN"  # the volet's NTE-4: the patient may not answer (R2)
+        fields.append(b"X-MSS-MES: FIN\r\n")  # the volet's NTE-4: the patient may not answer (R2)
     if doc.reply_to:
-        message["Reply-To"] = doc.reply_to
+        fields.append(headers.addresses("Reply-To", [doc.reply_to]))
     if codes.ACK_LECTURE in doc.flags or codes.ACK_LECTURE_MSS in doc.flags:
-        message["Disposition-Notification-To"] = sender  # read acknowledgement (R6, RFC 8098)
+        fields.append(headers.addresses("Disposition-Notification-To", [sender]))  # read receipt (R6, RFC 8098)
     visibility = sorted(codes.DMP_VISIBILITY[f] for f in doc.flags if f in codes.DMP_VISIBILITY)
     if visibility:
-        message[VISIBILITY_HEADER] = ",".join(visibility)
+        fields.append(headers.text(VISIBILITY_HEADER, ",".join(visibility)))
     body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
     text = body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} »."
     if parts is None:
         parts = [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
-    return _multipart(message.as_bytes(), text, parts)
+    return _multipart(b"".join(fields), text, parts)
 
 
 #: Boundaries need only differ from the content (checked below), not be secret: a counter, no entropy read.
@@ -219,14 +235,15 @@ _BOUNDARIES = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
 def _multipart(head: bytes, text: str, parts: list[tuple[bytes, str, str]]) -> bytes:
-    """The MIME body written directly (RFC 2045, 2046): the email package renders the header fields (folding,
-    RFC 2047 words), the parts are base64 in CRLF lines made in C, instead of the generator's walk of every
-    encoded line of the XDM zip. The boundary is ours: "=_" cannot occur in base64 nor in 8bit text we check."""
+    """The MIME body written directly (RFC 2045, 2046) after ``head``, the header fields made by
+    :mod:`gateway.hl7.headers`: the parts are base64 in CRLF lines made in C, instead of the email generator's
+    walk of every encoded line of the XDM zip. The boundary is ours: "=_" cannot occur in base64 nor in 8bit
+    text we check."""
     boundary = f"=_hl7_{os.getpid():x}.{next(_BOUNDARIES):x}".encode("ascii")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     encoded = "\r\n".join(lines).encode("utf-8")
     plain = all(len(line) < 900 for line in lines) and b"\0" not in encoded and b"--=_hl7_" not in encoded
-    out = [head[:-2],  # the header section without its closing empty line
+    out = [head,  # the header section without its closing empty line
            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n",
            b"--" + boundary + b"\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: ",
            b"8bit\r\n\r\n" + encoded + b"\r\n" if plain else b"base64\r\n\r\n" + _base64(encoded)]
@@ -242,33 +259,39 @@ def _base64(data: bytes) -> bytes:
     """Base64 in lines of 76 characters ended by CRLF (RFC 2045 6.8): encoded once in C and cut, rather than
     encodebytes' call per 57-byte line and a second pass to turn LF into CRLF."""
     encoded = binascii.b2a_base64(data, newline=False)
-    return b"".join([encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76)])
-
-
-async def _qualified(session: AsyncSession, matricule: str) -> bool:
-    statuses = (await session.execute(_STATUSES, {"matricule": matricule})).scalars()
-    return any(is_qualified(s) for s in statuses)
+    if not encoded:
+        return b""
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
 
 async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: Hl7Document, raw: bytes,
-                 client: str) -> Answer:
-    """Store what ``doc`` asks for in one transaction and return the ACK to answer (or the refusal's)."""
+                 client: str, parts: list[tuple[bytes, str, str]] | None = None) -> Answer:
+    """Store what ``doc`` asks for in one transaction and return the ACK to answer (or the refusal's).
+
+    ``parts``: the attachments :func:`read` made; with them, the mails are put together here on the loop (header
+    fields and a join, well under a millisecond), without them in a thread."""
     control_id = doc.header.control_id
     async with committer.reader() as session:
-        previous = await previous_ack(session, peer.name, control_id)
-        if previous is not None:
-            return Answer(previous, codes.AA, duplicate=True)
-        sender = await _sender(session, peer.sender)
-        if sender is None:
+        facts = (await session.execute(_FACTS, {"peer": peer.name, "control_id": control_id,
+                                                "address": peer.sender, "matricule": doc.matricule})).one()
+        if facts.previous is not None:
+            return Answer(facts.previous, codes.AA, duplicate=True)
+        if facts.sender_id is None:
             raise Refusal(codes.AR, "MSH^1^4", codes.APPLICATION, "La boîte de la structure configurée pour ce "
                           "système n'existe pas ou est désactivée ; réessayez plus tard.")
+        sender = Account(facts.sender_id, facts.sender_address, facts.sender_kind, facts.sender_matricule)
         if codes.DESTDMP in doc.destinations and config.dmp is None:
             raise Refusal(codes.AE, "OBX", codes.APPLICATION, "DESTDMP : l'alimentation du DMP n'est pas "
                           "configurée sur cette plateforme.")
         professionals, patients = await _targets(session, config, sender, doc)
-        qualified = await _qualified(session, doc.matricule)
-    mails = await asyncio.to_thread(build_mails, config, sender.address, doc, professionals, patients,
-                                    qualified=qualified, stamp=stamp_of(peer.name, control_id))
+    qualified = bool(facts.qualified)
+    stamp = stamp_of(peer.name, control_id)
+    if parts is not None:
+        mails = build_mails(config, sender.address, doc, professionals, patients, qualified=qualified, stamp=stamp,
+                            parts=parts)
+    else:
+        mails = await asyncio.to_thread(build_mails, config, sender.address, doc, professionals, patients,
+                                        qualified=qualified, stamp=stamp)
     deposit = codes.DESTDMP in doc.destinations
     arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
                          control_id=control_id, destinations=tuple(sorted(doc.destinations)))
@@ -277,7 +300,8 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     ack_lecture = bool({codes.ACK_LECTURE, codes.ACK_LECTURE_MSS} & doc.flags) and peer.return_address is not None
     owed = ack_reception or ack_lecture
     record = Rows(Hl7Received, ({"peer": peer.name, "control_id": control_id,
-                                 "message_type": doc.header.message_type, "ack": answer, "raw": raw,
+                                 "message_type": doc.header.message_type, "ack": answer,
+                                 "raw": doc.envelope or raw,  # the document is kept once, in the mail
                                  "received_at": now(),
                                  "ack_reception": ack_reception, "ack_lecture": ack_lecture},))
 

@@ -3,9 +3,10 @@
 One connection carries messages one after the other (MLLP is a request/answer protocol: the peer waits for our
 ACK). Who may connect is decided before anything is read: the client certificate's SHA-256 (mutual TLS) or the
 source address must be a configured peer; anyone else is closed with one event. Each frame is bounded by
-:mod:`gateway.hl7.mllp` (size, per-read and per-frame time), read by :mod:`gateway.hl7.message` in a thread
-(base64 and XML are CPU work), stored by :mod:`gateway.hl7.accept`, and only then answered ``AA``. A storage
-failure answers ``AR`` (HL7: rejected for a circumstantial reason, send again later), never a traceback.
+:mod:`gateway.hl7.mllp` (size, per-read and per-frame time), read by :mod:`gateway.hl7.message` with its
+mails' attachments made in the same thread hop (base64, XML and the XDM zip are CPU work), stored by
+:mod:`gateway.hl7.accept`, and only then answered ``AA``. A storage failure answers ``AR`` (HL7: rejected for
+a circumstantial reason, send again later), never a traceback.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -24,8 +25,8 @@ import structlog
 from gateway.config import Config
 from gateway.config.hl7 import Hl7Peer, Hl7Settings
 from gateway.hl7 import ack, codes
-from gateway.hl7.accept import accept, record_refusal, refused_event
-from gateway.hl7.message import Refusal, normalise, parse, read_msh
+from gateway.hl7.accept import accept, read, record_refusal, refused_event
+from gateway.hl7.message import Refusal, normalise, read_msh
 from gateway.hl7.mllp import FrameError, FrameReader, frame
 from gateway.store.committer import GroupCommitter
 from gateway.tlsctx import server_context
@@ -49,6 +50,9 @@ def tls_context(config: Config, settings: Hl7Settings) -> ssl.SSLContext:
 #: worker woke first (3 to 1 measured) while the other's core stayed idle. Waiting lets the less busy one
 #: take the next; a lone worker (``[gateway] workers = 1``) never waits.
 SHARE_DELAY = 0.1
+#: The stream's buffer before it stops reading the socket (twice this): a document message of a few hundred KiB
+#: is taken in a few reads rather than one per 64 KiB (:data:`gateway.hl7.mllp.CHUNK`).
+STREAM_LIMIT = 512 * 1024
 #: Pending connections of a socket bound here (a lone process); an inherited one keeps the supervisor's.
 BACKLOG = 100
 
@@ -142,7 +146,7 @@ class Hl7Listener:
     async def _connect(self, connection: socket.socket, context: ssl.SSLContext | None) -> None:
         """The accepted socket as a stream pair served by :meth:`_serve` (after the TLS handshake, if any)."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=65536, loop=loop)
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, self._serve, loop=loop)
         try:
             await loop.connect_accepted_socket(lambda: protocol, connection, ssl=context)
@@ -218,10 +222,11 @@ class Hl7Listener:
         """The ACK for one frame's content: AA once stored, AE/AR with ERR otherwise."""
         settings = self.settings
         try:
-            doc = await asyncio.to_thread(
-                parse, content, max_segments=settings.max_segments, max_document_bytes=settings.max_document_bytes,
+            doc, parts = await asyncio.to_thread(
+                read, self.config, content, max_segments=settings.max_segments,
+                max_document_bytes=settings.max_document_bytes,
                 allow_test_identities=self.config.rules.allow_test_identities)
-            result = await accept(self.committer, self.config, peer, doc, content, client)
+            result = await accept(self.committer, self.config, peer, doc, content, client, parts)
             return result.ack
         except Refusal as refusal:
             try:  # the one event of the refusal, in the store and the log (R18)

@@ -1,10 +1,11 @@
 """Reading one HL7 v2 document message (ORU^R01, MDM^T02, MDM^T10) of the ANS volet, and why it is refused.
 
 Pure and bounded: the frame was capped by :mod:`gateway.hl7.mllp`; here the header and encoding characters are
-checked on the raw bytes, the charset of MSH-18 applied, the segments counted, and only then is python-hl7
-asked to parse (it splits by fixed levels: segments, fields, repetitions, components, sub-components — no
-recursion the input can drive). The CDA of the OBX ``ED`` is decoded within ``max_document_bytes`` and read by
-the documents readers (gateway/documents/cda, the hardened ones): a zip, an entity or a non-CDA is refused.
+checked on the raw bytes, the charset of MSH-18 applied, the segments counted, and only then is the text
+split (:mod:`gateway.hl7.er7`: segments and fields once, a repetition, component or sub-component cut out only
+when read, every split bounded, no recursion the input can drive). The CDA of the OBX ``ED`` is decoded once,
+within ``max_document_bytes``, and read by the documents readers (gateway/documents/cda, the hardened ones): a
+zip, an entity or a non-CDA is refused.
 
 A refusal is a value naming the field (HL7 v2.5 ERR-2 location ``SEG^seq^field``, ERR-3 table 0357 code):
 ``AR`` when the message cannot be read as HL7 at all, ``AE`` when it can but its content is wrong.
@@ -14,18 +15,15 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
-import base64
 import binascii
 from dataclasses import dataclass, field
 from typing import Any
-
-import hl7
 
 from gateway.codes.oids import INS_OIDS, TEST_OIDS
 from gateway.documents.cda import CdaHeader, read_header
 from gateway.documents.errors import DocumentRefused
 from gateway.documents.limits import CdaLimits
-from gateway.hl7 import codes
+from gateway.hl7 import codes, er7
 from gateway.ins_matching.nir import is_well_formed, key_ok
 
 CHARSETS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "8859/15": "iso-8859-15",
@@ -98,6 +96,9 @@ class Hl7Document:
     local_ids: tuple[tuple[str, str], ...] = ()
     #: DESTMSSANTEPAT's NTE-4 "FIN": the patient may not answer (X-MSS-MES, R2/R3).
     no_reply: bool = False
+    #: The message as received without the document's base64 (OBX-5.5 emptied), in the charset it came in: what
+    #: the record of the message keeps, the document itself being stored once, in the message built from it.
+    envelope: bytes = b""
 
 
 def _ar(location: str, condition: tuple[str, str], text: str) -> Refusal:
@@ -150,38 +151,13 @@ def _type(fields: list[bytes], first: bytes) -> str:
     return "^".join(parts[:2])
 
 
-def _get(message: Any, segment: Any, field_: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    """One value of a parsed segment, '' when absent (python-hl7 raises on missing levels)."""
-    try:
-        value = segment(field_)
-    except (IndexError, KeyError, TypeError, ValueError):
-        return ""
-    for index in (rep, comp, sub):
-        if isinstance(value, str):
-            return value if index == 1 else ""
-        try:
-            value = value(index)
-        except (IndexError, KeyError, TypeError, ValueError):
-            return ""
-    return value if isinstance(value, str) else str(value)
+def _get(message: Any, segment: er7.Segment, field_: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+    """One value of a segment, '' when absent."""
+    return er7.value(segment, field_, rep, comp, sub)
 
 
-def _components(segment: Any, field_: int, rep: int = 1) -> list[str]:
-    try:
-        value = segment(field_)(rep)
-    except (IndexError, KeyError, TypeError, ValueError):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(c) for c in value]
-
-
-def _repetitions(segment: Any, field_: int) -> int:
-    try:
-        value = segment(field_)
-    except (IndexError, KeyError, TypeError, ValueError):
-        return 0
-    return 1 if isinstance(value, str) else len(value)
+def _repetitions(segment: er7.Segment, field_: int) -> int:
+    return er7.repetitions(segment, field_)
 
 
 def parse(frame: bytes, *, max_segments: int, max_document_bytes: int, allow_test_identities: bool) -> Hl7Document:
@@ -201,53 +177,19 @@ def parse(frame: bytes, *, max_segments: int, max_document_bytes: int, allow_tes
     except UnicodeDecodeError:
         raise _ar("MSH^1^18", codes.DATA_TYPE, "Le message n'est pas encodé dans le jeu de caractères annoncé en "
                   "MSH-18.").of(header) from None
-    text, lifted = _lift_documents(text, separator.decode("ascii"), encoding.decode("ascii"))
+    message = er7.segments(text, er7.Delimiters.of(separator.decode("ascii"), encoding.decode("ascii")))
     try:
-        message = hl7.parse(text)
-    except Exception:
-        raise _ar("MSH^1", codes.OTHER, "Le message HL7 ne peut pas être lu.").of(header) from None
-    try:
-        return _document(message, header, max_document_bytes, allow_test_identities, lifted)
+        return _document(message, header, max_document_bytes, allow_test_identities, charset)
     except Refusal as refusal:
         raise refusal.of(header) from None
 
 
-#: OBX segments shorter than this keep their ED data inline (lifting only pays for a document).
-_LIFT_BYTES = 4096
+def _segments(message: list[er7.Segment], name: str) -> list[er7.Segment]:
+    return [s for s in message if s.name == name]
 
 
-def _lift_documents(text: str, separator: str, encoding: str) -> tuple[str, dict[int, str]]:
-    """The data of each OBX ED (ED-5, the base64 document: most of the message) set aside, by OBX rank, before
-    python-hl7 splits the message into containers; :func:`_decoded` reads it from here. Only a plain value is
-    lifted: one with a repetition, escape, component or sub-component character is left for the parser."""
-    component, repetition, escape, sub = encoding[0], encoding[1], encoding[2], encoding[3]
-    lifted: dict[int, str] = {}
-    segments = text.split("\r")
-    rank = 0
-    for position, segment in enumerate(segments):
-        if not segment.startswith("OBX" + separator):
-            continue
-        rank += 1
-        if len(segment) < _LIFT_BYTES:
-            continue
-        fields = segment.split(separator, 6)
-        if len(fields) < 6 or fields[2] != "ED":
-            continue
-        value = fields[5].split(component, 4)
-        if len(value) != 5 or any(c in value[4] for c in (component, repetition, escape, sub)):
-            continue
-        lifted[rank] = value[4]
-        fields[5] = component.join(value[:4]) + component
-        segments[position] = separator.join(fields)
-    return ("\r".join(segments), lifted) if lifted else (text, lifted)
-
-
-def _segments(message: Any, name: str) -> list[Any]:
-    return [s for s in message if str(s[0]) == name]
-
-
-def _document(message: Any, header: Header, max_document_bytes: int, allow_test: bool,
-              lifted: dict[int, str] | None = None) -> Hl7Document:
+def _document(message: list[er7.Segment], header: Header, max_document_bytes: int, allow_test: bool,
+              charset: str = "utf-8") -> Hl7Document:
     if not header.control_id:
         raise _ar("MSH^1^10", codes.REQUIRED_FIELD, "MSH-10 (identifiant du message) est obligatoire.")
     kind = header.message_type
@@ -268,6 +210,7 @@ def _document(message: Any, header: Header, max_document_bytes: int, allow_test:
     flags: set[str] = set()
     bodies: dict[str, str] = {}
     cda: tuple[int, bytes] | None = None
+    cda_segment: er7.Segment | None = None
     no_reply = False
     for index, segment in enumerate(obx, start=1):
         value_type = _get(message, segment, 2)
@@ -288,7 +231,8 @@ def _document(message: Any, header: Header, max_document_bytes: int, allow_test:
         if value_type == "ED":
             if cda is not None:
                 raise _ae(where, codes.OTHER, "Un seul document CDA par message est pris en charge.")
-            cda = (index, _decoded(message, segment, where, max_document_bytes, (lifted or {}).get(index)))
+            cda = (index, _decoded(message, segment, where, max_document_bytes))
+            cda_segment = segment
     for nte in _segments(message, "NTE"):
         if _get(message, nte, 4).strip().upper() == "FIN":
             no_reply = True
@@ -310,7 +254,21 @@ def _document(message: Any, header: Header, max_document_bytes: int, allow_test:
                   "relatedDocument[@typeCode='RPLC'].")
     recipients, reply_to = _participants(message)
     return Hl7Document(header, matricule, oid, data, cda_header, index, frozenset(destinations), frozenset(flags),
-                       recipients, reply_to, bodies, document_id, replaces, author, local, no_reply)
+                       recipients, reply_to, bodies, document_id, replaces, author, local, no_reply,
+                       _envelope(message, cda_segment, charset))
+
+
+def _envelope(message: list[er7.Segment], document: er7.Segment | None, charset: str) -> bytes:
+    """The segments again, CR-separated, with the document's OBX-5.5 left empty (its other components kept)."""
+    lines = []
+    for segment in message:
+        fields = segment.fields
+        if segment is document:
+            marks = segment.delimiters
+            kept = fields[5].split(marks.component, 4)[:4]
+            fields = [*fields[:5], marks.component.join(kept) + marks.component, *fields[6:]]
+        lines.append(segment.delimiters.field.join(fields))
+    return "\r".join(lines).encode(charset, "replace")
 
 
 def _ins(message: Any, pid: Any, allow_test: bool) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -359,18 +317,18 @@ def _author(message: Any, kind: str) -> tuple[str | None, str | None, str | None
     return author or None, document_id, replaces
 
 
-def _decoded(message: Any, segment: Any, where: str, cap: int, lifted: str | None = None) -> bytes:
-    """OBX-5 of type ED: ``^TEXT^XML^Base64^<data>`` (``lifted``: the data set aside before parsing); the size
-    is checked before decoding."""
+def _decoded(message: Any, segment: er7.Segment, where: str, cap: int) -> bytes:
+    """OBX-5 of type ED: ``^TEXT^XML^Base64^<data>``; the size is checked before decoding, and the base64 is
+    checked and decoded in one pass in C (strict mode: nothing outside the alphabet, padding only at the end)."""
     encoding = _get(message, segment, 5, comp=4).strip().upper()
-    data = lifted if lifted is not None else _get(message, segment, 5, comp=5)
+    data = _get(message, segment, 5, comp=5)
     if encoding != "BASE64":
         raise _ae(where, codes.DATA_TYPE, "OBX-5 (ED) doit être encodé en Base64 (OBX-5.4).")
     if len(data) // 4 * 3 > cap + 3:
         raise _ae(where, codes.APPLICATION, f"Le document dépasse {cap} octets.")
     for attempt in (data, None):  # most senders write one line; folded base64 is read without its spaces
         try:
-            return base64.b64decode(attempt if attempt is not None else "".join(data.split()), validate=True)
+            return binascii.a2b_base64(attempt if attempt is not None else "".join(data.split()), strict_mode=True)
         except (binascii.Error, ValueError):
             continue
     raise _ae(where, codes.DATA_TYPE, "OBX-5.5 n'est pas du Base64 valide.")
@@ -385,7 +343,8 @@ def _participants(message: Any) -> tuple[tuple[Recipient, ...], str | None]:
         address = _get(message, prt, 15, comp=4).strip().lower()
         if not address:
             continue
-        if "@" not in address or len(address) > 254 or any(c.isspace() for c in address):
+        if ("@" not in address or len(address) > 254 or not address.isascii() or not address.isprintable()
+                or any(c.isspace() or c in ",;<>\"" for c in address)):
             raise _ae(f"PRT^{index}^15", codes.DATA_TYPE, "PRT-15.4 n'est pas une adresse MSSanté.")
         if role == codes.PRT_RECIPIENT and all(r.address != address for r in recipients):
             recipients.append(Recipient(address, index))

@@ -17,7 +17,8 @@ import time
 from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 
 END = END_BLOCK + CARRIAGE_RETURN
-CHUNK = 65536
+#: Most bytes taken per read: what the stream holds (a document message of a few hundred KiB comes in a few reads).
+CHUNK = 1 << 20
 
 
 class FrameError(Exception):
@@ -45,7 +46,8 @@ class FrameReader:
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         try:
-            return await asyncio.wait_for(self._reader.read(CHUNK), timeout)
+            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for on Python 3.11
+                return await self._reader.read(CHUNK)
         except TimeoutError:
             if deadline is None:
                 raise FrameError("idle") from None
@@ -70,7 +72,8 @@ class FrameReader:
             if end >= 0:
                 if end > self._max:
                     raise FrameError("too_large")
-                frame = bytes(self._buffer[:end])
+                with memoryview(self._buffer) as view:  # one copy of the frame, not a slice and a copy
+                    frame = bytes(view[:end])
                 del self._buffer[:end + len(END)]
                 return frame
             searched = len(self._buffer)

@@ -30,6 +30,8 @@ class Hl7Received(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True, index=True)
     #: The ACK answered (ER7 text), answered again to a re-send.
     ack: Mapped[str] = mapped_column(Text)
+    #: The message as received, its document's base64 (OBX-5.5) left out: the document is stored once, in the
+    #: MSSanté message built from it (or the DMP-only record in the structure mailbox's Sent).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: ACK_RECEPTION was asked: each destination's answer is relayed to the peer (ZAM^Z01 DMP, ZAM^Z02 MSSanté).
