@@ -43,7 +43,8 @@ from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.models import AuthFailure
-from gateway.store.turn import Turn, turn_for
+from gateway.store.sqlite_reads import sqlite_file
+from gateway.store.sqlite_writes import SqliteWriter, WriteTx, engine_hooks, sql_time
 
 #: Bound of the account name kept with a failure (the mailbox address column's size).
 ACCOUNT_MAX = 320
@@ -70,27 +71,6 @@ def _advisory_key(client: str) -> int:
     """A signed 64-bit key for ``pg_advisory_xact_lock``, the same in every process."""
     return int.from_bytes(hashlib.sha256(b"gateway.auth_failures:" + client.encode()).digest()[:8], "big",
                           signed=True)
-
-
-def _sql_time(value: datetime) -> str:
-    """A datetime as SQLAlchemy's SQLite ``DATETIME`` stores and compares it (its fields, microseconds always)."""
-    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
-            f"{value.second:02d}.{value.microsecond:06d}")
-
-
-async def on_sqlite(session: AsyncSession, sync: Any) -> Any:
-    """``sync(connection)`` in one hop on the SQLite connection of ``session``'s transaction; None when that is
-    not a SQLite connection of the store's driver (PostgreSQL: the caller uses the session)."""
-    from gateway.store.sqlite_driver import OneHopConnection
-
-    if session.get_bind().dialect.name != "sqlite":
-        return None
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if not isinstance(driver, OneHopConnection):
-        return None
-    return await driver._execute(sync, driver.sqlite())
 
 
 @dataclass(frozen=True)
@@ -135,8 +115,8 @@ class LoginThrottle:
         self._reserved = 0
         self._cleanups: set[asyncio.Task[None]] = set()
         self._settled = asyncio.Event()  # set whenever an attempt of this process ends
-        #: Write turns by write sessionmaker (None: not a SQLite file).
-        self._turns: dict[int, Turn | None] = {}
+        #: One-hop writers by write sessionmaker (None: not a SQLite file).
+        self._writers: dict[int, SqliteWriter | None] = {}
         # Per-process counter for certificate logins (SASL EXTERNAL).
         self._failures: dict[str, deque[float]] = {}
 
@@ -164,14 +144,16 @@ class LoginThrottle:
     def _locked(self, client: str) -> LoginThrottle._Locked:
         return LoginThrottle._Locked(self, client)
 
-    def _turn(self, writes: async_sessionmaker[AsyncSession]) -> contextlib.AbstractAsyncContextManager[None]:
-        """On SQLite, this process's turn at the write lock (:mod:`.turn`), so a login's row is not starved by
-        writers that hand the lock to each other; nothing elsewhere."""
+    def _writer(self, writes: async_sessionmaker[AsyncSession]) -> SqliteWriter | None:
+        """On a SQLite file, this process's one-hop writer of the throttle's rows (group-committed, taking turns
+        with the other writers on the store's lock file, so a login's row is not starved by writers that hand
+        SQLite's lock to each other); None elsewhere (the rows go through the sessions)."""
         key = id(writes)
-        if key not in self._turns:
-            self._turns[key] = turn_for(writes)
-        turn = self._turns[key]
-        return turn.hold() if turn is not None else contextlib.nullcontext()
+        if key not in self._writers:
+            path = sqlite_file(writes)
+            self._writers[key] = SqliteWriter(path, engine_hooks(writes), name="throttle-write") \
+                if path is not None else None
+        return self._writers[key]
 
     async def counts(self, session: AsyncSession, client: str,
                      with_pending: bool = False) -> list[tuple[str, int, datetime]]:
@@ -221,14 +203,17 @@ class LoginThrottle:
         deadline = time.monotonic() + RESERVE_PATIENCE
         while True:
             self._settled.clear()
-            async with self._locked(client), self._turn(writes), writes() as session, session.begin():
+            async with self._locked(client):
                 now = _now()
                 self._reserved += 1
                 prune = self._reserved % _PRUNE_EVERY == 0
-                outcome = await on_sqlite(session, functools.partial(self._reserve_sqlite, client=client,
-                                                                      account=account, now=now, prune=prune))
-                if outcome is None:  # PostgreSQL
-                    outcome = await self._reserve_session(session, client, account, now, prune)
+                writer = self._writer(writes)
+                if writer is not None:
+                    outcome = await writer.run(functools.partial(self._reserve_tx, client=client,
+                                                                 account=account, now=now, prune=prune))
+                else:
+                    async with writes() as session, session.begin():
+                        outcome = await self._reserve_session(session, client, account, now, prune)
                 if not isinstance(outcome, _Crowded):
                     return outcome
                 if time.monotonic() >= deadline:
@@ -259,19 +244,22 @@ class LoginThrottle:
                       with_pending: bool = False) -> list[tuple[str, int, datetime]]:
         """:meth:`counts` in plain SQL (the same statement, dates as SQLAlchemy writes them on SQLite)."""
         sql = ("SELECT account, count(*), min(failed_at) FROM auth_failures WHERE client = ? AND failed_at > ?")
-        params: list[Any] = [client, _sql_time(now - timedelta(seconds=self.window))]
+        params: list[Any] = [client, sql_time(now - timedelta(seconds=self.window))]
         if not with_pending:
             sql += " AND (pending = 0 OR failed_at < ?)"
-            params.append(_sql_time(now - timedelta(seconds=PENDING_STALE)))
+            params.append(sql_time(now - timedelta(seconds=PENDING_STALE)))
         rows = connection.execute(sql + " GROUP BY account", params).fetchall()
         return [(a, int(n), _aware(datetime.fromisoformat(oldest))) for a, n, oldest in rows]
+
+    def _reserve_tx(self, tx: WriteTx, **kwargs: Any) -> Reservation | Block | _Crowded:
+        return self._reserve_sqlite(tx.connection, **kwargs)
 
     def _reserve_sqlite(self, connection: sqlite3.Connection, *, client: str, account: str, now: datetime,
                         prune: bool) -> Reservation | Block | _Crowded:
         """:meth:`reserve`'s transaction body on SQLite, in one hop on the writer's connection."""
         if prune:
             connection.execute("DELETE FROM auth_failures WHERE failed_at <= ?",
-                               (_sql_time(now - timedelta(seconds=self.window)),))
+                               (sql_time(now - timedelta(seconds=self.window)),))
         verdict = self._judge(self.counts_sqlite(connection, client, now, False), account)
         if isinstance(verdict, Block):
             return verdict
@@ -279,7 +267,7 @@ class LoginThrottle:
         if isinstance(crowded, Block):
             return _Crowded(crowded)
         cursor = connection.execute("INSERT INTO auth_failures (client, account, failed_at, pending) "
-                                    "VALUES (?, ?, ?, 1)", (client, account, _sql_time(now)))
+                                    "VALUES (?, ?, ?, 1)", (client, account, sql_time(now)))
         return Reservation(client, account, verdict, cursor.lastrowid)
 
     def release(self, reservation: Reservation, writes: async_sessionmaker[AsyncSession] | None = None) -> None:
@@ -290,9 +278,16 @@ class LoginThrottle:
         if reservation.row_id is None or writes is None:
             return
 
+        row_id = reservation.row_id
+
         async def forget() -> None:
-            async with self._turn(writes), writes() as session, session.begin():
-                await session.execute(delete(AuthFailure).where(AuthFailure.id == reservation.row_id))
+            writer = self._writer(writes)
+            if writer is not None:
+                await writer.run(lambda tx: tx.connection.execute("DELETE FROM auth_failures WHERE id = ?",
+                                                                  (row_id,)))
+            else:
+                async with writes() as session, session.begin():
+                    await session.execute(delete(AuthFailure).where(AuthFailure.id == row_id))
             self._settled.set()
         task = asyncio.get_running_loop().create_task(forget())
         self._cleanups.add(task)
@@ -301,10 +296,14 @@ class LoginThrottle:
     async def failure(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
         """The password was wrong: the attempt's row stays, as the failure."""
         reservation.done = True
-        if reservation.row_id is not None:
-            async with self._turn(writes), writes() as session, session.begin():
-                await session.execute(update(AuthFailure).where(AuthFailure.id == reservation.row_id)
-                                      .values(pending=False))
+        row_id = reservation.row_id
+        writer = self._writer(writes)
+        if row_id is not None and writer is not None:
+            await writer.run(lambda tx: tx.connection.execute("UPDATE auth_failures SET pending = 0 WHERE id = ?",
+                                                              (row_id,)))
+        elif row_id is not None:
+            async with writes() as session, session.begin():
+                await session.execute(update(AuthFailure).where(AuthFailure.id == row_id).values(pending=False))
         self._settled.set()
 
     async def success(self, writes: async_sessionmaker[AsyncSession], reservation: Reservation) -> None:
@@ -312,11 +311,17 @@ class LoginThrottle:
         if reservation.done:
             return
         reservation.done = True
-        if reservation.pair_failures or reservation.row_id is not None:
-            async with self._turn(writes), writes() as session, session.begin():  # other attempts checked stay
+        client, account, row_id = reservation.client, reservation.account, reservation.row_id
+        writer = self._writer(writes)
+        if (reservation.pair_failures or row_id is not None) and writer is not None:  # other attempts checked stay
+            await writer.run(lambda tx: tx.connection.execute(
+                "DELETE FROM auth_failures WHERE client = ? AND account = ? AND (pending = 0 OR id IS ?)",
+                (client, account, row_id)))
+        elif reservation.pair_failures or row_id is not None:
+            async with writes() as session, session.begin():
                 await session.execute(delete(AuthFailure).where(
-                    AuthFailure.client == reservation.client, AuthFailure.account == reservation.account,
-                    (AuthFailure.pending == false()) | (AuthFailure.id == reservation.row_id)))
+                    AuthFailure.client == client, AuthFailure.account == account,
+                    (AuthFailure.pending == false()) | (AuthFailure.id == row_id)))
         self._settled.set()
 
     # --- administration (``gateway throttle``) ----------------------------------------------------------------------

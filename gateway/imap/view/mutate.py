@@ -28,11 +28,12 @@ from gateway.imap.view import flags as flagops
 from gateway.imap.view import quota as quotas
 from gateway.imap.view.errors import MailboxNotFound, OverQuota
 from gateway.imap.view.rows import parse_flags, uid_condition, utc
-from gateway.imap.view.store import ViewStore, WriteTx, chunks, sql_time
+from gateway.imap.view.store import ViewStore, chunks
 from gateway.store.anatomy import INLINE_BODY, TEXT_TABLE, Indexed, index_messages, index_rows
 from gateway.store.changes import TEXT_INDEX, mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder, Message
+from gateway.store.sqlite_writes import WriteTx, sql_time
 
 log = structlog.get_logger("gateway.imap")
 

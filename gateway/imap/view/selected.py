@@ -41,10 +41,11 @@ from gateway.imap.view.folder_changes import (
 )
 from gateway.imap.view.numbering import Numbering, spans_of
 from gateway.imap.view.rows import FLAGS, MODSEQ, Row, fetch_rows, parse_flags
-from gateway.imap.view.store import ViewStore, WriteTx, chunks, new_uids
+from gateway.imap.view.store import ViewStore, chunks, new_uids
 from gateway.store.changes import mark_changed
 from gateway.store.events import record
 from gateway.store.models import Delivery, Folder
+from gateway.store.sqlite_writes import WriteTx
 
 log = structlog.get_logger("gateway.imap")
 
