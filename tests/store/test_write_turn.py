@@ -8,8 +8,8 @@ import asyncio
 import threading
 from pathlib import Path
 
-from gateway.store.turn import Turn, turn_for
 from gateway.store import db
+from gateway.store.turn import Turn, turn_for
 
 
 async def test_turns_of_one_store_exclude_each_other_and_hand_over_at_release(tmp_path: Path) -> None:
