@@ -4,10 +4,10 @@ An Argon2id verification takes tens of milliseconds of one core. The bindings (c
 C code runs, so hashes on a small thread pool run in parallel with each other and with the event loop; each daemon
 worker process has its pool, and together they take one thread per core (:func:`share_cores`). Threads rather
 than hashing processes: a forked hashing process grew to ~40 MB of its own (its parent's pages copied as they were
-touched), per daemon worker. Each hash's memory (19 MiB by default) is mapped on its own and given back when the
-hash ends (:func:`gateway.malloc.return_large_buffers`), so concurrent logins leave no lasting growth. The pool is
-created once per process, on first use (or by :func:`start`), and shut down by :func:`shutdown` when the daemon
-stops.
+touched), per daemon worker. Each hashing thread keeps its hash's memory (19 MiB by default) from one hash to
+the next (:mod:`.kdf`: no page faults per hash), and the pool's threads end, giving that memory back, once no hash
+has run for :data:`IDLE_RETIRE` seconds, so a burst of logins leaves no lasting growth. The pool is created on
+first use (or by :func:`start`), again after it retired, and shut down by :func:`shutdown` when the daemon stops.
 
 Parameters are settings (``[auth] argon2_*``); the default is OWASP's recommendation for Argon2id (19 MiB,
 2 passes, 1 lane). Hashes made with other parameters are reported by :func:`needs_rehash` so the caller can
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gateway.auth import kdf
 from gateway.malloc import return_large_buffers
 
 
@@ -63,7 +65,8 @@ def hash_sync(password: str, params: Argon2Params = DEFAULT_PARAMS) -> str:
 def verify_sync(stored: str, password: str) -> bool:
     """Whether ``password`` matches ``stored``; the parameters are read from the hash itself."""
     try:
-        return _hasher(DEFAULT_PARAMS).verify(stored, password)
+        kept = kdf.verify(stored, password)  # the thread's kept memory: no fresh pages per hash
+        return kept if kept is not None else _hasher(DEFAULT_PARAMS).verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -83,6 +86,12 @@ _POOL_LOCK = threading.Lock()
 counts: Counter[str] = Counter()
 #: Daemon processes sharing this machine's cores for hashing (see :func:`share_cores`).
 _sharers = 1
+#: Seconds without a hash after which the pool's threads end, and the memory each keeps (:mod:`.kdf`) with them.
+IDLE_RETIRE = 1.0
+#: Hashes submitted and not finished, the end of the last one, and the loop where a retirement check is due.
+_inflight = 0
+_last_end = 0.0
+_retire_loop: asyncio.AbstractEventLoop | None = None
 
 
 def share_cores(processes: int) -> None:
@@ -112,7 +121,32 @@ def _pool() -> ThreadPoolExecutor:
 
 async def _run(function: object, *args: object) -> object:
     """Run ``function(*args)`` on a hashing thread."""
-    return await asyncio.get_running_loop().run_in_executor(_pool(), function, *args)  # type: ignore[arg-type]
+    global _inflight, _last_end, _retire_loop
+    loop = asyncio.get_running_loop()
+    _inflight += 1
+    try:
+        return await loop.run_in_executor(_pool(), function, *args)  # type: ignore[arg-type]
+    finally:
+        _inflight -= 1
+        _last_end = time.monotonic()
+        if _retire_loop is None or _retire_loop.is_closed():
+            _retire_loop = loop
+            loop.call_later(IDLE_RETIRE, _retire_if_idle, loop)
+
+
+def _retire_if_idle(loop: asyncio.AbstractEventLoop) -> None:
+    """End the pool's threads (and free their kept memory) if no hash ran for :data:`IDLE_RETIRE` seconds;
+    otherwise look again when that time is up."""
+    global _POOL, _retire_loop
+    quiet = time.monotonic() - _last_end
+    if _inflight or quiet < IDLE_RETIRE:
+        loop.call_later(max(0.01, IDLE_RETIRE - quiet), _retire_if_idle, loop)
+        return
+    _retire_loop = None
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=False)  # idle threads end now; a later hash starts a new pool
 
 
 async def start() -> None:
