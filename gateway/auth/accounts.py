@@ -1,7 +1,9 @@
 """Account authentication against the store, the one path both SMTP and IMAP log in through.
 
 A password login goes: the mailbox's id, current hash and active flag read in one small query → a hit of the
-verified-credential cache (:mod:`.cache`) only checks the throttle's ceilings; a miss reserves a throttle slot
+verified-credential cache (:mod:`.cache`) only checks the throttle's ceilings; the same credentials arriving while
+a miss of theirs is being verified wait for that answer (one hash for a reconnecting crowd); a miss reserves a
+throttle slot
 (:mod:`.throttle`; refused without hashing past a ceiling) and verifies with Argon2id in a worker process
 (:mod:`.hashing`) → the slot kept as a failure or released → a hash made with other parameters than
 ``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox
@@ -125,6 +127,10 @@ class Authenticator:
         self.params = Argon2Params(settings.argon2_memory_kib, settings.argon2_time_cost,
                                    settings.argon2_parallelism)
         self.cache = CredentialCache(settings.cache_ttl, settings.cache_size)
+        #: Cache misses being verified, by cache key: the same credentials arriving meanwhile (a client opening
+        #: several connections, clients reconnecting after a restart) wait for that one answer instead of
+        #: hashing again; when it was wrong, each goes its own way (its own slot, its own hash).
+        self._verifying: dict[bytes, asyncio.Future[bool]] = {}
         self.anvil = anvil or Anvil.from_limits(limits)
         #: Pro Santé Connect logins (SASL OAUTHBEARER / XOAUTH2), when ``[psc]`` is configured (gateway/psc).
         self.psc: Any = None
@@ -196,11 +202,28 @@ class Authenticator:
     async def _login(self, username: str, password: str, client: str, protocol: str) -> LoginResult:
         name = normalise_username(username)
         row, failures = await self._credentials(name, client)
-        mailbox_id = row.id if row is not None else None
         stored = row.password_hash if row is not None and row.active and allows(row.auth_methods, "password") \
             else None  # a mailbox may require PSC or a certificate
         key = self.cache.key(name, password)
         cached = row is not None and stored is not None and self.cache.lookup(key, row.id, stored)
+        leader: asyncio.Future[bool] | None = None
+        if row is not None and stored is not None and not cached and self.cache.enabled:
+            first = self._verifying.get(key)
+            if first is not None and await asyncio.shield(first):  # the same login is being verified: its answer
+                cached = self.cache.lookup(key, row.id, stored)
+            elif first is None:
+                leader = self._verifying[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._decide(name, password, client, protocol, row, stored, failures, key, cached)
+        finally:
+            if leader is not None:
+                del self._verifying[key]
+                if not leader.done():
+                    leader.set_result(False)
+
+    async def _decide(self, name: str, password: str, client: str, protocol: str, row: Credentials | None,
+                      stored: str | None, failures: Failures | None, key: bytes, cached: bool) -> LoginResult:
+        mailbox_id = row.id if row is not None else None
         if cached and failures is not None:  # no hash to pay for: the ceilings were read with the row
             slot = self.throttle.judge(failures, client, name)
         elif cached:
@@ -227,6 +250,9 @@ class Authenticator:
         await self.throttle.success(self._writes, slot)
         if not cached:
             self.cache.store(key, row.id, stored)
+            first = self._verifying.get(key)
+            if first is not None and not first.done():
+                first.set_result(True)  # the same logins waiting are now cache hits
             if hashing.needs_rehash(stored, self.params):
                 await self._rehash(row.id, stored, name, password, client)
         log.info("login", protocol=protocol, outcome="ok", client=client, mailbox_id=row.id, cached=cached)

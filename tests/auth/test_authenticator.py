@@ -183,6 +183,22 @@ async def test_parallel_logins_with_the_right_password_all_succeed(rig: Rig) -> 
     assert (await auth.login(ALICE, "typo", "10.0.0.1", "imap")).outcome is LoginOutcome.INVALID  # still counted
 
 
+async def test_the_same_login_arriving_while_it_is_verified_waits_for_that_one_hash(rig: Rig) -> None:
+    """Clients reconnecting at once with the same credentials (several connections of one mail client, every
+    client after a restart) cost one Argon2id run, not one each; a wrong password is never let in that way."""
+    await rig.add(ALICE)
+    await rig.add(BOB)
+    auth = rig.authenticator()
+    verified = hashing.counts["verify"]
+    results = await asyncio.gather(*(auth.login(ALICE, PASSWORD, f"10.0.0.{i}", "imap") for i in range(20)),
+                                   *(auth.login(BOB, PASSWORD, "10.0.1.1", "imap") for _ in range(5)))
+    assert [r.outcome for r in results] == [LoginOutcome.OK] * 25
+    assert hashing.counts["verify"] - verified == 2
+    wrong = await asyncio.gather(*(auth.login(ALICE, "typo", f"10.0.2.{i}", "imap") for i in range(4)))
+    assert [r.outcome for r in wrong] == [LoginOutcome.INVALID] * 4  # each checked, each counted
+    assert hashing.counts["verify"] - verified == 6
+
+
 async def test_wrong_and_right_passwords_in_parallel_count_only_the_wrong_ones(rig: Rig) -> None:
     """Three wrong and three right passwords at once under a ceiling of four: counted as failures, the right ones
     would take it past four and be refused; counted only as attempts being checked, they wait their turn and pass.
