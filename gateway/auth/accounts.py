@@ -3,11 +3,10 @@
 A password login goes: the mailbox's id, current hash and active flag read in one small query → a hit of the
 verified-credential cache (:mod:`.cache`) only checks the throttle's ceilings; the same credentials arriving while
 a miss of theirs is being verified wait for that answer (one hash for a reconnecting crowd); a miss reserves a
-throttle slot
-(:mod:`.throttle`; refused without hashing past a ceiling) and verifies with Argon2id in a worker process
-(:mod:`.hashing`) → the slot kept as a failure or released → a hash made with other parameters than
-``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox
-id, never the user name (an address may hold an INS matricule).
+throttle slot (:mod:`.throttle`; refused without hashing past a ceiling) and verifies with Argon2id on a hashing
+thread (:mod:`.hashing`) → the slot kept as a failure or released → a hash made with other parameters than
+``[auth] argon2_*`` rewritten. Log lines carry the client address and the mailbox id, never the user name (an
+address may hold an INS matricule).
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
