@@ -36,6 +36,7 @@ from gateway.routing.policy import Decision, Target, decide
 from gateway.routing.replies import Reply
 from gateway.smtp.refusals import trail_of
 from gateway.smtp.submission_headers import Trace, complete, new_transaction_id
+from gateway.store.anatomy import prepare
 from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
 from gateway.store.events import record
@@ -294,12 +295,15 @@ class SubmissionHandler:
         raw = without_bcc(sent_copy) if summary.has_bcc else sent_copy
         separate_sent = sent_copy if raw is not sent_copy else None
         mail_from = envelope.mail_from
+        prepared = prepare(raw)  # the anatomy and index rows, before the write lock rather than under it
 
         async def unit(db: Any) -> Plan | Outcome:
             planned: Plan | Outcome = await plan_submission(db, self.config, account, mail_from, targets, raw,
                                                             summary)
-            if separate_sent is not None and isinstance(planned, Plan):
-                await _file_sent_copy(db, planned, account, mail_from, separate_sent)
+            if isinstance(planned, Plan):
+                planned.prepared = prepared
+                if separate_sent is not None:
+                    await _file_sent_copy(db, planned, account, mail_from, separate_sent)
             return planned
 
         try:

@@ -91,34 +91,58 @@ class Indexed:
     pending: list[int]
 
 
-def index_rows(rows: Iterable[tuple[int, bytes]], defer_over: int | None = None) -> Indexed:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One message's analysis and index rows, computed before the transaction that stores it (pure CPU): the
+    writer then only inserts them, so the analysis is not done while the single SQLite write lock is held.
+    Used only for the very ``raw`` it was computed from."""
+
+    raw: bytes
+    anatomy: Anatomy
+    anatomy_row: dict[str, Any]
+    text_row: dict[str, Any]
+    deferred: bool
+
+
+def prepare(raw: bytes, defer_over: int | None = INLINE_BODY) -> Prepared:
+    """Analyse ``raw`` (bounded, :mod:`gateway.anatomy`) and build its rows, without its message id."""
+    data = bytes(raw)
+    anatomy = analyse(data)
+    deferred = defer_over is not None and not anatomy.refused and text_size(anatomy) > defer_over
+    found = search_fields(anatomy, data, with_body=not deferred)
+    anatomy_row = dict(
+        anatomy=codec.encode(anatomy), refused=anatomy.refused,
+        subject=found.subject, from_addr=found.from_, to_addr=found.to, cc_addr=found.cc, bcc_addr=found.bcc,
+        sort_subject=found.sort_subject, sort_from=found.sort_from, sort_to=found.sort_to,
+        sort_cc=found.sort_cc, display_from=found.display_from, display_to=found.display_to,
+        sent_at=found.sent_at, thread_message_id=found.message_id, thread_references=found.references)
+    return Prepared(raw, anatomy, anatomy_row, dict(header=found.header, body=found.body), deferred)
+
+
+def index_rows(rows: Iterable[tuple[int, bytes]], defer_over: int | None = None,
+               prepared: Sequence[Prepared | None] = ()) -> Indexed:
     """Analyse messages and build their ``message_anatomy`` and text rows (pure CPU, bounded per message).
 
     With ``defer_over``, a message with more bytes of text parts than that gets a text row without its body
-    and is listed in ``pending``.
+    and is listed in ``pending``. ``prepared[i]``, when given for the same bytes (and the same ``defer_over``),
+    is the ``i``-th message's analysis done beforehand.
     """
     anatomy_rows: list[dict[str, Any]] = []
     text_rows: list[dict[str, Any]] = []
     anatomies: dict[int, Anatomy] = {}
     refused: list[tuple[int, str]] = []
     pending: list[int] = []
-    for message_id, raw in rows:
-        raw = bytes(raw)
-        anatomy = analyse(raw)
-        anatomies[message_id] = anatomy
-        deferred = defer_over is not None and not anatomy.refused and text_size(anatomy) > defer_over
-        if deferred:
+    for index, (message_id, raw) in enumerate(rows):
+        done = prepared[index] if index < len(prepared) else None
+        if done is None or done.raw is not raw:
+            done = prepare(raw, defer_over)
+        anatomies[message_id] = done.anatomy
+        if done.deferred:
             pending.append(message_id)
-        found = search_fields(anatomy, raw, with_body=not deferred)
-        if anatomy.refused:
-            refused.append((message_id, anatomy.refused))
-        anatomy_rows.append(dict(
-            message_id=message_id, anatomy=codec.encode(anatomy), refused=anatomy.refused,
-            subject=found.subject, from_addr=found.from_, to_addr=found.to, cc_addr=found.cc, bcc_addr=found.bcc,
-            sort_subject=found.sort_subject, sort_from=found.sort_from, sort_to=found.sort_to,
-            sort_cc=found.sort_cc, display_from=found.display_from, display_to=found.display_to,
-            sent_at=found.sent_at, thread_message_id=found.message_id, thread_references=found.references))
-        text_rows.append(dict(message_id=message_id, header=found.header, body=found.body))
+        if done.anatomy.refused:
+            refused.append((message_id, done.anatomy.refused))
+        anatomy_rows.append({"message_id": message_id, **done.anatomy_row})
+        text_rows.append({"message_id": message_id, **done.text_row})
     return Indexed(anatomy_rows, text_rows, anatomies, refused, pending)
 
 
@@ -141,15 +165,17 @@ def _text_insert(dialect: str) -> TextClause:
     return text(text_insert_sql(dialect))
 
 
-async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]]) -> dict[int, Anatomy]:
+async def index_messages(session: AsyncSession, rows: Sequence[tuple[int, bytes]],
+                         prepared: Sequence[Prepared | None] = ()) -> dict[int, Anatomy]:
     """Analyse and index newly inserted messages, in the caller's transaction; returns their anatomies.
 
     Call it wherever a ``messages`` row is inserted. A message beyond the analysis limits is stored flat and an
-    ``imap.anatomy.flat`` event records which limit (R18), without content.
+    ``imap.anatomy.flat`` event records which limit (R18), without content. ``prepared``: analyses made before
+    the transaction with :func:`prepare` (see :func:`index_rows`).
     """
     if not rows:
         return {}
-    indexed = index_rows(rows, defer_over=INLINE_BODY)
+    indexed = index_rows(rows, defer_over=INLINE_BODY, prepared=prepared)
     connection = await session.connection()  # Core statements, compiled once: the ORM's bulk path costs more
     await connection.execute(_INSERT_ANATOMY, indexed.anatomy_rows)
     await connection.execute(_text_insert(connection.dialect.name), indexed.text_rows)

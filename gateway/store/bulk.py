@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from gateway.store import effects as store_effects
-from gateway.store.anatomy import index_messages  # each message's anatomy, in the transaction storing it
+from gateway.store.anatomy import Prepared, index_messages  # each message's anatomy, in its transaction
 from gateway.store.changes import mark_changed
 from gateway.store.effects import Effect, EventRow
 from gateway.store.events import now
@@ -51,6 +51,8 @@ class Plan:
     effects: list[Effect] = field(default_factory=list)
     #: What the unit's caller receives, given the new message id.
     result: Callable[[int], Any] = lambda message_id: message_id
+    #: The message's analysis done before the transaction (store.anatomy.prepare), for ``message.raw`` only.
+    prepared: Prepared | None = None
 
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -133,7 +135,8 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
         message_ids = sorted((await connection.execute(_INSERT_MESSAGES_SQLITE, rows)).scalars().all())
     else:
         message_ids = list((await connection.execute(_INSERT_MESSAGES, rows)).scalars().all())
-    await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)])
+    await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)],
+                         prepared=[p.prepared for p in plans])
 
     wanted: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
     for plan, message_id in zip(plans, message_ids, strict=True):

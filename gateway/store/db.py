@@ -28,13 +28,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "gateway_read_only"
 #: Page cache of one SQLite connection, in KiB.
 SQLITE_CACHE_KIB = 512
+#: ``wal_autocheckpoint`` of the store's connections, in pages (SQLite's default is 1,000, 4 MiB): a backstop,
+#: the daemon checkpoints from a thread of its own (gateway/store/checkpoint.py).
+AUTOCHECKPOINT_PAGES = 16384
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the driver, decide when transactions begin (the driver's implicit BEGIN is deferred
     # and would make two writers deadlock on lock upgrade).
     dbapi_connection.isolation_level = None
@@ -46,6 +49,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Each pooled connection keeps its own page cache (2 MiB by default) for as long as it lives: reads of
     # message bodies by many concurrent IMAP sessions would pin tens of MiB. The OS cache serves re-reads.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    # A commit that crosses SQLite's default threshold would checkpoint (copy and fsync the main file) before
+    # its transactions' 250s; the daemon's checkpointer does that on its own thread (gateway/store/checkpoint.py).
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -71,7 +77,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
             kwargs["async_creator"] = connector(path)
         engine = create_async_engine(url, pool_size=32, max_overflow=16, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -8,12 +8,16 @@ for tens of them. Here a cursor's ``execute`` does all four in the connection's 
 fetching and closing cost nothing. Results are therefore never streamed (the gateway reads bounded results).
 The connection also remembers, from its thread, whether a transaction is open: the rollback SQLAlchemy's
 pool makes when a connection comes back after a commit (or after an autocommit read) then costs no hop.
+And a ``BEGIN`` costs no hop of its own: it is kept and run on the thread just before the transaction's first
+statement (SQLite takes a deferred transaction's snapshot at its first read anyway, and an ``IMMEDIATE`` one's
+write lock is then taken right before the write it is for); a transaction with no statement opens nothing.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -23,6 +27,8 @@ from typing import Any
 import aiosqlite
 
 _Outcome = tuple[Any, list[Any], int, int | None]
+#: The statements that open a transaction (store/db.py's begin hook), deferred to the next statement's hop.
+_BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE"})
 
 
 class OneHopCursor:
@@ -64,6 +70,10 @@ class OneHopCursor:
         return self
 
     async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:
+        if not parameters and sql in _BEGINS:  # run on the thread with the next statement
+            self._connection.begin_later(sql)
+            self.description, self._rows, self.rowcount, self.lastrowid = None, [], -1, None
+            return self
         if parameters is None:
             return await self._run(lambda cursor: cursor.execute(sql))
         return await self._run(lambda cursor: cursor.execute(sql, parameters))
@@ -100,15 +110,43 @@ class OneHopConnection(aiosqlite.Connection):
     #: Whether SQLite has a transaction open, as last seen on the connection's thread (after each statement,
     #: commit and rollback). True until first known, so a rollback is never skipped by mistake.
     in_transaction = True
+    #: A BEGIN not run yet: it runs on the thread before the next call there.
+    _begin: str | None = None
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
 
+    def begin_later(self, sql: str) -> None:
+        self._begin = sql
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Every call on the thread (ours, and the one-hop readers and writers of gateway/imap and gateway/auth)
+        runs a kept BEGIN first and notes whether a transaction is open afterwards."""
+        begin, self._begin = self._begin, None
+
+        def call() -> Any:
+            sqlite = self._conn
+            try:
+                if begin is not None:
+                    sqlite.execute(begin)
+                return fn(*args, **kwargs)
+            finally:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed by ``fn``
+                    self.in_transaction = sqlite.in_transaction
+
+        return await super()._execute(call)
+
     async def commit(self) -> None:
+        """No thread hop for a transaction that ran no statement (its BEGIN was kept, never run)."""
+        if self._begin is not None:
+            self._begin = None
+            if not self.in_transaction:
+                return
         await self._execute(self._finish, "commit")
 
     async def rollback(self) -> None:
         """No thread hop when no transaction is open (the pool's reset after a commit or a read)."""
+        self._begin = None
         if self.in_transaction:
             await self._execute(self._finish, "rollback")
 
