@@ -111,7 +111,9 @@ def _ae(location: str, condition: tuple[str, str], text: str) -> Refusal:
 
 def normalise(frame: bytes) -> bytes:
     """Segments end with CR (HL7 v2.5 2.5.4); LF and CRLF from lax senders are read as CR."""
-    return frame.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r")
+    if b"\n" in frame:  # most senders use CR alone: no copy of the frame then
+        frame = frame.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    return frame.strip(b"\r")
 
 
 def read_msh(frame: bytes) -> tuple[Header, bytes, bytes]:
