@@ -47,6 +47,7 @@ from gateway.routing.delivery import Arrival, plan_acceptance
 from gateway.routing.headers import Summary, summarise
 from gateway.routing.policy import Decision, DsnRequest, Target, decide
 from gateway.store import bulk
+from gateway.store.anatomy import prepare
 from gateway.store.changes import HL7_OUTBOX, mark_changed
 from gateway.store.committer import GroupCommitter
 from gateway.store.effects import EventRow, Rows
@@ -268,8 +269,8 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
                  client: str, parts: list[tuple[bytes, str, str]] | None = None) -> Answer:
     """Store what ``doc`` asks for in one transaction and return the ACK to answer (or the refusal's).
 
-    ``parts``: the attachments :func:`read` made; with them, the mails are put together here on the loop (header
-    fields and a join, well under a millisecond), without them in a thread."""
+    ``parts``: the attachments :func:`read` made (made here when None). The mails, their plans and their
+    anatomies are computed in one thread hop before the transaction, which only inserts them."""
     control_id = doc.header.control_id
     async with committer.reader() as session:
         facts = (await session.execute(_FACTS, {"peer": peer.name, "control_id": control_id,
@@ -286,12 +287,6 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
         professionals, patients = await _targets(session, config, sender, doc)
     qualified = bool(facts.qualified)
     stamp = stamp_of(peer.name, control_id)
-    if parts is not None:
-        mails = build_mails(config, sender.address, doc, professionals, patients, qualified=qualified, stamp=stamp,
-                            parts=parts)
-    else:
-        mails = await asyncio.to_thread(build_mails, config, sender.address, doc, professionals, patients,
-                                        qualified=qualified, stamp=stamp)
     deposit = codes.DESTDMP in doc.destinations
     arrival = Hl7Arrival(HL7, sender.address, sender.id, sender.address, False, peer=peer.name,
                          control_id=control_id, destinations=tuple(sorted(doc.destinations)))
@@ -305,13 +300,23 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
                                  "received_at": now(),
                                  "ack_reception": ack_reception, "ack_lecture": ack_lecture},))
 
+    def planned() -> list[bulk.Plan]:
+        """The mails and their plans (pure, :func:`plan_acceptance`), each with its anatomy and index rows
+        computed here (``store.anatomy.prepare``) rather than in the shared writer's transaction."""
+        mails = build_mails(config, sender.address, doc, professionals, patients, qualified=qualified,
+                            stamp=stamp, parts=parts)
+        plans = []
+        for index, (targets, raw_mail, summary) in enumerate(mails):
+            plan = plan_acceptance(arrival, targets, raw_mail, summary, dmp=deposit and index == 0,
+                                   extra=[record] if index == 0 else ())
+            plans.append(replace(plan, prepared=prepare(plan.message.raw)))
+        return plans
+
+    plans = await asyncio.to_thread(planned)
+
     async def unit(session: AsyncSession) -> bulk.Plan:
         # No second read of the record here: the unique (peer, MSH-10) of hl7_messages refuses a copy committed
         # meanwhile (IntegrityError below), so the shared writer's transaction does no extra statement per message.
-        plans = []
-        for index, (targets, raw_mail, summary) in enumerate(mails):
-            plans.append(plan_acceptance(arrival, targets, raw_mail, summary,
-                                         dmp=deposit and index == 0, extra=[record] if index == 0 else ()))
         others = tuple(await bulk.apply(session, plans[1:])) if len(plans) > 1 else ()
         if owed:
             mark_changed(session, HL7_OUTBOX)  # the relay wakes at commit for what the peer is owed
