@@ -70,6 +70,7 @@ listen_tls = "127.0.0.1:{imaps}"
 [limits]
 failed_logins = 100000
 failed_logins_per_address = 100000
+connections_per_address = 100000
 """
 
 
@@ -86,14 +87,16 @@ def sample(n: int) -> bytes:
             f"Compte rendu numero {n}.\r\n" + "Ligne de texte du compte rendu.\r\n" * 20).encode()
 
 
-async def populate(url: str, big: int) -> None:
-    """Accounts, a ``big`` INBOX and a 100-message one, written in bulk (the same rows SMTP writes)."""
+async def populate(url: str, big: int, crowd: int = 0) -> None:
+    """Accounts, a ``big`` INBOX and a 100-message one, written in bulk (the same rows SMTP writes); ``crowd``
+    more accounts ``client0`` ... for the reconnection mode (one hash for all: the cache is keyed by name and
+    password, so each is a miss)."""
     await db.migrate(url)
     engine = db.create_engine(url)
     hashed = hash_password(PASSWORD)
     try:
         async with db.sessionmaker(engine)() as session:
-            names = ["big", "small", "idle", *[f"user{n}" for n in range(10)]]
+            names = ["big", "small", "idle", *[f"user{n}" for n in range(10)], *[f"client{n}" for n in range(crowd)]]
             ids = {}
             for name in names:
                 ids[name] = await mailstore.create_mailbox(session, f"{name}@pro.gateway.test", "PER",
@@ -307,6 +310,32 @@ async def bench_connections(port: int, context: ssl.SSLContext, count: int, pid:
                   f"USS {p.memory_full_info().uss / 1e6:.0f} MB")
     await asyncio.gather(*(c.close() for c in clients))
     return before, with_connections
+
+
+async def bench_reconnect(port: int, context: ssl.SSLContext, count: int, accounts: int, pid: int
+                          ) -> tuple[float, float, list[float]]:
+    """``count`` clients of ``accounts`` accounts connecting and logging in at once to a gateway just started (its
+    credential cache empty), as after a restart; they stay connected. Seconds until all are in, gateway CPU
+    seconds, LOGIN latencies. The load client opens at most 64 TLS handshakes at a time."""
+    semaphore = asyncio.Semaphore(64)
+    clients: list[Client] = []
+    latencies: list[float] = []
+
+    async def one(n: int) -> None:
+        async with semaphore:
+            client = await Client.connect(port, context, None)
+            began = time.perf_counter()
+            lines = await client.command(f'LOGIN client{n % accounts}@pro.gateway.test "{PASSWORD}"')
+            latencies.append(time.perf_counter() - began)
+            assert lines[-1].split()[1] == b"OK", lines[-1]
+            clients.append(client)
+
+    cpu = cpu_seconds(pid)
+    started = time.monotonic()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu
+    await asyncio.gather(*(c.close() for c in clients))
+    return elapsed, cpu, latencies
 
 
 def stats_line(timings: dict[str, list[float]]) -> str:
@@ -551,6 +580,12 @@ async def single_mode(args: argparse.Namespace, port: int, smtp_port: int, conte
               f"({total} in {args.seconds:.0f} s), LOGIN p50 {percentile(latencies, 50) * 1000:.0f} / p99 "
               f"{percentile(latencies, 99) * 1000:.0f} ms; gateway CPU {cpu * 1000 / max(1, total):.1f} ms a login; "
               f"load average {os.getloadavg()[0]:.1f}")
+    if args.reconnect:
+        elapsed, cpu, latencies = await bench_reconnect(port, context, args.reconnect, args.accounts, pid)
+        print(f"{args.reconnect} clients of {args.accounts} accounts logging in at once after a start (empty "
+              f"credential cache): all in after {elapsed:.1f} s ({args.reconnect / elapsed:.0f} logins/s), LOGIN "
+              f"p50 {percentile(latencies, 50) * 1000:.0f} / p99 {percentile(latencies, 99) * 1000:.0f} ms; "
+              f"gateway CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f}")
     if args.large:
         print(f"{args.large}-message INBOX, median of 3 / worst: " + ", ".join(
             f"{name} {statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f} ms"
@@ -585,6 +620,9 @@ async def main() -> None:
     modes.add_argument("--no-logout", action="store_true", help="with --mix: one login per client")
     modes.add_argument("--logins", action="store_true", help="password logins/s, credential cache off")
     modes.add_argument("--cached", action="store_true", help="with --logins: credential cache on")
+    modes.add_argument("--reconnect", type=int, metavar="N",
+                       help="N clients logging in at once after a start (with --accounts: of that many accounts)")
+    modes.add_argument("--accounts", type=int, default=1000, help="with --reconnect: distinct accounts")
     modes.add_argument("--large", type=int, metavar="N", help="FETCH/SEARCH/UID FETCH on an N-message INBOX")
     modes.add_argument("--idle", type=int, metavar="N", help="gateway RSS with N idle authenticated connections")
     modes.add_argument("--idle-wake", type=int, metavar="N", help="N idlers of one INBOX woken by one delivery")
@@ -592,10 +630,11 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.messages, args.connections, args.seconds = 2000, 50, 2.0
-    single = args.mix or args.logins or args.large or args.idle or args.idle_wake or args.idle_smtp
+    single = args.mix or args.logins or args.large or args.idle or args.idle_wake or args.idle_smtp or args.reconnect
     if single:
         args.messages = args.large or 0
-        args.connections = max(args.connections, args.idle or 0, args.idle_wake or 0, args.idle_smtp or 0)
+        args.connections = max(args.connections, args.idle or 0, args.idle_wake or 0, args.idle_smtp or 0,
+                               args.reconnect or 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 256)), hard))
 
@@ -606,7 +645,7 @@ async def main() -> None:
         pki.save(folder)
         pki.server(HOST).write(folder / "server.crt", folder / "server.key")
         started = time.monotonic()
-        await populate(url, args.messages)
+        await populate(url, args.messages, args.accounts if args.reconnect else 0)
         print(f"store: {url.split('://')[0]}, populated {args.messages + 100 + 2000} messages "
               f"in {time.monotonic() - started:.1f} s")
         ports = {"smtp": free_port(), "imap": free_port(), "imaps": free_port()}

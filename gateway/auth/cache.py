@@ -11,6 +11,9 @@ Safety:
   hash and active flag at every login (one small query) and uses an entry only when the hash is the same: a
   password changed or a mailbox disabled by any process (``gateway mailbox password|disable`` runs in its own)
   takes effect at the next login.
+- The worker processes of one daemon share their entries (:meth:`CredentialCache.share`): the supervisor hands
+  them one key over their channels, and each verified login is sent to the others as its keyed hash, mailbox id
+  and stored hash (never the password), so an account is hashed once per daemon, not once per worker.
 - Entries live ``ttl`` seconds (``[auth] cache_ttl``; 0 turns the cache off) and at most ``max_entries`` are kept
   (least recently used first out).
 
@@ -26,6 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class CredentialCache:
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._entries: OrderedDict[bytes, CachedLogin] = OrderedDict()
+        self._send: Callable[[dict[str, Any]], None] | None = None
         self.hits = 0
         self.misses = 0
 
@@ -74,13 +79,34 @@ class CredentialCache:
         self.hits += 1
         return True
 
-    def store(self, key: bytes, mailbox_id: int, password_hash: str) -> None:
-        if not self.enabled:
+    def share(self, send: Callable[[dict[str, Any]], None], secret: bytes) -> None:
+        """Share entries with the daemon's other worker processes: their common key (from the supervisor), and
+        ``send`` for each entry stored here from now on. Entries made under the old key are dropped."""
+        self._key = secret
+        self._entries.clear()
+        self._send = send
+
+    def apply_verified(self, message: dict[str, Any]) -> None:
+        """An entry another worker stored (a ``verified`` message); anything malformed is ignored."""
+        try:
+            key, mailbox_id, password_hash = bytes.fromhex(message["k"]), int(message["m"]), message["h"]
+        except (KeyError, TypeError, ValueError):
             return
+        if len(key) == hashlib.sha256().digest_size and isinstance(password_hash, str) and len(password_hash) < 512:
+            self._put(key, mailbox_id, password_hash)
+
+    def store(self, key: bytes, mailbox_id: int, password_hash: str) -> None:
+        if self._put(key, mailbox_id, password_hash) and self._send is not None:
+            self._send({"t": "verified", "k": key.hex(), "m": mailbox_id, "h": password_hash})
+
+    def _put(self, key: bytes, mailbox_id: int, password_hash: str) -> bool:
+        if not self.enabled:
+            return False
         self._entries[key] = CachedLogin(mailbox_id, password_hash, self._clock() + self.ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        return True
 
     def forget(self, key: bytes) -> None:
         self._entries.pop(key, None)

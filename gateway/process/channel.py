@@ -2,9 +2,11 @@
 
 Messages are small facts, never health data: ``ready``; ``changed`` (folder and wake-up ids a commit touched,
 so an IDLE client of another worker wakes within milliseconds); ``trusted`` (the whitelist's domains, refreshed
-once by worker 0); from the supervisor also ``config`` (the accepted configuration's text), ``started`` (end of
-the initial snapshot) and ``reload``. Lines are bounded; a peer that stops reading loses wake-ups (each has a
-slower fallback: IMAP polls, queues poll), never the channel.
+once by worker 0); ``verified`` (a login's keyed hash, mailbox id and stored hash, for the other workers'
+credential caches); from the supervisor also ``config`` (the accepted configuration's text), ``credentials``
+(the workers' common cache key), ``started`` (end of the initial snapshot) and ``reload``. Lines are bounded;
+a peer that stops reading loses wake-ups (each has a slower fallback: IMAP polls, queues poll), never the
+channel.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -26,7 +28,7 @@ MAX_MESSAGE = 32 * 1024 * 1024
 #: Bytes queued towards a peer past which wake-up messages are dropped rather than buffered.
 MAX_BACKLOG = 8 * 1024 * 1024
 #: Messages never dropped, whatever the backlog (losing them would change behaviour, not only latency).
-_KEEP = frozenset({"config", "reload", "started", "ready", "trusted"})
+_KEEP = frozenset({"config", "credentials", "reload", "started", "ready", "trusted"})
 
 
 class Channel:

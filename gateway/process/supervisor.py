@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -74,6 +75,8 @@ class Supervisor:
         self.failure = 0
         self._young_deaths: dict[int, int] = {}
         self._trusted: dict[str, Any] | None = None
+        #: The workers' common key for their verified-credential caches (gateway/auth/cache.py); memory only.
+        self._cache_secret = secrets.token_bytes(32)
         self._stop = asyncio.Event()
         self._all_ready = asyncio.Event()
         self._worker0_ready = asyncio.Event()
@@ -157,6 +160,7 @@ class Supervisor:
             theirs.close()
         channel = await Channel.open(ours)
         channel.send(self._config_message("config"))
+        channel.send({"t": "credentials", "secret": self._cache_secret.hex()})
         if self._trusted is not None:
             channel.send(self._trusted)
         channel.send({"t": "started"})
@@ -177,7 +181,7 @@ class Supervisor:
                     self._worker0_ready.set()
                 if len(self.workers) == self.config.workers and all(w.ready for w in self.workers.values()):
                     self._all_ready.set()
-            elif kind in ("changed", "trusted"):
+            elif kind in ("changed", "trusted", "verified"):
                 if kind == "trusted":
                     self._trusted = message
                 for other in self.workers.values():

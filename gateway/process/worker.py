@@ -127,6 +127,10 @@ async def _serve(index: int, channel_sock: socket.socket, make_gateway: Callable
             hub.apply_changed(message.get("ids"))
         elif kind == "trusted":
             trusted.apply_trusted(message.get("domains"))
+        elif kind == "verified":
+            gateway.authenticator.cache.apply_verified(message)
+        elif kind == "credentials" and isinstance(message.get("secret"), str):
+            gateway.authenticator.cache.share(channel.send, bytes.fromhex(message["secret"]))
         elif kind == "started":
             started.set()
         elif kind == "reload":

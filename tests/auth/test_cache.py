@@ -62,3 +62,25 @@ def test_forget_mailbox_drops_all_its_entries() -> None:
     cache.store(cache.key("A@x.test", "two"), 1, "h")
     cache.store(cache.key("b@x.test", "one"), 2, "h")
     assert cache.forget_mailbox(1) == 2 and len(cache) == 1
+
+
+def test_workers_sharing_a_key_see_each_others_entries_and_nothing_else() -> None:
+    sent: list[dict[str, object]] = []
+    one, two = CredentialCache(), CredentialCache()
+    one.share(sent.append, b"k" * 32)
+    two.share(lambda message: None, b"k" * 32)
+    key = one.key("a@x.test", "pw")
+    assert key == two.key("a@x.test", "pw")  # the daemon's key, not each process's
+    one.store(key, 1, "$argon2id$h")
+    assert sent == [{"t": "verified", "k": key.hex(), "m": 1, "h": "$argon2id$h"}]
+    assert "pw" not in str(sent)
+    two.apply_verified(sent[0])
+    assert two.lookup(key, 1, "$argon2id$h") and not two.lookup(key, 1, "$argon2id$other")
+    for bad in ({"t": "verified"}, {"k": "zz", "m": 1, "h": "x"}, {"k": "ab", "m": 1, "h": "x"},
+                {"k": key.hex(), "m": "one", "h": "x"}, {"k": key.hex(), "m": 1, "h": 7}):
+        two.apply_verified(bad)  # ignored
+    assert len(two) == 0
+    off = CredentialCache(ttl=0)
+    off.share(sent.append, b"k" * 32)
+    off.store(key, 1, "$argon2id$h")
+    assert len(sent) == 1  # a cache turned off neither keeps nor sends

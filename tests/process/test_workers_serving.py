@@ -100,3 +100,29 @@ def test_once_only_work_runs_in_one_worker(make_daemon: Callable[..., GatewayPro
     assert len(refreshes) == 1 and refreshes[0]["worker"] == 0 and refreshes[0]["domains"] == 2
     once = [e["worker"] for e in events(daemon, "worker_ready") if e["once_only_work"]]
     assert once == [0]
+
+
+def test_a_password_verified_by_one_worker_is_a_cached_login_on_the_other(
+        make_daemon: Callable[..., GatewayProcess], store: Store):
+    """The workers share their verified-credential caches (the supervisor relays each verified login as its
+    keyed hash): a client reconnecting lands on either worker and its password is hashed once per daemon."""
+    daemon = start(make_daemon())
+
+    def login() -> None:
+        imap = imaplib.IMAP4_SSL("127.0.0.1", daemon.imaps_port, ssl_context=daemon.client_tls())
+        assert imap.login(PRO, PASSWORD)[0] == "OK"
+        imap.logout()
+
+    def logins() -> list[dict[str, object]]:
+        return [e for e in events(daemon, "login") if e.get("outcome") == "ok"]
+
+    login()
+    wait_until(lambda: len(logins()) == 1, what="the first login logged")
+    first = logins()[0]["worker"]
+    attempts = 1
+    while attempts < 200 and all(e["worker"] == first for e in logins()):
+        login()  # new connections until the kernel hands one to the other worker
+        attempts += 1
+    served = logins()
+    assert {e["worker"] for e in served} == {0, 1}, "one worker took every connection"
+    assert [e["cached"] for e in served] == [False] + [True] * (len(served) - 1)
