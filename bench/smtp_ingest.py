@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--workers", type=int, default=None, help="[gateway] workers (default: one per core)")
     parser.add_argument("--postfix", action="store_true", help="run the same load against a private Postfix")
+    parser.add_argument("--commit-stats", action="store_true",
+                        help="run the gateway at debug level and summarise its group commits (size, wall time)")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
@@ -190,7 +192,8 @@ def main() -> None:
         store = Store(url)
         for address in [*senders, RECIPIENT]:
             store.add_mailbox(address, password=PASSWORD)
-        gateway = GatewayProcess(folder / "gw", pki, url, log_level="warning", message_size=2 * largest + 65536)
+        gateway = GatewayProcess(folder / "gw", pki, url, log_level="debug" if args.commit_stats else "warning",
+                                 message_size=2 * largest + 65536)
         if args.workers is not None:
             configure(gateway, workers=args.workers)
         postfix = None
@@ -245,6 +248,26 @@ def main() -> None:
                 print(f"delivered by postfix: {postfix.delivered()}")
             shutil.rmtree(postfix_folder, ignore_errors=True)
         print(f"stored by the gateway (with warm-up): {store.count_messages()}")
+        if args.commit_stats:
+            print(commit_stats(gateway.log_lines))
+
+
+def commit_stats(lines: list[str]) -> str:
+    """A summary of the gateway's ``group_commit`` debug events (gateway/store/committer.py), all rounds."""
+    import json
+
+    commits = [json.loads(line) for line in lines if '"group_commit"' in line]
+    if not commits:
+        return "group commits: none logged"
+
+    def spread(key: str) -> str:
+        values = sorted(float(c[key]) for c in commits)
+        return (f"{key.removesuffix('_ms')} mean {sum(values) / len(values):.1f} / p50 {values[len(values) // 2]:.1f}"
+                f" / p99 {values[max(0, int(len(values) * 0.99) - 1)]:.1f} ms")
+
+    sizes = [int(c["size"]) for c in commits]
+    return (f"group commits: {len(commits)}, {sum(sizes) / len(commits):.1f} units each (largest {max(sizes)}); "
+            f"{spread('wait_ms')}; {spread('statements_ms')}; {spread('commit_ms')}")
 
 
 if __name__ == "__main__":
