@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store.changes import CHANNEL, ChangeHub
 from gateway.store.models import Folder
+from gateway.store.sqlite_reads import SqliteReader, sqlite_file
 
 log = structlog.get_logger("gateway.imap")
 
@@ -131,6 +132,9 @@ class FolderWatcher:
         self._reads = reads
         self._url = database_url
         self._postgres = database_url.startswith("postgresql")
+        path = sqlite_file(reads)
+        #: SQLite's poll is one plain statement on the process's reader threads (ten times a second).
+        self._sqlite = SqliteReader.shared(path) if path is not None else None
         self._watched: dict[int, int] = {}
         self._relays: dict[int, _Relay] = {}
         self._seen: dict[int, int] = {}
@@ -185,16 +189,21 @@ class FolderWatcher:
         ids = list(self._watched)
         if not ids:
             return
-        async with self._reads() as session:
-            rows = (await session.execute(
-                select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids[:1000])))).all()
+        ids = ids[:1000]
+        if self._sqlite is not None:
+            sql = f"SELECT id, highestmodseq FROM folders WHERE id IN ({','.join('?' * len(ids))})"
+            rows = await self._sqlite.run(lambda connection: connection.execute(sql, ids).fetchall())
+        else:
+            async with self._reads() as session:
+                rows = list((await session.execute(
+                    select(Folder.id, Folder.highestmodseq).where(Folder.id.in_(ids)))).all())
         moved = []
-        for row in rows:
-            before = self._seen.get(row.id)
-            if before is not None and before != row.highestmodseq:
-                moved.append(row.id)
-            if row.id in self._watched:
-                self._seen[row.id] = row.highestmodseq
+        for folder_id, modseq in rows:
+            before = self._seen.get(folder_id)
+            if before is not None and before != modseq:
+                moved.append(folder_id)
+            if folder_id in self._watched:
+                self._seen[folder_id] = modseq
         if moved:
             self.hub.publish(moved)
 
