@@ -35,6 +35,12 @@ async def _count(session: Any) -> int:
     return int((await session.execute(select(func.count()).select_from(Hl7Received))).scalar_one())
 
 
+def recorded_sizes(store: Store) -> list[int]:
+    async def work(session: Any) -> list[int]:
+        return [len(bytes(r)) for r in (await session.execute(select(Hl7Received.raw))).scalars()]
+    return store.run(work)
+
+
 def imap_inbox(gateway: Hl7Gateway, user: str) -> list[email.message.EmailMessage]:
     client = imaplib.IMAP4_SSL("127.0.0.1", gateway.imaps_port, ssl_context=gateway.client_tls())
     try:
@@ -88,6 +94,7 @@ def test_oru_r01_with_the_three_destinations_gives_one_of_each_and_a_resend_is_a
     assert "IHE_XDM/SUBSET01/METADATA.XML" in names and any(n.endswith("DOC0001.XML") for n in names)
     assert patient[0]["To"] == PATIENT
     assert received(store) == 1
+    assert recorded_sizes(store)[0] < 4096  # the record without the document's base64: the CDA is in the mails
     assert [d.unique_id for d in deposits(store)] == ["1.2.250.1.213.1.1.1.55.2024.9.1"]
     assert [e.outcome for e in store.events("hl7.message")] == ["accepted", "accepted"]  # two messages built
 
