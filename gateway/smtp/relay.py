@@ -39,6 +39,7 @@ from gateway.routing.policy import Target, decide_relayed
 from gateway.routing.replies import Reply
 from gateway.smtp.handler import has_bare_line_ending
 from gateway.smtp.protocol import GatewaySMTP
+from gateway.store.anatomy import prepare
 from gateway.store.bulk import Plan
 from gateway.store.committer import GroupCommitter
 from gateway.store.events import now, record
@@ -181,13 +182,16 @@ class RelayHandler:
         raw = self._received(session, peer, targets) + raw
 
         key = receipt_key(peer, summary.message_id, mail_from, [t.address for t in targets])
+        prepared = prepare(raw)  # the anatomy and index rows, before the write lock rather than under it
 
         async def unit(db: Any) -> Any:
             if key is not None and await self._already_received(db, key, peer, mail_from, summary.message_id):
                 return Outcome(DUPLICATE)
             planned = await plan_relayed(db, peer, mail_from, targets, raw, summary)
-            if key is not None and isinstance(planned, Plan):
-                await _keep_receipt(db, key, peer)
+            if isinstance(planned, Plan):
+                planned.prepared = prepared
+                if key is not None:
+                    await _keep_receipt(db, key, peer)
             return planned
 
         try:

@@ -13,8 +13,9 @@ the store (:mod:`gateway.store.turn`, ``flock``) before ``BEGIN IMMEDIATE``, and
 the turn. SQLite's busy handler polls (sleeps up to 100 ms between tries, and a writer handing the lock to
 another promptly can starve it for seconds); ``flock`` wakes the next writer as soon as the lock is free, and
 the units that arrived while the other process committed join this batch instead of waiting for the next.
-Each commit logs ``group_commit`` at debug: its size and, in milliseconds, the wait for the turn and the lock,
-the statements and the COMMIT (its fsync).
+Each commit logs ``group_commit`` at debug: its size and, in milliseconds, the wait for the turn and a
+connection, the statements (on SQLite with ``BEGIN IMMEDIATE``, which rides with the first one) and the COMMIT
+(its fsync); ``bench/smtp_ingest.py --commit-stats`` summarises them.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -165,7 +166,7 @@ class GroupCommitter(Background):
         started = time.perf_counter() if asked is None else asked
         async with self._sessions() as session:
             async with session.begin():
-                await session.connection()  # BEGIN (IMMEDIATE on SQLite): the write lock
+                await session.connection()  # begun; on SQLite BEGIN IMMEDIATE runs with the first statement
                 locked = time.perf_counter()
                 results = [await work(session) for work in works]
                 plans = [r for r in results if isinstance(r, Plan)]
