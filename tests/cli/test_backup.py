@@ -3,6 +3,7 @@ one consistent moment of the store and the same mail reads back from it."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -50,8 +51,14 @@ def test_backup_taken_while_mail_is_imported_restores_into_a_new_data_folder_wit
     try:
         wait_until(lambda: store.count_messages() > 100 or writer.poll() is not None, 120,
                    "a hundred messages imported", interval=0.05)
-        backup = gateway_cli(config, "backup", str(tmp_path / "store.backup"))
-        still_writing = writer.poll() is None
+        # The import is held where it is (between its batches or inside one, its write lock taken) while the
+        # backup runs, so the copy is always taken in the middle of it, however fast either is.
+        writer.send_signal(signal.SIGSTOP)
+        try:
+            still_writing = writer.poll() is None
+            backup = gateway_cli(config, "backup", str(tmp_path / "store.backup"))
+        finally:
+            writer.send_signal(signal.SIGCONT)
     finally:
         _out, err = writer.communicate(timeout=600)
     assert backup.returncode == 0, backup.stderr
