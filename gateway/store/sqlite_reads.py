@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, TypeVar
@@ -44,11 +45,12 @@ class SqliteReader:
     reads (after a fork, never before).
     """
 
-    _shared: ClassVar[dict[str, SqliteReader]] = {}
+    _shared: ClassVar[weakref.WeakValueDictionary[str, SqliteReader]] = weakref.WeakValueDictionary()
 
     @classmethod
     def shared(cls, path: str) -> SqliteReader:
-        """The process's reader of ``path``: the IMAP view and logins share its threads and connections."""
+        """The process's reader of ``path``: the IMAP view and logins share its threads and connections, for as
+        long as one of them holds it (then its threads end and their connections close)."""
         reader = cls._shared.get(path)
         if reader is None:
             reader = cls._shared[path] = cls(path)
