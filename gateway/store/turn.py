@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,12 +47,16 @@ class Turn:
         self.path = path + SUFFIX
         self._fd = -1
         self._pid = 0
+        self._closer: weakref.finalize[Any, Any] | None = None
         self._local: asyncio.Lock | None = None
 
     def _descriptor(self) -> int:
         if self._fd < 0 or self._pid != os.getpid():  # a forked process opens its own
+            if self._closer is not None:
+                self._closer.detach()  # the parent's descriptor is the parent's to close
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             self._pid = os.getpid()
+            self._closer = weakref.finalize(self, _close, self._fd)  # the descriptor goes with the turn
         return self._fd
 
     def acquire(self) -> None:
@@ -78,6 +83,11 @@ class Turn:
                 yield
             finally:
                 self.release()
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def turn_for(sessions: Any) -> Turn | None:
