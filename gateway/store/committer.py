@@ -38,7 +38,8 @@ from gateway.store.bulk import Plan
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.recipients import FactsReader
-from gateway.store.turn import Turn, sqlite_store_file
+from gateway.store.sqlite_reads import sqlite_file
+from gateway.store.turn import Turn
 from gateway.tasks import Background
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ class GroupCommitter(Background):
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._facts: FactsReader | None = None
-        path = sqlite_store_file(sessions)
+        path = sqlite_file(sessions)
         self._turn = _QuickTurn(path) if path is not None else None
         #: The WAL's checkpoints, off the committing connections (one process of the daemon runs it).
         self.checkpointer = Checkpointer(path) if path is not None else None

@@ -23,21 +23,10 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.store.sqlite_reads import sqlite_file
+
 #: The lock file's name beside the store file.
 SUFFIX = "-writer.lock"
-
-
-def sqlite_store_file(sessions: Any) -> str | None:
-    """The SQLite file an ``async_sessionmaker`` writes, or None (PostgreSQL, in-memory, a URL with options)."""
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    bind = getattr(sessions, "kw", {}).get("bind")
-    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
-        return None
-    database = bind.url.database
-    if not database or database == ":memory:" or database.startswith("file:") or bind.url.query:
-        return None
-    return str(database)
 
 
 class Turn:
@@ -92,5 +81,5 @@ def _close(fd: int) -> None:
 
 def turn_for(sessions: Any) -> Turn | None:
     """A new turn for the SQLite file ``sessions`` write, or None when there is none to queue for."""
-    path = sqlite_store_file(sessions)
+    path = sqlite_file(sessions)
     return Turn(path) if path is not None else None
