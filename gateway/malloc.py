@@ -20,8 +20,8 @@ def return_large_buffers() -> None:
     glibc otherwise raises its mmap threshold after the first large block is freed: message bodies, literals
     and TLS records of many concurrent FETCHes then come from the heap, and a burst of clients that stop
     reading leaves the process tens of MiB larger for good. A fixed threshold also turns off that adjustment.
-    Used by the IMAP sessions (bodies, literals) and by the password-hashing threads (whose Argon2id memory,
-    19 MiB by default, each thread keeps between hashes and gives back when it retires: gateway/auth/kdf.py).
+    Used by the IMAP sessions (bodies, literals) and by the password-hashing threads (argon2-cffi's Argon2id
+    memory for new hashes).
     Other C libraries are left alone.
     """
     global _malloc_tuned

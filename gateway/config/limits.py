@@ -44,8 +44,8 @@ class Limits:
 class AuthSettings:
     """``[auth]``: Argon2id cost (OWASP's recommendation by default) and the verified-credential cache."""
 
-    argon2_memory_kib: int = 19456
-    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 7168
+    argon2_time_cost: int = 5
     argon2_parallelism: int = 1
     #: Seconds a verified (user name, password) pair is accepted again without hashing; 0 turns the cache off.
     cache_ttl: float = 300.0

@@ -25,7 +25,7 @@ def _config(tmp_path: Path, **tables: dict[str, Any]) -> dict[str, Any]:
 
 def test_defaults_are_owasps_argon2id_and_a_short_cache(tmp_path: Path) -> None:
     cfg = parse(_config(tmp_path), tmp_path)
-    assert cfg.auth == AuthSettings(19456, 2, 1, 300.0, 10_000)
+    assert cfg.auth == AuthSettings(7168, 5, 1, 300.0, 10_000)
     assert (cfg.limits.failed_logins, cfg.limits.failed_logins_per_address) == (5, 30)
     assert (cfg.limits.connections_per_address, cfg.limits.connection_rate_per_address) == (50, 0)
 
