@@ -27,6 +27,9 @@ from gateway.imap.view.store import ViewStore
 if TYPE_CHECKING:
     from gateway.imap.engine.server import Context
 
+#: Body reads up to this size are tried on the event loop's thread (a copy of that many bytes is no hop's worth);
+#: larger ones go to a reader thread at once.
+INLINE_BODY_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class FolderEntry:
@@ -165,7 +168,7 @@ class Backend:
             return await read_range(session, message_id, start, end)
 
         return await self.store.read_fast(lambda c: fast.read_range(c, message_id, start, end), work,
-                                          "reading a message")
+                                          "reading a message", inline=end - start <= INLINE_BODY_BYTES)
 
     def envelope(self, row: Any, utf8: bool = False) -> bytes:
         from gateway.imap.anatomy import render

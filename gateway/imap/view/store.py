@@ -213,13 +213,15 @@ class ViewStore:
             async with self.reads() as session, session.begin():
                 return await work(session)
 
-    async def read_fast(self, sync: SyncWork[T], work: Work[T], action: str = "reading") -> T:
-        """``sync`` on a SQLite reader thread in one hop when the store is a SQLite file, else ``work`` in a read
-        session; both must give the same answer (the SQLite one is the hot path, the session one PostgreSQL's)."""
+    async def read_fast(self, sync: SyncWork[T], work: Work[T], action: str = "reading", *,
+                        inline: bool = True) -> T:
+        """``sync`` in one hop by the SQLite reader (in place when short, see :class:`SqliteReader`) when the store
+        is a SQLite file, else ``work`` in a read session; both must give the same answer (the SQLite one is the
+        hot path, the session one PostgreSQL's). ``inline`` False: a read too large to try in place."""
         if self.sqlite is None:
             return await self.read(work, action)
         try:
-            return await self.sqlite.run(sync)
+            return await self.sqlite.run(sync, inline=inline)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"The mail store is unavailable ({action}); please try again later.") from exc
 
