@@ -15,9 +15,11 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, case, insert, select, text, tuple_, update
@@ -25,12 +27,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
 from gateway.store import effects as store_effects
-from gateway.store.anatomy import Prepared, index_messages  # each message's anatomy, in its transaction
-from gateway.store.changes import mark_changed
+from gateway.store import plain
+from gateway.store.anatomy import (  # each message's anatomy, in its transaction
+    INLINE_BODY,
+    TEXT_TABLE,
+    MessageAnatomy,
+    MessageTextPending,
+    Prepared,
+    index_messages,
+    prepare,
+)
+from gateway.store.changes import TEXT_INDEX, mark_changed
 from gateway.store.effects import Effect, EventRow
-from gateway.store.events import now
+from gateway.store.events import log_event, now
 from gateway.store.mailstore import StoredMessage, is_seen
-from gateway.store.models import Delivery, Folder, Message
+from gateway.store.models import Base, Delivery, Event, Folder, Message
+from gateway.store.sqlite_writes import sql_time
 
 
 @dataclass(frozen=True)
@@ -60,10 +72,10 @@ _DELIVERIES = cast(Table, Delivery.__table__)
 _FOLDERS = cast(Table, Folder.__table__)
 #: One INSERT for a batch's messages; the ids come back in the order of the rows (``sort_by_parameter_order``).
 _INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
-#: On SQLite ``sort_by_parameter_order`` makes it one INSERT per row: under the writer lock each row, in
-#: order, gets the next rowid, so the ids sorted are in row order.
-_INSERT_MESSAGES_SQLITE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_DELIVERIES = insert(_DELIVERIES)
+_EVENTS = cast(Table, Event.__table__)
+#: The columns of a ``deliveries`` row, in the order the SQLite path builds its tuples.
+_DELIVERY_KEYS = ("folder_id", "message_id", "uid", "flags", "seen", "modseq", "internal_date")
 
 
 @functools.cache
@@ -125,16 +137,15 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
     """Store every plan's message, file it and record its events; returns the message ids in order."""
     if not plans:
         return []
+    connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        return await _apply_sqlite(session, connection, plans)
     at = now()
     rows = [dict(received_at=at, sender_mailbox_id=p.message.sender_mailbox_id, mail_from=p.message.mail_from,
                  rcpt_to=p.message.rcpt_to, message_id_header=p.message.message_id_header,
                  subject=p.message.subject, header_from=p.message.header_from, size=len(p.message.raw),
                  raw=p.message.raw) for p in plans]
-    connection = await session.connection()
-    if connection.dialect.name == "sqlite":
-        message_ids = sorted((await connection.execute(_INSERT_MESSAGES_SQLITE, rows)).scalars().all())
-    else:
-        message_ids = list((await connection.execute(_INSERT_MESSAGES, rows)).scalars().all())
+    message_ids = list((await connection.execute(_INSERT_MESSAGES, rows)).scalars().all())
     await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)],
                          prepared=[p.prepared for p in plans])
 
@@ -159,3 +170,142 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
     pairs = zip(plans, message_ids, strict=True)
     await store_effects.apply(session, [(message_id, effect) for plan, message_id in pairs for effect in plan.effects])
     return message_ids
+
+
+def _message_row(plan: Plan, at: datetime) -> dict[str, Any]:
+    """The ``messages`` row of a plan (both stores)."""
+    m = plan.message
+    return dict(received_at=at, sender_mailbox_id=m.sender_mailbox_id, mail_from=m.mail_from, rcpt_to=m.rcpt_to,
+                message_id_header=m.message_id_header, subject=m.subject, header_from=m.header_from,
+                size=len(m.raw), raw=m.raw)
+
+
+@dataclass
+class _Pending:
+    """Parameters of one batch's plain statements, built before the hop; ``slot`` is where each statement's
+    ``message_id`` goes (filled in on the thread once the message rows have their ids)."""
+
+    sql: str
+    slot: int
+    rows: list[tuple[int, list[Any]]]  # (index of the plan, parameters)
+
+
+def _pending(table: Table, rows: list[tuple[int, dict[str, Any]]]) -> _Pending | None:
+    if not rows:
+        return None
+    statement = plain.for_rows(table, [r for _, r in rows])
+    return _Pending(statement.sql, statement.position("message_id"), [(i, statement.params(r)) for i, r in rows])
+
+
+async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plans: list[Plan]) -> list[int]:
+    """SQLite: the same rows as :func:`apply`, as plain ``sqlite3`` statements run in one call on the
+    transaction's own connection thread (:mod:`gateway.store.plain` binds them as SQLAlchemy would).
+
+    Every parameter is converted before the call; on the thread, under the write lock, only the new ids are
+    filled in. Statement and result processing, the greenlet and a thread hop per statement cost more than
+    SQLite's own work on these rows. A conversation change is applied afterwards through
+    :func:`gateway.store.effects.apply`, in the same transaction.
+    """
+    at = now()
+    message = plain.for_rows(_MESSAGES, [_message_row(plans[0], at)])
+    message_params = [message.params(_message_row(p, at)) for p in plans]
+    anatomy_rows: list[tuple[int, dict[str, Any]]] = []
+    text_rows: list[tuple[int, list[Any]]] = []
+    pending: list[int] = []
+    flat: list[tuple[int, str]] = []
+    for index, plan in enumerate(plans):
+        done = plan.prepared
+        if done is None or done.raw is not plan.message.raw:
+            done = prepare(plan.message.raw, INLINE_BODY)
+        anatomy_rows.append((index, {"message_id": 0, **done.anatomy_row}))
+        text_rows.append((index, [0, done.text_row["header"], done.text_row["body"]]))
+        if done.deferred:
+            pending.append(index)
+        if done.anatomy.refused:
+            flat.append((index, done.anatomy.refused))
+    event_rows = [(index, store_effects.event_row(e, None)) for index, plan in enumerate(plans) for e in plan.events]
+    event_rows += [(index, store_effects.event_row(
+        EventRow("imap.anatomy.flat", "flat", detail={"limit": reason}), None)) for index, reason in flat]
+    inserts = [_pending(cast(Table, MessageAnatomy.__table__), anatomy_rows),
+               _Pending(f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (?, ?, ?)", 0, text_rows),
+               _pending(cast(Table, MessageTextPending.__table__), [(i, {"message_id": 0}) for i in pending]),
+               _pending(_EVENTS, event_rows)]
+    later: list[tuple[int, Effect]] = []  # conversation changes, and rows plain statements cannot bind alike
+    tables: dict[Table, list[tuple[int, dict[str, Any]]]] = {}
+    wakes: set[int] = set()
+    for index, plan in enumerate(plans):
+        for effect in plan.effects:
+            if isinstance(effect, store_effects.Rows) and effect.rows:
+                table = cast(Table, effect.table.__table__)
+                tables.setdefault(table, []).extend((index, {**r, "message_id": 0}) for r in effect.rows)
+                if effect.wake is not None:
+                    wakes.add(effect.wake)
+            elif not isinstance(effect, store_effects.Rows):
+                later.append((index, effect))
+    for table, rows in tables.items():
+        try:
+            inserts.append(_pending(table, rows))
+        except (KeyError, ValueError):  # e.g. a decorated column type, rows of different columns
+            later += [(i, store_effects.Rows(_model(table), ({k: v for k, v in r.items() if k != "message_id"},)))
+                      for i, r in rows]
+    wanted: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
+    for index, plan in enumerate(plans):
+        for placement in plan.placements:
+            wanted[(placement.mailbox_id, placement.folder)].append((index, placement.flags))
+    keys = list(wanted)
+    advance = {}
+    for number, (mailbox_id, name) in enumerate(keys):
+        advance.update({f"m{number}": mailbox_id, f"f{number}": name, f"n{number}": len(wanted[(mailbox_id, name)])})
+    delivery = plain.plain_insert(_DELIVERIES, _DELIVERY_KEYS)
+    if delivery.columns != _DELIVERY_KEYS:  # the tuples below are built in this order
+        raise RuntimeError(f"deliveries columns are {delivery.columns}")
+    internal_date = sql_time(at)
+
+    def write(db: sqlite3.Connection) -> tuple[list[int], list[int]]:
+        ids = [db.execute(message.sql, row).lastrowid or 0 for row in message_params]
+        for statement in inserts:
+            if statement is not None:
+                slot = statement.slot
+                for index, row in statement.rows:
+                    row[slot] = ids[index]
+                db.executemany(statement.sql, [row for _, row in statement.rows])
+        folders: list[int] = []
+        if keys:
+            found = {(r[1], r[2]): r for r in db.execute(_sqlite_advance(len(keys)).text, advance).fetchall()}
+            absent = [k for k in keys if k not in found]
+            if absent:
+                raise LookupError(f"no folder {absent[0][1]!r} for mailbox {absent[0][0]}")
+            deliveries = []
+            for key in keys:
+                folder, _, _, uidnext, highest = found[key]
+                folders.append(folder)
+                items = wanted[key]
+                count = len(items)
+                for offset, (index, flags) in enumerate(items):
+                    deliveries.append((folder, ids[index], uidnext - count + offset, flags, int(is_seen(flags)),
+                                       highest - count + 1 + offset, internal_date))
+            db.executemany(delivery.sql, deliveries)
+        return ids, folders
+
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    message_ids, folders = await driver.run_plain(write)
+    for folder_id in folders:
+        mark_changed(session, folder_id)
+    for wake in wakes:
+        mark_changed(session, wake)
+    if pending:
+        mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
+    for index, row in event_rows:
+        log_event({**row, "message_id": message_ids[index]})
+    if later:
+        await store_effects.apply(session, [(message_ids[i], effect) for i, effect in later])
+    return message_ids
+
+
+def _model(table: Table) -> type[Base]:
+    """The mapped class of ``table`` (for :class:`gateway.store.effects.Rows`)."""
+    for mapper in Base.registry.mappers:
+        if mapper.local_table is table:
+            return cast(type[Base], mapper.class_)
+    raise LookupError(f"no mapped class for {table.name}")

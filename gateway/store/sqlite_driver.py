@@ -22,11 +22,12 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 _Outcome = tuple[Any, list[Any], int, int | None]
+T = TypeVar("T")
 #: The statements that open a transaction (store/db.py's begin hook), deferred to the next statement's hop.
 _BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE"})
 
@@ -166,6 +167,12 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def on_thread(self, work: Callable[[], _Outcome]) -> _Outcome:
         result: _Outcome = await self._execute(work)
+        return result
+
+    async def run_plain(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` in one call on the thread, inside the transaction the session opened (its kept
+        BEGIN runs first): plain statements without SQLAlchemy's statement and result machinery."""
+        result: T = await self._execute(lambda: work(self._conn))
         return result
 
 
