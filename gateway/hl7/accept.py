@@ -19,13 +19,13 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-import binascii
 import email.utils
 import itertools
 import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pybase64
 import structlog
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +53,7 @@ from gateway.store.committer import GroupCommitter
 from gateway.store.effects import EventRow, Rows
 from gateway.store.events import now
 from gateway.store.models import Identity, Mailbox
+from gateway.store.recipients import Reader
 
 log = structlog.get_logger("gateway.hl7")
 
@@ -104,7 +105,7 @@ _FACTS = select(
     exists().where(Identity.matricule == bindparam("matricule"), Identity.status == QUALIFIEE).label("qualified"))
 
 
-async def previous_ack(session: AsyncSession, peer: str, control_id: str) -> str | None:
+async def previous_ack(session: Reader, peer: str, control_id: str) -> str | None:
     return (await session.execute(_PREVIOUS_ACK, {"peer": peer, "control_id": control_id})).scalar_one_or_none()
 
 
@@ -118,7 +119,7 @@ def _patient_domains(config: Config) -> set[str]:
     return {config.patient_domain, *config.rules.remote_patient_domains}
 
 
-async def _targets(session: AsyncSession, config: Config, sender: Account, doc: Hl7Document
+async def _targets(session: Reader, config: Config, sender: Account, doc: Hl7Document
                    ) -> tuple[list[Target], list[Target]]:
     """The professional and patient recipients as SMTP submission would decide them at RCPT (R1–R4, R8)."""
     professionals: list[Target] = []
@@ -257,12 +258,10 @@ def _multipart(head: bytes, text: str, parts: list[tuple[bytes, str, str]]) -> b
 
 
 def _base64(data: bytes) -> bytes:
-    """Base64 in lines of 76 characters ended by CRLF (RFC 2045 6.8): encoded once in C and cut, rather than
-    encodebytes' call per 57-byte line and a second pass to turn LF into CRLF."""
-    encoded = binascii.b2a_base64(data, newline=False)
-    if not encoded:
-        return b""
-    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
+    """Base64 in lines of 76 characters ended by CRLF (RFC 2045 6.8): pybase64's vectorised encoder writes the
+    lines (LF) in C and one pass turns LF into CRLF, about half the time of cutting binascii's one line of a
+    137 KB zip into 1,800 slices."""
+    return pybase64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
 async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: Hl7Document, raw: bytes,
@@ -272,7 +271,9 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     ``parts``: the attachments :func:`read` made (made here when None). The mails, their plans and their
     anatomies are computed in one thread hop before the transaction, which only inserts them."""
     control_id = doc.header.control_id
-    async with committer.reader() as session:
+    # The process's autocommit connection for the reads before a unit (as SMTP's RCPT): three statements, no
+    # session, pool checkout or transaction to end; the unique (peer, MSH-10) guards the race it cannot see.
+    async with committer.facts() as session:
         facts = (await session.execute(_FACTS, {"peer": peer.name, "control_id": control_id,
                                                 "address": peer.sender, "matricule": doc.matricule})).one()
         if facts.previous is not None:
@@ -327,8 +328,8 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     try:
         result: Answer = await committer.run(unit)
     except IntegrityError:  # the same control id committed by a concurrent connection meanwhile
-        async with committer.reader() as session:
-            previous = await previous_ack(session, peer.name, control_id)
+        async with committer.facts() as connection:
+            previous = await previous_ack(connection, peer.name, control_id)
         if previous is None:
             raise
         return Answer(previous, codes.AA, duplicate=True)
