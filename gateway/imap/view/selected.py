@@ -211,7 +211,7 @@ class SelectedView(Numbering):
             if claim.top >= top:  # taken by a session of this process a moment ago
                 return False
             before = await self.store.write_fast(lambda tx: fast.claim_recent(tx.connection, folder_id, top), work,
-                                                 "claiming recent messages")
+                                                 "claiming recent messages", synced=False)
             claim.top = max(claim.top, top)
             self._recent_floor = max(self._recent_floor, top)
         if before is None:
@@ -427,7 +427,7 @@ class SelectedView(Numbering):
                 tx.mark(folder_id)
             return stored
 
-        result = await self.store.write_fast(sync, work, "storing flags")
+        result = await self.store.write_fast(sync, work, "storing flags", synced=False)
         for row in result.rows:
             if row.modseq is not None:
                 self._own[row.uid] = row.modseq
@@ -479,7 +479,7 @@ class SelectedView(Numbering):
                           count=len(found))
             return found
 
-        return await self.store.write_fast(sync, work, "expunging messages")
+        return await self.store.write_fast(sync, work, "expunging messages", synced=False)
 
     async def copy(self, sequence: SequenceSet, destination: str, *, uid: bool, move: bool = False,
                    quota: int | None = None, saved: Sequence[int] | None = None) -> CopyResult:

@@ -225,13 +225,15 @@ class ViewStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"The mail store is unavailable ({action}); please try again later.") from exc
 
-    async def write_fast(self, sync: TxWork[T], work: Work[T], action: str = "writing") -> T:
+    async def write_fast(self, sync: TxWork[T], work: Work[T], action: str = "writing", *,
+                         synced: bool = True) -> T:
         """``sync`` by the SQLite writer (one hop, group-committed) when the store is a SQLite file, else ``work``
-        through :meth:`write`; both must have the same effect."""
+        through :meth:`write`; both must have the same effect. ``synced`` False: state about messages (flags,
+        expunges, ``\\Recent``) whose commit need not wait for the disk (:class:`SqliteWriter`)."""
         if self.sqlite_writer is None:
             return await self.write(work, action)
         async with unavailable_on_failure(action):
-            return await self.sqlite_writer.run(sync)
+            return await self.sqlite_writer.run(sync, synced=synced)
 
     async def write(self, work: Work[T], action: str = "writing") -> T:
         """Run ``work`` in one write transaction; its result once committed. ``work`` may run twice (alone, after a
