@@ -147,7 +147,9 @@ class LoginThrottle:
     def _writer(self, writes: async_sessionmaker[AsyncSession]) -> SqliteWriter | None:
         """On a SQLite file, this process's one-hop writer of the throttle's rows (group-committed, taking turns
         with the other writers on the store's lock file, so a login's row is not starved by writers that hand
-        SQLite's lock to each other); None elsewhere (the rows go through the sessions)."""
+        SQLite's lock to each other); None elsewhere (the rows go through the sessions). The rows are attempts,
+        not mail: their commits do not wait for the disk (``synced=False``, see :class:`SqliteWriter`): a crash of
+        the process keeps them, a power loss could forget the last few seconds' failures."""
         key = id(writes)
         if key not in self._writers:
             path = sqlite_file(writes)
@@ -210,7 +212,8 @@ class LoginThrottle:
                 writer = self._writer(writes)
                 if writer is not None:
                     outcome = await writer.run(functools.partial(self._reserve_tx, client=client,
-                                                                 account=account, now=now, prune=prune))
+                                                                 account=account, now=now, prune=prune),
+                                               synced=False)
                 else:
                     async with writes() as session, session.begin():
                         outcome = await self._reserve_session(session, client, account, now, prune)
@@ -284,7 +287,7 @@ class LoginThrottle:
             writer = self._writer(writes)
             if writer is not None:
                 await writer.run(lambda tx: tx.connection.execute("DELETE FROM auth_failures WHERE id = ?",
-                                                                  (row_id,)))
+                                                                  (row_id,)), synced=False)
             else:
                 async with writes() as session, session.begin():
                     await session.execute(delete(AuthFailure).where(AuthFailure.id == row_id))
@@ -300,7 +303,7 @@ class LoginThrottle:
         writer = self._writer(writes)
         if row_id is not None and writer is not None:
             await writer.run(lambda tx: tx.connection.execute("UPDATE auth_failures SET pending = 0 WHERE id = ?",
-                                                              (row_id,)))
+                                                              (row_id,)), synced=False)
         elif row_id is not None:
             async with writes() as session, session.begin():
                 await session.execute(update(AuthFailure).where(AuthFailure.id == row_id).values(pending=False))
@@ -316,7 +319,7 @@ class LoginThrottle:
         if (reservation.pair_failures or row_id is not None) and writer is not None:  # other attempts checked stay
             await writer.run(lambda tx: tx.connection.execute(
                 "DELETE FROM auth_failures WHERE client = ? AND account = ? AND (pending = 0 OR id IS ?)",
-                (client, account, row_id)))
+                (client, account, row_id)), synced=False)
         elif reservation.pair_failures or row_id is not None:
             async with writes() as session, session.begin():
                 await session.execute(delete(AuthFailure).where(
