@@ -22,8 +22,9 @@ import asyncio
 import email.utils
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pybase64
 import structlog
@@ -56,6 +57,7 @@ from gateway.store.models import Identity, Mailbox
 from gateway.store.recipients import Reader
 
 log = structlog.get_logger("gateway.hl7")
+T = TypeVar("T")
 
 HL7 = "hl7"
 VISIBILITY_HEADER = "X-DMP-Visibility"
@@ -172,14 +174,29 @@ def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]
 
 def encoded_parts(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
     """The attachments of every MSSanté message of ``doc``, in base64 lines: what does not depend on the
-    recipients, made once, in the thread that read the HL7 message (:func:`read`)."""
+    recipients, made once, in the pass that read the HL7 message (:func:`read`)."""
     return [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
+
+
+#: Frames up to this size are read and their mails built on the event loop's thread: for the 180 KB message of
+#: a 135 KB CDA that is ~3 ms of work that mostly holds the GIL anyway, where each hop to a thread and back
+#: (a self-pipe write, futex wake-ups, the GIL handed over twice) cost more CPU under load than it freed.
+#: A larger frame (up to ``[hl7] max_frame_bytes``) is worked on a thread, so the loop is never held long.
+INLINE_BYTES = 512 * 1024
+
+
+async def off_loop(size: int, work: Callable[[], T]) -> T:
+    """``work()`` for a message of ``size`` bytes: inline when small (:data:`INLINE_BYTES`), else on a thread."""
+    if size <= INLINE_BYTES:
+        return work()
+    return await asyncio.to_thread(work)
 
 
 def read(config: Config, frame: bytes, *, max_segments: int, max_document_bytes: int, allow_test_identities: bool
          ) -> tuple[Hl7Document, list[tuple[bytes, str, str]]]:
     """The HL7 message read (:func:`gateway.hl7.message.parse`) and its attachments made: the CPU work of one
-    message in one pass (one thread hop), before the store is asked anything."""
+    message in one pass (:func:`off_loop`: on the loop, or one thread hop for a large frame), before the store
+    is asked anything."""
     doc = parse(frame, max_segments=max_segments, max_document_bytes=max_document_bytes,
                 allow_test_identities=allow_test_identities)
     return doc, encoded_parts(config, doc)
@@ -269,7 +286,7 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
     """Store what ``doc`` asks for in one transaction and return the ACK to answer (or the refusal's).
 
     ``parts``: the attachments :func:`read` made (made here when None). The mails, their plans and their
-    anatomies are computed in one thread hop before the transaction, which only inserts them."""
+    anatomies are computed in one pass (:func:`off_loop`) before the transaction, which only inserts them."""
     control_id = doc.header.control_id
     # The process's autocommit connection for the reads before a unit (as SMTP's RCPT): three statements, no
     # session, pool checkout or transaction to end; the unique (peer, MSH-10) guards the race it cannot see.
@@ -313,7 +330,7 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
             plans.append(replace(plan, prepared=prepare(plan.message.raw)))
         return plans
 
-    plans = await asyncio.to_thread(planned)
+    plans = await off_loop(len(raw), planned)
 
     async def unit(session: AsyncSession) -> bulk.Plan:
         # No second read of the record here: the unique (peer, MSH-10) of hl7_messages refuses a copy committed

@@ -4,7 +4,8 @@ One connection carries messages one after the other (MLLP is a request/answer pr
 ACK). Who may connect is decided before anything is read: the client certificate's SHA-256 (mutual TLS) or the
 source address must be a configured peer; anyone else is closed with one event. Each frame is bounded by
 :mod:`gateway.hl7.mllp` (size, per-read and per-frame time), read by :mod:`gateway.hl7.message` with its
-mails' attachments made in the same thread hop (base64, XML and the XDM zip are CPU work), stored by
+mails' attachments made in the same pass (on the loop for a usual message, on a thread above
+:data:`gateway.hl7.accept.INLINE_BYTES`), stored by
 :mod:`gateway.hl7.accept`, and only then answered ``AA``. A storage failure answers ``AR`` (HL7: rejected for
 a circumstantial reason, send again later), never a traceback.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import socket
@@ -25,7 +27,7 @@ import structlog
 from gateway.config import Config
 from gateway.config.hl7 import Hl7Peer, Hl7Settings
 from gateway.hl7 import ack, codes
-from gateway.hl7.accept import accept, read, record_refusal, refused_event
+from gateway.hl7.accept import accept, off_loop, read, record_refusal, refused_event
 from gateway.hl7.message import Refusal, normalise, read_msh
 from gateway.hl7.mllp import FrameError, FrameReader, frame
 from gateway.store.committer import GroupCommitter
@@ -222,10 +224,10 @@ class Hl7Listener:
         """The ACK for one frame's content: AA once stored, AE/AR with ERR otherwise."""
         settings = self.settings
         try:
-            doc, parts = await asyncio.to_thread(
+            doc, parts = await off_loop(len(content), functools.partial(
                 read, self.config, content, max_segments=settings.max_segments,
                 max_document_bytes=settings.max_document_bytes,
-                allow_test_identities=self.config.rules.allow_test_identities)
+                allow_test_identities=self.config.rules.allow_test_identities))
             result = await accept(self.committer, self.config, peer, doc, content, client, parts)
             return result.ack
         except Refusal as refusal:
