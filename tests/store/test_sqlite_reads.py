@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +17,12 @@ COUNT_TO = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    path = str(tmp_path / "store.sqlite3")
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("CREATE TABLE t (v INTEGER)")
+def database(wal_database: str) -> str:
+    connection = sqlite3.connect(wal_database)
     connection.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(100)])
     connection.commit()
     connection.close()
-    return path
+    return wal_database
 
 
 def _counting(upto: int, threads: list[str]) -> sqlite_reads.SyncWork[int]:

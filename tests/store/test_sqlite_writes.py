@@ -27,14 +27,8 @@ def _store_pragmas(connection: Any, _record: Any) -> None:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    path = str(tmp_path / "store.sqlite3")
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("CREATE TABLE t (v INTEGER)")
-    connection.commit()
-    connection.close()
-    return path
+def database(wal_database: str) -> str:
+    return wal_database
 
 
 def _insert(value: int) -> Any:
