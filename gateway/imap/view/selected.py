@@ -51,6 +51,9 @@ log = structlog.get_logger("gateway.imap")
 
 #: Most keywords a folder's FLAGS response lists (the DISTINCT read at SELECT stops there).
 MAX_KEYWORDS = 1000
+#: FETCHes of up to this many messages are tried on the event loop's thread (:class:`SqliteReader`); a longer
+#: one would only spend the budget before going to a reader thread.
+INLINE_ROWS = 1000
 #: Past this many removals at once the UID array is rebuilt in one pass instead of deleted from one by one.
 _BULK_REMOVE = 64
 #: System flags every folder announces (RFC 9051 7.3.5); ``\\Recent`` only for IMAP4rev1 clients.
@@ -269,7 +272,7 @@ class SelectedView(Numbering):
         self._drop_prefetched()
         published = self.store.hub.watch(folder_id)  # before the read: a change published after it voids it
         try:
-            rows, delta = await self.store.sqlite.run(sync)
+            rows, delta = await self.store.sqlite.run(sync, inline=sum(b - a for a, b in ranges) <= INLINE_ROWS)
         except sqlite3.Error as exc:
             self.store.hub.unwatch(folder_id, published)
             raise StoreUnavailable("The mail store is unavailable (reading messages); please try again "
