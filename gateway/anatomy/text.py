@@ -12,6 +12,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -100,8 +101,16 @@ def _display(addresses: tuple[Address, ...]) -> str:
 def _sent_at(value: str | None) -> datetime | None:
     if not value:
         return None
+    return _parsed_date(value[:200])
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_date(value: str) -> datetime | None:
+    """A Date field in UTC (None when unreadable); kept for the last few values, since the messages of one
+    second mostly share the Date the submission server wrote (and parsing one costs more than the rest of the
+    header fields' keys)."""
     try:
-        parsed = parsedate_to_datetime(value[:200])
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:

@@ -143,6 +143,29 @@ class GatewaySMTP(SMTP):
             return
         await super()._handle_client()
 
+    #: When the connection is idle for too long (the loop's clock), and whether a timer is waiting for it.
+    _idle_deadline = 0.0
+    _idle_armed = False
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """The idle limit starts again (every command and every block of DATA): the deadline moves, the one
+        timer of the connection stays where it is and, when it fires early, waits again for the deadline
+        (aiosmtpd cancels and creates a timer each time, a sizeable share of a short command's work)."""
+        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if not self._idle_armed or handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+            self._idle_armed = True
+
+    def _idle_check(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+            return
+        self._idle_armed = False
+        self._timeout_cb()
+
     def _timeout_cb(self) -> None:
         """RFC 5321 4.5.3.2: tell the client why before closing (421 4.4.2), then close."""
         if self.transport is not None and not self.closing:

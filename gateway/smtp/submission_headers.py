@@ -17,7 +17,9 @@ import dataclasses
 import email.utils
 import re
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.auth.accounts import Account
 from gateway.routing.headers import Summary
@@ -39,6 +41,22 @@ class Trace:
     utf8: bool = False
 
 
+#: The RFC 5322 3.3 date of the current second, and that second.
+_this_second: tuple[int, str] = (-1, "")
+
+
+def _date_now() -> str:
+    """Now as an RFC 5322 3.3 date in local time, formatted once a second: the date has whole seconds, and
+    every message of a second gets the same one (localtime and the formatting cost more than the rest of the
+    Received field)."""
+    global _this_second
+    second = int(time.time())
+    if _this_second[0] != second:
+        _this_second = (second, email.utils.format_datetime(email.utils.localtime(
+            datetime.fromtimestamp(second, UTC))))
+    return _this_second[1]
+
+
 def new_transaction_id() -> str:
     """An opaque id naming one SMTP transaction in the Received field and in the logs."""
     return secrets.token_hex(8).upper()
@@ -53,7 +71,7 @@ def received(trace: Trace) -> bytes:
     helo = _UNSAFE.sub("", trace.helo)[:100] or "unknown"
     protocol = "UTF8SMTPSA" if trace.utf8 else "ESMTPSA"
     tls = " ".join(p for p in (trace.tls_version, trace.cipher) if p) or "TLS"
-    date = email.utils.format_datetime(email.utils.localtime())
+    date = _date_now()
     text = (f"Received: from {helo} ([{trace.client_ip}])\r\n\tby {trace.hostname} with {protocol} ({tls})\r\n"
             f"\t(authenticated as {authenticated_as(trace.account)})\r\n\tid {trace.transaction_id}"
             f";\r\n\t{date}\r\n")
@@ -64,7 +82,7 @@ def complete(raw: bytes, summary: Summary, trace: Trace) -> tuple[bytes, Summary
     """The message with Received prepended and Date/Message-ID added where missing, and its updated summary."""
     prefix = received(trace)
     if summary.date is None:
-        date = email.utils.format_datetime(email.utils.localtime())
+        date = _date_now()
         prefix += f"Date: {date}\r\n".encode("ascii")
         summary = dataclasses.replace(summary, date=date)
     if summary.message_id is None:

@@ -223,9 +223,10 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
             pending.append(index)
         if done.anatomy.refused:
             flat.append((index, done.anatomy.refused))
-    event_rows = [(index, store_effects.event_row(e, None)) for index, plan in enumerate(plans) for e in plan.events]
+    event_rows = [(index, store_effects.event_row(e, None, at=at)) for index, plan in enumerate(plans)
+                  for e in plan.events]
     event_rows += [(index, store_effects.event_row(
-        EventRow("imap.anatomy.flat", "flat", detail={"limit": reason}), None)) for index, reason in flat]
+        EventRow("imap.anatomy.flat", "flat", detail={"limit": reason}), None, at=at)) for index, reason in flat]
     inserts = [_pending(cast(Table, MessageAnatomy.__table__), anatomy_rows),
                _Pending(f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (?, ?, ?)", 0, text_rows),
                _pending(cast(Table, MessageTextPending.__table__), [(i, {"message_id": 0}) for i in pending]),

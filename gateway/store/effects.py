@@ -12,6 +12,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
@@ -71,8 +72,10 @@ class ConversationChange:
 Effect = Rows | ConversationChange
 
 
-def event_row(event: EventRow, message_id: int | None, conversation_id: int | None = None) -> dict[str, Any]:
-    return dict(at=now(), kind=event.kind, rule=str(event.rule) if event.rule is not None else None,
+def event_row(event: EventRow, message_id: int | None, conversation_id: int | None = None,
+              at: datetime | None = None) -> dict[str, Any]:
+    """The ``events`` row of ``event``, dated ``at`` (default: now; a batch's rows may share its time)."""
+    return dict(at=at or now(), kind=event.kind, rule=str(event.rule) if event.rule is not None else None,
                 outcome=event.outcome, actor=event.actor, mailbox_id=event.mailbox_id, message_id=message_id,
                 conversation_id=conversation_id if conversation_id is not None else event.conversation_id,
                 identity_id=None, detail=event.detail)
