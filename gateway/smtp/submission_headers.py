@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.auth.accounts import Account
 from gateway.routing.headers import Summary
@@ -81,12 +82,11 @@ def received(trace: Trace) -> bytes:
 def complete(raw: bytes, summary: Summary, trace: Trace) -> tuple[bytes, Summary]:
     """The message with Received prepended and Date/Message-ID added where missing, and its updated summary."""
     prefix = received(trace)
+    added: dict[str, Any] = {}
     if summary.date is None:
-        date = _date_now()
-        prefix += f"Date: {date}\r\n".encode("ascii")
-        summary = dataclasses.replace(summary, date=date)
+        added["date"] = _date_now()
+        prefix += f"Date: {added['date']}\r\n".encode("ascii")
     if summary.message_id is None:
-        message_id = f"<{secrets.token_hex(12)}.{trace.transaction_id.lower()}@{trace.hostname}>"
-        prefix += f"Message-ID: {message_id}\r\n".encode("ascii")
-        summary = dataclasses.replace(summary, message_id=message_id)
-    return prefix + raw, summary
+        added["message_id"] = f"<{secrets.token_hex(12)}.{trace.transaction_id.lower()}@{trace.hostname}>"
+        prefix += f"Message-ID: {added['message_id']}\r\n".encode("ascii")
+    return prefix + raw, dataclasses.replace(summary, **added) if added else summary

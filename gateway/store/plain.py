@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,7 +65,7 @@ def _converter(column: Any) -> Convert | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PlainInsert:
     """``INSERT INTO table (columns) VALUES (?, ...)`` and how to turn a row dict into its parameters."""
 
@@ -77,11 +78,27 @@ class PlainInsert:
 
     def params(self, row: Mapping[str, Any]) -> list[Any]:
         """The row's parameters in column order; a column missing from ``row`` gets its Python default."""
-        out: list[Any] = []
-        for name, convert, default in self._steps:
+        if self._given is not None and len(row) == len(self.columns):  # every column given: the common case
+            out = list(self._given(row))
+            for index, convert in self._converted:
+                value = out[index]
+                if value is not None or convert is _json:
+                    out[index] = convert(value)
+            return out
+        out = []
+        for name, step, default in self._steps:
             value = row[name] if name in row else (default() if callable(default) else default)
-            out.append(value if convert is None or (value is None and convert is not _json) else convert(value))
+            out.append(value if step is None or (value is None and step is not _json) else step(value))
         return out
+
+    @functools.cached_property
+    def _given(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]] | None:
+        """The values of a row holding every column, in order (one C call); None for a single column."""
+        return operator.itemgetter(*self.columns) if len(self.columns) > 1 else None
+
+    @functools.cached_property
+    def _converted(self) -> tuple[tuple[int, Convert], ...]:
+        return tuple((i, convert) for i, (_, convert, _) in enumerate(self._steps) if convert is not None)
 
 
 def _default(column: Any) -> Any:
