@@ -46,6 +46,7 @@ from gateway.routing.policy import Target
 from gateway.smtp.data_lines import BLOCK, END_OF_DATA, has_long_line
 from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.smtp.enhanced_codes import with_enhanced_code
+from gateway.smtp.idle_timer import MovingIdleTimer
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -56,7 +57,7 @@ _SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 _BDAT = re.compile(r"^([0-9]{1,15})(?: +(LAST))? *$", re.IGNORECASE)
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(MovingIdleTimer, SMTP):
     """aiosmtpd's SMTP with implicit-TLS awareness, enhanced status codes, DSN parameters and SASL EXTERNAL."""
 
     #: Offer DSN (RFC 3461) and accept its parameters; the relay listener turns it off (we deliver at once).
@@ -142,29 +143,6 @@ class GatewaySMTP(SMTP):
             await self._close_with(str(fixed.with_text(reason) if reason.isascii() and reason else fixed))
             return
         await super()._handle_client()
-
-    #: When the connection is idle for too long (the loop's clock), and whether a timer is waiting for it.
-    _idle_deadline = 0.0
-    _idle_armed = False
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        """The idle limit starts again (every command and every block of DATA): the deadline moves, the one
-        timer of the connection stays where it is and, when it fires early, waits again for the deadline
-        (aiosmtpd cancels and creates a timer each time, a sizeable share of a short command's work)."""
-        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
-        handle = self._timeout_handle
-        if not self._idle_armed or handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
-            if handle is not None:
-                handle.cancel()
-            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
-            self._idle_armed = True
-
-    def _idle_check(self) -> None:
-        if self.loop.time() < self._idle_deadline:
-            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
-            return
-        self._idle_armed = False
-        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         """RFC 5321 4.5.3.2: tell the client why before closing (421 4.4.2), then close."""
