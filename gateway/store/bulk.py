@@ -35,7 +35,8 @@ from gateway.store.anatomy import (  # each message's anatomy, in its transactio
     MessageTextPending,
     Prepared,
     index_messages,
-    prepare,
+    index_rows,
+    text_key,
 )
 from gateway.store.changes import TEXT_INDEX, mark_changed
 from gateway.store.effects import Effect, EventRow
@@ -141,10 +142,7 @@ async def apply(session: AsyncSession, plans: list[Plan]) -> list[int]:
     if connection.dialect.name == "sqlite":
         return await _apply_sqlite(session, connection, plans)
     at = now()
-    rows = [dict(received_at=at, sender_mailbox_id=p.message.sender_mailbox_id, mail_from=p.message.mail_from,
-                 rcpt_to=p.message.rcpt_to, message_id_header=p.message.message_id_header,
-                 subject=p.message.subject, header_from=p.message.header_from, size=len(p.message.raw),
-                 raw=p.message.raw) for p in plans]
+    rows = [_message_row(p, at) for p in plans]
     message_ids = list((await connection.execute(_INSERT_MESSAGES, rows)).scalars().all())
     await index_messages(session, [(i, p.message.raw) for i, p in zip(message_ids, plans, strict=True)],
                          prepared=[p.prepared for p in plans])
@@ -209,26 +207,19 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
     at = now()
     message = plain.for_rows(_MESSAGES, [_message_row(plans[0], at)])
     message_params = [message.params(_message_row(p, at)) for p in plans]
-    anatomy_rows: list[tuple[int, dict[str, Any]]] = []
-    text_rows: list[tuple[int, list[Any]]] = []
-    pending: list[int] = []
-    flat: list[tuple[int, str]] = []
-    for index, plan in enumerate(plans):
-        done = plan.prepared
-        if done is None or done.raw is not plan.message.raw:
-            done = prepare(plan.message.raw, INLINE_BODY)
-        anatomy_rows.append((index, {"message_id": 0, **done.anatomy_row}))
-        text_rows.append((index, [0, done.text_row["header"], done.text_row["body"]]))
-        if done.deferred:
-            pending.append(index)
-        if done.anatomy.refused:
-            flat.append((index, done.anatomy.refused))
+    # The rows of each message's anatomy and text, keyed here by the plan's index (its id comes on the thread).
+    indexed = index_rows([(index, p.message.raw) for index, p in enumerate(plans)], defer_over=INLINE_BODY,
+                         prepared=[p.prepared for p in plans])
+    anatomy_rows = [(row["message_id"], row) for row in indexed.anatomy_rows]
+    text_rows = [(row["message_id"], [0, row["header"], row["body"]]) for row in indexed.text_rows]
+    pending, flat = indexed.pending, indexed.refused
     event_rows = [(index, store_effects.event_row(e, None, at=at)) for index, plan in enumerate(plans)
                   for e in plan.events]
     event_rows += [(index, store_effects.event_row(
         EventRow("imap.anatomy.flat", "flat", detail={"limit": reason}), None, at=at)) for index, reason in flat]
     inserts = [_pending(cast(Table, MessageAnatomy.__table__), anatomy_rows),
-               _Pending(f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (?, ?, ?)", 0, text_rows),
+               _Pending(f"INSERT INTO {TEXT_TABLE} ({text_key('sqlite')}, header, body) VALUES (?, ?, ?)", 0,
+                        text_rows),
                _pending(cast(Table, MessageTextPending.__table__), [(i, {"message_id": 0}) for i in pending]),
                _pending(_EVENTS, event_rows)]
     later: list[tuple[int, Effect]] = []  # conversation changes, and rows plain statements cannot bind alike
