@@ -80,15 +80,19 @@ class SqliteReader:
         self._pid = 0
         self._lock = threading.Lock()
 
+    def _open(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        """A read-only connection (``query_only``) that waits at most ``busy_timeout_ms`` for a lock."""
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     cached_statements=256)
+        connection.execute("PRAGMA query_only=ON")
+        connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        connection.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
+        return connection
+
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                         cached_statements=256)
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute("PRAGMA busy_timeout=30000")
-            connection.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
-            self._local.connection = connection
+            connection = self._local.connection = self._open(30000)
         return connection
 
     def _run(self, work: SyncWork[T]) -> T:
@@ -106,11 +110,7 @@ class SqliteReader:
         watches (a connection of this process: never one opened before a fork)."""
         held: tuple[int, sqlite3.Connection, list[float]] | None = getattr(self._local, "inline", None)
         if held is None or held[0] != os.getpid():
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                         cached_statements=256)
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute("PRAGMA busy_timeout=0")  # a lock to wait for sends the read to a thread
-            connection.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
+            connection = self._open(0)  # a lock to wait for sends the read to a thread
             deadline = [math.inf]
             connection.set_progress_handler(lambda: time.perf_counter() > deadline[0], INLINE_STEPS)
             held = self._local.inline = (os.getpid(), connection, deadline)
