@@ -45,6 +45,11 @@ def _rsa(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def _ecdsa() -> ec.EllipticCurvePrivateKey:
+    """A P-256 key: a TLS handshake signs with it in ~0.03 ms of a core, against ~1 ms for RSA-2048."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def _name(common_name: str, organisation: str = "Gateway development PKI") -> x509.Name:
     return x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
@@ -131,9 +136,10 @@ class DevelopmentPKI:
         organisation: str = "Gateway development PKI",
         valid_days: int = 825,
         not_before: dt.datetime | None = None,
+        key: PrivateKey | None = None,
     ) -> Issued:
-        """Issue an end-entity certificate from the intermediate CA."""
-        key = _rsa()
+        """Issue an end-entity certificate from the intermediate CA (for ``key``, by default a new RSA-2048 key)."""
+        key = key or _rsa()
         start = not_before or (_now() - dt.timedelta(hours=1))
         builder = (
             x509.CertificateBuilder()
@@ -155,7 +161,8 @@ class DevelopmentPKI:
         if usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=signing, key_encipherment=server or client,
+            digital_signature=True, content_commitment=signing,
+            key_encipherment=(server or client) and isinstance(key, rsa.RSAPrivateKey),
             data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
             encipher_only=False, decipher_only=False), critical=True)
         alt: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
@@ -166,10 +173,14 @@ class DevelopmentPKI:
         return Issued(cert, key, (self.intermediate.certificate,))
 
     def server(self, hostname: str) -> Issued:
-        """A TLS server certificate for ``hostname``, also valid for localhost and 127.0.0.1 (development)."""
-        names = tuple(dict.fromkeys((hostname, "localhost")))
-        return self.issue(hostname, dns_names=names, ip_addresses=("127.0.0.1", "::1"), server=True, client=True)
+        """A TLS server certificate for ``hostname``, also valid for localhost and 127.0.0.1 (development).
 
+        Its key is ECDSA P-256, as most public servers' now are: every connection's handshake signs once with it,
+        and an RSA-2048 signature costs ~1 ms of a core, a P-256 one ~0.03 ms. The listeners take either kind.
+        """
+        names = tuple(dict.fromkeys((hostname, "localhost")))
+        return self.issue(hostname, dns_names=names, ip_addresses=("127.0.0.1", "::1"), server=True, client=True,
+                          key=_ecdsa())
 
     def operator(self, hostname: str, domains: tuple[str, ...] = ()) -> Issued:
         """An operator's MTA certificate: server and client authentication (mutual TLS between operators).
