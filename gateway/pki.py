@@ -175,8 +175,8 @@ class DevelopmentPKI:
     def server(self, hostname: str) -> Issued:
         """A TLS server certificate for ``hostname``, also valid for localhost and 127.0.0.1 (development).
 
-        Its key is ECDSA P-256, as most public servers' now are: every connection's handshake signs once with it,
-        and an RSA-2048 signature costs ~1 ms of a core, a P-256 one ~0.03 ms. The listeners take either kind.
+        Its key is ECDSA P-256 (:func:`_ecdsa`), as most public servers' now are: every connection's handshake signs
+        once with it. The listeners take either kind.
         """
         names = tuple(dict.fromkeys((hostname, "localhost")))
         return self.issue(hostname, dns_names=names, ip_addresses=("127.0.0.1", "::1"), server=True, client=True,
