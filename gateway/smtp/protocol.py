@@ -33,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import dataclasses
 import re
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
 from gateway.config import Limits
 from gateway.routing import replies
@@ -47,6 +48,7 @@ from gateway.smtp.data_lines import BLOCK, END_OF_DATA, has_long_line
 from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.smtp.enhanced_codes import with_enhanced_code
 from gateway.smtp.idle_timer import MovingIdleTimer
+from gateway.smtp.reply_batch import BatchedReplies
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -55,9 +57,12 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 #: ``<local@domain>`` with a dot-atom local part and a plain domain, then optional parameters after spaces.
 _SIMPLE_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?: +(.*))?\Z")
 _BDAT = re.compile(r"^([0-9]{1,15})(?: +(LAST))? *$", re.IGNORECASE)
+#: MAIL's longest line once EHLO has offered SIZE and SMTPUTF8: the 512 of RFC 5321 4.5.3.1.4 and the room
+#: aiosmtpd gives their parameters (RFC 1870, RFC 6531).
+_MAIL_LINE_LIMIT = SMTP.command_size_limit + 26 + 10
 
 
-class GatewaySMTP(MovingIdleTimer, SMTP):
+class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
     """aiosmtpd's SMTP with implicit-TLS awareness, enhanced status codes, DSN parameters and SASL EXTERNAL."""
 
     #: Offer DSN (RFC 3461) and accept its parameters; the relay listener turns it off (we deliver at once).
@@ -67,10 +72,13 @@ class GatewaySMTP(MovingIdleTimer, SMTP):
 
     def __init__(self, handler: Any, **kwargs: Any) -> None:
         kwargs.setdefault("enable_SMTPUTF8", True)
+        # aiosmtpd keeps the lines' limits in one table of the class, which every new connection clears and every
+        # EHLO widens: each session has its own here, so one client's EHLOs cannot change another's limits.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         super().__init__(handler, **kwargs)
         limits = getattr(getattr(handler, "config", None), "limits", None) or Limits()
         self.limits: Limits = limits
-        self.command_size_limits["AUTH"] = 12288  # RFC 4954 4 (aiosmtpd clears the table in __init__)
+        self.command_size_limits["AUTH"] = 12288  # RFC 4954 4
         #: The longest a whole DATA or BDAT transfer may take: the size limit at the minimum rate, plus one idle.
         self.data_time_limit = (self.data_size_limit or limits.message_size) / limits.smtp_min_data_rate \
             + self._timeout_duration
@@ -84,6 +92,11 @@ class GatewaySMTP(MovingIdleTimer, SMTP):
         self._bdat_error: str | None = None
         self._bdat_started: float | None = None
         self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await super().smtp_EHLO(hostname)
+        self.command_size_limits["MAIL"] = _MAIL_LINE_LIMIT  # aiosmtpd adds the room again at every EHLO
 
     def _tracked(self, name: str, method: Any) -> Any:
         async def run(arg: Any) -> None:
@@ -149,6 +162,7 @@ class GatewaySMTP(MovingIdleTimer, SMTP):
         if self.transport is not None and not self.closing:
             log.info("smtp.timeout", outcome="closed", client=self.client_ip, command=self.command)
             self.closing = True
+            self._flush_replies()
             self._writer.write(f"{replies.IDLE_TIMEOUT}\r\n".encode())
         super()._timeout_cb()
 
@@ -156,6 +170,7 @@ class GatewaySMTP(MovingIdleTimer, SMTP):
         if self.closing or self.transport is None:
             return
         await self.push(reply)
+        self._flush_replies()
         self.closing = True
         self.transport.close()
 
@@ -164,10 +179,10 @@ class GatewaySMTP(MovingIdleTimer, SMTP):
         if self.closing:
             return
         if isinstance(status, bytes):  # AUTH challenges ("334 ...") come as bytes
-            await super().push(status)
+            await self._send_reply(status)
             return
         text = with_enhanced_code(str(status))
-        await super().push(text)
+        await self._send_reply(text.encode("utf-8" if self.enable_SMTPUTF8 else "ascii"))
         if text[:1] in ("4", "5") and not text.startswith("421"):
             await self._count_error()
 

@@ -156,3 +156,21 @@ def test_anvil_message_rate_451_4_7_1(limited_gateway: Callable[..., GatewayProc
         except smtplib.SMTPDataError as error:
             assert error.smtp_code == 451 and error.smtp_error.startswith(b"4.7.1")
     assert len(Store(gateway.store_url).messages_in(PRO2)) == 2
+
+
+def test_command_line_limits_are_each_sessions_own(gateway: GatewayProcess, accounts: Store,
+                                                   raw_session: Callable[[], RawSession]):
+    """MAIL may use the room EHLO gave its SIZE and SMTPUTF8 parameters whatever other clients do, and a session
+    repeating EHLO does not widen it further."""
+    first = raw_session()
+    first.login(PRO)
+    for _ in range(3):  # three more EHLOs: the room is given once, not three times
+        assert first.command("EHLO client.test")[-1].startswith(b"250 ")
+    raw_session().command("EHLO other.test")  # a new connection meanwhile, which used to clear every table
+    padding = " ENVID=" + "x" * 20
+    near = f"MAIL FROM:<{PRO}> SIZE=100 BODY=8BITMIME{padding}"
+    near += " " * (540 - len(near) - 2)  # 540 octets with CRLF: over 512, within MAIL's 548
+    assert first.command(near)[0].startswith(b"250 ")
+    assert first.command("RSET")[0].startswith(b"250 ")
+    over = near + " " * (560 - len(near) - 2)  # 560: beyond what one EHLO's room allows
+    assert first.command(over)[0].startswith(b"500 ")
