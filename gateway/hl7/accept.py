@@ -332,15 +332,14 @@ async def accept(committer: GroupCommitter, config: Config, peer: Hl7Peer, doc: 
 
     plans = await off_loop(len(raw), planned)
 
-    async def unit(session: AsyncSession) -> bulk.Plan:
+    async def unit(session: AsyncSession) -> bulk.Plans:
         # No second read of the record here: the unique (peer, MSH-10) of hl7_messages refuses a copy committed
         # meanwhile (IntegrityError below), so the shared writer's transaction does no extra statement per message.
-        others = tuple(await bulk.apply(session, plans[1:])) if len(plans) > 1 else ()
         if owed:
             mark_changed(session, HL7_OUTBOX)  # the relay wakes at commit for what the peer is owed
-        # The first message (with the record and the deposit job) is handed to the committer as a plan: the
-        # plans of every unit in its batch are stored together, a few statements for all the connections.
-        return replace(plans[0], result=lambda first: Answer(answer, codes.AA, message_ids=(first, *others)))
+        # Every mail of the message (the first with the record and the deposit job) is handed to the committer:
+        # the plans of every unit in its batch are stored together, a few statements for all the connections.
+        return bulk.Plans(plans, lambda ids: Answer(answer, codes.AA, message_ids=tuple(ids)))
 
     try:
         result: Answer = await committer.run(unit)

@@ -68,6 +68,16 @@ class Plan:
     prepared: Prepared | None = None
 
 
+@dataclass
+class Plans:
+    """Several messages of one unit (an HL7 message's mails, one per destination): the group committer stores
+    them in its batch's statements with the other units' plans, instead of a second write per unit."""
+
+    plans: list[Plan]
+    #: What the unit's caller receives, given the new message ids (in the order of ``plans``).
+    result: Callable[[list[int]], Any]
+
+
 _MESSAGES = cast(Table, Message.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _FOLDERS = cast(Table, Folder.__table__)

@@ -3,9 +3,9 @@
 Each SMTP session hands a unit of work (an async function of a session) to :meth:`GroupCommitter.run`
 and waits. A single writer task takes every unit waiting, runs them in one transaction and commits once;
 only then does each caller get its result and say "250". A unit may return a
-:class:`~gateway.store.bulk.Plan` (an accepted message to store): plans of a batch are written together,
-and the caller gets ``plan.result``. If the shared transaction fails, the batch is
-rolled back and each unit is run again alone, so one bad unit cannot sink the others and no unit is
+:class:`~gateway.store.bulk.Plan` (an accepted message to store), or :class:`~gateway.store.bulk.Plans` (several):
+plans of a batch are written together, and the caller gets ``plan.result``. If the shared transaction fails, the
+batch is rolled back and each unit is run again alone, so one bad unit cannot sink the others and no unit is
 half-stored. Units must therefore touch the database only through the session they are given.
 
 On SQLite the worker processes' committers share one write lock: each takes its turn on the lock file beside
@@ -34,7 +34,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store import bulk
-from gateway.store.bulk import Plan
+from gateway.store.bulk import Plan, Plans
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.recipients import FactsReader
@@ -170,10 +170,13 @@ class GroupCommitter(Background):
                 await session.connection()  # begun; on SQLite BEGIN IMMEDIATE runs with the first statement
                 locked = time.perf_counter()
                 results = [await work(session) for work in works]
-                plans = [r for r in results if isinstance(r, Plan)]
+                plans = [p for r in results for p in (r.plans if isinstance(r, Plans) else (r,))
+                         if isinstance(p, Plan)]
                 if plans:  # accepted messages: stored together, a few statements for the whole batch
                     stored = dict(zip(map(id, plans), await bulk.apply(session, plans), strict=True))
-                    results = [r.result(stored[id(r)]) if isinstance(r, Plan) else r for r in results]
+                    results = [r.result(stored[id(r)]) if isinstance(r, Plan) else
+                               r.result([stored[id(p)] for p in r.plans]) if isinstance(r, Plans) else r
+                               for r in results]
                 await notify_database(session)
                 written = time.perf_counter()
             committed = time.perf_counter()
