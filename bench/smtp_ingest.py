@@ -1,7 +1,8 @@
 """Benchmark: SMTP submission over STARTTLS + AUTH PLAIN, durably stored; optionally beside Debian's Postfix.
 
 Starts a real gateway process on SQLite (or --store-url) with a fresh PKI and drives it with aiosmtplib from
-several client processes. Two modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new
+several client processes (or, with ``--client pipelined``, a lean client that pipelines as MTAs do:
+bench/smtp_pipelined.py). Two modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new
 connection, STARTTLS and AUTH for every message). For each mode, message size (1 KiB, 100 KiB, 1 MiB) and
 number of sessions it prints messages/s, MB/s, p50/p99 latency (a message's MAIL..250, or in ``login`` mode its
 whole connection), the server's CPU per message (user + system of every server process, from /proc) and the
@@ -14,6 +15,7 @@ missing (as root), and stopped at the end.
 
     .venv/bin/python bench/smtp_ingest.py --sessions 20 --messages 3000
     .venv/bin/python bench/smtp_ingest.py --modes reuse,login --sizes 1k,100k,1m --sessions 1,20,50 --postfix
+    .venv/bin/python bench/smtp_ingest.py --client pipelined --postfix
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from postfix_peer import PostfixPeer, Unavailable, cpu_seconds  # noqa: E402
+from smtp_pipelined import PipelinedClient  # noqa: E402
 from support.pki import make_pki  # noqa: E402
 from support.process import GatewayProcess, free_port  # noqa: E402
 from support.store import Store  # noqa: E402
@@ -74,9 +77,33 @@ class Load:
     mode: str  # "reuse" or "login"
     size: int
     per_session: int
+    client: str = "aiosmtplib"  # or "pipelined" (bench/smtp_pipelined.py)
+
+
+async def pipelined_session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
+    """The same load through the lean PIPELINING client; in login mode QUIT follows the message's end."""
+    if load.mode == "login":
+        for i in range(load.per_session):
+            started = time.perf_counter()
+            client = await PipelinedClient.open(target.port, target.tls(), sender, PASSWORD)
+            await client.send(sender, RECIPIENT, body(sender, i, load.size), quit_after=True)
+            client.writer.close()
+            latencies.append(time.perf_counter() - started)
+        return
+    client = await PipelinedClient.open(target.port, target.tls(), sender, PASSWORD)
+    for i in range(load.per_session):
+        message = body(sender, i, load.size)
+        started = time.perf_counter()
+        await client.send(sender, RECIPIENT, message)
+        latencies.append(time.perf_counter() - started)
+    await client.close()
 
 
 async def session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
+    if load.client == "pipelined":
+        await pipelined_session(target, load, sender, latencies)
+        return
+
     def client() -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(hostname="127.0.0.1", port=target.port, tls_context=target.tls(), start_tls=True,
                                timeout=120)
@@ -173,6 +200,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of each case")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--client", choices=("aiosmtplib", "pipelined"), default="aiosmtplib",
+                        help="aiosmtplib (a reply awaited per command) or a lean client that pipelines MAIL, RCPT "
+                             "and DATA as MTAs do (bench/smtp_pipelined.py); the same for every server")
     parser.add_argument("--workers", type=int, default=None, help="[gateway] workers (default: one per core)")
     parser.add_argument("--postfix", action="store_true", help="run the same load against a private Postfix")
     parser.add_argument("--commit-stats", action="store_true",
@@ -217,7 +247,7 @@ def main() -> None:
                 master = postfix.master_pid()
                 assert master is not None
                 targets.append((Target("postfix", postfix.port, str(pki.ca_bundle)), master))
-            print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; "
+            print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; client: {args.client}; "
                   f"workers: {args.workers or 'one per core'}; cores: {os.cpu_count()}; "
                   f"postfix: {'Maildir via virtual(8), SASL PLAIN from sasldb' if postfix else 'not run'}")
             for target, pid in targets:  # warm-up: TLS session caches, pools, first logins
@@ -228,7 +258,7 @@ def main() -> None:
                     for count in counts:
                         scale = {"1k": 1, "100k": 10, "1m": 50}[size_name] * (5 if mode == "login" else 1)
                         total = max(count, args.messages // scale)
-                        load = Load(mode, size, max(1, total // count))
+                        load = Load(mode, size, max(1, total // count), args.client)
                         print(f"{mode}, {size_name}, {count} session(s):")
                         for _ in range(args.rounds):
                             figures = {}
