@@ -7,11 +7,11 @@ away, and every step is in the trail (R18).
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 from card.cardkit import CardGateway, PcscStack, RunningAgent, inserted, write_config
+from support.ports import free_port
 from support.wait import until
 
 from gateway.card.atr import CPS_AID
@@ -24,12 +24,6 @@ VITALE2 = "3B751300004509EA9000"
 CPS3 = "3BAC00402A001225006480000310009000"
 CPS = CPS_AID.hex().upper()
 OTHER_CARD = "3B6800000073C84013009000"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_r14_vitale_card_in_the_reader_opens_the_window_and_removal_closes_it(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from support.pki import HOSTNAME, PKIFiles
+from support.ports import free_port
 
 from gateway.config import Config, parse
 from gateway.ops.health import Listeners
@@ -19,12 +19,6 @@ from gateway.store import db
 
 PRO = "pro.gateway.test"
 PATIENT = "patient.gateway.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config_data(pki: PKIFiles, url: str, **tables: dict[str, Any]) -> dict[str, Any]:

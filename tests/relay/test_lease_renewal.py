@@ -5,7 +5,6 @@ instance's lease runs out)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from support.pki import PKIFiles
+from support.ports import free_port
 from support.store import Store
 
 from gateway.config import parse
@@ -46,12 +46,6 @@ class SlowPeer:
         return "250 2.0.0 Stored"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _config(pki: PKIFiles, tmp_path: Path, url: str, port: int) -> Any:
     (tmp_path / "wl.xml").write_text("")
     return parse({
@@ -73,7 +67,7 @@ def test_a_slow_delivery_keeps_its_lease_and_two_instances_send_it_once(
     peer = SlowPeer()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
-    port = _free_port()
+    port = free_port()
     controller = Controller(peer, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
     controller.start()
     config = _config(pki, tmp_path, store_url, port)

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from support.pki import HOSTNAME, PKIFiles
+from support.ports import free_port
 
 READY_TIMEOUT = 60.0
 
@@ -27,12 +28,6 @@ def accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def create_store(url: str) -> None:
