@@ -170,13 +170,10 @@ class GroupCommitter(Background):
                 await session.connection()  # begun; on SQLite BEGIN IMMEDIATE runs with the first statement
                 locked = time.perf_counter()
                 results = [await work(session) for work in works]
-                plans = [p for r in results for p in (r.plans if isinstance(r, Plans) else (r,))
-                         if isinstance(p, Plan)]
+                plans = [plan for r in results for plan in _plans_of(r)]
                 if plans:  # accepted messages: stored together, a few statements for the whole batch
                     stored = dict(zip(map(id, plans), await bulk.apply(session, plans), strict=True))
-                    results = [r.result(stored[id(r)]) if isinstance(r, Plan) else
-                               r.result([stored[id(p)] for p in r.plans]) if isinstance(r, Plans) else r
-                               for r in results]
+                    results = [_answer(r, stored) for r in results]
                 await notify_database(session)
                 written = time.perf_counter()
             committed = time.perf_counter()
@@ -184,3 +181,19 @@ class GroupCommitter(Background):
         log.debug("group_commit", size=len(works), wait_ms=round((locked - started) * 1000, 2),
                   statements_ms=round((written - locked) * 1000, 2), commit_ms=round((committed - written) * 1000, 2))
         return results
+
+
+def _plans_of(result: Any) -> list[Plan]:
+    """The messages a unit's result asks to store: its one plan, its several, or none."""
+    if isinstance(result, Plan):
+        return [result]
+    return list(result.plans) if isinstance(result, Plans) else []
+
+
+def _answer(result: Any, stored: dict[int, int]) -> Any:
+    """What the unit's caller receives once its plans are stored (``stored``: new message id by plan)."""
+    if isinstance(result, Plan):
+        return result.result(stored[id(result)])
+    if isinstance(result, Plans):
+        return result.result([stored[id(plan)] for plan in result.plans])
+    return result
