@@ -49,6 +49,7 @@ from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.smtp.enhanced_codes import with_enhanced_code
 from gateway.smtp.idle_timer import MovingIdleTimer
 from gateway.smtp.reply_batch import BatchedReplies
+from gateway.smtp.session_init import init_session
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -75,7 +76,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
         # aiosmtpd keeps the lines' limits in one table of the class, which every new connection clears and every
         # EHLO widens: each session has its own here, so one client's EHLOs cannot change another's limits.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
-        super().__init__(handler, **kwargs)
+        init_session(self, handler, **kwargs)  # aiosmtpd's __init__, its class scans made once (session_init)
         limits = getattr(getattr(handler, "config", None), "limits", None) or Limits()
         self.limits: Limits = limits
         self.command_size_limits["AUTH"] = 12288  # RFC 4954 4
