@@ -29,7 +29,7 @@ from gateway.auth.accounts import Authenticator
 from gateway.config import Config, ConfigError, Listen
 from gateway.ops.health import Listeners
 from gateway.ops.http import start_http
-from gateway.process.heap import freeze_startup_objects
+from gateway.process.heap import start_serving_heap
 from gateway.process.reload import changed_keys, read_config, restart_keys
 from gateway.smtp.handler import SubmissionHandler
 from gateway.smtp.implicit_tls import ImplicitTLS
@@ -346,7 +346,7 @@ async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = Non
         loop.add_signal_handler(signal.SIGHUP, hang_up)
         loop.add_signal_handler(signal.SIGUSR1, logs.reopen)  # log rotation
     await gateway.start()
-    freeze_startup_objects()
+    heap = start_serving_heap()
     log.info("ready", hostname=config.hostname, workers=1)
     if on_ready is not None:
         on_ready(gateway)
@@ -354,4 +354,5 @@ async def serve(config: Config, on_ready: Callable[[Gateway], None] | None = Non
     log.info("stopping", grace=gateway.config.stop_grace)
     await gateway.drain(gateway.config.stop_grace)
     await gateway.stop()
+    heap.cancel()
     log.info("stopped")

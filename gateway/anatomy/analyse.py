@@ -98,28 +98,41 @@ def _count_lines(raw: bytes, start: int, end: int) -> int:
     return lines if raw[end - 1] == 0x0A else lines + 1
 
 
+#: What may follow ``--boundary`` on a delimiter line: ``--`` for the close delimiter, transport padding, then
+#: the line's end or the body's (RFC 2046 5.1.1). One constant pattern: a boundary is unique to its message, and
+#: compiling a pattern per boundary cost more than finding the delimiters (re's cache holds 512 patterns).
+_DELIMITER_END = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
+
+
 def _delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int]]:
     """The ``(start, end)`` of each body part between the delimiter lines of ``boundary`` (RFC 2046 5.1.1).
 
     The line break before a delimiter belongs to the delimiter; a missing close delimiter ends the last part
-    at the end of the body; transport padding after a delimiter is allowed. The delimiter lines are found by
-    one compiled pattern starting with a literal, so lines that merely begin like a delimiter cost no Python.
+    at the end of the body; transport padding after a delimiter is allowed. Candidate lines are found by
+    ``bytes.find`` of the line break, ``--`` and the boundary, so lines that merely begin like a delimiter cost
+    no Python; :data:`_DELIMITER_END` then checks the rest of the line.
     """
-    escaped = re.escape(boundary)
-    pattern = re.compile(rb"\n--" + escaped + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    dashes = b"--" + boundary
+    needle = b"\n" + dashes
     parts: list[tuple[int, int]] = []
     opened: int | None = None
-    first = re.compile(rb"--" + escaped + rb"(--)?[ \t]*(?:\r?\n|\Z)").match(raw, start, end)
-    if first is not None:
-        if first.group(1):
-            return []
-        opened = first.end()
+    if raw.startswith(dashes, start, end):
+        first = _DELIMITER_END.match(raw, start + len(dashes), end)
+        if first is not None:
+            if first.group(1):
+                return []
+            opened = first.end()
     pos = opened if opened is not None else start
+    search = max(pos - 1, start)
     while True:
-        match = pattern.search(raw, max(pos - 1, start), end)
-        if match is None:
+        found = raw.find(needle, search, end)
+        if found < 0:
             break
-        before = match.start() - 1 if match.start() > start and raw[match.start() - 1] == 0x0D else match.start()
+        match = _DELIMITER_END.match(raw, found + len(needle), end)
+        if match is None:  # a line that only begins like a delimiter
+            search = found + 1
+            continue
+        before = found - 1 if found > start and raw[found - 1] == 0x0D else found
         if opened is not None:
             parts.append((opened, max(opened, before)))
             if len(parts) > MAX_PARTS:
@@ -128,6 +141,7 @@ def _delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple
             opened = None
             break
         opened = pos = match.end()
+        search = max(pos - 1, start)
     if opened is not None:
         parts.append((opened, end))
     return parts

@@ -30,7 +30,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.auth import kdf
-from gateway.malloc import return_large_buffers
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,6 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            return_large_buffers()  # each hash's memory cost goes back to the system when it ends
             _POOL = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="argon2")
         return _POOL
 

@@ -28,7 +28,7 @@ import structlog
 from gateway import logs
 from gateway.config import ConfigError
 from gateway.process.channel import Channel
-from gateway.process.heap import freeze_startup_objects
+from gateway.process.heap import start_serving_heap
 from gateway.process.loop import DaemonLoop, named_listeners
 from gateway.process.reload import check_tls, parse_text
 from gateway.process.shared import SharedHub, SharedTrusted
@@ -154,7 +154,7 @@ async def _serve(index: int, channel_sock: socket.socket, make_gateway: Callable
     except OSError as exc:
         print(f"gateway: cannot start a listener: {exc.strerror or exc}.", file=sys.stderr)
         return 1
-    freeze_startup_objects()
+    heap = start_serving_heap()
     channel.send({"t": "ready"})
     log.info("worker_ready", worker=index, pid=os.getpid(), once_only_work=index == 0)
     await _first(stop.wait(), gone.wait())
@@ -166,6 +166,7 @@ async def _serve(index: int, channel_sock: socket.socket, make_gateway: Callable
     log.info("worker_stopping", worker=index, grace=gateway.config.stop_grace)
     await gateway.drain(gateway.config.stop_grace)
     await gateway.stop()
+    heap.cancel()
     reader.cancel()
     await channel.close()
     log.info("worker_stopped", worker=index)

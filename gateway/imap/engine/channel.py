@@ -20,7 +20,6 @@ import zlib
 from typing import Any
 
 from gateway.imap.engine.compress import Deflate
-from gateway.malloc import return_large_buffers
 from gateway.tls_buffers import release_idle_bios
 
 #: Bytes asked of the socket per read.
@@ -45,7 +44,6 @@ class Channel:
     __slots__ = ("_out", "_out_size", "client", "deflate", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        return_large_buffers()
         self.reader = reader
         self.writer = writer
         self.deflate: Deflate | None = None

@@ -62,3 +62,42 @@ def test_damaged_stored_form_raises_only_value_error(data: bytes) -> None:
             codec.decode(candidate)
         except ValueError:
             pass
+
+
+def _delimiters_by_pattern(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """RFC 2046 5.1.1's delimiter lines as one regular expression per boundary: the reference the analyser's
+    search (a ``find`` of the boundary, then one constant pattern) must agree with."""
+    import re
+    escaped = re.escape(boundary)
+    pattern = re.compile(rb"\n--" + escaped + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    parts: list[tuple[int, int]] = []
+    opened = None
+    first = re.compile(rb"--" + escaped + rb"(--)?[ \t]*(?:\r?\n|\Z)").match(raw, start, end)
+    if first is not None:
+        if first.group(1):
+            return []
+        opened = first.end()
+    pos = opened if opened is not None else start
+    while (match := pattern.search(raw, max(pos - 1, start), end)) is not None:
+        before = match.start() - 1 if match.start() > start and raw[match.start() - 1] == 0x0D else match.start()
+        if opened is not None:
+            parts.append((opened, max(opened, before)))
+        if match.group(1):
+            return parts
+        opened = pos = match.end()
+    if opened is not None:
+        parts.append((opened, end))
+    return parts
+
+
+_DELIMITER_PIECES = [b"\r\n", b"\n", b"\r", b"--", b"--b", b"--b--", b"b", b" ", b"\t", b"x", b"-",
+                     b"--b\r\n", b"x\r\n--b\r\n", b"\r\n--b--", b"\n--b \t\n", b"\r\n--bb\r\n"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_DELIMITER_PIECES), max_size=60).map(b"".join), st.data())
+def test_delimiters_are_found_as_the_rfc_pattern_finds_them(raw: bytes, data: st.DataObject) -> None:
+    from gateway.anatomy.analyse import _delimiters
+    start = data.draw(st.integers(0, len(raw)))
+    end = data.draw(st.integers(start, len(raw)))
+    assert _delimiters(raw, b"b", start, end) == _delimiters_by_pattern(raw, b"b", start, end)
