@@ -32,6 +32,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from sqlalchemy import select  # noqa: E402
+from support.commit_stats import commit_stats  # noqa: E402
 from support.dmp_simulator import SimulatorProcess  # noqa: E402
 from support.hl7_peer import BIO, DOCTOR, LAB, PATIENT, Hl7Gateway, dmp_section, oru  # noqa: E402
 from support.pki import make_pki  # noqa: E402
@@ -127,6 +128,8 @@ def main() -> int:
                         help="stop after the acceptance figures (no wait for the deposits, no --idle messages)")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
     parser.add_argument("--workers", type=int, default=2, help="[gateway] workers of the gateway process")
+    parser.add_argument("--commit-stats", action="store_true",
+                        help="run the gateway at debug level and summarise its group commits (size, wall time)")
     args = parser.parse_args()
     destinations = tuple(d for d in args.dest.split(",") if d)
     folder = Path(tempfile.mkdtemp(prefix="bench-hl7-"))
@@ -140,7 +143,7 @@ def main() -> int:
     simulator = SimulatorProcess.with_certificates(folder / "dmp", pki).start()
     dmp = {"url": simulator.url, "folder": simulator.folder}
     gateway = Hl7Gateway(folder / "gw", pki, url, extra_config=dmp_section(dmp, pki.ca_bundle),
-                         log_level="info")  # info: start() returns on the "ready" of every worker
+                         log_level="debug" if args.commit_stats else "info")  # info: the "ready" of every worker
     text = gateway.config_path.read_text(encoding="utf-8")
     gateway.config_path.write_text(text.replace("[gateway]\n", f"[gateway]\nworkers = {args.workers}\n", 1),
                                    encoding="utf-8")
@@ -190,6 +193,8 @@ def main() -> int:
             print(f"{args.idle} messages one at a time: {report('send→AA', idle_latencies)}; "
                   f"{report('AA→deposit', deposit_latencies(idle_acked, done, idle_run))}")
         print("MSSanté messages: stored and queued in the AA's transaction (AA→queued = 0 by construction)")
+        if args.commit_stats:
+            print(commit_stats(gateway.log_lines))
     finally:
         gateway.stop()
         simulator.stop()

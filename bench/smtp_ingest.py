@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from postfix_peer import PostfixPeer, Unavailable, cpu_seconds  # noqa: E402
 from smtp_pipelined import PipelinedClient  # noqa: E402
+from support.commit_stats import commit_stats  # noqa: E402
 from support.pki import make_pki  # noqa: E402
 from support.process import GatewayProcess, free_port  # noqa: E402
 from support.store import Store  # noqa: E402
@@ -280,24 +281,6 @@ def main() -> None:
         print(f"stored by the gateway (with warm-up): {store.count_messages()}")
         if args.commit_stats:
             print(commit_stats(gateway.log_lines))
-
-
-def commit_stats(lines: list[str]) -> str:
-    """A summary of the gateway's ``group_commit`` debug events (gateway/store/committer.py), all rounds."""
-    import json
-
-    commits = [json.loads(line) for line in lines if '"group_commit"' in line]
-    if not commits:
-        return "group commits: none logged"
-
-    def spread(key: str) -> str:
-        values = sorted(float(c[key]) for c in commits)
-        return (f"{key.removesuffix('_ms')} mean {sum(values) / len(values):.1f} / p50 {values[len(values) // 2]:.1f}"
-                f" / p99 {values[max(0, int(len(values) * 0.99) - 1)]:.1f} ms")
-
-    sizes = [int(c["size"]) for c in commits]
-    return (f"group commits: {len(commits)}, {sum(sizes) / len(commits):.1f} units each (largest {max(sizes)}); "
-            f"{spread('wait_ms')}; {spread('statements_ms')}; {spread('commit_ms')}")
 
 
 if __name__ == "__main__":
