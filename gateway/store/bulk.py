@@ -222,7 +222,7 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
                          prepared=[p.prepared for p in plans])
     anatomy_rows = [(row["message_id"], row) for row in indexed.anatomy_rows]
     text_rows = [(row["message_id"], [0, row["header"], row["body"]]) for row in indexed.text_rows]
-    pending, flat = indexed.pending, indexed.refused
+    flat = indexed.refused
     event_rows = [(index, store_effects.event_row(e, None, at=at)) for index, plan in enumerate(plans)
                   for e in plan.events]
     event_rows += [(index, store_effects.event_row(
@@ -230,7 +230,8 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
     inserts = [_pending(cast(Table, MessageAnatomy.__table__), anatomy_rows),
                _Pending(f"INSERT INTO {TEXT_TABLE} ({text_key('sqlite')}, header, body) VALUES (?, ?, ?)", 0,
                         text_rows),
-               _pending(cast(Table, MessageTextPending.__table__), [(i, {"message_id": 0}) for i in pending]),
+               _pending(cast(Table, MessageTextPending.__table__),
+                        [(row["message_id"], {**row, "message_id": 0}) for row in indexed.pending_rows()]),
                _pending(_EVENTS, event_rows)]
     later: list[tuple[int, Effect]] = []  # conversation changes, and rows plain statements cannot bind alike
     tables: dict[Table, list[tuple[int, dict[str, Any]]]] = {}
@@ -296,7 +297,7 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
         mark_changed(session, folder_id)
     for wake in wakes:
         mark_changed(session, wake)
-    if pending:
+    if indexed.to_index:
         mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
     for index, row in event_rows:
         log_event({**row, "message_id": message_ids[index]})

@@ -7,7 +7,8 @@ than one of them. It starts a moment after the commit that woke it (:data:`SETTL
 queued goes first. Until then SEARCH reads the body from the message itself
 (:func:`~gateway.imap.anatomy.store.search_text`), so answers never depend on how far the indexer has come. Woken
 by the commit that adds work (``TEXT_INDEX`` on the change hub, NOTIFY on PostgreSQL); a slow poll catches
-commits made by other processes on SQLite.
+commits made by other processes on SQLite. A body longer than
+:data:`~gateway.store.anatomy.INDEXED_BODY_MAX` is left out of the index (``oversize``): SEARCH reads it.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.store.anatomy import MessageTextPending, index_pending_body
+from gateway.store.anatomy import INDEXED, MessageTextPending, index_pending_body
 from gateway.store.changes import TEXT_INDEX, ChangeHub
 from gateway.tasks import Background
 
@@ -70,17 +71,21 @@ class TextIndexer(Background):
             self.hub.unwatch(TEXT_INDEX, wake)
 
     async def run_once(self) -> int:
-        """Index up to :data:`BATCH` pending messages, oldest first; returns how many were indexed."""
+        """Index up to :data:`BATCH` pending messages, oldest first; returns how many were handled (indexed, or
+        found too long to index)."""
         async with self.sessions() as session:
             ids = list((await session.execute(select(MessageTextPending.message_id)
+                                              .where(MessageTextPending.oversize.is_(False))
                                               .order_by(MessageTextPending.message_id).limit(BATCH))).scalars())
-        indexed = 0
+        outcomes: list[str] = []
         for message_id in ids:
             async with self.sessions() as session:
-                if await index_pending_body(session, message_id):
-                    indexed += 1
+                outcome = await index_pending_body(session, message_id)
                 await session.commit()
+            if outcome is not None:
+                outcomes.append(outcome)
             await asyncio.sleep(BREATHE)
-        if indexed:
-            log.info("imap.text_indexed", count=indexed)
-        return indexed
+        if outcomes:
+            indexed = outcomes.count(INDEXED)
+            log.info("imap.text_indexed", count=indexed, oversize=len(outcomes) - indexed)
+        return len(outcomes)

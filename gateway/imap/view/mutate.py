@@ -216,9 +216,9 @@ def _append_sqlite(connection: Any, account_id: int, mailbox: str, rows: list[di
     connection.executemany(f"INSERT INTO {TEXT_TABLE} (rowid, header, body) VALUES (?, ?, ?)",
                            [(message_ids[r["message_id"]], r["header"], r["body"]) for r in indexed.text_rows])
     if indexed.pending:
-        connection.executemany("INSERT INTO message_text_pending (message_id) VALUES (?)",
-                               [(message_ids[n],) for n in indexed.pending])
-    return folder_id, uidvalidity, uids, bool(indexed.pending)
+        connection.executemany("INSERT INTO message_text_pending (message_id, oversize) VALUES (?, ?)",
+                               [(row["message_id"], int(row["oversize"])) for row in indexed.pending_rows(message_ids)])
+    return folder_id, uidvalidity, uids, indexed.to_index
 
 
 async def copy_messages(store: ViewStore, account_id: int, source_id: int, spans: Sequence[tuple[int, int]],

@@ -182,3 +182,34 @@ def test_imap_0004_fills_the_anatomy_of_messages_already_stored(store_url: str) 
 
 def test_imap_0004_matches_the_model(store_url: str) -> None:
     assert migration_differences(store_url, ["message_anatomy"]) == []
+
+
+def test_a_body_longer_than_the_index_takes_is_pending_for_good_by_every_insert_path(store_url: str) -> None:
+    from gateway.store.anatomy import INDEXED_BODY_MAX, INLINE_BODY, MessageTextPending
+
+    line = b"numeration formule sanguine sans anomalie\r\n"
+
+    def mail(subject: str, size: int) -> bytes:
+        return f"Subject: {subject}\r\n\r\n".encode() + line * (size // len(line) + 10) + b"Ferritine basse\r\n"
+
+    async def work(session: AsyncSession) -> None:
+        mailbox = await mailstore.create_mailbox(session, "b@pro.gateway.test", "PER")
+        inbox = await mailstore.folder_id(session, mailbox, "INBOX")
+        stored = {}
+        for name, size in (("stored oversize", INDEXED_BODY_MAX), ("stored long", INLINE_BODY)):
+            stored[name] = await mailstore.store_message(session, _message(mail(name, size)))
+            await mailstore.deliver(session, stored[name], inbox)
+        committed = await bulk.apply(session, [bulk.Plan(_message(mail(name, size)), [bulk.Placement(mailbox, "INBOX")],
+                                                         []) for name, size in (("bulk oversize", INDEXED_BODY_MAX),
+                                                                                ("bulk long", INLINE_BODY))])
+        stored.update(zip(("bulk oversize", "bulk long"), committed, strict=True))
+        rows = dict((await session.execute(select(MessageTextPending.message_id, MessageTextPending.oversize)))
+                    .all())
+        assert rows == {stored["stored oversize"]: True, stored["stored long"]: False,
+                        stored["bulk oversize"]: True, stored["bulk long"]: False}
+        assert await search_text(session, inbox, "ferritine basse", "BODY") == set(stored.values())
+    _run(store_url, work)
+
+
+def test_imap_0006_matches_the_model(store_url: str) -> None:
+    assert migration_differences(store_url, ["message_text_pending"]) == []
