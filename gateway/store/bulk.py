@@ -211,8 +211,9 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
 
     Every parameter is converted before the call; on the thread, under the write lock, only the new ids are
     filled in. Statement and result processing, the greenlet and a thread hop per statement cost more than
-    SQLite's own work on these rows. A conversation change is applied afterwards through
-    :func:`gateway.store.effects.apply`, in the same transaction.
+    SQLite's own work on these rows. Conversation changes are applied in the same call, after the deliveries
+    (:func:`gateway.store.effects.apply_conversation_plain`); rows plain statements cannot bind alike go through
+    :func:`gateway.store.effects.apply` afterwards, in the same transaction.
     """
     at = now()
     message = plain.for_rows(_MESSAGES, [_message_row(plans[0], at)])
@@ -233,7 +234,8 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
                _pending(cast(Table, MessageTextPending.__table__),
                         [(row["message_id"], {**row, "message_id": 0}) for row in indexed.pending_rows()]),
                _pending(_EVENTS, event_rows)]
-    later: list[tuple[int, Effect]] = []  # conversation changes, and rows plain statements cannot bind alike
+    later: list[tuple[int, Effect]] = []  # rows plain statements cannot bind alike
+    changes: list[tuple[int, store_effects.ConversationChange]] = []  # applied on the thread, in plan order
     tables: dict[Table, list[tuple[int, dict[str, Any]]]] = {}
     wakes: set[int] = set()
     for index, plan in enumerate(plans):
@@ -243,6 +245,8 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
                 tables.setdefault(table, []).extend((index, {**r, "message_id": 0}) for r in effect.rows)
                 if effect.wake is not None:
                     wakes.add(effect.wake)
+            elif isinstance(effect, store_effects.ConversationChange):
+                changes.append((index, effect))
             elif not isinstance(effect, store_effects.Rows):
                 later.append((index, effect))
     for table, rows in tables.items():
@@ -264,7 +268,7 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
         raise RuntimeError(f"deliveries columns are {delivery.columns}")
     internal_date = sql_time(at)
 
-    def write(db: sqlite3.Connection) -> tuple[list[int], list[int]]:
+    def write(db: sqlite3.Connection) -> tuple[list[int], list[int], list[dict[str, Any]]]:
         ids = [db.execute(message.sql, row).lastrowid or 0 for row in message_params]
         for statement in inserts:
             if statement is not None:
@@ -288,11 +292,13 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
                     deliveries.append((folder, ids[index], uidnext - count + offset, flags, int(is_seen(flags)),
                                        highest - count + 1 + offset, internal_date))
             db.executemany(delivery.sql, deliveries)
-        return ids, folders
+        logged = [row for index, change in changes
+                  for row in store_effects.apply_conversation_plain(db, change, ids[index], at)]
+        return ids, folders, logged
 
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    message_ids, folders = await driver.run_plain(write)
+    message_ids, folders, conversation_events = await driver.run_plain(write)
     for folder_id in folders:
         mark_changed(session, folder_id)
     for wake in wakes:
@@ -301,6 +307,8 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
         mark_changed(session, TEXT_INDEX)  # the indexer starts at the commit
     for index, row in event_rows:
         log_event({**row, "message_id": message_ids[index]})
+    for row in conversation_events:
+        log_event(row)
     if later:
         await store_effects.apply(session, [(message_ids[i], effect) for i, effect in later])
     return message_ids

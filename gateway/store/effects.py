@@ -11,6 +11,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -18,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store import plain
 from gateway.store.changes import mark_changed
 from gateway.store.events import log_event, now
 from gateway.store.models import Base, Conversation, Event
@@ -116,6 +118,45 @@ async def _conversation(session: AsyncSession, change: ConversationChange, messa
     events += [event_row(e, message_id, conversation_id) for e in change.events]
     await record_events(session, events)
     return conversation_id
+
+
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_EVENTS = cast(Table, Event.__table__)
+
+
+def apply_conversation_plain(db: sqlite3.Connection, change: ConversationChange, message_id: int | None,
+                             at: datetime) -> list[dict[str, Any]]:
+    """What :func:`_conversation` does, as plain ``sqlite3`` statements on the transaction's own connection, on
+    its thread (SQLite's acceptance path, :mod:`gateway.store.bulk`): the same rows and events without a thread
+    hop and SQLAlchemy's machinery per statement. SQLite has one writer, so the row read is the row updated.
+    Returns the event rows inserted, for the caller to log (R18) once back on the event loop."""
+    keys = list(change.key.items())
+    columns = list(dict.fromkeys(k for step in change.steps for k in step.values))
+    where = " AND ".join(f"{k} IS NULL" if v is None else f"{k} = ?" for k, v in keys)
+    found = db.execute(f"SELECT {', '.join(['id', *columns])} FROM conversations WHERE {where}",
+                       [plain.bind(_CONVERSATIONS, k, v) for k, v in keys if v is not None]).fetchone()
+    events: list[dict[str, Any]] = []
+    if found is None:
+        values = {**change.key, **change.create, "opened_at": at, "updated_at": at}
+        statement = plain.plain_insert(_CONVERSATIONS, tuple(values))
+        conversation_id = int(db.execute(statement.sql, statement.params(values)).lastrowid or 0)
+        current = dict(values)
+        events.append(event_row(change.created, message_id, conversation_id, at=at))
+    else:
+        conversation_id = int(found[0])
+        current = dict(zip(columns, found[1:], strict=True))  # as stored: a boolean reads 0 or 1, equal to it
+    for step in change.steps:
+        if all(current.get(k) == v for k, v in step.values.items()):
+            continue
+        changed = {"updated_at": at, **step.values}
+        db.execute(f"UPDATE conversations SET {', '.join(f'{k} = ?' for k in changed)} WHERE id = ?",
+                   [*(plain.bind(_CONVERSATIONS, k, v) for k, v in changed.items()), conversation_id])
+        current.update(step.values)
+        events.append(event_row(step.event, message_id, conversation_id, at=at))
+    events += [event_row(e, message_id, conversation_id, at=at) for e in change.events]
+    if events:
+        db.executemany(*plain.params(_EVENTS, events))
+    return events
 
 
 async def apply(session: AsyncSession, effects: list[tuple[int | None, Effect]]) -> None:

@@ -132,6 +132,18 @@ def plain_insert(table: Table, keys: tuple[str, ...]) -> PlainInsert:
     return PlainInsert(sql, names, tuple(steps))
 
 
+@functools.cache
+def _column_converter(table: Table, key: str) -> Convert | None:
+    return _converter(table.c[key])
+
+
+def bind(table: Table, key: str, value: Any) -> Any:
+    """``value`` for the column ``key`` of ``table`` as SQLAlchemy's SQLite types bind it (a SET or WHERE
+    value of a plain statement)."""
+    convert = _column_converter(table, key)
+    return value if convert is None or (value is None and convert is not _json) else convert(value)
+
+
 def for_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> PlainInsert:
     """The plain insert for these rows, which must all hold the same keys (as one executemany needs)."""
     keys = tuple(rows[0])
