@@ -30,7 +30,7 @@ from gateway.codes.oids import (
     TEMPLATE_CR_BIO,
     TEMPLATE_VSM,
 )
-from gateway.documents.cda_body import NS, clinical_document
+from gateway.documents.cda_body import NS, clinical_document, wrapped_content
 
 # The DMP bridge and the HL7 listener read bodies through these names too.
 from gateway.documents.cda_body import non_xml_body as non_xml_body
@@ -248,6 +248,24 @@ class CdaHeader:
 def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
                 schema: Path | None = None) -> CdaHeader:
     """Read a CDA document's header; raises :class:`CdaRefused` (and nothing else) when it cannot be read."""
+    header, outer, root = _parsed_header(data, limits)
+    if not validate:
+        return header
+    if root is not outer:  # the schema describes a ClinicalDocument root: validate the wrapped one on its own
+        root = etree.fromstring(etree.tostring(root), _parser())
+    valid, errors = validate_tree(root, schema)
+    return _replace(header, schema_valid=valid, schema_errors=errors)
+
+
+def read_header_and_content(data: bytes, *, limits: CdaLimits = CDA) -> tuple[CdaHeader, bytes | None]:
+    """:func:`read_header` (not validated) and :func:`non_xml_body` from one parse of the document: a reader
+    that needs both (an HL7 message's CDA and the PDF it wraps) does not parse 100 KB of XML twice."""
+    header, _, root = _parsed_header(data, limits)
+    return header, wrapped_content(root)
+
+
+def _parsed_header(data: bytes, limits: CdaLimits) -> tuple[CdaHeader, etree._Element, etree._Element]:
+    """The header, the parsed document and its ClinicalDocument; :class:`CdaRefused` when it cannot be read."""
     outer = parse_xml(data, limits.max_bytes, "CDA document")
     root = clinical_document(outer)
     if root is None:
@@ -260,12 +278,7 @@ def read_header(data: bytes, *, validate: bool = True, limits: CdaLimits = CDA,
         raise
     except Exception as error:  # a strange but well-formed document: refuse with a sentence, not a traceback
         raise CdaRefused("bad-header", f"The CDA header could not be read ({type(error).__name__}).") from None
-    if not validate:
-        return header
-    if root is not outer:  # the schema describes a ClinicalDocument root: validate the wrapped one on its own
-        root = etree.fromstring(etree.tostring(root), _parser())
-    valid, errors = validate_tree(root, schema)
-    return _replace(header, schema_valid=valid, schema_errors=errors)
+    return header, outer, root
 
 
 def _replace(header: CdaHeader, **changes: Any) -> CdaHeader:

@@ -53,12 +53,25 @@ def non_xml_body(data: bytes, limits: CdaLimits = CDA) -> bytes | None:
     except DocumentRefused:
         return None
     root = clinical_document(outer)
-    if root is None:
-        return None
+    return None if root is None else wrapped_content(root)
+
+
+#: The characters base64 text may be folded with (RFC 2045 line breaks, indentation).
+_FOLDING = b" \t\r\n\x0b\x0c"
+
+
+def wrapped_content(root: etree._Element) -> bytes | None:
+    """:func:`non_xml_body` of a ClinicalDocument already parsed (a reader of its header and its content parses
+    it once)."""
     text = root.find("h:component/h:nonXMLBody/h:text", NS)
     if text is None or text.get("representation") != "B64":
         return None
+    value = text.text or ""
+    try:  # the usual ASCII text: its folding removed in C rather than split into lines and joined
+        return base64.b64decode(value.encode("ascii").translate(None, _FOLDING), validate=True)
+    except (UnicodeEncodeError, ValueError):
+        pass
     try:
-        return base64.b64decode("".join((text.text or "").split()), validate=True)
+        return base64.b64decode("".join(value.split()), validate=True)
     except ValueError:
         return None

@@ -37,7 +37,7 @@ from gateway.codes.identity_status import QUALIFIEE
 from gateway.codes.rules import Rule
 from gateway.config import Config
 from gateway.config.hl7 import Hl7Peer
-from gateway.documents.cda import CdaHeader, non_xml_body
+from gateway.documents.cda import CdaHeader
 from gateway.documents.packaging import NIL_HEADER
 from gateway.documents.xdm_writer import build_xdm, mss_headers
 from gateway.hl7 import ack, codes, headers
@@ -166,9 +166,8 @@ def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]
     zipped, _ = build_xdm([doc.cda], source_name=config.software_reference, headers=[doc.cda_header],
                           store_documents=True)
     parts = [(zipped, "zip", "IHE_XDM.ZIP")]
-    rendering = non_xml_body(doc.cda) if b"nonXMLBody" in doc.cda else None
-    if rendering is not None and rendering.startswith(b"%PDF"):
-        parts.append((rendering, "pdf", "document.pdf"))
+    if doc.wrapped is not None and doc.wrapped.startswith(b"%PDF"):
+        parts.append((doc.wrapped, "pdf", "document.pdf"))
     return parts
 
 

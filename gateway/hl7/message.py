@@ -22,7 +22,7 @@ from typing import Any
 import pybase64
 
 from gateway.codes.oids import INS_OIDS, TEST_OIDS
-from gateway.documents.cda import CdaHeader, read_header
+from gateway.documents.cda import CdaHeader, read_header, read_header_and_content
 from gateway.documents.errors import DocumentRefused
 from gateway.documents.limits import CdaLimits
 from gateway.hl7 import codes, er7
@@ -101,6 +101,8 @@ class Hl7Document:
     #: The message as received without the document's base64 (OBX-5.5 emptied), in the charset it came in: what
     #: the record of the message keeps, the document itself being stored once, in the message built from it.
     envelope: bytes = b""
+    #: The content a level-1 CDA wraps (``nonXMLBody``, a PDF for a lab report), read with its header.
+    wrapped: bytes | None = None
 
 
 def _ar(location: str, condition: tuple[str, str], text: str) -> Refusal:
@@ -247,7 +249,11 @@ def _document(message: list[er7.Segment], header: Header, max_document_bytes: in
                   "DESTMSSANTEPAT à Y).")
     index, data = cda
     try:
-        cda_header = read_header(data, validate=False, limits=CdaLimits(max_bytes=max_document_bytes))
+        limits = CdaLimits(max_bytes=max_document_bytes)
+        if b"nonXMLBody" in data:  # the CDA parsed once for its header and the content it wraps
+            cda_header, wrapped = read_header_and_content(data, limits=limits)
+        else:
+            cda_header, wrapped = read_header(data, validate=False, limits=limits), None
     except DocumentRefused as exc:
         raise _ae(f"OBX^{index}^5", codes.APPLICATION, f"Le document CDA est refusé : {exc}") from None
     if cda_header.patient.matricule != matricule:
@@ -259,7 +265,7 @@ def _document(message: list[er7.Segment], header: Header, max_document_bytes: in
     recipients, reply_to = _participants(message)
     return Hl7Document(header, matricule, oid, data, cda_header, index, frozenset(destinations), frozenset(flags),
                        recipients, reply_to, bodies, document_id, replaces, author, local, no_reply,
-                       _envelope(message, cda_segment, charset))
+                       _envelope(message, cda_segment, charset), wrapped)
 
 
 def _envelope(message: list[er7.Segment], document: er7.Segment | None, charset: str) -> bytes:

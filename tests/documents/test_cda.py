@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from documents.helpers import CDA_DIR, TEST_MATRICULE, TEST_OID, sample, variant
 
-from gateway.documents.cda import FORMAT_LAB, FORMAT_PDF, FORMAT_VSM, read_header
+from gateway.documents.cda import FORMAT_LAB, FORMAT_PDF, FORMAT_VSM, non_xml_body, read_header, read_header_and_content
 from gateway.documents.cda_schema import load_schema
 from gateway.documents.errors import CdaRefused
 from gateway.documents.limits import CdaLimits
@@ -181,3 +182,37 @@ def test_configured_schema_path_is_used(tmp_path: Path, bio: bytes) -> None:
     finally:
         use_schema(None)
     assert read_header(bio).schema_valid is True
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_the_header_and_wrapped_content_read_in_one_parse_are_those_read_apart(name: str) -> None:
+    data = sample(name)
+    header, content = read_header_and_content(data)
+    assert header == read_header(data, validate=False)
+    assert content == non_xml_body(data)
+
+
+def _rewrapped(data: bytes, fold: Callable[[str], str]) -> bytes:
+    start = data.index(b'representation="B64">') + len(b'representation="B64">')
+    end = data.index(b"</text>", start)
+    return data[:start] + fold(data[start:end].decode("ascii")).encode("utf-8") + data[end:]
+
+
+def test_wrapped_content_is_read_whatever_its_folding_and_refused_when_it_is_not_base64() -> None:
+    data = sample("DOC_NON_STRUCTURE_CDA-R2-N1.xml")
+    pdf = non_xml_body(data)
+    assert pdf is not None and pdf.startswith(b"%PDF")
+
+    def folded(text: str) -> str:
+        flat = "".join(text.split())
+        return "\r\n\t ".join(flat[i:i + 64] for i in range(0, len(flat), 64)) + "\n"
+
+    def unicode_space(text: str) -> str:  # a no-break space is whitespace to str.split, not ASCII folding
+        return text[:40] + "\u00a0" + text[40:]
+
+    def starred(text: str) -> str:
+        return text[:40] + "*" + text[40:]
+
+    for fold, expected in ((folded, pdf), (unicode_space, pdf), (starred, None)):
+        changed = _rewrapped(data, fold)
+        assert read_header_and_content(changed)[1] == expected == non_xml_body(changed), fold.__name__
