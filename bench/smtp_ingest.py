@@ -5,8 +5,10 @@ several client processes (or, with ``--client pipelined``, a lean client that pi
 bench/smtp_pipelined.py). Two modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new
 connection, STARTTLS and AUTH for every message). For each mode, message size (1 KiB, 100 KiB, 1 MiB) and
 number of sessions it prints messages/s, MB/s, p50/p99 latency (a message's MAIL..250, or in ``login`` mode its
-whole connection), the server's CPU per message (user + system of every server process, from /proc) and the
-load average at the end of the round. Every 250 counted was given after the commit.
+whole connection), the server's CPU per message (user + system of every server process, from /proc), the load
+client's (its processes share the cores) and the load average at the end of the round. Beside each ratio with
+Postfix, each server's ceiling: the rate at which it and this client would use every core. Every 250 counted
+was given after the commit.
 
 With ``--postfix`` a private Postfix (bench/postfix_peer.py: own config folder and port, the same certificate,
 SASL PLAIN from a sasldb, delivery by ``virtual`` into Maildir) gets the same load in the same run, each round
@@ -136,14 +138,17 @@ async def sessions(target: Target, load: Load, senders: list[str]) -> list[float
     return latencies
 
 
-def client_process(target: Target, load: Load, senders: list[str], start: Any) -> list[float]:
-    """One load-generating process: its own event loop (uvloop when installed) driving a share of the sessions."""
+def client_process(target: Target, load: Load, senders: list[str], start: Any) -> tuple[list[float], float]:
+    """One load-generating process: its own event loop (uvloop when installed) driving a share of the sessions;
+    returns the latencies and the CPU seconds the process used for them (the load client shares the cores)."""
     start.wait()
+    began = time.process_time()
     try:
         import uvloop
-        return uvloop.run(sessions(target, load, senders))
+        latencies = uvloop.run(sessions(target, load, senders))
     except ImportError:
-        return asyncio.run(sessions(target, load, senders))
+        latencies = asyncio.run(sessions(target, load, senders))
+    return latencies, time.process_time() - began
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ class Figures:
     cpu: float
     size: int
     load_average: float
+    #: CPU seconds of the load client's processes over the round.
+    client_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -170,7 +177,12 @@ class Figures:
     def line(self, name: str) -> str:
         return (f"  {name:8} {self.rate:7.0f} msg/s {self.megabytes:6.1f} MB/s  p50 {self.percentile(0.5):6.1f} ms"
                 f"  p99 {self.percentile(0.99):6.1f} ms  server CPU {self.cpu / self.messages * 1000:5.2f} ms/msg"
+                f"  client CPU {self.client_cpu / self.messages * 1000:5.2f} ms/msg"
                 f"  ({self.messages} msgs, load {self.load_average:.2f})")
+
+    def ceiling(self, cores: int) -> float:
+        """The rate at which server and client together would use every core (both at their CPU a message)."""
+        return cores * self.messages / (self.cpu + self.client_cpu)
 
 
 def run(target: Target, load: Load, senders: list[str], processes: int, server_pid: int) -> Figures:
@@ -184,10 +196,12 @@ def run(target: Target, load: Load, senders: list[str], processes: int, server_p
             cpu_before = cpu_seconds(server_pid)
             started = time.perf_counter()
             start.set()
-            latencies = [lat for p in pending for lat in p.get()]
+            results = [p.get() for p in pending]
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(server_pid) - cpu_before
-    return Figures(len(latencies), elapsed, latencies, cpu, load.size, os.getloadavg()[0])
+    latencies = [lat for share_latencies, _ in results for lat in share_latencies]
+    return Figures(len(latencies), elapsed, latencies, cpu, load.size, os.getloadavg()[0],
+                   sum(used for _, used in results))
 
 
 def main() -> None:
@@ -253,6 +267,7 @@ def main() -> None:
                   f"postfix: {'Maildir via virtual(8), SASL PLAIN from sasldb' if postfix else 'not run'}")
             for target, pid in targets:  # warm-up: TLS session caches, pools, first logins
                 run(target, Load("reuse", 1024, 5), senders[:max(counts)], args.client_processes, pid)
+            cores = os.cpu_count() or 1
             for mode in modes:
                 for size_name in sizes:
                     size = SIZES[size_name]
@@ -271,7 +286,9 @@ def main() -> None:
                                 ours, theirs = figures["gateway"], figures["postfix"]
                                 cpu_ratio = (ours.cpu / ours.messages) / (theirs.cpu / theirs.messages)
                                 print(f"  ratio gateway/postfix: {ours.rate / theirs.rate:.2f}x msg/s, "
-                                      f"CPU per message {cpu_ratio:.1f}x")
+                                      f"CPU per message {cpu_ratio:.1f}x; with this client on these "
+                                      f"{cores} cores, ceilings ~{ours.ceiling(cores):.0f} / "
+                                      f"~{theirs.ceiling(cores):.0f} msg/s")
         finally:
             gateway.stop()
             if postfix is not None:
