@@ -43,7 +43,9 @@ def test_remote_down_mail_is_queued_retried_then_delivered_once(b_down: Pair):
     submit(b_down, raw)  # accepted: it is durable in A's queue
     row = wait_for(lambda: [r for r in queue_rows(b_down.store_a) if r.attempts >= 2])[0]
     assert row.state == "queued" and "127.0.0.1" in (row.last_reply or "")
-    deferred = b_down.store_a.events("outbound.deferred")
+    # The second attempt's event may be committed just after its row is read: waited for, not read at once.
+    deferred = wait_for(lambda: (lambda events: events if len(events) >= 2 else [])(
+        b_down.store_a.events("outbound.deferred")))
     assert [e.detail["attempts"] for e in deferred[:2]] == [1, 2]
     assert {e.kind for e in b_down.store_a.events("outbound.")} == {"outbound.queued", "outbound.deferred"}
 
