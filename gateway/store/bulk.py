@@ -247,8 +247,6 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
                     wakes.add(effect.wake)
             elif isinstance(effect, store_effects.ConversationChange):
                 changes.append((index, effect))
-            elif not isinstance(effect, store_effects.Rows):
-                later.append((index, effect))
     for table, rows in tables.items():
         try:
             inserts.append(_pending(table, rows))

@@ -88,7 +88,7 @@ class PlainInsert:
         out = []
         for name, step, default in self._steps:
             value = row[name] if name in row else (default() if callable(default) else default)
-            out.append(value if step is None or (value is None and step is not _json) else step(value))
+            out.append(_bound(step, value))
         return out
 
     @functools.cached_property
@@ -140,7 +140,11 @@ def _column_converter(table: Table, key: str) -> Convert | None:
 def bind(table: Table, key: str, value: Any) -> Any:
     """``value`` for the column ``key`` of ``table`` as SQLAlchemy's SQLite types bind it (a SET or WHERE
     value of a plain statement)."""
-    convert = _column_converter(table, key)
+    return _bound(_column_converter(table, key), value)
+
+
+def _bound(convert: Convert | None, value: Any) -> Any:
+    """``value`` converted (None stays NULL, but for JSON, which SQLAlchemy binds as ``null``)."""
     return value if convert is None or (value is None and convert is not _json) else convert(value)
 
 
