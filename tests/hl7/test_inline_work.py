@@ -17,7 +17,8 @@ from support.hl7_peer import BIO, DOCTOR, LAB, PATIENT, Hl7Gateway, Mllp, code_o
 from support.pki import PKIFiles
 from support.store import Store
 
-from gateway.hl7.accept import INLINE_BYTES, _base64, off_loop
+from gateway.hl7.accept import INLINE_BYTES, off_loop
+from gateway.hl7.mails import _base64
 from gateway.hl7.message import parse
 
 
