@@ -3,8 +3,8 @@
 Each ``DESTMSSANTEPS`` / ``DESTMSSANTEPAT`` becomes an MSSanté message (built by :mod:`gateway.hl7.mails`),
 sent from the structure mailbox configured for the peer. Its recipients are decided by the routing rules of
 SMTP submission (:func:`policy.decide`: R1–R4, a patient's mailbox only for a qualifiée identity, R8) and it
-is stored by the one acceptance planner
-(:func:`delivery.plan_acceptance`), so other operators' recipients enter the same outbound queue.
+is stored by the one acceptance planner (:func:`delivery.plan_acceptance`), so other operators' recipients
+enter the same outbound queue.
 ``DESTDMP`` is the planner's deposit job (R12): the filing worker hands the stored message to the DMP bridge
 (rules R12–R17, outbox), with the visibility codes of the MetaDMPMSS OBX in ``X-DMP-Visibility`` (R16); a
 ``T10``'s CDA names the document it replaces (RPLC), which the bridge deposits as a new version (R15).

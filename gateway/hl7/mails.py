@@ -50,7 +50,7 @@ def attachments(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]
 
 def encoded_parts(config: Config, doc: Hl7Document) -> list[tuple[bytes, str, str]]:
     """The attachments of every MSSanté message of ``doc``, in base64 lines: what does not depend on the
-    recipients, made once, in the pass that read the HL7 message (:func:`read`)."""
+    recipients, made once, in the pass that read the HL7 message (:func:`gateway.hl7.accept.read`)."""
     return [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
 
 
