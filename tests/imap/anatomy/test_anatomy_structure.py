@@ -136,10 +136,10 @@ def test_message_without_header_or_blank_line() -> None:
 def _timed(raw: bytes) -> tuple[float, int, str | None]:
     tracemalloc.start()
     try:
-        started = time.perf_counter()
+        started = time.process_time()
         anatomy = analyse(raw)
         render.body_structure(anatomy)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -152,7 +152,9 @@ def test_poison_message_is_flat_quickly_within_memory(raw: bytes) -> None:
     analyse(raw)  # warm caches (regex compilation, imports)
     elapsed, peak, refused = _timed(raw)
     assert refused is not None and (str(MAX_DEPTH) in refused or str(MAX_PARTS) in refused)
-    assert elapsed < 0.05 * 4  # 50 ms target; slack for a shared CI machine and tracemalloc's overhead
+    # A guard against work growing with the depth or the count (a quadratic walk of these takes minutes), not a
+    # speed target: that one (50 ms) is bench/imap_anatomy.py's, measured apart from a shared CI machine's load.
+    assert elapsed < 2.0
     assert peak < 20 * 1024 * 1024
     anatomy = analyse(raw)
     assert len(anatomy.parts) == 1 and anatomy.root.body_end == len(raw)
