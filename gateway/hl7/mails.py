@@ -76,9 +76,10 @@ def build_mails(config: Config, sender: str, doc: Hl7Document, professionals: li
 
 
 def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Document, *, to_patient: bool,
-               qualified: bool, message_id: str, parts: list[tuple[bytes, str, str]] | None = None) -> bytes:
+               qualified: bool, message_id: str, parts: list[tuple[bytes, str, str]]) -> bytes:
     """The MSSanté message for one destination (CPU work: called outside the transaction). ``parts``: the
-    attachments already in base64 lines (:func:`_base64`), encoded once for every message of one HL7 message."""
+    attachments already in base64 lines (:func:`encoded_parts`), encoded once for every message of one HL7
+    message."""
     header = doc.cda_header
     fields = [headers.addresses("From", [sender]), headers.addresses("To", recipients),
               headers.text("Subject", _subject(header)),
@@ -96,8 +97,6 @@ def build_mail(config: Config, sender: str, recipients: list[str], doc: Hl7Docum
         fields.append(headers.text(VISIBILITY_HEADER, ",".join(visibility)))
     body = doc.bodies.get(codes.CORPSMAIL_PATIENT if to_patient else codes.CORPSMAIL_PS)
     text = body or f"Veuillez trouver ci-joint le document « {header.title or 'CDA'} »."
-    if parts is None:
-        parts = [(_base64(data), subtype, filename) for data, subtype, filename in attachments(config, doc)]
     return _multipart(b"".join(fields), text, parts)
 
 

@@ -6,7 +6,7 @@ Create Date: 2026-12-03 14:00:00
 
 PostgreSQL compresses every value above ~2 KB before storing it out of line (TOAST), by default with pglz: on a
 message of 200 KB that is mostly base64 (an XDM zip, a PDF) pglz spends ~6 ms of the server's CPU and saves
-nothing, and a 1 MiB message costs ~30 ms. LZ4 (PostgreSQL 14 and later, when built with it, as Debian's
+nothing. LZ4 (PostgreSQL 14 and later, when built with it, as Debian's
 packages are) compresses text as well at a fraction of the cost and gives up quickly on what does not
 compress. Values stored before keep their compression; new ones use LZ4. SQLite stores values as they are:
 nothing changes there, nor on a PostgreSQL server without LZ4.
@@ -30,9 +30,12 @@ COLUMNS = (("messages", "raw"), ("hl7_messages", "raw"), ("dmp_deposits", "cda")
            ("message_anatomy_text", "body"))
 
 
+#: The compression methods the server was built with (``{pglz,lz4}`` when it has LZ4).
+METHODS = "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+
+
 def _lz4_available(bind: sa.Connection) -> bool:
-    values = bind.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
-                          ).scalar()
+    values = bind.execute(sa.text(METHODS)).scalar()
     return values is not None and "lz4" in values
 
 
