@@ -34,6 +34,7 @@ from gateway.routing.delivery import Outcome, plan_submission, record_refusal
 from gateway.routing.headers import HeaderError, summarise, without_bcc
 from gateway.routing.policy import Decision, Target, decide
 from gateway.routing.replies import Reply
+from gateway.smtp.data_lines import has_bare_line_ending
 from gateway.smtp.refusals import trail_of
 from gateway.smtp.submission_headers import Trace, complete, new_transaction_id
 from gateway.store.anatomy import prepare
@@ -49,11 +50,6 @@ log = structlog.get_logger("gateway.smtp")
 DECISION_REUSE = 1.0
 #: Recipients whose acceptance a session keeps at most.
 DECISIONS_KEPT = 64
-
-
-def has_bare_line_ending(data: bytes) -> bool:
-    """Any CR not followed by LF, or LF not preceded by CR (the SMTP smuggling vectors, RFC 5321 2.3.8)."""
-    return data.count(b"\r") != data.count(b"\r\n") or data.count(b"\n") != data.count(b"\r\n")
 
 
 def _account(session: Session) -> Account | None:
@@ -329,4 +325,4 @@ async def _file_sent_copy(db: Any, plan: Plan, account: Account, mail_from: str,
     await deliver(db, message_id, await folder_id(db, account.id, "Sent"), "\\Seen")
 
 
-__all__ = ["Decision", "SubmissionHandler", "has_bare_line_ending"]
+__all__ = ["Decision", "SubmissionHandler"]

@@ -44,7 +44,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 from gateway.config import Limits
 from gateway.routing import replies
 from gateway.routing.policy import Target
-from gateway.smtp.data_lines import BLOCK, END_OF_DATA, has_long_line
+from gateway.smtp.data_lines import BLOCK, END_OF_DATA, EndOfData, has_long_line
 from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.smtp.enhanced_codes import with_enhanced_code
 from gateway.smtp.idle_timer import MovingIdleTimer
@@ -263,24 +263,21 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
     async def _read_dot_terminated(self) -> tuple[bytes | None, str | None] | None:
         """The message up to ``CRLF.CRLF``, unstuffed; (None, reply) when refused; None when the session ended.
 
-        The search starts after a leading CRLF of our own (the one ending the DATA line), so an empty message
-        ends at once. Bytes read past the end (pipelined commands) are given back to the reader.
+        The search (:class:`~gateway.smtp.data_lines.EndOfData`) starts after a leading CRLF of our own (the one
+        ending the DATA line), so an empty message ends at once. Bytes read past the end (pipelined commands) are
+        given back to the reader.
         """
         buffer = bytearray(b"\r\n")
         limit = self.data_size_limit
         too_big = False
-        scan = 0
+        ending = EndOfData()
         deadline = self.loop.time() + self.data_time_limit
-        while True:
-            end = buffer.find(END_OF_DATA, scan)
-            if end >= 0:
-                break
-            scan = max(0, len(buffer) - len(END_OF_DATA) + 1)
+        while (end := ending.find(buffer)) < 0:
             if limit and not too_big and len(buffer) > limit + len(END_OF_DATA) + 2:
                 too_big = True
             if too_big and len(buffer) > BLOCK:
                 del buffer[:-len(END_OF_DATA)]  # nothing is kept of a refused message but a possible end
-                scan = 0
+                ending.scan = 0
             block = await self._read_block(deadline)
             if block is None:
                 return None
@@ -294,8 +291,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
         del buffer[end + 2:]
         if has_long_line(buffer):
             return None, str(replies.LINE_TOO_LONG)
-        content = bytes(buffer).replace(b"\r\n.", b"\r\n")[2:]  # RFC 5321 4.5.2, one pass
-        return content, None
+        return ending.content(buffer), None
 
     async def _receive_data(self, arg: str) -> None:
         """DATA itself; :meth:`smtp_DATA` wraps it for the graceful stop."""

@@ -37,7 +37,7 @@ from gateway.routing.delivery import Outcome, plan_relayed, record_relay_refusal
 from gateway.routing.headers import HeaderError, summarise
 from gateway.routing.policy import Target, decide_relayed
 from gateway.routing.replies import Reply
-from gateway.smtp.handler import has_bare_line_ending
+from gateway.smtp.data_lines import has_bare_line_ending
 from gateway.smtp.protocol import GatewaySMTP
 from gateway.store.anatomy import prepare
 from gateway.store.bulk import Plan

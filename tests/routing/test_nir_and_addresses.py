@@ -10,7 +10,6 @@ from gateway.routing import replies
 from gateway.routing.addresses import Local, PatientAddress, Remote, classify, parse
 from gateway.routing.headers import summarise
 from gateway.smtp.enhanced_codes import with_enhanced_code
-from gateway.smtp.handler import has_bare_line_ending
 
 
 def test_r8_key_of_the_samples_test_patient():
@@ -52,13 +51,6 @@ def test_classify_destinations():
 @pytest.mark.parametrize("address", ["a%b@pro.test", "@r.example:a@b.example", '"a@b"@pro.test', "b!a@pro.test"])
 def test_relay_tricks_are_refused(address: str):
     assert parse(address) is replies.ADDRESS_TRICK
-
-
-@pytest.mark.parametrize("data, bare", [
-    (b"a\r\nb\r\n", False), (b"a\nb\r\n", True), (b"a\rb\r\n", True), (b"a\r\n.\n", True), (b"\r\r\n", True),
-])
-def test_bare_line_endings(data: bytes, bare: bool):
-    assert has_bare_line_ending(data) is bare
 
 
 def test_enhanced_codes_are_added_to_library_replies():
