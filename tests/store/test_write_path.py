@@ -18,7 +18,7 @@ from sqlalchemy import exc, text
 from gateway.store import db
 from gateway.store.anatomy import index_rows, prepare
 from gateway.store.changes import ChangeHub
-from gateway.store.checkpoint import Checkpointer
+from gateway.store.checkpoint import BUSY_INTERVAL, IDLE_INTERVAL, Checkpointer, next_wait
 from gateway.store.committer import GroupCommitter
 from gateway.store.turn import Turn
 
@@ -134,3 +134,18 @@ def test_a_prepared_anatomy_gives_the_rows_of_one_computed_in_the_transaction() 
     assert prepared.text_rows == computed.text_rows
     assert prepared.text_rows[1]["body"] != prepared.text_rows[0]["body"]
     assert prepared.pending == computed.pending and prepared.refused == computed.refused
+
+
+def test_checkpoints_come_often_while_the_log_grows_and_back_off_when_idle() -> None:
+    """Small, frequent checkpoints while commits come (each syncs little of the main file), then doubling waits
+    up to the idle interval once the log stops changing; a checkpoint that could not finish is retried soon."""
+    first = (0, 120, 120)
+    assert next_wait(IDLE_INTERVAL, first, None) == BUSY_INTERVAL
+    assert next_wait(BUSY_INTERVAL, (0, 300, 300), first) == BUSY_INTERVAL  # more commits
+    assert next_wait(BUSY_INTERVAL, (0, 40, 40), first) == BUSY_INTERVAL  # the log restarted after a commit
+    waits, wait = [], BUSY_INTERVAL
+    for _ in range(6):  # nothing committed meanwhile: the same outcome each time
+        wait = next_wait(wait, first, first)
+        waits.append(wait)
+    assert waits == [0.2, 0.4, 0.8, IDLE_INTERVAL, IDLE_INTERVAL, IDLE_INTERVAL]
+    assert next_wait(IDLE_INTERVAL, (1, -1, -1), (1, -1, -1)) == BUSY_INTERVAL  # busy: not finished, soon again
