@@ -31,13 +31,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store import bulk
 from gateway.store.bulk import Plan, Plans
 from gateway.store.changes import ChangeHub, notify_database, take_changed
 from gateway.store.checkpoint import Checkpointer
-from gateway.store.recipients import FactsReader
+from gateway.store.recipients import Facts, FactsReader
 from gateway.store.sqlite_reads import sqlite_file
 from gateway.store.turn import Turn
 from gateway.tasks import Background
@@ -91,7 +91,7 @@ class GroupCommitter(Background):
         """A session for the checks made before a unit of work (outside the shared transaction)."""
         return self._reads()
 
-    def facts(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def facts(self) -> AbstractAsyncContextManager[Facts]:
         """The process's autocommit connection for RCPT's recipient facts (store.recipients.FactsReader):
         one statement per read, each seeing the latest commits."""
         if self._facts is None:

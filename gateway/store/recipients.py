@@ -4,7 +4,9 @@
 mailbox at that address (id, kind, active), the identity of a matricule (status, replacement), and the
 conversation a patient's message would belong to (state, replies blocked). Routing decides from these plain
 values (:mod:`gateway.routing.policy`); nothing is cached, so a mailbox disabled, an identity qualified or a
-conversation closed by another process is seen at the next RCPT.
+conversation closed by another process is seen at the next RCPT. On a SQLite file the reads before a unit of work
+(:class:`FactsReader`) take the one-hop reader (:class:`~gateway.store.sqlite_reads.SqliteReader`): tried on the
+event loop's thread within its budget, with no thread hop nor SQLAlchemy's execution path at every RCPT.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -14,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, false, func, literal, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.db import READ_ONLY
 from gateway.store.models import Conversation, Delivery, Folder, Identity, Mailbox, Message
+from gateway.store.sqlite_reads import SqliteReader, engine_file
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,60 @@ def _facts_statement(address: bool, identity: bool, conversation: str | None) ->
             .outerjoin(Conversation, conversation_on))
 
 
-#: What the facts are read through: a session (inside a transaction), or the held autocommit connection.
-Reader = AsyncSession | AsyncConnection
+#: The facts query's shape: an address, an identity, and which conversation (None, "remote" or "local").
+Shape = tuple[bool, bool, str | None]
+_NAMED_SQLITE = sqlite.dialect(paramstyle="named")
+
+
+@functools.cache
+def _facts_sql(shape: Shape) -> tuple[str, dict[str, Any]]:
+    """The facts query of ``shape`` as SQLite text with named parameters, and the values it binds itself."""
+    compiled = _facts_statement(*shape).compile(dialect=_NAMED_SQLITE)
+    return str(compiled), dict(compiled.params)
+
+
+class Facts:
+    """What :meth:`FactsReader.connection` hands out: its autocommit connection (``execute``), and on a SQLite
+    file the one-hop reader :func:`load` reads through instead."""
+
+    def __init__(self, connection: AsyncConnection, sqlite_reader: SqliteReader | None) -> None:
+        self.connection = connection
+        self.sqlite = sqlite_reader
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return await self.connection.execute(statement, parameters)
+
+
+#: What the facts are read through: a session (inside a transaction), the held autocommit connection, or the
+#: reads before a unit of work (:class:`Facts`).
+Reader = AsyncSession | AsyncConnection | Facts
+
+
+def _recipient_facts(row: Sequence[Any]) -> RecipientFacts:
+    """The facts of one row of the facts query (SQLite's 0/1 read as booleans)."""
+    mailbox_id, kind, active, status, replaced_by, conversation_id, state, replies_blocked = row
+    return RecipientFacts(
+        MailboxFacts(mailbox_id, kind, bool(active)) if mailbox_id is not None else None,
+        IdentityFacts(status, replaced_by) if status is not None else None,
+        ConversationFacts(conversation_id, state, bool(replies_blocked)) if conversation_id is not None else None)
+
+
+def _one_row(sql: str, params: dict[str, Any], connection: sqlite3.Connection) -> Sequence[Any]:
+    row: Sequence[Any] = connection.execute(sql, params).fetchone()
+    return row
 
 
 async def load(session: Reader, wanted: Wanted) -> RecipientFacts:
     """The facts ``wanted`` names, in one statement (outer joins from a one-row anchor).
 
     The statement of each shape is built once and run as Core on the session's connection: at every RCPT,
-    building the query and the ORM's execution path cost more than SQLite's answer.
+    building the query and the ORM's execution path cost more than SQLite's answer. Read through :class:`Facts`
+    on a SQLite file, it is that statement's text on the one-hop reader, a snapshot of its own as the
+    autocommit connection's.
     """
     conversation = None if wanted.conversation is None else (
         "remote" if wanted.remote_professional is not None else "local")
-    query = _facts_statement(wanted.address is not None, wanted.identity is not None, conversation)
+    shape: Shape = (wanted.address is not None, wanted.identity is not None, conversation)
     params: dict[str, str] = {}
     if wanted.address is not None:
         params["address"] = wanted.address.lower()
@@ -117,13 +163,14 @@ async def load(session: Reader, wanted: Wanted) -> RecipientFacts:
         params["conversation"] = wanted.conversation
         if wanted.remote_professional is not None:
             params["remote"] = wanted.remote_professional.lower()
-    connection = session if isinstance(session, AsyncConnection) else await session.connection()
-    row = (await connection.execute(query, params)).one()
-    return RecipientFacts(
-        MailboxFacts(row.id, row.kind, row.active) if row.id is not None else None,
-        IdentityFacts(row.status, row.replaced_by) if row.status is not None else None,
-        ConversationFacts(row.conversation_id, row.state, row.replies_blocked)
-        if row.conversation_id is not None else None)
+    if isinstance(session, Facts) and session.sqlite is not None:
+        sql, bound = _facts_sql(shape)
+        return _recipient_facts(await session.sqlite.run(functools.partial(_one_row, sql, {**bound, **params})))
+    if isinstance(session, Facts):
+        connection = session.connection
+    else:
+        connection = session if isinstance(session, AsyncConnection) else await session.connection()
+    return _recipient_facts(tuple((await connection.execute(_facts_statement(*shape), params)).one()))
 
 
 async def stored_bytes(session: Reader, mailbox_id: int) -> int:
@@ -148,14 +195,17 @@ class FactsReader:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
         self._connection: AsyncConnection | None = None
         self._turn = asyncio.Lock()
+        path = engine_file(engine)
+        #: Held for the process's life: the reader's threads and connections are opened once.
+        self._sqlite = SqliteReader.shared(path) if path is not None else None
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
+    async def connection(self) -> AsyncIterator[Facts]:
         async with self._turn:
             if self._connection is None:
                 self._connection = await self._engine.connect()
             try:
-                yield self._connection
+                yield Facts(self._connection, self._sqlite)
             except BaseException:
                 await self.close()
                 raise

@@ -44,7 +44,12 @@ _DEFERRED = object()
 def sqlite_file(sessions: async_sessionmaker[AsyncSession]) -> str | None:
     """The SQLite file ``sessions`` read, or None (PostgreSQL, an in-memory database, another driver)."""
     bind = sessions.kw.get("bind")
-    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+    return engine_file(bind) if isinstance(bind, AsyncEngine) else None
+
+
+def engine_file(bind: AsyncEngine) -> str | None:
+    """The SQLite file of the engine ``bind``, or None (as :func:`sqlite_file`)."""
+    if bind.dialect.name != "sqlite":
         return None
     database = bind.url.database
     if not database or database == ":memory:" or database.startswith("file:") or bind.url.query:

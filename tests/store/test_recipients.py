@@ -115,3 +115,43 @@ def test_facts_reader_reconnects_after_a_failed_statement(store_url: str) -> Non
             await engine.dispose()
 
     assert asyncio.run(main()).mailbox == MailboxFacts(pro, "PER", True)
+
+
+def test_facts_read_by_the_one_hop_reader_are_those_of_the_statement(store_url: str) -> None:
+    """On a SQLite file the reads before a unit take the one-hop reader: for every shape of the query (mailbox,
+    identity, a conversation with a local or a remote professional, present or absent) its facts are the
+    SQLAlchemy statement's, booleans included."""
+    store = Store(store_url)
+    pro = store.add_mailbox(PRO)
+    store.add_identity()
+    remote = "dr.who@other-operator.test"
+
+    async def main() -> tuple[list[RecipientFacts], list[RecipientFacts], bool]:
+        engine = db.create_engine(store_url)
+        async with db.sessionmaker(engine)() as session, session.begin():
+            await effects.apply(session, [(None, professional_wrote(MATRICULE, PRO, professional_id=pro,
+                                                                     replies="blocked"))])
+            await effects.apply(session, [(None, professional_wrote(MATRICULE, remote, remote_professional=remote))])
+        shapes = [Wanted(PRO), Wanted(PRO.upper(), identity=MATRICULE), Wanted(identity=MATRICULE),
+                  Wanted(PRO, conversation=MATRICULE), Wanted(PRO, conversation=MATRICULE,
+                                                              remote_professional=remote.upper()),
+                  Wanted("nobody@pro.gateway.test", identity="1" * 15, conversation="1" * 15), Wanted()]
+        reader = FactsReader(engine)
+        try:
+            async with reader.connection() as facts:
+                fast = [await recipients.load(facts, wanted) for wanted in shapes]
+                one_hop = facts.sqlite is not None
+                slow = [await recipients.load(facts.connection, wanted) for wanted in shapes]
+        finally:
+            await reader.close()
+            await engine.dispose()
+        return fast, slow, one_hop
+
+    fast, slow, one_hop = asyncio.run(main())
+    assert one_hop is store_url.startswith("sqlite")
+    assert fast == slow
+    assert fast[0].mailbox == MailboxFacts(pro, "PER", True) and isinstance(fast[0].mailbox.active, bool)
+    local, far = fast[3].conversation, fast[4].conversation
+    assert local is not None and local.state == "open" and local.replies_blocked is True
+    assert far is not None and far.state == "open" and far.replies_blocked is False and far.id != local.id
+    assert fast[5] == fast[6] == RecipientFacts()
