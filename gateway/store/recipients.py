@@ -163,13 +163,15 @@ async def load(session: Reader, wanted: Wanted) -> RecipientFacts:
         params["conversation"] = wanted.conversation
         if wanted.remote_professional is not None:
             params["remote"] = wanted.remote_professional.lower()
-    if isinstance(session, Facts) and session.sqlite is not None:
-        sql, bound = _facts_sql(shape)
-        return _recipient_facts(await session.sqlite.run(functools.partial(_one_row, sql, {**bound, **params})))
     if isinstance(session, Facts):
+        if session.sqlite is not None:
+            sql, bound = _facts_sql(shape)
+            return _recipient_facts(await session.sqlite.run(functools.partial(_one_row, sql, {**bound, **params})))
         connection = session.connection
+    elif isinstance(session, AsyncConnection):
+        connection = session
     else:
-        connection = session if isinstance(session, AsyncConnection) else await session.connection()
+        connection = await session.connection()
     return _recipient_facts(tuple((await connection.execute(_facts_statement(*shape), params)).one()))
 
 
