@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import os
 import shutil
@@ -72,7 +73,13 @@ class Target:
     ca_file: str
 
     def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file)
+        """The client's one TLS context (a mail client or an MTA loads its trust store once, not per login)."""
+        return _client_context(self.ca_file)
+
+
+@functools.cache
+def _client_context(ca_file: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
 
 
 @dataclass(frozen=True)
