@@ -1,9 +1,10 @@
 """Benchmark: SMTP submission over STARTTLS + AUTH PLAIN, durably stored; optionally beside Debian's Postfix.
 
 Starts a real gateway process on SQLite (or --store-url) with a fresh PKI and drives it with aiosmtplib from
-several client processes (or, with ``--client pipelined``, a lean client that pipelines as MTAs do:
-bench/smtp_pipelined.py). Two modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new
-connection, STARTTLS and AUTH for every message). For each mode, message size (1 KiB, 100 KiB, 1 MiB) and
+several client processes (or, with ``--client pipelined``, a lean client that pipelines as MTAs do, and with
+``--client blocking`` the same over blocking sockets, a thread per session: bench/smtp_pipelined.py). Two
+modes: ``reuse`` (one login per session, many messages each) and ``login`` (a new connection, STARTTLS and AUTH
+for every message). For each mode, message size (1 KiB, 100 KiB, 1 MiB) and
 number of sessions it prints messages/s, MB/s, p50/p99 latency (a message's MAIL..250, or in ``login`` mode its
 whole connection), the server's CPU per message (user + system of every server process, from /proc), the load
 client's (its processes share the cores) and the load average at the end of the round. Beside each ratio with
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import functools
 import multiprocessing
 import os
@@ -45,7 +47,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from postfix_peer import PostfixPeer, Unavailable, cpu_seconds  # noqa: E402
-from smtp_pipelined import PipelinedClient  # noqa: E402
+from smtp_pipelined import BlockingClient, PipelinedClient  # noqa: E402
 from support.commit_stats import commit_stats  # noqa: E402
 from support.pki import make_pki  # noqa: E402
 from support.process import GatewayProcess, free_port  # noqa: E402
@@ -87,7 +89,7 @@ class Load:
     mode: str  # "reuse" or "login"
     size: int
     per_session: int
-    client: str = "aiosmtplib"  # or "pipelined" (bench/smtp_pipelined.py)
+    client: str = "aiosmtplib"  # or "pipelined" or "blocking" (bench/smtp_pipelined.py)
 
 
 async def pipelined_session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
@@ -107,6 +109,33 @@ async def pipelined_session(target: Target, load: Load, sender: str, latencies: 
         await client.send(sender, RECIPIENT, message)
         latencies.append(time.perf_counter() - started)
     await client.close()
+
+
+def blocking_session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
+    """:func:`pipelined_session` on a blocking socket, in a thread of its own."""
+    if load.mode == "login":
+        for i in range(load.per_session):
+            started = time.perf_counter()
+            client = BlockingClient.open(target.port, target.tls(), sender, PASSWORD)
+            client.send(sender, RECIPIENT, body(sender, i, load.size), quit_after=True)
+            client.sock.close()
+            latencies.append(time.perf_counter() - started)
+        return
+    client = BlockingClient.open(target.port, target.tls(), sender, PASSWORD)
+    for i in range(load.per_session):
+        message = body(sender, i, load.size)
+        started = time.perf_counter()
+        client.send(sender, RECIPIENT, message)
+        latencies.append(time.perf_counter() - started)
+    client.close()
+
+
+def threaded_sessions(target: Target, load: Load, senders: list[str]) -> list[float]:
+    latencies: list[float] = []
+    with concurrent.futures.ThreadPoolExecutor(len(senders)) as pool:
+        for done in [pool.submit(blocking_session, target, load, s, latencies) for s in senders]:
+            done.result()  # a refused command or a lost connection raises here
+    return latencies
 
 
 async def session(target: Target, load: Load, sender: str, latencies: list[float]) -> None:
@@ -150,6 +179,8 @@ def client_process(target: Target, load: Load, senders: list[str], start: Any) -
     returns the latencies and the CPU seconds the process used for them (the load client shares the cores)."""
     start.wait()
     began = time.process_time()
+    if load.client == "blocking":
+        return threaded_sessions(target, load, senders), time.process_time() - began
     try:
         import uvloop
         latencies = uvloop.run(sessions(target, load, senders))
@@ -222,9 +253,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of each case")
     parser.add_argument("--store-url", help="default: a fresh SQLite file")
     parser.add_argument("--client-processes", type=int, default=4)
-    parser.add_argument("--client", choices=("aiosmtplib", "pipelined"), default="aiosmtplib",
-                        help="aiosmtplib (a reply awaited per command) or a lean client that pipelines MAIL, RCPT "
-                             "and DATA as MTAs do (bench/smtp_pipelined.py); the same for every server")
+    parser.add_argument("--client", choices=("aiosmtplib", "pipelined", "blocking"), default="aiosmtplib",
+                        help="aiosmtplib (a reply awaited per command), a lean client that pipelines MAIL, RCPT "
+                             "and DATA as MTAs do, or that client on blocking sockets with a thread per session "
+                             "(bench/smtp_pipelined.py); the same for every server")
     parser.add_argument("--workers", type=int, default=None, help="[gateway] workers (default: one per core)")
     parser.add_argument("--postfix", action="store_true", help="run the same load against a private Postfix")
     parser.add_argument("--commit-stats", action="store_true",

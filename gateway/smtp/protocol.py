@@ -49,7 +49,8 @@ from gateway.smtp.dsn_params import _take_params, dsn_request
 from gateway.smtp.enhanced_codes import with_enhanced_code
 from gateway.smtp.idle_timer import MovingIdleTimer
 from gateway.smtp.reply_batch import BatchedReplies
-from gateway.smtp.session_init import init_session
+from gateway.smtp.session_init import QuietSession, init_session
+from gateway.smtp.verbs import TrackedVerbs
 
 log = structlog.get_logger("gateway.smtp")
 
@@ -92,19 +93,15 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
         self._bdat: bytearray | None = None
         self._bdat_error: str | None = None
         self._bdat_started: float | None = None
-        self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
+        self._smtp_methods = TrackedVerbs(self, self._smtp_methods)  # the command in progress (verbs)
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         await super().smtp_EHLO(hostname)
         self.command_size_limits["MAIL"] = _MAIL_LINE_LIMIT  # aiosmtpd adds the room again at every EHLO
 
-    def _tracked(self, name: str, method: Any) -> Any:
-        async def run(arg: Any) -> None:
-            self.command = name
-            await method(arg)  # on an exception the name stays, for handle_exception's reply
-            self.command = None
-        return run
+    def _create_session(self) -> QuietSession:
+        return QuietSession(self.loop)
 
     @property
     def client_ip(self) -> str:
@@ -329,6 +326,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     # --- BDAT (RFC 3030) ---------------------------------------------------------------------------------------
+    @syntax("BDAT <chunk-size> [LAST]")
     async def smtp_BDAT(self, arg: str | None) -> None:
         """A chunk of exactly ``size`` bytes follows the command: always read (or discarded) to keep framing."""
         match = _BDAT.match(arg or "")
@@ -388,6 +386,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
             self.data_done = None
             done.set()
 
+    @syntax("RSET")
     async def smtp_RSET(self, arg: str) -> None:
         self._set_post_data_state()
         await super().smtp_RSET(arg)
@@ -412,6 +411,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
             result = self._ehlo_lines(result)
         return result
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
         if not self.offer_dsn or not arg:
             await super().smtp_MAIL(arg)
@@ -425,6 +425,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
         await super().smtp_MAIL(arg)
         self._dsn_mail = params
 
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str) -> None:
         if not self.offer_dsn or not arg:
             await super().smtp_RCPT(arg)
@@ -450,6 +451,7 @@ class GatewaySMTP(BatchedReplies, MovingIdleTimer, SMTP):
     #: acknowledged.
     data_done: asyncio.Event | None = None
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         done = self.data_done = asyncio.Event()
         try:

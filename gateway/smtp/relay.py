@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,6 +55,7 @@ class RelaySMTP(GatewaySMTP):
 
     offer_dsn = False
 
+    @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
         try:
             await super().smtp_STARTTLS(arg)

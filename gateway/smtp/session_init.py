@@ -28,6 +28,19 @@ from typing import Any
 from aiosmtpd import smtp as aiosmtpd
 
 
+class QuietSession(aiosmtpd.Session):
+    """aiosmtpd's session without the warning its legacy ``login_data`` field logs at every login (aiosmtpd
+    sets it after each AUTH): a line through the logging machinery per login, for a field nobody reads."""
+
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
 @dataclass(frozen=True)
 class _Tables:
     """What aiosmtpd's scans find for one protocol class and handler: names to bind per connection."""
