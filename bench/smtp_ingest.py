@@ -36,6 +36,7 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,9 @@ class Figures:
     load_average: float
     #: CPU seconds of the load client's processes over the round.
     client_cpu: float = 0.0
+    #: For a server that delivers after its 250 (Postfix: queue, then virtual(8) into Maildir), seconds from the
+    #: round's start to its last message's delivery; the server's CPU is counted up to then.
+    delivered_after: float | None = None
 
     @property
     def rate(self) -> float:
@@ -216,30 +220,51 @@ class Figures:
         return (f"  {name:8} {self.rate:7.0f} msg/s {self.megabytes:6.1f} MB/s  p50 {self.percentile(0.5):6.1f} ms"
                 f"  p99 {self.percentile(0.99):6.1f} ms  server CPU {self.cpu / self.messages * 1000:5.2f} ms/msg"
                 f"  client CPU {self.client_cpu / self.messages * 1000:5.2f} ms/msg"
-                f"  ({self.messages} msgs, load {self.load_average:.2f})")
+                f"  ({self.messages} msgs, load {self.load_average:.2f})"
+                + (f"; all delivered at {self.messages / self.delivered_after:.0f} msg/s"
+                   if self.delivered_after else ""))
 
     def ceiling(self, cores: int) -> float:
         """The rate at which server and client together would use every core (both at their CPU a message)."""
         return cores * self.messages / (self.cpu + self.client_cpu)
 
 
-def run(target: Target, load: Load, senders: list[str], processes: int, server_pid: int) -> Figures:
-    """Drive the sessions from several client processes, so that the client is not what is measured."""
+def wait_delivered(delivered: Callable[[], int], count: int, patience: float = 300) -> None:
+    """Until ``delivered()`` reaches ``count`` (a server's queue has drained), within ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while delivered() < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{delivered()} of {count} messages delivered after {patience:.0f} s")
+        time.sleep(0.05)
+
+
+def run(target: Target, load: Load, senders: list[str], processes: int, server_pid: int,
+        delivered: Callable[[], int] | None = None) -> Figures:
+    """Drive the sessions from several client processes, so that the client is not what is measured.
+
+    ``delivered``: for a server that delivers after its 250, how many messages it has delivered so far; the
+    round then ends when its queue is empty (so that its deliveries neither go uncounted nor run into the next
+    server's round), and its CPU is counted up to then."""
     processes = max(1, min(processes, len(senders)))
     with multiprocessing.Manager() as manager:
         start = manager.Event()
         with multiprocessing.Pool(processes) as pool:
             shares = [senders[i::processes] for i in range(processes)]
             pending = [pool.apply_async(client_process, (target, load, share, start)) for share in shares]
+            before = delivered() if delivered is not None else 0
             cpu_before = cpu_seconds(server_pid)
             started = time.perf_counter()
             start.set()
             results = [p.get() for p in pending]
             elapsed = time.perf_counter() - started
+            latencies = [lat for share_latencies, _ in results for lat in share_latencies]
+            delivered_after = None
+            if delivered is not None:
+                wait_delivered(delivered, before + len(latencies))
+                delivered_after = time.perf_counter() - started
             cpu = cpu_seconds(server_pid) - cpu_before
-    latencies = [lat for share_latencies, _ in results for lat in share_latencies]
     return Figures(len(latencies), elapsed, latencies, cpu, load.size, os.getloadavg()[0],
-                   sum(used for _, used in results))
+                   sum(used for _, used in results), delivered_after)
 
 
 def main() -> None:
@@ -290,7 +315,8 @@ def main() -> None:
         try:
             gateway.start()
             assert gateway.process is not None
-            targets = [(Target("gateway", gateway.smtp_port, str(pki.ca_bundle)), gateway.process.pid)]
+            targets: list[tuple[Target, int, Callable[[], int] | None]] = [
+                (Target("gateway", gateway.smtp_port, str(pki.ca_bundle)), gateway.process.pid, None)]
             if postfix is not None:
                 try:
                     postfix.start()
@@ -300,12 +326,12 @@ def main() -> None:
             if postfix is not None:
                 master = postfix.master_pid()
                 assert master is not None
-                targets.append((Target("postfix", postfix.port, str(pki.ca_bundle)), master))
+                targets.append((Target("postfix", postfix.port, str(pki.ca_bundle)), master, postfix.delivered))
             print(f"store: {'sqlite' if url.startswith('sqlite') else 'postgresql'}; client: {args.client}; "
                   f"workers: {args.workers or 'one per core'}; cores: {os.cpu_count()}; "
                   f"postfix: {'Maildir via virtual(8), SASL PLAIN from sasldb' if postfix else 'not run'}")
-            for target, pid in targets:  # warm-up: TLS session caches, pools, first logins
-                run(target, Load("reuse", 1024, 5), senders[:max(counts)], args.client_processes, pid)
+            for target, pid, delivered in targets:  # warm-up: TLS session caches, pools, first logins
+                run(target, Load("reuse", 1024, 5), senders[:max(counts)], args.client_processes, pid, delivered)
             cores = os.cpu_count() or 1
             for mode in modes:
                 for size_name in sizes:
@@ -317,9 +343,9 @@ def main() -> None:
                         print(f"{mode}, {size_name}, {count} session(s):")
                         for _ in range(args.rounds):
                             figures = {}
-                            for target, pid in targets:
+                            for target, pid, delivered in targets:
                                 figures[target.name] = run(target, load, senders[:count], args.client_processes,
-                                                           pid)
+                                                           pid, delivered)
                                 print(figures[target.name].line(target.name), flush=True)
                             if "postfix" in figures:
                                 ours, theirs = figures["gateway"], figures["postfix"]
