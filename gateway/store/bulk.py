@@ -43,6 +43,7 @@ from gateway.store.effects import Effect, EventRow
 from gateway.store.events import log_event, now
 from gateway.store.mailstore import StoredMessage, is_seen
 from gateway.store.models import Base, Delivery, Event, Folder, Message
+from gateway.store.sqlite_driver import BUSY
 from gateway.store.sqlite_writes import sql_time
 
 
@@ -207,11 +208,13 @@ def _pending(table: Table, rows: list[tuple[int, dict[str, Any]]]) -> _Pending |
 
 async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plans: list[Plan]) -> list[int]:
     """SQLite: the same rows as :func:`apply`, as plain ``sqlite3`` statements run in one call on the
-    transaction's own connection thread (:mod:`gateway.store.plain` binds them as SQLAlchemy would).
+    transaction's connection (:mod:`gateway.store.plain` binds them as SQLAlchemy would).
 
-    Every parameter is converted before the call; on the thread, under the write lock, only the new ids are
-    filled in. Statement and result processing, the greenlet and a thread hop per statement cost more than
-    SQLite's own work on these rows. Conversation changes are applied in the same call, after the deliveries
+    Every parameter is converted before the call; in it, under the write lock, only the new ids are filled in.
+    Statement and result processing, the greenlet and a thread hop per statement cost more than SQLite's own
+    work on these rows. The call runs on the event loop's thread, so no hop to the connection's thread and back
+    lengthens the time the lock is held (bench/HISTORY.md); on the connection's thread only when another writer
+    has the lock. Conversation changes are applied in the same call, after the deliveries
     (:func:`gateway.store.effects.apply_conversation_plain`); rows plain statements cannot bind alike go through
     :func:`gateway.store.effects.apply` afterwards, in the same transaction.
     """
@@ -296,7 +299,10 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
 
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    message_ids, folders, conversation_events = await driver.run_plain(write)
+    # Under the write lock: the statements on this thread, not a hop to the connection's and back
+    # (gateway/store/sqlite_driver.py); on the connection's thread only if another writer holds the lock.
+    done = driver.run_plain_inline(write)
+    message_ids, folders, conversation_events = await driver.run_plain(write) if done is BUSY else done
     for folder_id in folders:
         mark_changed(session, folder_id)
     for wake in wakes:

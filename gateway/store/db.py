@@ -37,6 +37,10 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+#: How long a statement waits for another connection's write lock (``PRAGMA busy_timeout``).
+BUSY_TIMEOUT_MS = 30000
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the driver, decide when transactions begin (the driver's implicit BEGIN is deferred
     # and would make two writers deadlock on lock upgrade).
@@ -45,7 +49,7 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # Each pooled connection keeps its own page cache (2 MiB by default) for as long as it lives: reads of
     # message bodies by many concurrent IMAP sessions would pin tens of MiB. The OS cache serves re-reads.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")

@@ -26,10 +26,24 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from gateway.store.db import BUSY_TIMEOUT_MS
+
 _Outcome = tuple[Any, list[Any], int, int | None]
 T = TypeVar("T")
 #: The statements that open a transaction (store/db.py's begin hook), deferred to the next statement's hop.
 _BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE"})
+
+
+class Busy:
+    """What :meth:`OneHopConnection.run_plain_inline` answers when the write lock is another connection's."""
+
+
+BUSY = Busy()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(exc)
 
 
 class OneHopCursor:
@@ -161,6 +175,33 @@ class OneHopConnection(aiosqlite.Connection):
         finally:
             self.in_transaction = sqlite.in_transaction
 
+    def run_plain_inline(self, work: Callable[[sqlite3.Connection], T]) -> T | Busy:
+        """``work(connection)`` right here, on the event loop's thread, inside the transaction the session opened:
+        no hop to the connection's thread and back while the write lock is held (each hop waits for the
+        interpreter lock and a turn of the busy loop, which the other writers wait behind). For a batch's few
+        statements only: SQLite's CPU work, no sync (the COMMIT, which syncs, still runs on the thread).
+
+        The kept ``BEGIN`` runs first without waiting: when another connection holds the write lock,
+        :data:`BUSY` is returned and nothing was run (the caller goes to the thread, where SQLite may wait).
+        Safe because a connection serves one session at a time and its thread is idle between its calls."""
+        begin, self._begin = self._begin, None
+        sqlite = self._conn
+        try:
+            if begin is not None:
+                sqlite.execute("PRAGMA busy_timeout=0")  # never a wait on the event loop
+                try:
+                    sqlite.execute(begin)
+                except sqlite3.OperationalError as exc:
+                    if sqlite.in_transaction or not _is_busy(exc):
+                        raise
+                    self._begin = begin
+                    return BUSY
+                finally:
+                    sqlite.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            return work(sqlite)
+        finally:
+            self.in_transaction = sqlite.in_transaction
+
     def sqlite(self) -> sqlite3.Connection:
         """The sqlite3 connection; only to be used on the connection's thread."""
         return self._conn
@@ -180,7 +221,7 @@ def connector(path: Path) -> Callable[[], OneHopConnection]:
     """An ``async_creator`` for :func:`sqlalchemy.ext.asyncio.create_async_engine` opening the file ``path``."""
 
     def connect() -> OneHopConnection:
-        connection = OneHopConnection(partial(sqlite3.connect, str(path)), 64)
+        connection = OneHopConnection(partial(sqlite3.connect, str(path), check_same_thread=False), 64)
         connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
         return connection
 

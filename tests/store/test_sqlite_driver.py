@@ -7,13 +7,16 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store import db
-from gateway.store.sqlite_driver import OneHopConnection
+from gateway.store.sqlite_driver import BUSY, OneHopConnection
 
 
 def _run(coro: object) -> object:
@@ -75,5 +78,55 @@ def test_a_rolled_back_transaction_is_undone_and_a_committed_one_is_durable(tmp_
         async with other.connect() as conn:
             assert list((await conn.execute(text("SELECT v FROM t"))).scalars()) == ["kept"]
         await other.dispose()
+
+    _run(main())
+
+
+async def _driver(session: AsyncSession) -> OneHopConnection:
+    driver = (await (await session.connection()).get_raw_connection()).driver_connection
+    assert isinstance(driver, OneHopConnection)
+    return driver
+
+
+def test_plain_statements_inline_run_in_the_transaction_and_never_wait_for_another_writer(tmp_path: Path) -> None:
+    """``run_plain_inline`` (the group commit's batch, on the event loop's thread): its statements are the
+    session's transaction; when another connection holds the write lock it runs nothing and says BUSY at once
+    (a wait there would stall every session of the process), and the same work then waits on the thread."""
+    path = tmp_path / "d.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+
+    def insert(value: str) -> Callable[[sqlite3.Connection], int]:
+        return lambda connection: connection.execute("INSERT INTO t VALUES (?)", (value,)).lastrowid or 0
+
+    async def main() -> None:
+        engine = db.create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT)"))
+        sessions = db.sessionmaker(engine)
+        async with sessions() as session:
+            async with session.begin():
+                driver = await _driver(session)
+                assert driver.run_plain_inline(insert("inline")) == 1
+            transaction = await session.begin()
+            driver = await _driver(session)
+            assert driver.run_plain_inline(insert("undone")) == 2
+            await transaction.rollback()
+
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        async with sessions() as session:
+            async with session.begin():
+                driver = await _driver(session)
+                assert driver.run_plain_inline(insert("waited")) is BUSY
+                waiting = asyncio.ensure_future(driver.run_plain(insert("waited")))
+                other.execute("COMMIT")
+                assert await waiting == 2
+                timeout = await driver.run_plain(lambda c: c.execute("PRAGMA busy_timeout").fetchone()[0])
+                assert timeout == db.BUSY_TIMEOUT_MS  # the thread's statements wait for other writers again
+        other.close()
+        await engine.dispose()
+        check = sqlite3.connect(path)
+        assert [r[0] for r in check.execute("SELECT v FROM t ORDER BY rowid")] == ["inline", "waited"]
+        check.close()
 
     _run(main())
