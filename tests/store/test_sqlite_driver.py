@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store import db
 from gateway.store.sqlite_driver import BUSY, OneHopConnection
@@ -59,14 +59,19 @@ def test_statements_results_counts_and_ids_through_the_one_hop_driver(tmp_path: 
     _run(main())
 
 
+async def _store_of_one_table(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """An engine on a new store with one table ``t (v TEXT)``, and its writers' sessions."""
+    engine = db.create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (v TEXT)"))
+    return engine, db.sessionmaker(engine)
+
+
 def test_a_rolled_back_transaction_is_undone_and_a_committed_one_is_durable(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'd.sqlite3'}"
 
     async def main() -> None:
-        engine = db.create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (v TEXT)"))
-        sessions = db.sessionmaker(engine)
+        engine, sessions = await _store_of_one_table(url)
         async with sessions() as session:
             async with session.begin():
                 await session.execute(text("INSERT INTO t VALUES ('kept')"))
@@ -99,10 +104,7 @@ def test_plain_statements_inline_run_in_the_transaction_and_never_wait_for_anoth
         return lambda connection: connection.execute("INSERT INTO t VALUES (?)", (value,)).lastrowid or 0
 
     async def main() -> None:
-        engine = db.create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (v TEXT)"))
-        sessions = db.sessionmaker(engine)
+        engine, sessions = await _store_of_one_table(url)
         async with sessions() as session:
             async with session.begin():
                 driver = await _driver(session)
