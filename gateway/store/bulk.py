@@ -299,8 +299,6 @@ async def _apply_sqlite(session: AsyncSession, connection: AsyncConnection, plan
 
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    # Under the write lock: the statements on this thread, not a hop to the connection's and back
-    # (gateway/store/sqlite_driver.py); on the connection's thread only if another writer holds the lock.
     done = driver.run_plain_inline(write)
     message_ids, folders, conversation_events = await driver.run_plain(write) if done is BUSY else done
     for folder_id in folders:

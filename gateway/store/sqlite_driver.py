@@ -41,11 +41,6 @@ class Busy:
 BUSY = Busy()
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(exc)
-
-
 class OneHopCursor:
     """What SQLAlchemy's aiosqlite adapter needs of a cursor: each execute is one call on the thread."""
 
@@ -192,7 +187,7 @@ class OneHopConnection(aiosqlite.Connection):
                 try:
                     sqlite.execute(begin)
                 except sqlite3.OperationalError as exc:
-                    if sqlite.in_transaction or not _is_busy(exc):
+                    if sqlite.in_transaction or exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                         raise
                     self._begin = begin
                     return BUSY
