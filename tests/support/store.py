@@ -23,17 +23,28 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._migrated = False
 
     def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async def main() -> T:
-            await db.migrate(self.url)
-            engine = db.create_engine(self.url)
-            try:
-                async with db.sessionmaker(engine)() as session, session.begin():
-                    return await work(session)
-            finally:
-                await engine.dispose()
-        return asyncio.run(main())
+        """``work`` in a writing transaction, the schema brought up to date first."""
+        return asyncio.run(self._session(work, write=True))
+
+    def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``work`` in a reading snapshot: on SQLite it takes no write lock, so a poll made while the gateway
+        writes without a pause is answered at once instead of waiting for a turn at the lock."""
+        return asyncio.run(self._session(work, write=False))
+
+    async def _session(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool) -> T:
+        if write or not self._migrated:
+            await db.migrate(self.url)  # takes the write lock: once for reads
+            self._migrated = True
+        engine = db.create_engine(self.url)
+        try:
+            sessions = db.sessionmaker(engine) if write else db.read_sessionmaker(engine)
+            async with sessions() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
 
     def add_mailbox(self, address: str, kind: str = "PER", password: str = "secret-password",
                     **kwargs: Any) -> int:
@@ -58,16 +69,16 @@ class Store:
                      .join(Folder, Folder.id == Delivery.folder_id).join(Mailbox, Mailbox.id == Folder.mailbox_id)
                      .where(Mailbox.address == address.lower(), Folder.name == folder).order_by(Delivery.uid))
             return list((await s.execute(query)).scalars().all())
-        return self.run(work)
+        return self.read(work)
 
     def count_messages(self) -> int:
-        return self.run(lambda s: _scalar(s, select(func.count()).select_from(Message)))
+        return self.read(lambda s: _scalar(s, select(func.count()).select_from(Message)))
 
     def events(self, kind_prefix: str = "") -> list[Event]:
         async def work(s: AsyncSession) -> list[Event]:
             query = select(Event).where(Event.kind.startswith(kind_prefix)).order_by(Event.id)
             return list((await s.execute(query)).scalars().all())
-        return self.run(work)
+        return self.read(work)
 
 
 async def _scalar(session: AsyncSession, query: Any) -> Any:
