@@ -26,7 +26,7 @@ class Store:
         self._migrated = False
 
     def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """``work`` in a writing transaction, the schema brought up to date first."""
+        """``work`` in a writing transaction (the schema brought up to date by this helper's first call)."""
         return asyncio.run(self._session(work, write=True))
 
     def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -35,8 +35,8 @@ class Store:
         return asyncio.run(self._session(work, write=False))
 
     async def _session(self, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool) -> T:
-        if write or not self._migrated:
-            await db.migrate(self.url)  # takes the write lock: once for reads
+        if not self._migrated:  # once per helper: the check costs ~40 ms and the write lock
+            await db.migrate(self.url)
             self._migrated = True
         engine = db.create_engine(self.url)
         try:
