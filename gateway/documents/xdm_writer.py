@@ -11,20 +11,17 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import re
 import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lxml import etree
-
 from gateway.documents import xds
 from gateway.documents.cda import OID_PS_NATIONAL_ID, OID_STRUCTURE_NATIONAL_ID, CdaHeader, Code, Person, read_header
 
 SUBSET = "SUBSET01"
-_RIM = f"{{{xds.RIM}}}"
-_LCM = f"{{{xds.LCM}}}"
 
 
 @dataclass(frozen=True)
@@ -53,30 +50,52 @@ def hl7_to_utc(value: str | None) -> str | None:
     if zone is None or len(digits) < 12:
         return digits[:14]
     padded = (digits + "000000")[:14]
-    try:
-        local = datetime.strptime(padded, "%Y%m%d%H%M%S")
+    try:  # the fields read directly: strptime costs ~10 µs a call, three a document
+        local = datetime(int(padded[:4]), int(padded[4:6]), int(padded[6:8]), int(padded[8:10]),
+                         int(padded[10:12]), int(padded[12:14]))
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * (1 if zone[0] == "+" else -1)
     except ValueError:
         return digits[:14]
     return (local - offset).strftime("%Y%m%d%H%M%S")
 
 
-def _sub(parent: etree._Element, tag: str, **attrs: str) -> etree._Element:
-    return etree.SubElement(parent, _RIM + tag, {k: v for k, v in attrs.items() if v is not None})
+#: Characters XML 1.0 does not allow (section 2.2): a value holding one is refused, as lxml would.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+#: What a value may hold that needs a second look: markup, attribute white space, or a character not allowed.
+_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTRIBUTE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;",
+                            "\r": "&#13;"})
 
 
-def _slot(parent: etree._Element, name: str, *values: str | None) -> None:
+def _escaped(value: str, table: dict[int, str]) -> str:
+    if _SPECIAL.search(value) is None:  # nearly every value: codes, OIDs, names
+        return value
+    if _NOT_XML.search(value):
+        raise ValueError("A metadata value holds a character XML does not allow.")
+    return value.translate(table)
+
+
+def _element(tag: str, attrs: dict[str, str | None] | None = None, *children: str, text: str | None = None) -> str:
+    """``<rim:tag ...>`` with its attributes (None ones left out) and children (or text), as text: the metadata
+    of one message is ~100 elements, and building them as lxml nodes then serialising them took most of the
+    package's time on the path that writes one per message (HL7 acceptance)."""
+    marks = "".join(f' {name}="{_escaped(value, _ATTRIBUTE)}"' for name, value in (attrs or {}).items()
+                    if value is not None)
+    inner = "".join(children) if text is None else _escaped(text, _TEXT)
+    return f"<rim:{tag}{marks}>{inner}</rim:{tag}>" if inner else f"<rim:{tag}{marks}/>"
+
+
+def _slot(name: str, *values: str | None) -> str:
     present = [v for v in values if v]
     if not present:
-        return
-    value_list = _sub(_sub(parent, "Slot", name=name), "ValueList")
-    for value in present:
-        _sub(value_list, "Value").text = value
+        return ""
+    return _element("Slot", {"name": name}, _element("ValueList", None,
+                                                     *(_element("Value", text=value) for value in present)))
 
 
-def _name(parent: etree._Element, text: str | None, tag: str = "Name") -> None:
-    if text:
-        _sub(_sub(parent, tag), "LocalizedString", value=text, charset="UTF-8")
+def _name(text: str | None, tag: str = "Name") -> str:
+    return _element(tag, None, _element("LocalizedString", {"value": text, "charset": "UTF-8"})) if text else ""
 
 
 class _Ids:
@@ -88,14 +107,12 @@ class _Ids:
         return f"{prefix}{self.count:02d}"
 
 
-def _classify(parent: etree._Element, ids: _Ids, scheme: str, obj: str, code: Code | None,
-              name: str | None = None) -> None:
+def _classify(ids: _Ids, scheme: str, obj: str, code: Code | None, name: str | None = None) -> str:
     if code is None:
-        return
-    element = _sub(parent, "Classification", id=ids("cl"), classificationScheme=scheme, classifiedObject=obj,
-                   nodeRepresentation=code.code)
-    _slot(element, "codingScheme", code.code_system)
-    _name(element, name or code.display_name)
+        return ""
+    return _element("Classification", {"id": ids("cl"), "classificationScheme": scheme, "classifiedObject": obj,
+                                       "nodeRepresentation": code.code},
+                    _slot("codingScheme", code.code_system), _name(name or code.display_name))
 
 
 def _xcn(person: Person) -> str | None:
@@ -118,78 +135,83 @@ def _xon(person: Person) -> str | None:
     return f"{organisation.name}^^^^^&{organisation.id.root}&ISO{kind}^^^{organisation.id.extension}"
 
 
-def _author(parent: etree._Element, ids: _Ids, scheme: str, obj: str, person: Person) -> None:
-    element = _sub(parent, "Classification", id=ids("cl"), classificationScheme=scheme, classifiedObject=obj,
-                   nodeRepresentation="")
-    _slot(element, "authorPerson", _xcn(person))
-    _slot(element, "authorInstitution", _xon(person))
-    if person.role is not None:
-        _slot(element, "authorSpecialty",
-              f"{person.role.code}^{person.role.display_name or ''}^{person.role.code_system or ''}")
+def _author(ids: _Ids, scheme: str, obj: str, person: Person) -> str:
+    specialty = (f"{person.role.code}^{person.role.display_name or ''}^{person.role.code_system or ''}"
+                 if person.role is not None else None)
+    return _element("Classification", {"id": ids("cl"), "classificationScheme": scheme, "classifiedObject": obj,
+                                       "nodeRepresentation": ""},
+                    _slot("authorPerson", _xcn(person)), _slot("authorInstitution", _xon(person)),
+                    _slot("authorSpecialty", specialty))
 
 
-def _identifier(parent: etree._Element, ids: _Ids, scheme: str, obj: str, value: str, label: str) -> None:
-    element = _sub(parent, "ExternalIdentifier", id=ids("ei"), identificationScheme=scheme, registryObject=obj,
-                   value=value)
-    _name(element, label)
+def _identifier(ids: _Ids, scheme: str, obj: str, value: str, label: str) -> str:
+    return _element("ExternalIdentifier", {"id": ids("ei"), "identificationScheme": scheme, "registryObject": obj,
+                                           "value": value}, _name(label))
+
+
+def _entry(ids: _Ids, index: int, document: WrittenDocument) -> str:
+    """The ExtrinsicObject of one document (its slots, classifications and identifiers) and its association."""
+    header = document.header
+    entry = f"Document{index:02d}"
+    patient = header.patient
+    cx = xds.cx(patient.matricule, patient.oid) if patient.matricule and patient.oid else None
+    legal = _xcn(header.legal_authenticator) if header.legal_authenticator is not None else None
+    parts = [
+        _slot("creationTime", hl7_to_utc(header.effective_time)),
+        _slot("hash", document.sha1),
+        _slot("size", str(document.size)),
+        _slot("languageCode", header.language),
+        _slot("URI", document.path.rsplit("/", 1)[-1]),
+        _slot("legalAuthenticator", legal),
+        _slot("serviceStartTime", hl7_to_utc(header.service_start)),
+        _slot("serviceStopTime", hl7_to_utc(header.service_stop)),
+        _slot("sourcePatientId", cx),
+        _slot("sourcePatientInfo",
+              f"PID-5|{patient.birth_name or ''}^{patient.first_name or ''}^^^^^L" if patient.birth_name else None,
+              f"PID-7|{patient.birth_date.replace('-', '')}" if patient.birth_date else None,
+              f"PID-8|{patient.sex}" if patient.sex else None),
+        _name(header.title),
+        *(_author(ids, xds.DE_AUTHOR, entry, author) for author in header.authors),
+        _classify(ids, xds.DE_CONFIDENTIALITY, entry, header.confidentiality),
+        _classify(ids, xds.DE_FORMAT_CODE, entry, Code(header.format_code, "1.2.250.1.213.1.1.4.2.282")),
+        _classify(ids, xds.DE_FACILITY_TYPE, entry, header.healthcare_facility),
+        _classify(ids, xds.DE_PRACTICE_SETTING, entry, header.practice_setting),
+        _classify(ids, xds.DE_TYPE_CODE, entry, header.code),
+        _identifier(ids, xds.DE_PATIENT_ID, entry, cx, "XDSDocumentEntry.patientId") if cx else "",
+        _identifier(ids, xds.DE_UNIQUE_ID, entry, header.unique_id, "XDSDocumentEntry.uniqueId"),
+    ]
+    extrinsic = _element("ExtrinsicObject", {"id": entry, "mimeType": "text/xml", "objectType": xds.DOCUMENT_ENTRY},
+                         *parts)
+    association = _element("Association", {"id": ids("as"), "associationType": xds.HAS_MEMBER,
+                                           "sourceObject": "SubmissionSet01", "targetObject": entry},
+                           _slot("SubmissionSetStatus", "Original"))
+    return extrinsic + association
 
 
 def metadata_xml(written: Sequence[WrittenDocument], *, source_id: str, submission_id: str,
                  submission_time: datetime, content_type: Code | None = None) -> bytes:
     """The ebRIM ``SubmitObjectsRequest`` describing ``written`` (one submission set, one entry per CDA)."""
     ids = _Ids()
-    request = etree.Element(_LCM + "SubmitObjectsRequest", nsmap={"lcm": xds.LCM, "rim": xds.RIM})
-    objects = _sub(request, "RegistryObjectList")
     first = written[0].header
     patient_cx = xds.cx(first.patient.matricule, first.patient.oid) \
         if first.patient.matricule and first.patient.oid else None
-    package = _sub(objects, "RegistryPackage", id="SubmissionSet01")
-    _slot(package, "submissionTime", submission_time.astimezone(UTC).strftime("%Y%m%d%H%M%S"))
-    _name(package, "Documents CDA")
-    if first.authors:
-        _author(package, ids, xds.SS_AUTHOR, "SubmissionSet01", first.authors[0])
-    _classify(package, ids, xds.SS_CONTENT_TYPE, "SubmissionSet01", content_type)
-    if patient_cx:
-        _identifier(package, ids, xds.SS_PATIENT_ID, "SubmissionSet01", patient_cx, "XDSSubmissionSet.patientId")
-    _identifier(package, ids, xds.SS_SOURCE_ID, "SubmissionSet01", source_id, "XDSSubmissionSet.sourceId")
-    _identifier(package, ids, xds.SS_UNIQUE_ID, "SubmissionSet01", submission_id, "XDSSubmissionSet.uniqueId")
-    _sub(objects, "Classification", id=ids("cl"), classifiedObject="SubmissionSet01",
-         classificationNode=xds.SUBMISSION_SET)
-    for index, document in enumerate(written, start=1):
-        header = document.header
-        entry = f"Document{index:02d}"
-        extrinsic = _sub(objects, "ExtrinsicObject", id=entry, mimeType="text/xml", objectType=xds.DOCUMENT_ENTRY)
-        patient = header.patient
-        cx = xds.cx(patient.matricule, patient.oid) if patient.matricule and patient.oid else None
-        _slot(extrinsic, "creationTime", hl7_to_utc(header.effective_time))
-        _slot(extrinsic, "hash", document.sha1)
-        _slot(extrinsic, "size", str(document.size))
-        _slot(extrinsic, "languageCode", header.language)
-        _slot(extrinsic, "URI", document.path.rsplit("/", 1)[-1])
-        if header.legal_authenticator is not None:
-            _slot(extrinsic, "legalAuthenticator", _xcn(header.legal_authenticator))
-        _slot(extrinsic, "serviceStartTime", hl7_to_utc(header.service_start))
-        _slot(extrinsic, "serviceStopTime", hl7_to_utc(header.service_stop))
-        _slot(extrinsic, "sourcePatientId", cx)
-        _slot(extrinsic, "sourcePatientInfo",
-              f"PID-5|{patient.birth_name or ''}^{patient.first_name or ''}^^^^^L" if patient.birth_name else None,
-              f"PID-7|{patient.birth_date.replace('-', '')}" if patient.birth_date else None,
-              f"PID-8|{patient.sex}" if patient.sex else None)
-        _name(extrinsic, header.title)
-        for author in header.authors:
-            _author(extrinsic, ids, xds.DE_AUTHOR, entry, author)
-        _classify(extrinsic, ids, xds.DE_CONFIDENTIALITY, entry, header.confidentiality)
-        _classify(extrinsic, ids, xds.DE_FORMAT_CODE, entry, Code(header.format_code, "1.2.250.1.213.1.1.4.2.282"))
-        _classify(extrinsic, ids, xds.DE_FACILITY_TYPE, entry, header.healthcare_facility)
-        _classify(extrinsic, ids, xds.DE_PRACTICE_SETTING, entry, header.practice_setting)
-        _classify(extrinsic, ids, xds.DE_TYPE_CODE, entry, header.code)
-        if cx:
-            _identifier(extrinsic, ids, xds.DE_PATIENT_ID, entry, cx, "XDSDocumentEntry.patientId")
-        _identifier(extrinsic, ids, xds.DE_UNIQUE_ID, entry, header.unique_id, "XDSDocumentEntry.uniqueId")
-        association = _sub(objects, "Association", id=ids("as"), associationType=xds.HAS_MEMBER,
-                           sourceObject="SubmissionSet01", targetObject=entry)
-        _slot(association, "SubmissionSetStatus", "Original")
-    return bytes(etree.tostring(request, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+    package = _element("RegistryPackage", {"id": "SubmissionSet01"},
+                       _slot("submissionTime", submission_time.astimezone(UTC).strftime("%Y%m%d%H%M%S")),
+                       _name("Documents CDA"),
+                       _author(ids, xds.SS_AUTHOR, "SubmissionSet01", first.authors[0]) if first.authors else "",
+                       _classify(ids, xds.SS_CONTENT_TYPE, "SubmissionSet01", content_type),
+                       _identifier(ids, xds.SS_PATIENT_ID, "SubmissionSet01", patient_cx,
+                                   "XDSSubmissionSet.patientId") if patient_cx else "",
+                       _identifier(ids, xds.SS_SOURCE_ID, "SubmissionSet01", source_id, "XDSSubmissionSet.sourceId"),
+                       _identifier(ids, xds.SS_UNIQUE_ID, "SubmissionSet01", submission_id,
+                                   "XDSSubmissionSet.uniqueId"))
+    marker = _element("Classification", {"id": ids("cl"), "classifiedObject": "SubmissionSet01",
+                                         "classificationNode": xds.SUBMISSION_SET})
+    entries = [_entry(ids, index, document) for index, document in enumerate(written, start=1)]
+    objects = _element("RegistryObjectList", None, package, marker, *entries)
+    return (f"<?xml version='1.0' encoding='UTF-8'?>\n"
+            f'<lcm:SubmitObjectsRequest xmlns:lcm="{xds.LCM}" xmlns:rim="{xds.RIM}">{objects}'
+            f"</lcm:SubmitObjectsRequest>\n").encode()
 
 
 def _readme(source: str) -> bytes:

@@ -9,6 +9,7 @@ import time
 import tracemalloc
 import zipfile
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -63,6 +64,28 @@ def test_written_metadata_is_valid_ebrim() -> None:
     archive, _ = build_xdm([sample("BIO-CR-BIO_2024.01_TSH_1.xml"), sample("IMG_CR_IMG_2024.01.xml")])
     metadata = etree.fromstring(_files(archive)["IHE_XDM/SUBSET01/METADATA.XML"])
     assert schema.validate(metadata), schema.error_log
+
+
+def test_metadata_values_with_markup_characters_are_escaped_and_read_back() -> None:
+    """The metadata is written as text: a title holding ``& < > " '``, tabs and line breaks stays one valid
+    value, read back as it was (in an attribute, white space other than spaces is written as references)."""
+    title = "R&D <x> \"q\" 'p' é\n\tsuite\r"
+    document = sample("BIO-CR-BIO_2024.01_TSH_1.xml")
+    header = replace(read_header(document, validate=False), title=title)
+    archive, _ = build_xdm([document], headers=[header])
+    metadata = etree.fromstring(_files(archive)["IHE_XDM/SUBSET01/METADATA.XML"])
+    schema = etree.XMLSchema(etree.parse(str(SAMPLES / "xds-schema" / "ebRS" / "lcm.xsd")))
+    assert schema.validate(metadata), schema.error_log
+    rim = "{urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0}"
+    names = [e.get("value") for e in metadata.iter(f"{rim}LocalizedString")
+             if e.getparent().getparent().tag == f"{rim}ExtrinsicObject"]
+    assert names == [title]
+
+
+def test_metadata_refuses_a_character_xml_does_not_allow() -> None:
+    header = read_header(sample("BIO-CR-BIO_2024.01_TSH_1.xml"), validate=False)
+    with pytest.raises(ValueError, match="XML does not allow"):
+        build_xdm([sample("BIO-CR-BIO_2024.01_TSH_1.xml")], headers=[replace(header, title="bell\x07")])
 
 
 def test_mss_headers_follow_the_ans_client_specification() -> None:
