@@ -6,6 +6,7 @@ of the quota runs a real gateway process.
 
 from __future__ import annotations
 
+import datetime
 import imaplib
 import re
 import smtplib
@@ -217,6 +218,27 @@ def test_search_sent_dates_use_the_date_header(imap: ImapHarness) -> None:
     assert numbers(ok(client, "SEARCH SENTON 15-Jun-2021")) == [2]
     assert numbers(ok(client, "SEARCH SENTSINCE 1-Jan-2022")) == [3]
     assert numbers(ok(client, "SEARCH SENTSINCE 15-Jun-2021")) == [2, 3]
+    client.logout()
+
+
+def test_search_older_and_younger_split_the_folder_at_now_less_the_interval(imap: ImapHarness) -> None:
+    """RFC 5032 (WITHIN): OLDER n and YOUNGER n compare the internal date (set here by APPEND) with now less n
+    seconds; together they match every message once; an interval of 0 is not a ``nz-number``."""
+    client = imap.imaps()
+    assert "WITHIN" in client.capabilities
+    now = datetime.datetime.now(datetime.UTC)
+    for days in (400, 2, 0):
+        status, _ = client.append("INBOX", "", imaplib.Time2Internaldate(now - datetime.timedelta(days=days)),
+                                  message(f"Il y a {days} jours"))
+        assert status == "OK"
+    client.select("INBOX")
+    assert numbers(ok(client, "SEARCH YOUNGER 3600")) == [3]
+    assert numbers(ok(client, "SEARCH OLDER 3600")) == [1, 2]
+    assert numbers(ok(client, "SEARCH OLDER 86400 YOUNGER 31536000")) == [2]
+    assert numbers(ok(client, "UID SEARCH NOT YOUNGER 86400")) == [1, 2]
+    assert numbers(ok(client, "SEARCH OR OLDER 31536000 YOUNGER 60")) == [1, 3]
+    status, _ = raw(client, "SEARCH OLDER 0")
+    assert status.startswith(b"BAD"), status
     client.logout()
 
 

@@ -1,4 +1,5 @@
-"""SEARCH keys as a small tree (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 ``$``).
+"""SEARCH keys as a small tree (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 ``$``,
+RFC 5032 OLDER and YOUNGER).
 
 The tree is built without recursion (an explicit stack in :func:`gateway.imap.proto.parser.parse`), bounded by
 :data:`~gateway.imap.proto.limits.MAX_DEPTH` and :data:`~gateway.imap.proto.limits.MAX_ITEMS`, so a client's
@@ -11,8 +12,8 @@ Key names and their ``arg``:
 * ``str``: BCC BODY CC FROM SUBJECT TEXT TO (the text to find), KEYWORD UNKEYWORD (the flag, canonical case),
   EMAILID THREADID (RFC 8474)
 * ``datetime.date``: BEFORE ON SINCE SENTBEFORE SENTON SENTSINCE
-* ``int``: LARGER SMALLER, MODSEQ (RFC 7162 3.1.5; the optional entry name and type are validated and dropped:
-  the store keeps one mod-sequence per message)
+* ``int``: LARGER SMALLER, OLDER YOUNGER (an interval in seconds, RFC 5032), MODSEQ (RFC 7162 3.1.5; the
+  optional entry name and type are validated and dropped: the store keeps one mod-sequence per message)
 * ``tuple[str, str]``: HEADER (field name upper case, text)
 * :class:`~gateway.imap.proto.sequence.SequenceSet`: UID, and SEQ for a bare sequence set or ``$``
 
@@ -79,6 +80,8 @@ KEYWORD_KEYS = frozenset({"KEYWORD", "UNKEYWORD"})
 DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
 #: Keys whose argument is a number.
 NUMBER_KEYS = frozenset({"LARGER", "SMALLER"})
+#: Keys whose argument is an interval in seconds before now (RFC 5032 WITHIN: a ``nz-number``).
+INTERVAL_KEYS = frozenset({"OLDER", "YOUNGER"})
 #: Keys whose argument is an object identifier (RFC 8474 6).
 OBJECTID_KEYS = frozenset({"EMAILID", "THREADID"})
 
@@ -98,6 +101,8 @@ def _simple_key(cur: Cursor, name: str) -> Key:
         return Key(name, cur.date())
     if name in NUMBER_KEYS:
         return Key(name, cur.number("a size in octets", limit=MAX_NUMBER64))
+    if name in INTERVAL_KEYS:
+        return Key(name, cur.nz_number("an interval in seconds (RFC 5032)"))
     if name in KEYWORD_KEYS:
         return Key(name, cur.flag(keyword_only=True))
     if name == "HEADER":

@@ -1,12 +1,12 @@
 """SEARCH keys compiled to ONE SQL condition over the selected folder's deliveries (RFC 9051 6.4.4).
 
-Flags, dates, sizes, sequence and UID sets, MODSEQ (RFC 7162 3.1.5), ``$`` (RFC 5182) and the address and subject
-fields (case-folded columns of ``message_anatomy``) are plain conditions; TEXT and BODY are subqueries of the
-trigram index. HEADER is the one key SQL cannot decide alone (a header line must hold the text, not the header
-block): its candidates come from the index and are confirmed in Python over their decoded header text, then the
-key is a set of message ids in the query. A long body not yet in the index (indexed after its commit) is read
-from the message itself, and the messages holding the text join the TEXT/BODY condition as ids. The tree is
-walked with an explicit stack, never recursion.
+Flags, dates, intervals (RFC 5032), sizes, sequence and UID sets, MODSEQ (RFC 7162 3.1.5), ``$`` (RFC 5182) and the
+address and subject fields (case-folded columns of ``message_anatomy``) are plain conditions; TEXT and BODY are
+subqueries of the trigram index. HEADER is the one key SQL cannot decide alone (a header line must hold the text,
+not the header block): its candidates come from the index and are confirmed in Python over their decoded header
+text, then the key is a set of message ids in the query. A long body not yet in the index (indexed after its
+commit) is read from the message itself, and the messages holding the text join the TEXT/BODY condition as ids. The
+tree is walked with an explicit stack, never recursion.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -119,6 +119,9 @@ def _leaf(view: SelectedView, key: Key, dialect: str, needs: _Needs,
     if name in ("BEFORE", "ON", "SINCE"):
         assert isinstance(arg, dt.date)
         return _date_condition(Delivery.internal_date, name, arg)
+    if name in ("OLDER", "YOUNGER"):  # RFC 5032: the internal date against now less the interval
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(arg))  # type: ignore[arg-type]
+        return Delivery.internal_date < cutoff if name == "OLDER" else Delivery.internal_date >= cutoff
     if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         assert isinstance(arg, dt.date)
         needs.anatomy = True  # no readable Date header: the internal date stands in (as for SORT, RFC 5256 3)

@@ -290,6 +290,14 @@ def test_rfc3501_search_examples() -> None:
     )
 
 
+def test_rfc5032_within_keys() -> None:
+    assert cmd(b"A1 SEARCH UNSEEN YOUNGER 259200").key == And((Key("UNSEEN"), Key("YOUNGER", 259200)))  # type: ignore[attr-defined]
+    assert cmd(b"A2 SEARCH OLDER 4294967295").key == Key("OLDER", 4294967295)  # type: ignore[attr-defined]
+    for bad in (b"A3 SEARCH OLDER 0", b"A4 SEARCH YOUNGER 4294967296", b"A5 SEARCH YOUNGER -1", b"A6 SEARCH OLDER"):
+        with pytest.raises(ProtocolError):
+            cmd(bad)
+
+
 def test_rfc4731_esearch_and_rfc5182_searchres() -> None:
     search = cmd(b'A282 SEARCH RETURN (SAVE) FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"')
     assert isinstance(search, c.Search) and search.returns == ("SAVE",)
