@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.imap.proto.limits import MAX_NUMBER, MAX_SEQUENCE_RANGES
@@ -139,6 +139,21 @@ def from_numbers(numbers: Iterable[int]) -> str:
         else:
             spans.append((number, number))
     return ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in spans)
+
+
+def in_order(numbers: Sequence[int]) -> str:
+    """``numbers`` as a sequence-set that keeps their order (RFC 5267 3.1, ESORT's ALL): each run of numbers
+    that rise or fall by one is ``first:last``, so ``[5, 4, 3, 9, 1, 2]`` is ``5:3,9,1:2``."""
+    runs: list[tuple[int, int, int]] = []  # first, last, step (0 while the run holds one number)
+    for number in numbers:
+        if runs:
+            first, last, step = runs[-1]
+            delta = number - last
+            if delta in (1, -1) and step in (0, delta):
+                runs[-1] = (first, number, delta)
+                continue
+        runs.append((number, number, 0))
+    return ",".join(str(first) if first == last else f"{first}:{last}" for first, last, _ in runs)
 
 
 def ranges_of(numbers: Iterable[int]) -> list[tuple[int, int]]:

@@ -131,6 +131,13 @@ def test_search_esearch_searchres_and_sort(engine: EngineHarness):
     assert b"* 2 FETCH (UID 2)" in reply and b"UID 1)" not in reply
     reply = exchange(sock, "f SORT (SUBJECT) UTF-8 ALL", "f")
     assert b"* SORT 2 3 1" in reply
+    # ESORT (RFC 5267): MIN and MAX are the first and last in the sort's order, ALL keeps it
+    reply = exchange(sock, "h SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL", "h")
+    assert b'* ESEARCH (TAG "h") MIN 2 MAX 1 ALL 2:3,1 COUNT 3' in reply and b"* SORT" not in reply
+    reply = exchange(sock, "i UID SORT RETURN () (REVERSE SUBJECT) UTF-8 ALL", "i")
+    assert b'* ESEARCH (TAG "i") UID ALL 1,3:2\r\n' in reply
+    reply = exchange(sock, "j SORT RETURN (COUNT MIN) (SUBJECT) UTF-8 SUBJECT nowhere", "j")
+    assert b'* ESEARCH (TAG "j") COUNT 0\r\n' in reply and b"j OK" in reply
     reply = exchange(sock, "g SEARCH CHARSET KOI8-R ALL", "g")
     assert b"g NO [BADCHARSET" in reply
     sock.close()

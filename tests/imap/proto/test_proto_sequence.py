@@ -99,3 +99,11 @@ def test_resolve_is_sorted_merged_and_matches_contains(
     for n in range(1, largest + 1, 7):
         assert seq.contains(n, largest) == (n in expected)
     assert sequence.parse(str(seq)) == seq
+
+
+def test_in_order_keeps_the_order_of_a_sort() -> None:
+    """ESORT's ALL (RFC 5267 3.1): runs rising or falling by one become ranges, the order is never changed."""
+    assert sequence.in_order([5, 4, 3, 9, 1, 2]) == "5:3,9,1:2"
+    assert sequence.in_order([3, 2, 1]) == "3:1" and sequence.in_order([1, 3, 5]) == "1,3,5"
+    assert sequence.in_order([2, 1, 2, 3]) == "2:1,2:3" and sequence.in_order([7]) == "7"
+    assert sequence.in_order([]) == ""

@@ -1,5 +1,5 @@
 """STORE, SEARCH, SORT, THREAD, COPY, MOVE, EXPUNGE, APPEND and IDLE (RFC 9051 6.3-6.4, RFC 7162,
-RFC 4731, RFC 5182, RFC 5256, RFC 6851, RFC 4315, RFC 3502, RFC 2177); FETCH is in ``fetch``.
+RFC 4731, RFC 5182, RFC 5256, RFC 5267 ESORT, RFC 6851, RFC 4315, RFC 3502, RFC 2177); FETCH is in ``fetch``.
 
 SPDX-License-Identifier: GPL-3.0-or-later
 """
@@ -115,7 +115,23 @@ async def sort(session: Session, cmd: c.Sort) -> Done:
     session.backend.saved = session.saved
     uids = await session.backend.sort(selected.view, cmd.criteria, cmd.key)
     numbers = _answer_numbers(selected, uids, cmd.uid)
-    await session.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    if cmd.returns is None:
+        await session.untagged("SORT" + "".join(f" {n}" for n in numbers))
+        return Done("SORT completed")
+    # ESORT (RFC 5267 3.1): an ESEARCH answer whose MIN and MAX are the first and last in the sort's order, and
+    # whose ALL keeps that order; RETURN () asks for ALL, as for SEARCH (RFC 4731 3.1).
+    returns = set(cmd.returns) or {"ALL"}
+    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
+    if numbers:
+        if "MIN" in returns:
+            parts.append(f"MIN {numbers[0]}")
+        if "MAX" in returns:
+            parts.append(f"MAX {numbers[-1]}")
+        if "ALL" in returns:
+            parts.append("ALL " + sequence.in_order(numbers))
+    if "COUNT" in returns:
+        parts.append(f"COUNT {len(numbers)}")
+    await session.untagged("ESEARCH " + " ".join(parts))
     return Done("SORT completed")
 
 
