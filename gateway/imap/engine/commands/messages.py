@@ -7,6 +7,7 @@ SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.imap.engine.backend import uid_set
@@ -73,6 +74,25 @@ def _answer_numbers(selected: Selected, uids: list[int], uid: bool) -> list[int]
     return [s for s in (selected.seq_of(u) for u in uids) if s is not None]
 
 
+def _esearch(tag: str, uid: bool, returns: set[str], numbers: list[int], ordered: list[int],
+             text: Callable[[list[int]], str], highest: int | None = None) -> str:
+    """The ESEARCH response (RFC 4731 3.1) with the ``returns`` asked for: MIN and MAX are the first and last of
+    ``ordered`` (ascending for SEARCH, the sort's order for ESORT), ALL is ``text(numbers)``."""
+    parts = [f'(TAG "{tag}")'] + (["UID"] if uid else [])
+    if numbers:
+        if "MIN" in returns:
+            parts.append(f"MIN {ordered[0]}")
+        if "MAX" in returns:
+            parts.append(f"MAX {ordered[-1]}")
+        if "ALL" in returns:
+            parts.append("ALL " + text(numbers))
+    if "COUNT" in returns:
+        parts.append(f"COUNT {len(numbers)}")
+    if highest is not None and numbers:
+        parts.append(f"MODSEQ {highest}")
+    return "ESEARCH " + " ".join(parts)
+
+
 async def search(session: Session, cmd: c.Search) -> Done:
     selected = _selected(session)
     if cmd.charset is not None and cmd.charset.upper() not in {"US-ASCII", "UTF-8"}:
@@ -94,19 +114,8 @@ async def search(session: Session, cmd: c.Search) -> Done:
             returns = {"ALL"}
     if not returns:
         return Done("SEARCH completed")
-    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
-    if numbers:
-        if "MIN" in returns:
-            parts.append(f"MIN {min(numbers)}")
-        if "MAX" in returns:
-            parts.append(f"MAX {max(numbers)}")
-        if "ALL" in returns:
-            parts.append("ALL " + sequence.from_numbers(numbers))
-    if "COUNT" in returns:
-        parts.append(f"COUNT {len(numbers)}")
-    if highest is not None and numbers:
-        parts.append(f"MODSEQ {highest}")
-    await session.untagged("ESEARCH " + " ".join(parts))
+    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, sorted(numbers), sequence.from_numbers,
+                                    highest))
     return Done("SEARCH completed")
 
 
@@ -121,17 +130,7 @@ async def sort(session: Session, cmd: c.Sort) -> Done:
     # ESORT (RFC 5267 3.1): an ESEARCH answer whose MIN and MAX are the first and last in the sort's order, and
     # whose ALL keeps that order; RETURN () asks for ALL, as for SEARCH (RFC 4731 3.1).
     returns = set(cmd.returns) or {"ALL"}
-    parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
-    if numbers:
-        if "MIN" in returns:
-            parts.append(f"MIN {numbers[0]}")
-        if "MAX" in returns:
-            parts.append(f"MAX {numbers[-1]}")
-        if "ALL" in returns:
-            parts.append("ALL " + sequence.in_order(numbers))
-    if "COUNT" in returns:
-        parts.append(f"COUNT {len(numbers)}")
-    await session.untagged("ESEARCH " + " ".join(parts))
+    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, numbers, sequence.in_order))
     return Done("SORT completed")
 
 
