@@ -74,16 +74,16 @@ def _answer_numbers(selected: Selected, uids: list[int], uid: bool) -> list[int]
     return [s for s in (selected.seq_of(u) for u in uids) if s is not None]
 
 
-def _esearch(tag: str, uid: bool, returns: set[str], numbers: list[int], ordered: list[int],
-             text: Callable[[list[int]], str], highest: int | None = None) -> str:
+def _esearch(tag: str, uid: bool, returns: set[str], numbers: list[int], text: Callable[[list[int]], str],
+             highest: int | None = None) -> str:
     """The ESEARCH response (RFC 4731 3.1) with the ``returns`` asked for: MIN and MAX are the first and last of
-    ``ordered`` (ascending for SEARCH, the sort's order for ESORT), ALL is ``text(numbers)``."""
+    ``numbers`` (ascending for SEARCH, in the sort's order for ESORT), ALL is ``text(numbers)``."""
     parts = [f'(TAG "{tag}")'] + (["UID"] if uid else [])
     if numbers:
         if "MIN" in returns:
-            parts.append(f"MIN {ordered[0]}")
+            parts.append(f"MIN {numbers[0]}")
         if "MAX" in returns:
-            parts.append(f"MAX {ordered[-1]}")
+            parts.append(f"MAX {numbers[-1]}")
         if "ALL" in returns:
             parts.append("ALL " + text(numbers))
     if "COUNT" in returns:
@@ -114,8 +114,7 @@ async def search(session: Session, cmd: c.Search) -> Done:
             returns = {"ALL"}
     if not returns:
         return Done("SEARCH completed")
-    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, sorted(numbers), sequence.from_numbers,
-                                    highest))
+    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, sequence.from_numbers, highest))
     return Done("SEARCH completed")
 
 
@@ -130,7 +129,7 @@ async def sort(session: Session, cmd: c.Sort) -> Done:
     # ESORT (RFC 5267 3.1): an ESEARCH answer whose MIN and MAX are the first and last in the sort's order, and
     # whose ALL keeps that order; RETURN () asks for ALL, as for SEARCH (RFC 4731 3.1).
     returns = set(cmd.returns) or {"ALL"}
-    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, numbers, sequence.in_order))
+    await session.untagged(_esearch(cmd.tag, cmd.uid, returns, numbers, sequence.in_order))
     return Done("SORT completed")
 
 
